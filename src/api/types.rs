@@ -1,0 +1,725 @@
+//! Wire types of the CCPayment API: request bodies and reply `data` objects, v2 and v1.
+//!
+//! These are a serialisation boundary, kept apart from the domain types of the batch and the
+//! engine. Amounts, fees, balances and prices are decimal *strings* end to end: they are never
+//! parsed into floats here. Replies are read leniently (missing fields default, unknown fields
+//! are ignored) because CCPayment adds fields over time; requests are written exactly, with
+//! optional fields left out rather than sent as `null`.
+//!
+//! The sandbox uses the same types for the other side of the wire, so client and simulator
+//! cannot drift apart on a field name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The v2 method names, as they appear after `/ccpayment/v2/`.
+pub mod method {
+    pub const APPLY_APP_WITHDRAW_TO_NETWORK: &str = "applyAppWithdrawToNetwork";
+    pub const APPLY_APP_WITHDRAW_TO_CWALLET: &str = "applyAppWithdrawToCwallet";
+    pub const GET_APP_WITHDRAW_RECORD: &str = "getAppWithdrawRecord";
+    pub const GET_APP_WITHDRAW_RECORD_LIST: &str = "getAppWithdrawRecordList";
+    pub const GET_APP_COIN_ASSET: &str = "getAppCoinAsset";
+    pub const GET_APP_COIN_ASSET_LIST: &str = "getAppCoinAssetList";
+    pub const GET_COIN_LIST: &str = "getCoinList";
+    pub const GET_COIN: &str = "getCoin";
+    pub const GET_COIN_USDT_PRICE: &str = "getCoinUSDTPrice";
+    pub const GET_WITHDRAW_FEE: &str = "getWithdrawFee";
+    pub const CHECK_WITHDRAWAL_ADDRESS_VALIDITY: &str = "checkWithdrawalAddressValidity";
+    pub const GET_CWALLET_USER_ID: &str = "getCwalletUserId";
+    pub const GET_CHAIN_LIST: &str = "getChainList";
+    pub const GET_FIAT_LIST: &str = "getFiatList";
+    pub const GET_SWAP_COIN_LIST: &str = "getSwapCoinList";
+
+    /// Every v2 method the client and the sandbox know.
+    pub const ALL: &[&str] = &[
+        APPLY_APP_WITHDRAW_TO_NETWORK,
+        APPLY_APP_WITHDRAW_TO_CWALLET,
+        GET_APP_WITHDRAW_RECORD,
+        GET_APP_WITHDRAW_RECORD_LIST,
+        GET_APP_COIN_ASSET,
+        GET_APP_COIN_ASSET_LIST,
+        GET_COIN_LIST,
+        GET_COIN,
+        GET_COIN_USDT_PRICE,
+        GET_WITHDRAW_FEE,
+        CHECK_WITHDRAWAL_ADDRESS_VALIDITY,
+        GET_CWALLET_USER_ID,
+        GET_CHAIN_LIST,
+        GET_FIAT_LIST,
+        GET_SWAP_COIN_LIST,
+    ];
+
+    /// v1 paths, after `/ccpayment/v1/`.
+    pub const V1_WITHDRAW: &str = "withdraw";
+    pub const V1_BILL_INFO: &str = "bill/info";
+
+    /// Methods that create a payout: a failure after sending one is ambiguous.
+    pub fn creates_payout(name: &str) -> bool {
+        matches!(
+            name,
+            APPLY_APP_WITHDRAW_TO_NETWORK | APPLY_APP_WITHDRAW_TO_CWALLET | V1_WITHDRAW
+        )
+    }
+}
+
+/// The reply envelope shared by every endpoint: `{"code":10000,"msg":"success","data":{...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub code: i64,
+    #[serde(default)]
+    pub msg: String,
+    #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+}
+
+/// A body with no parameters. Serialises as `{}`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+// ---------------------------------------------------------------------------------------------
+// Withdrawals (v2)
+// ---------------------------------------------------------------------------------------------
+
+/// `applyAppWithdrawToNetwork`: a withdrawal to a chain address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkWithdrawRequest {
+    pub order_id: String,
+    pub coin_id: u64,
+    pub chain: String,
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+    pub amount: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_pay_network_fee: Option<bool>,
+    #[serde(default, rename = "networkFeeInquiryID", skip_serializing_if = "Option::is_none")]
+    pub network_fee_inquiry_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+}
+
+/// `applyAppWithdrawToCwallet`: a transfer to a Cwallet account (ID or e-mail).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CwalletWithdrawRequest {
+    pub order_id: String,
+    pub coin_id: u64,
+    pub cwallet_user: String,
+    pub amount: String,
+}
+
+/// The reply to either withdrawal call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WithdrawReceipt {
+    pub record_id: String,
+}
+
+/// `getAppWithdrawRecord`: one record by `recordId` or `orderId` (at least one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithdrawRecordQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+/// The reply to `getAppWithdrawRecord`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WithdrawRecordData {
+    pub record: WithdrawRecord,
+}
+
+/// `getAppWithdrawRecordList`: records filtered by coin, orderIds (at most 20), chain, address
+/// and time, in pages of 20; a non-empty `nextId` in the reply means there is another page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithdrawRecordListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coin_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_address: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<i64>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_id: Option<String>,
+}
+
+/// The most orderIds one `getAppWithdrawRecordList` query may carry.
+pub const MAX_ORDER_IDS_PER_LIST_QUERY: usize = 20;
+/// The page size of `getAppWithdrawRecordList`.
+pub const RECORD_LIST_PAGE_SIZE: usize = 20;
+
+/// One page of withdrawal records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WithdrawRecordPage {
+    pub records: Vec<WithdrawRecord>,
+    pub next_id: String,
+}
+
+/// A withdrawal record, as `getAppWithdrawRecord[List]` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WithdrawRecord {
+    pub record_id: String,
+    /// `Network` or `Cwallet`.
+    pub withdraw_type: String,
+    pub coin_id: u64,
+    pub coin_symbol: String,
+    pub chain: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub from_address: String,
+    pub to_address: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub to_memo: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cwallet_user: String,
+    pub order_id: String,
+    pub tx_id: String,
+    pub status: RecordStatus,
+    pub amount: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<FeeAmount>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(rename = "coinUSDPrice", skip_serializing_if = "String::is_empty")]
+    pub coin_usd_price: String,
+}
+
+/// A fee: in which coin, and how much.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FeeAmount {
+    pub coin_id: u64,
+    pub coin_symbol: String,
+    pub amount: String,
+}
+
+/// The status of a withdrawal record or webhook. Unknown values are kept verbatim and are
+/// never taken for a final state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RecordStatus {
+    /// Held for manual approval on the dashboard.
+    WaitingApproval,
+    /// Being processed or on chain.
+    #[default]
+    Processing,
+    /// Paid.
+    Success,
+    /// Failed; the amount is refunded.
+    Failed,
+    /// Rejected by the merchant on the dashboard.
+    Rejected,
+    /// Anything else, verbatim.
+    Other(String),
+}
+
+impl RecordStatus {
+    /// Whether no further change is expected (Success, Failed, Rejected).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            RecordStatus::Success | RecordStatus::Failed | RecordStatus::Rejected
+        )
+    }
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RecordStatus::WaitingApproval => "WaitingApproval",
+            RecordStatus::Processing => "Processing",
+            RecordStatus::Success => "Success",
+            RecordStatus::Failed => "Failed",
+            RecordStatus::Rejected => "Rejected",
+            RecordStatus::Other(s) => s,
+        }
+    }
+}
+
+impl From<String> for RecordStatus {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "WaitingApproval" => RecordStatus::WaitingApproval,
+            "Processing" => RecordStatus::Processing,
+            "Success" => RecordStatus::Success,
+            "Failed" => RecordStatus::Failed,
+            "Rejected" => RecordStatus::Rejected,
+            _ => RecordStatus::Other(s),
+        }
+    }
+}
+
+impl From<RecordStatus> for String {
+    fn from(s: RecordStatus) -> Self {
+        match s {
+            RecordStatus::Other(s) => s,
+            other => other.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Balances
+// ---------------------------------------------------------------------------------------------
+
+/// `getAppCoinAsset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoinIdQuery {
+    pub coin_id: u64,
+}
+
+/// A balance. `available` may be `""`, which means zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CoinAsset {
+    pub coin_id: u64,
+    pub coin_symbol: String,
+    pub available: String,
+}
+
+/// The reply to `getAppCoinAsset`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoinAssetData {
+    pub asset: CoinAsset,
+}
+
+/// The reply to `getAppCoinAssetList`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoinAssetList {
+    pub assets: Vec<CoinAsset>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coins, chains, fees, addresses, users
+// ---------------------------------------------------------------------------------------------
+
+/// A coin with its networks, from `getCoinList` / `getCoin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Coin {
+    pub coin_id: u64,
+    pub symbol: String,
+    pub coin_full_name: String,
+    pub logo_url: String,
+    /// `Normal`, `Maintain` (withdrawals suspended), `Pre-delisting`, `Delisted`.
+    pub status: String,
+    /// Keyed by chain symbol.
+    pub networks: BTreeMap<String, CoinNetwork>,
+    pub price: String,
+}
+
+/// One network a coin can be withdrawn on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CoinNetwork {
+    pub chain: String,
+    pub chain_full_name: String,
+    pub contract: String,
+    /// Decimal places allowed in an amount on this network.
+    pub precision: u32,
+    pub can_deposit: bool,
+    pub can_withdraw: bool,
+    pub minimum_deposit_amount: String,
+    pub minimum_withdraw_amount: String,
+    /// `"0"` means no maximum.
+    pub maximum_withdraw_amount: String,
+    pub is_support_memo: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+}
+
+/// The reply to `getCoinList`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoinList {
+    pub coins: Vec<Coin>,
+}
+
+/// The reply to `getCoin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoinData {
+    pub coin: Coin,
+}
+
+/// `getCoinUSDTPrice`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoinPriceQuery {
+    pub coin_ids: Vec<u64>,
+}
+
+/// The reply to `getCoinUSDTPrice`: price strings keyed by the coin id as a string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoinPrices {
+    pub prices: BTreeMap<String, String>,
+}
+
+/// `getWithdrawFee`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithdrawFeeQuery {
+    pub coin_id: u64,
+    pub chain: String,
+}
+
+/// The reply to `getWithdrawFee`. The fee coin may be the chain's native coin rather than the
+/// coin withdrawn (USDT on POLYGON is charged in MATIC).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WithdrawFeeData {
+    pub fee: FeeAmount,
+    #[serde(rename = "networkFeeInquiryID", skip_serializing_if = "String::is_empty")]
+    pub network_fee_inquiry_id: String,
+}
+
+/// `checkWithdrawalAddressValidity`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressValidityQuery {
+    pub chain: String,
+    pub address: String,
+}
+
+/// The reply to `checkWithdrawalAddressValidity`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AddressValidity {
+    pub addr_is_valid: bool,
+}
+
+/// `getCwalletUserId`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CwalletUserQuery {
+    pub cwallet_user_id: String,
+}
+
+/// The reply to `getCwalletUserId`; the name comes back masked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CwalletUser {
+    pub cwallet_user_id: String,
+    pub cwallet_user_name: String,
+}
+
+/// `getChainList`; no chains means all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainListQuery {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<String>,
+}
+
+/// The reply to `getChainList`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChainList {
+    pub chains: Vec<ChainInfo>,
+}
+
+/// A chain's status and explorer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ChainInfo {
+    pub chain: String,
+    pub chain_full_name: String,
+    pub explorer: String,
+    /// A transaction URL template with `%s` where the txId goes.
+    pub base_url: String,
+    pub logo_url: String,
+    /// `Normal` or `Maintenance` (some sources say `Maintain`).
+    pub status: String,
+    #[serde(rename = "isEVM")]
+    pub is_evm: bool,
+    pub support_memo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u32>,
+}
+
+impl ChainInfo {
+    /// Whether the chain is operating normally (both spellings of maintenance are accepted).
+    pub fn is_normal(&self) -> bool {
+        self.status == "Normal"
+    }
+
+    /// The explorer link of a transaction, if the chain has a template and there is a txId.
+    pub fn tx_url(&self, tx_id: &str) -> Option<String> {
+        if tx_id.is_empty() || self.base_url.is_empty() {
+            return None;
+        }
+        Some(if self.base_url.contains("%s") {
+            self.base_url.replacen("%s", tx_id, 1)
+        } else {
+            format!("{}{}", self.base_url, tx_id)
+        })
+    }
+}
+
+/// The reply to `getFiatList`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FiatList {
+    pub fiats: Vec<Fiat>,
+}
+
+/// A fiat currency and its rate to the US dollar.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Fiat {
+    pub fiat_id: u64,
+    pub symbol: String,
+    pub logo_url: String,
+    pub mark: String,
+    pub usd_rate: String,
+}
+
+/// The reply to `getSwapCoinList`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SwapCoinList {
+    pub coins: Vec<SwapCoin>,
+}
+
+/// A coin that can be swapped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SwapCoin {
+    pub coin_id: u64,
+    pub symbol: String,
+    pub logo_url: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks (v2)
+// ---------------------------------------------------------------------------------------------
+
+/// The v2 webhook body: `{"type":"ApiWithdrawal","msg":{...}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub msg: WebhookWithdrawal,
+}
+
+/// The `msg` of an `ApiWithdrawal` webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WebhookWithdrawal {
+    pub record_id: String,
+    pub order_id: String,
+    pub coin_id: u64,
+    pub coin_symbol: String,
+    pub status: RecordStatus,
+}
+
+// ---------------------------------------------------------------------------------------------
+// v1
+// ---------------------------------------------------------------------------------------------
+
+/// v1 `POST /ccpayment/v1/withdraw`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1WithdrawRequest {
+    pub merchant_order_id: String,
+    /// A chain address, or a Cwallet ID / e-mail for an internal payout.
+    pub address: String,
+    /// Selects coin and network.
+    pub token_id: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_pays_fee: Option<bool>,
+}
+
+/// The reply to a v1 withdrawal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1WithdrawReceipt {
+    pub order_id: String,
+    pub record_id: String,
+    pub network_fee: String,
+    pub net_receivable: String,
+    pub network_coin_id: String,
+    pub network_fee_crypto: String,
+    pub network_fee_value: String,
+}
+
+/// v1 `POST /ccpayment/v1/bill/info`: at most 100 merchant order ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1BillInfoRequest {
+    pub merchant_order_ids: Vec<String>,
+}
+
+/// The most order ids one v1 `bill/info` query may carry.
+pub const V1_MAX_ORDER_IDS_PER_QUERY: usize = 100;
+
+/// One v1 bill: the order and its trades (a withdrawal has exactly one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1Bill {
+    pub order_detail: V1OrderDetail,
+    pub trade_list: Vec<V1Trade>,
+}
+
+/// The order part of a v1 bill.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1OrderDetail {
+    pub merchant_order_id: String,
+    pub chain: String,
+    pub contract: String,
+    pub crypto: String,
+    pub order_amount: String,
+    pub token_rate: String,
+    /// `Pending`, `Processing`, `Successful` or `Failed`.
+    pub status: String,
+    pub created: i64,
+    pub order_id: String,
+}
+
+/// The trade part of a v1 bill.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1Trade {
+    pub amount: String,
+    pub chain: String,
+    pub contract: String,
+    pub crypto: String,
+    pub service_fee: String,
+    pub network_fee: String,
+    pub network_coin_id: String,
+    pub network_fee_crypto: String,
+    pub network_fee_value: String,
+    /// Empty for internal (Cwallet) transfers.
+    pub txid: String,
+    pub pay_time: i64,
+    pub token_rate: String,
+    pub status: String,
+}
+
+/// The v1 withdrawal webhook body (flat, snake_case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1WithdrawWebhook {
+    /// `success` or `failed`.
+    pub pay_status: String,
+    pub order_type: String,
+    pub order_id: String,
+    pub record_id: String,
+    pub withdraw_amount: String,
+    pub net_receivable: String,
+    pub network_fee: String,
+    pub network_fee_crypto: String,
+    pub network_coin_id: String,
+    pub network_fee_value: String,
+    pub chain: String,
+    pub contract: String,
+    pub crypto: String,
+    pub to_address: String,
+    pub memo: String,
+    pub txid: String,
+    pub merchant_order_id: String,
+    pub merchant_pays_fee: bool,
+}
+
+/// Maps a v1 bill status onto the v2 record status.
+pub fn v1_status(status: &str) -> RecordStatus {
+    match status {
+        "Successful" | "Success" | "success" => RecordStatus::Success,
+        "Failed" | "failed" => RecordStatus::Failed,
+        "Pending" | "Processing" => RecordStatus::Processing,
+        other => RecordStatus::Other(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_withdraw_leaves_out_absent_optionals_and_keeps_amount_a_string() {
+        let req = NetworkWithdrawRequest {
+            order_id: "payout-0001".into(),
+            coin_id: 1280,
+            chain: "POLYGON".into(),
+            address: "0xBb9C4e7F3687aca1AE2828c18f9E3ae067F569FE".into(),
+            memo: None,
+            amount: "0.001".into(),
+            merchant_pay_network_fee: None,
+            network_fee_inquiry_id: None,
+            notify_url: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"orderId":"payout-0001","coinId":1280,"chain":"POLYGON","address":"0xBb9C4e7F3687aca1AE2828c18f9E3ae067F569FE","amount":"0.001"}"#
+        );
+    }
+
+    #[test]
+    fn record_reads_the_documented_example_and_keeps_unknown_statuses() {
+        let json = r#"{"record":{"recordId":"20240313120722176788","withdrawType":"Network","coinId":1280,
+            "coinSymbol":"USDT","chain":"POLYGON","fromAddress":"0x1","toAddress":"0x2","orderId":"o1",
+            "txId":"0xabc","status":"Success","amount":"1.5","fee":{"coinId":1329,"coinSymbol":"MATIC","amount":"0.02"},
+            "someNewField":1}}"#;
+        let data: WithdrawRecordData = serde_json::from_str(json).unwrap();
+        assert_eq!(data.record.status, RecordStatus::Success);
+        assert!(data.record.status.is_final());
+        assert_eq!(data.record.fee.as_ref().map(|f| f.coin_id), Some(1329));
+
+        let odd: RecordStatus = serde_json::from_str(r#""Queued""#).unwrap();
+        assert_eq!(odd, RecordStatus::Other("Queued".into()));
+        assert!(!odd.is_final());
+        assert_eq!(serde_json::to_string(&odd).unwrap(), r#""Queued""#);
+    }
+
+    #[test]
+    fn chain_tx_url_fills_the_template() {
+        let chain = ChainInfo {
+            base_url: "https://polygonscan.com/tx/%s".into(),
+            ..ChainInfo::default()
+        };
+        assert_eq!(
+            chain.tx_url("0xabc").as_deref(),
+            Some("https://polygonscan.com/tx/0xabc")
+        );
+        assert_eq!(chain.tx_url(""), None);
+    }
+
+    #[test]
+    fn v1_statuses_map_to_record_statuses() {
+        assert_eq!(v1_status("Successful"), RecordStatus::Success);
+        assert_eq!(v1_status("Failed"), RecordStatus::Failed);
+        assert_eq!(v1_status("Pending"), RecordStatus::Processing);
+        assert_eq!(v1_status("Weird"), RecordStatus::Other("Weird".into()));
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_object() {
+        assert_eq!(serde_json::to_string(&Empty {}).unwrap(), "{}");
+    }
+}

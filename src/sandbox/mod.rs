@@ -1,0 +1,1 @@
+//! The built-in CCPayment simulator (being written).

@@ -17,6 +17,12 @@
 //! - [`cli`]: the `ccpayout` command line; `main.rs` only calls it.
 
 pub mod address;
+pub mod amount;
 pub mod api;
+pub mod batch;
+pub mod catalogue;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod policy;
 pub mod sandbox;

@@ -1,1 +1,262 @@
-//! The built-in CCPayment simulator (being written).
+//! The built-in CCPayment API simulator ("sandbox"): a local HTTP server that speaks the
+//! CCPayment merchant API closely enough that ccpayout's whole pipeline (preflight, submission,
+//! tracking, reporting) can run against it on loopback, in tests, in benchmarks and in
+//! `--sandbox` mode for newcomers.
+//!
+//! # What it simulates
+//!
+//! - The wire format of every v2 method in [`crate::api::types::method::ALL`] and of the v1
+//!   `withdraw` and `bill/info` calls, built from the same wire types as the client so the two
+//!   cannot drift apart. Replies are serialised once and those exact bytes are sent.
+//! - Authentication over the raw body bytes: missing or malformed headers (11001), the IP
+//!   whitelist (12002), the app id (12001), the ±2-minute timestamp window (11006) and the v2
+//!   HMAC / v1 SHA-256 signatures (11005). v1 success replies are signed like CCPayment signs
+//!   them.
+//! - A demo catalogue ([`catalogue`]) with coins, networks, chains, fees (some in the chain's
+//!   native coin), Cwallet users and generous demo balances; every validation code of a
+//!   withdrawal (13000–14019) is reachable.
+//! - Money: balances are exact decimals; a withdrawal debits amount and fee on commit, settles
+//!   after [`SandboxConfig::settle_delay`] to `Success` or `Failed`, and a failure refunds
+//!   everything it debited.
+//! - orderId uniqueness across v1 and v2 (11011, and 11007 while a slow reply for the first
+//!   create is still in flight), checked and inserted under one lock.
+//! - A token-bucket rate limit (11004) and daily caps (11009) on the injected clock, forced
+//!   error codes, and seeded faults: dropped connections before and after commit, HTTP 502,
+//!   11002, slow replies.
+//! - Withdrawal webhooks, signed and retried on CCPayment's schedule (time-scaled).
+//! - Debug endpoints: `GET /sandbox/ledger` (the [`Ledger`] as JSON) and `GET /sandbox/health`.
+//!
+//! # What it deliberately does not simulate
+//!
+//! Deposits, invoices, swaps, the wallet-system (per-user) API, batch withdrawals, manual
+//! approval (`WaitingApproval`/`Rejected`), RSA signatures, webhook resend, the 11014 IP ban,
+//! merchant verification (12003) and test-mode amount limits (14022/14023). The catalogue is
+//! demo data, not CCPayment's live list.
+//!
+//! # Choices where the API reference is a guess ([G])
+//!
+//! - v1 errors use the v2 codes (the v1 error table is not public); v1 error replies are not
+//!   signed, v1 success replies are.
+//! - The timestamp window is symmetric: `|now − ts| ≤ window`.
+//! - 11007 (RepeatedSubmit) answers a duplicate while the first create of that orderId is
+//!   committed but its reply is still held back (a slow fault); 11011 (OrderDuplicate) answers
+//!   every later duplicate. Duplicates are detected before any other validation, so resending
+//!   the same payload always gets 11011 rather than, say, a balance error.
+//! - An amount's precision is judged on its value: trailing zeros do not count as decimals.
+//! - Rate limiting consumes one token per signed request; the daily request cap counts signed
+//!   requests that passed the rate limit, and the daily create cap counts withdrawal creates that
+//!   passed the rate limit; a request refused with 11009 does not count.
+//! - A `getAppWithdrawRecordList` window longer than 90 days answers 11008.
+//! - A malformed `cwalletUser` answers 11000; a well-formed but unknown one answers 11015.
+//! - Webhook retries carry a fresh timestamp and signature.
+//!
+//! # Layout
+//!
+//! - [`catalogue`]: the demo data (pure).
+//! - [`world`]: the state machine: balances, payouts, ledger, limits, faults (pure, no I/O).
+//! - [`server`]: the axum router, authentication and fault transport, the [`Sandbox`] handle.
+//! - [`webhook`]: the webhook sender.
+
+pub mod catalogue;
+pub mod server;
+pub mod webhook;
+pub mod world;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::api::types::{FeeAmount, RecordStatus};
+
+pub use catalogue::{DEMO_ADDRESSES, DEMO_FAILING_ADDRESS};
+pub use server::Sandbox;
+
+/// The app id the sandbox accepts by default.
+pub const DEMO_APP_ID: &str = "ccpayout-sandbox-app";
+/// The app secret the sandbox accepts by default. Public on purpose: it protects nothing.
+pub const DEMO_APP_SECRET: &str = "ccpayout-sandbox-secret";
+
+/// How a sandbox behaves. [`Default`] gives the demo values documented on each field.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The app id requests must carry. Default [`DEMO_APP_ID`].
+    pub app_id: String,
+    /// The secret requests are signed with. Default [`DEMO_APP_SECRET`].
+    pub app_secret: SecretString,
+    /// Seed of the PRNG behind faults and `fail_rate`. Default 1.
+    pub seed: u64,
+    /// Time from commit (`Processing`) to the final status. Default 2 s.
+    pub settle_delay: Duration,
+    /// Share of payouts that end `Failed`, drawn from the seeded PRNG. Default 0.
+    pub fail_rate: f64,
+    /// Payouts to these addresses or Cwallet users always end `Failed`.
+    /// Default: [`DEMO_FAILING_ADDRESS`] only.
+    pub failing_recipients: Vec<String>,
+    /// A token bucket on the injected clock; `None` is unlimited. Default `None`.
+    pub rate_limit: Option<RateLimit>,
+    /// Withdrawal creates (v1 and v2) accepted per day; 11009 beyond. Default `None`.
+    pub daily_create_limit: Option<u64>,
+    /// Signed requests accepted per day; 11009 beyond. Default `None`.
+    pub daily_request_limit: Option<u64>,
+    /// Length of a "day" for the daily caps (tests shorten it). Default 24 h.
+    pub day_length: Duration,
+    /// The day starts at UTC midnight plus this offset. Default 0.
+    pub daily_reset_offset: Duration,
+    /// Requests with `|now − Timestamp|` above this answer 11006. Default 120 s.
+    pub timestamp_window: Duration,
+    /// Seeded faults. Default none.
+    pub faults: Faults,
+    /// Where withdrawal webhooks go; a v2 order's `notifyUrl` overrides it. Default `None`.
+    pub webhook_url: Option<String>,
+    /// Multiplies the webhook retry intervals (30 s … 1890 s). Default 1.0.
+    pub webhook_time_scale: f64,
+    /// `Some`: requests from other peers answer 12002. Default `None`.
+    pub ip_whitelist: Option<Vec<IpAddr>>,
+    /// Overrides of the demo balances: (coin symbol, decimal string).
+    pub balances: Vec<(String, String)>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            app_id: DEMO_APP_ID.to_owned(),
+            app_secret: SecretString::from(DEMO_APP_SECRET),
+            seed: 1,
+            settle_delay: Duration::from_secs(2),
+            fail_rate: 0.0,
+            failing_recipients: vec![DEMO_FAILING_ADDRESS.to_owned()],
+            rate_limit: None,
+            daily_create_limit: None,
+            daily_request_limit: None,
+            day_length: Duration::from_secs(24 * 60 * 60),
+            daily_reset_offset: Duration::ZERO,
+            timestamp_window: Duration::from_secs(120),
+            faults: Faults::default(),
+            webhook_url: None,
+            webhook_time_scale: 1.0,
+            ip_whitelist: None,
+            balances: Vec::new(),
+        }
+    }
+}
+
+/// A token bucket: `burst` tokens at most, refilled at `per_second`, one per signed request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Seeded faults. Each is a probability in `0.0..=1.0`; one uniform draw per eligible request
+/// picks at most one of them (in the order drop_before_commit, http_5xx, internal_11002,
+/// drop_after_commit, slow), so their sum should not exceed 1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Commit, then close the connection without a reply.
+    pub drop_after_commit: f64,
+    /// Close the connection without a reply; nothing committed.
+    pub drop_before_commit: f64,
+    /// HTTP 502 with an HTML body; nothing committed.
+    pub http_5xx: f64,
+    /// Code 11002 Internal; nothing committed.
+    pub internal_11002: f64,
+    /// Commit, then hold the reply for `slow_delay_ms` (real time).
+    pub slow: f64,
+    pub slow_delay_ms: u64,
+    /// `false`: faults hit withdrawal creates only; `true`: every endpoint.
+    pub on_reads: bool,
+}
+
+/// Everything the sandbox paid and every create it was asked for: the ground truth tests and
+/// benchmarks compare ccpayout's reports against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Payouts in creation order.
+    pub payouts: Vec<LedgerPayout>,
+    /// Every withdrawal create that passed authentication, in arrival order.
+    pub attempts: Vec<CreateAttempt>,
+}
+
+impl Ledger {
+    /// The payouts with this orderId (at most one, unless the sandbox is broken).
+    pub fn payouts_for(&self, order_id: &str) -> Vec<&LedgerPayout> {
+        self.payouts.iter().filter(|p| p.order_id == order_id).collect()
+    }
+
+    /// The create attempts for this orderId.
+    pub fn attempts_for(&self, order_id: &str) -> Vec<&CreateAttempt> {
+        self.attempts.iter().filter(|a| a.order_id == order_id).collect()
+    }
+}
+
+/// One payout as the sandbox committed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerPayout {
+    pub record_id: String,
+    pub order_id: String,
+    /// `v2` or `v1`.
+    pub api: String,
+    /// `Network` or `Cwallet`.
+    pub withdraw_type: String,
+    pub coin_id: u64,
+    pub coin_symbol: String,
+    /// The chain symbol, or `Cwallet OS` for Cwallet transfers.
+    pub chain: String,
+    pub to_address: String,
+    pub memo: String,
+    pub cwallet_user: String,
+    pub amount: String,
+    /// The network fee; `None` for Cwallet transfers.
+    pub fee: Option<FeeAmount>,
+    /// What the recipient receives.
+    pub receiver_gets: String,
+    pub merchant_pays_fee: bool,
+    pub status: RecordStatus,
+    pub reason: String,
+    pub tx_id: String,
+    pub created_ms: i64,
+    pub settled_ms: Option<i64>,
+}
+
+/// One withdrawal create that passed authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAttempt {
+    /// The orderId (or v1 `merchant_order_id`); empty when the body did not carry one.
+    pub order_id: String,
+    /// The v2 method name, or `v1/withdraw`.
+    pub endpoint: String,
+    pub at_ms: i64,
+    pub outcome: AttemptOutcome,
+}
+
+/// What became of a create attempt. A `drop_after_commit` or `slow` fault records two entries
+/// for one request: what the body did (`Created` or `Refused`), then the `Fault`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// A payout was committed.
+    Created { record_id: String },
+    /// Answered with this error code; nothing committed.
+    Refused { code: i64 },
+    /// A fault was injected: `drop_before_commit`, `http_5xx`, `internal_11002`,
+    /// `drop_after_commit` or `slow`.
+    Fault { fault: String },
+}
+
+/// One webhook delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub record_id: String,
+    pub order_id: String,
+    pub status: RecordStatus,
+    pub url: String,
+    /// 0 for the first attempt, 1..=6 for the retries.
+    pub attempt: u32,
+    pub at_ms: i64,
+    /// `None` when the request failed at the transport level.
+    pub http_status: Option<u16>,
+    /// HTTP 200 with `success` (any case) in the body.
+    pub accepted: bool,
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary of ccpayout. Every test runs against the built-in sandbox on
+//! loopback with temporary folders; nothing touches the internet.
+
+mod cli;
+mod client;
+mod errors;
+mod helpers;
+mod independent_client;
+mod secrets;

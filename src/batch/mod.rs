@@ -1,0 +1,3 @@
+//! Batch files: parsing, validation and the plan.
+
+pub mod parse;

@@ -1,0 +1,459 @@
+//! The `ccpayout` command line: argument parsing, logging set-up, dispatch, and the mapping of
+//! outcomes to exit codes. Each command is a small function over the library.
+//!
+//! Exit codes (also in `--help`): 0 success; 1 the work finished but something was refused or
+//! failed (for `api`: CCPayment answered an error code); 2 usage or runtime error; 78
+//! configuration error.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::api::types::{Envelope, method};
+use crate::api::{CallError, Client, Endpoint};
+use crate::clock;
+use crate::config::{self, Config, ConfigError};
+use crate::sandbox::{self, Faults, RateLimit, Sandbox, SandboxConfig};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   finished, but CCPayment refused a call or rows failed or were refused
+  2   usage or runtime error (network, files, a reply that cannot be trusted)
+  78  configuration error (config file, credentials, environment)
+
+Credentials come from the environment (CCPAYOUT_API_BASE_URL, CCPAYOUT_APP_ID,
+CCPAYOUT_APP_SECRET or CCPAYOUT_APP_SECRET_FILE) or the config file; the app secret
+is never printed or logged.";
+
+/// ccpayout pays batches of people through the CCPayment API, exactly once each.
+#[derive(Debug, Parser)]
+#[command(name = "ccpayout", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = config::ENV_CONFIG, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr: -v info, -vv debug, -vvv trace. RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make one signed call to the CCPayment API and print the reply.
+    ///
+    /// The way to check credentials, the IP whitelist and the clock. METHOD is a v2 method
+    /// (getCoinList, getAppCoinAssetList, getAppWithdrawRecord, ...) or a v1 path (v1/withdraw,
+    /// v1/bill/info). JSON is the exact body to sign and send (default {}); `-` reads it from
+    /// stdin. On an error code, says what it means and what to check, and exits 1.
+    #[command(after_help = EXIT_CODES)]
+    Api(ApiArgs),
+
+    /// Run the built-in CCPayment simulator on loopback.
+    ///
+    /// Prints its address and demo credentials, then serves the v2 and v1 API until Ctrl-C.
+    /// Its ledger of payouts and create attempts is at GET /sandbox/ledger.
+    Sandbox(SandboxArgs),
+
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// v2 method name, or v1/withdraw, v1/bill/info.
+    pub method: String,
+    /// Request body as JSON, sent byte for byte as given; `-` reads stdin.
+    pub json: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration and credentials; print a summary without secrets.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// App id the simulator accepts.
+    #[arg(long, default_value = sandbox::DEMO_APP_ID)]
+    pub app_id: String,
+    /// App secret the simulator verifies signatures with (a demo value by default).
+    #[arg(long, default_value = sandbox::DEMO_APP_SECRET, hide_default_value = false)]
+    pub app_secret: String,
+    /// Seed for failures and fault injection.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Milliseconds from Processing to a final status.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub settle_delay_ms: u64,
+    /// Share of payouts that end Failed (refunded), 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub fail_rate: f64,
+    /// Requests per second before 11004 RateLimit; unlimited when absent.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<f64>,
+    /// Burst size of the rate limit.
+    #[arg(long, default_value_t = 10, requires = "rate_limit")]
+    pub burst: u32,
+    /// Withdrawal creates per day before 11009 ReqDailyLimit.
+    #[arg(long, value_name = "N")]
+    pub daily_create_limit: Option<u64>,
+    /// Requests of any kind per day before 11009 ReqDailyLimit.
+    #[arg(long, value_name = "N")]
+    pub daily_request_limit: Option<u64>,
+    /// Length of the simulated day in seconds (shorten it to see the daily reset).
+    #[arg(long, default_value_t = 86_400, value_name = "SECS")]
+    pub day_length_secs: u64,
+    /// Probability that a create is committed and its reply dropped.
+    #[arg(long, default_value_t = 0.0, value_parser = probability, value_name = "P")]
+    pub fault_drop_after_commit: f64,
+    /// Probability that a request is dropped before anything is committed.
+    #[arg(long, default_value_t = 0.0, value_parser = probability, value_name = "P")]
+    pub fault_drop_before_commit: f64,
+    /// Probability of an HTTP 502 (nothing committed).
+    #[arg(long, default_value_t = 0.0, value_parser = probability, value_name = "P")]
+    pub fault_5xx: f64,
+    /// Probability of code 11002 Internal (nothing committed).
+    #[arg(long, default_value_t = 0.0, value_parser = probability, value_name = "P")]
+    pub fault_11002: f64,
+    /// Probability that a committed create is answered late.
+    #[arg(long, default_value_t = 0.0, value_parser = probability, value_name = "P")]
+    pub fault_slow: f64,
+    /// How late a slow reply is, in milliseconds.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub slow_ms: u64,
+    /// Apply faults to read calls too, not only to withdrawal creates.
+    #[arg(long)]
+    pub faults_on_reads: bool,
+    /// URL that receives signed withdrawal webhooks.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Factor on the webhook retry schedule (30 s, 90 s, 210 s, ...); 0.01 makes it 100 times faster.
+    #[arg(long, default_value_t = 1.0)]
+    pub webhook_time_scale: f64,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("expected a number from 0 to 1, got {s:?}"))?;
+    if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("expected a number from 0 to 1, got {s}")) }
+}
+
+/// The outcome of a command, mapped to the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1.
+    Refused,
+}
+
+/// Why a command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Exit 78.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Exit 2.
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Refused) => ExitCode::from(1),
+        Err(CliError::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(78)
+        }
+        Err(CliError::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+    match cli.command {
+        Command::Api(args) => api_command(cli.config, args).await,
+        Command::Sandbox(args) => sandbox_command(args).await,
+        Command::Config(ConfigCommand::Check) => config_check(cli.config),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ConfigError> {
+    Config::load_from_process_env(path.as_deref())
+}
+
+/// `ccpayout api METHOD [JSON]`.
+async fn api_command(config_path: Option<PathBuf>, args: ApiArgs) -> Result<Outcome, CliError> {
+    let config = load_config(config_path)?;
+    let client = Client::new(config.client_config()?, clock::system())?;
+    let endpoint = parse_endpoint(&args.method)?;
+    let body = request_body(args.json)?;
+
+    let stdout = std::io::stdout();
+    let reply = match client.send_raw(endpoint, body).await {
+        Ok(reply) => reply,
+        Err(e) => return Err(explain_transport(&client, endpoint, e).into()),
+    };
+
+    // Print what came back: pretty JSON when it is JSON, the text otherwise.
+    let printable = match serde_json::from_slice::<serde_json::Value>(&reply.body) {
+        Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(&reply.body).into_owned(),
+    };
+    let mut out = stdout.lock();
+    writeln!(out, "{printable}").map_err(anyhow::Error::from)?;
+    drop(out);
+
+    match client.interpret::<serde_json::Value>(endpoint, &reply) {
+        Ok(_) => Ok(Outcome::Success),
+        Err(CallError::Api(e)) => {
+            eprintln!("error: CCPayment answered {} {}", e.code, e.name());
+            match e.meaning() {
+                Some(meaning) => eprintln!("  meaning: {meaning}"),
+                None => eprintln!("  meaning: undocumented code; CCPayment's message was {:?}", e.msg),
+            }
+            if let Some(hint) = e.hint() {
+                eprintln!("  check:   {hint}");
+            }
+            eprintln!("  class:   {}", e.class);
+            Ok(Outcome::Refused)
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            if reply.http_status == 404 && serde_json::from_slice::<Envelope<serde_json::Value>>(&reply.body).is_err() {
+                message.push_str(&format!(
+                    "\n  check: is {:?} a CCPayment method? known v2 methods: {}; v1: v1/withdraw, v1/bill/info",
+                    args.method,
+                    method::ALL.join(", ")
+                ));
+            }
+            Err(anyhow::anyhow!(message).into())
+        }
+    }
+}
+
+fn parse_endpoint(name: &str) -> Result<Endpoint<'_>, anyhow::Error> {
+    if let Some(path) = name.strip_prefix("v1/") {
+        if path.is_empty() || !path.split('/').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase())) {
+            anyhow::bail!("invalid v1 path {name:?}: expected v1/withdraw or v1/bill/info");
+        }
+        return Ok(Endpoint::v1(path));
+    }
+    let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !valid {
+        anyhow::bail!("invalid method {name:?}: expected a v2 method name such as getCoinList, or v1/withdraw");
+    }
+    Ok(Endpoint::v2(name))
+}
+
+fn request_body(json: Option<String>) -> Result<Vec<u8>, anyhow::Error> {
+    let text = match json.as_deref() {
+        None => "{}".to_owned(),
+        Some("-") => {
+            let mut buf = String::new();
+            std::io::stdin().read_to_string(&mut buf)?;
+            buf.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        Some(text) => text.to_owned(),
+    };
+    // The body is sent exactly as given (that is the point of a raw call), but a body that is
+    // not JSON would only earn an 11000 from CCPayment, so say so here.
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+        anyhow::bail!("the request body is not valid JSON: {e}");
+    }
+    Ok(text.into_bytes())
+}
+
+fn explain_transport(client: &Client, endpoint: Endpoint<'_>, e: CallError) -> anyhow::Error {
+    let url = client.url(endpoint);
+    match e {
+        CallError::NotSent { .. } => anyhow::anyhow!(
+            "{e}\n  check: that {url} is reachable from this machine ({} sets the base URL)",
+            config::ENV_API_BASE_URL
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// `ccpayout config check`.
+fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
+    let config = load_config(config_path)?;
+    // Missing credentials are a configuration error for a payout tool.
+    config.client_config()?;
+    let source = config.api.app_secret.as_ref().map(|(_, source)| source.to_string()).unwrap_or_default();
+    match &config.path {
+        Some(p) => println!("configuration ok: {}", p.display()),
+        None => println!("configuration ok: no config file, defaults and environment"),
+    }
+    println!("  api version:  {:?}", config.api.generation);
+    println!("  v2 base url:  {}", config.api.v2_base_url);
+    println!("  v1 base url:  {}", config.api.v1_base_url);
+    println!("  app id:       {}", config.api.app_id.as_deref().unwrap_or(""));
+    println!("  app secret:   set, from {source}");
+    println!(
+        "  timeouts:     connect {} ms, request {} ms",
+        config.api.connect_timeout.as_millis(),
+        config.api.request_timeout.as_millis()
+    );
+    Ok(Outcome::Success)
+}
+
+/// `ccpayout sandbox`.
+async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
+    let config = SandboxConfig {
+        app_id: args.app_id,
+        app_secret: SecretString::from(args.app_secret),
+        seed: args.seed,
+        settle_delay: Duration::from_millis(args.settle_delay_ms),
+        fail_rate: args.fail_rate,
+        rate_limit: args.rate_limit.map(|per_second| RateLimit { per_second, burst: args.burst.max(1) }),
+        daily_create_limit: args.daily_create_limit,
+        daily_request_limit: args.daily_request_limit,
+        day_length: Duration::from_secs(args.day_length_secs.max(1)),
+        faults: Faults {
+            drop_after_commit: args.fault_drop_after_commit,
+            drop_before_commit: args.fault_drop_before_commit,
+            http_5xx: args.fault_5xx,
+            internal_11002: args.fault_11002,
+            slow: args.fault_slow,
+            slow_delay_ms: args.slow_ms,
+            on_reads: args.faults_on_reads,
+        },
+        webhook_url: args.webhook_url,
+        webhook_time_scale: args.webhook_time_scale,
+        ..SandboxConfig::default()
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+    let sandbox = Sandbox::start_on(addr, config, clock::system())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let url = sandbox.base_url();
+    // The first line is stable so scripts can read the address from it.
+    println!("ccpayout sandbox listening on {url}");
+    println!("  app id:     {}", sandbox.app_id());
+    println!(
+        "  app secret: {}   (this simulator's own credential, not a real secret)",
+        secrecy::ExposeSecret::expose_secret(sandbox.app_secret())
+    );
+    println!();
+    println!("point ccpayout at it:");
+    println!("  export {}={url}", config::ENV_API_BASE_URL);
+    println!("  export {}={}", config::ENV_APP_ID, sandbox.app_id());
+    println!(
+        "  export {}={}",
+        config::ENV_APP_SECRET,
+        secrecy::ExposeSecret::expose_secret(sandbox.app_secret())
+    );
+    println!("ledger: {url}/sandbox/ledger   stop: Ctrl-C");
+    std::io::stdout().flush().map_err(anyhow::Error::from)?;
+
+    tokio::select! {
+        _ = shutdown_signal() => {
+            eprintln!("stopping the sandbox");
+            sandbox.shutdown().await;
+        }
+        _ = sandbox.stopped() => {}
+    }
+    Ok(Outcome::Success)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn endpoints_are_parsed_strictly() {
+        assert_eq!(parse_endpoint("getCoinList").unwrap(), Endpoint::v2("getCoinList"));
+        assert_eq!(parse_endpoint("v1/bill/info").unwrap(), Endpoint::v1("bill/info"));
+        for bad in ["", "get/../x", "v1/", "v1/Withdraw", "get coin", "1abc", "v1//x"] {
+            assert!(parse_endpoint(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_bodies_must_be_json_and_are_kept_verbatim() {
+        assert_eq!(request_body(None).unwrap(), b"{}");
+        assert_eq!(request_body(Some("{ \"coinId\" : 1280 }".into())).unwrap(), b"{ \"coinId\" : 1280 }");
+        assert!(request_body(Some("{coinId:1280}".into())).is_err());
+    }
+
+    #[test]
+    fn probabilities_are_bounded() {
+        assert_eq!(probability("0.5"), Ok(0.5));
+        assert!(probability("1.5").is_err());
+        assert!(probability("x").is_err());
+    }
+}

@@ -1,0 +1,651 @@
+//! The configuration: one TOML file plus environment overrides, resolved once at start-up.
+//!
+//! Unknown keys are errors (a typo in a payout tool's config must not be silently ignored), and
+//! every problem is reported at once with the key it belongs to. The app secret is read into a
+//! [`SecretString`] and never printed: `ccpayout config check` says only where it came from.
+//!
+//! Where each API setting comes from, first match wins:
+//!
+//! | setting | sources |
+//! |---|---|
+//! | base URL | `CCPAYOUT_API_BASE_URL` (v1 and v2), then `api.base_url` / `api.v1_base_url`, then the defaults |
+//! | app id | `CCPAYOUT_APP_ID`, then `api.app_id` |
+//! | app secret | `CCPAYOUT_APP_SECRET`, then the file named by `CCPAYOUT_APP_SECRET_FILE`, then the systemd credential `app_secret` (`$CREDENTIALS_DIRECTORY/app_secret`), then the file `api.app_secret_file` |
+//!
+//! The environment is passed in as a function so tests never touch the process environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::api::client::{ClientConfig, DEFAULT_V1_BASE_URL, DEFAULT_V2_BASE_URL};
+
+/// Environment variable: path of the config file.
+pub const ENV_CONFIG: &str = "CCPAYOUT_CONFIG";
+/// Environment variable: API base URL (`scheme://host[:port]`) for both API versions.
+pub const ENV_API_BASE_URL: &str = "CCPAYOUT_API_BASE_URL";
+/// Environment variable: the app id.
+pub const ENV_APP_ID: &str = "CCPAYOUT_APP_ID";
+/// Environment variable: the app secret itself.
+pub const ENV_APP_SECRET: &str = "CCPAYOUT_APP_SECRET";
+/// Environment variable: a file holding the app secret.
+pub const ENV_APP_SECRET_FILE: &str = "CCPAYOUT_APP_SECRET_FILE";
+/// Set by systemd when the unit has `LoadCredential=`.
+pub const ENV_CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+/// The systemd credential name of the app secret.
+pub const CREDENTIAL_APP_SECRET: &str = "app_secret";
+
+/// The config file as written. Every section denies unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    api: ApiFile,
+    #[serde(default)]
+    batch: BatchFile,
+    #[serde(default)]
+    preflight: PreflightFile,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    policy: PolicyFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchFile {
+    default_merchant_pays_fee: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreflightFile {
+    remote_checks: Option<String>,
+    remote_checks_max_rows: Option<u64>,
+    balance_margin_percent: Option<DecimalSetting>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    rate_per_second: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    allowed_coins: Option<Vec<String>>,
+    allowed_chains: Option<Vec<String>>,
+    approval: Option<String>,
+    #[serde(default)]
+    coins: BTreeMap<String, CoinPolicyFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CoinPolicyFile {
+    max_per_order: Option<DecimalSetting>,
+    max_per_batch: Option<DecimalSetting>,
+    max_per_day: Option<DecimalSetting>,
+    approval_above: Option<DecimalSetting>,
+}
+
+/// A decimal in the config: a string (`"2500.50"`) or an integer. Floats are refused because
+/// they are not exact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DecimalSetting {
+    Text(String),
+    Integer(u64),
+    Float(f64),
+}
+
+impl DecimalSetting {
+    fn resolve(&self, key: &str, problems: &mut Vec<String>) -> Option<Decimal> {
+        let text = match self {
+            DecimalSetting::Text(t) => t.clone(),
+            DecimalSetting::Integer(i) => i.to_string(),
+            DecimalSetting::Float(f) => {
+                problems.push(format!("{key}: write decimals as strings, for example \"{f}\", so they stay exact"));
+                return None;
+            }
+        };
+        match crate::amount::Amount::parse(&text) {
+            Ok(a) => Some(a.value()),
+            Err(e) => {
+                problems.push(format!("{key}: {text:?}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiFile {
+    version: Option<String>,
+    base_url: Option<String>,
+    v1_base_url: Option<String>,
+    app_id: Option<String>,
+    app_secret_file: Option<PathBuf>,
+    connect_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+}
+
+/// Which API generation payouts go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiGeneration {
+    /// The current API (HMAC-SHA256). The default.
+    V2,
+    /// The legacy API, for accounts that get 11013 on v2.
+    V1,
+}
+
+/// Where the app secret came from; shown instead of the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `CCPAYOUT_APP_SECRET`.
+    Environment,
+    /// A file (from `CCPAYOUT_APP_SECRET_FILE` or `api.app_secret_file`).
+    File(PathBuf),
+    /// A systemd credential.
+    SystemdCredential(PathBuf),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Environment => write!(f, "environment variable {ENV_APP_SECRET}"),
+            SecretSource::File(p) => write!(f, "file {}", p.display()),
+            SecretSource::SystemdCredential(p) => write!(f, "systemd credential {}", p.display()),
+        }
+    }
+}
+
+/// The resolved API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub generation: ApiGeneration,
+    pub v2_base_url: String,
+    pub v1_base_url: String,
+    pub app_id: Option<String>,
+    pub app_secret: Option<(SecretString, SecretSource)>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub path: Option<PathBuf>,
+    pub api: ApiConfig,
+    pub batch: BatchConfig,
+    pub preflight: PreflightConfig,
+    pub limits: LimitsConfig,
+    pub policy: Policy,
+}
+
+/// How batch files are read.
+#[derive(Debug, Clone, Default)]
+pub struct BatchConfig {
+    /// `merchant_pays_fee` for rows that leave it empty.
+    pub default_merchant_pays_fee: bool,
+}
+
+/// When the preflight asks CCPayment about each recipient (address validity, Cwallet users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteChecks {
+    Always,
+    Never,
+    /// Only for batches of at most this many rows: a million-row batch must not need a million
+    /// calls before it starts.
+    UpTo(u64),
+}
+
+/// Preflight settings.
+#[derive(Debug, Clone)]
+pub struct PreflightConfig {
+    pub remote_checks: RemoteChecks,
+    /// Extra balance required on top of what the batch needs, as a fraction (0.02 = 2 %).
+    pub balance_margin: Decimal,
+}
+
+/// Request rates to CCPayment.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Requests per second the engine may send.
+    pub rate_per_second: u32,
+}
+
+pub use crate::policy::{ApprovalRule, CoinPolicy, Policy};
+
+/// Every problem found in the configuration, each naming its key or source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "configuration error in {}", p.display())?,
+            None => write!(f, "configuration error")?,
+        }
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+impl Config {
+    /// Reads the config file (if `path` is given) and applies the environment.
+    pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let fail = |problems: Vec<String>| ConfigError {
+            path: path.map(Path::to_path_buf),
+            problems,
+        };
+        let file = match path {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| fail(vec![format!("cannot read the file: {e}")]))?;
+                parse_file(&text).map_err(|problem| fail(vec![problem]))?
+            }
+        };
+        resolve(file, path, env).map_err(fail)
+    }
+
+    /// The configuration from the real process environment.
+    pub fn load_from_process_env(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load(path, &|key| std::env::var(key).ok())
+    }
+
+    /// The client settings; fails when the app id or secret is missing.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        let mut problems = Vec::new();
+        if self.api.app_id.is_none() {
+            problems.push(format!("no app id: set {ENV_APP_ID} or api.app_id"));
+        }
+        if self.api.app_secret.is_none() {
+            problems.push(format!(
+                "no app secret: set {ENV_APP_SECRET}, {ENV_APP_SECRET_FILE}, a systemd credential \
+                 `{CREDENTIAL_APP_SECRET}`, or api.app_secret_file"
+            ));
+        }
+        match (&self.api.app_id, &self.api.app_secret) {
+            (Some(app_id), Some((secret, _))) => Ok(ClientConfig {
+                v2_base_url: self.api.v2_base_url.clone(),
+                v1_base_url: self.api.v1_base_url.clone(),
+                app_id: app_id.clone(),
+                app_secret: secret.clone(),
+                connect_timeout: self.api.connect_timeout,
+                request_timeout: self.api.request_timeout,
+            }),
+            _ => Err(ConfigError {
+                path: self.path.clone(),
+                problems,
+            }),
+        }
+    }
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, String> {
+    // toml's message names the key and shows the line; keep it, minus the trailing newline.
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n    "))
+}
+
+fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+    let mut problems = Vec::new();
+    let env = |key: &str| env(key).filter(|v| !v.is_empty());
+    let FileConfig { api, batch: batch_file, preflight: preflight_file, limits: limits_file, policy: policy_file } = file;
+    let file = Sections { batch: batch_file, preflight: preflight_file, limits: limits_file, policy: policy_file };
+
+    let generation = match api.version.as_deref() {
+        None | Some("v2") => ApiGeneration::V2,
+        Some("v1") => ApiGeneration::V1,
+        Some(other) => {
+            problems.push(format!("api.version: expected \"v2\" or \"v1\", got {other:?}"));
+            ApiGeneration::V2
+        }
+    };
+
+    let mut base_url = |key: &str, from_file: Option<String>, default: &str| -> String {
+        let (value, origin) = match (env(ENV_API_BASE_URL), from_file) {
+            (Some(v), _) => (v, ENV_API_BASE_URL.to_owned()),
+            (None, Some(v)) => (v, key.to_owned()),
+            (None, None) => return default.to_owned(),
+        };
+        match check_base_url(&value) {
+            Ok(url) => url,
+            Err(why) => {
+                problems.push(format!("{origin}: {why}, got {value:?}"));
+                default.to_owned()
+            }
+        }
+    };
+    let v2_base_url = base_url("api.base_url", api.base_url, DEFAULT_V2_BASE_URL);
+    let v1_base_url = base_url("api.v1_base_url", api.v1_base_url, DEFAULT_V1_BASE_URL);
+
+    let app_id = env(ENV_APP_ID).or(api.app_id).map(|id| id.trim().to_owned());
+    if let Some(id) = &app_id
+        && (id.is_empty() || id.chars().any(|c| !c.is_ascii_graphic()))
+    {
+        problems.push("app id: must be printable ASCII without spaces".to_owned());
+    }
+
+    // Relative secret paths in the file are relative to the file, not to the working directory,
+    // so a service and an operator's shell read the same file.
+    let relative_to_config = |p: PathBuf| match path.and_then(Path::parent) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
+    };
+    let app_secret = if let Some(secret) = env(ENV_APP_SECRET) {
+        Some((SecretString::from(secret), SecretSource::Environment))
+    } else if let Some(file) = env(ENV_APP_SECRET_FILE) {
+        read_secret(&PathBuf::from(file), SecretSource::File, &mut problems)
+    } else if let Some(dir) = env(ENV_CREDENTIALS_DIRECTORY)
+        && Path::new(&dir).join(CREDENTIAL_APP_SECRET).exists()
+    {
+        read_secret(
+            &Path::new(&dir).join(CREDENTIAL_APP_SECRET),
+            SecretSource::SystemdCredential,
+            &mut problems,
+        )
+    } else if let Some(file) = api.app_secret_file {
+        read_secret(&relative_to_config(file), SecretSource::File, &mut problems)
+    } else {
+        None
+    };
+
+    let mut timeout = |key: &str, value: Option<u64>, default: u64, max: u64| -> Duration {
+        let ms = value.unwrap_or(default);
+        if ms == 0 || ms > max {
+            problems.push(format!("{key}: expected 1 to {max} milliseconds, got {ms}"));
+            return Duration::from_millis(default);
+        }
+        Duration::from_millis(ms)
+    };
+    let connect_timeout = timeout(
+        "api.connect_timeout_ms",
+        api.connect_timeout_ms,
+        DEFAULT_CONNECT_TIMEOUT_MS,
+        60_000,
+    );
+    let request_timeout = timeout(
+        "api.request_timeout_ms",
+        api.request_timeout_ms,
+        DEFAULT_REQUEST_TIMEOUT_MS,
+        600_000,
+    );
+    if connect_timeout > request_timeout {
+        problems.push("api.connect_timeout_ms: must not exceed api.request_timeout_ms".to_owned());
+    }
+
+    let batch = BatchConfig { default_merchant_pays_fee: file.batch.default_merchant_pays_fee.unwrap_or(false) };
+    let preflight = resolve_preflight(file.preflight, &mut problems);
+    let limits = LimitsConfig { rate_per_second: file.limits.rate_per_second.unwrap_or(DEFAULT_RATE_PER_SECOND) };
+    if limits.rate_per_second == 0 {
+        problems.push("limits.rate_per_second: must be at least 1".to_owned());
+    }
+    let policy = resolve_policy(file.policy, &mut problems);
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Config {
+        path: path.map(Path::to_path_buf),
+        api: ApiConfig {
+            generation,
+            v2_base_url,
+            v1_base_url,
+            app_id,
+            app_secret,
+            connect_timeout,
+            request_timeout,
+        },
+        batch,
+        preflight,
+        limits,
+        policy,
+    })
+}
+
+/// The sections resolved after the API section.
+struct Sections {
+    batch: BatchFile,
+    preflight: PreflightFile,
+    limits: LimitsFile,
+    policy: PolicyFile,
+}
+
+const DEFAULT_RATE_PER_SECOND: u32 = 10;
+const DEFAULT_REMOTE_CHECKS_MAX_ROWS: u64 = 1_000;
+
+fn resolve_preflight(file: PreflightFile, problems: &mut Vec<String>) -> PreflightConfig {
+    let max_rows = file.remote_checks_max_rows.unwrap_or(DEFAULT_REMOTE_CHECKS_MAX_ROWS);
+    let remote_checks = match file.remote_checks.as_deref() {
+        None | Some("auto") => RemoteChecks::UpTo(max_rows),
+        Some("always") => RemoteChecks::Always,
+        Some("never") => RemoteChecks::Never,
+        Some(other) => {
+            problems.push(format!("preflight.remote_checks: expected \"auto\", \"always\" or \"never\", got {other:?}"));
+            RemoteChecks::UpTo(max_rows)
+        }
+    };
+    let percent = file
+        .balance_margin_percent
+        .and_then(|d| d.resolve("preflight.balance_margin_percent", problems))
+        .unwrap_or_default();
+    if percent > Decimal::ONE_HUNDRED {
+        problems.push("preflight.balance_margin_percent: expected 0 to 100".to_owned());
+    }
+    PreflightConfig { remote_checks, balance_margin: percent / Decimal::ONE_HUNDRED }
+}
+
+fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
+    let upper = |list: Option<Vec<String>>| -> Vec<String> {
+        list.unwrap_or_default().into_iter().map(|s| s.trim().to_ascii_uppercase()).collect()
+    };
+    let approval = match file.approval.as_deref() {
+        None | Some("never") => ApprovalRule::Never,
+        Some("always") => ApprovalRule::Always,
+        Some("above") => ApprovalRule::Above,
+        Some(other) => {
+            problems.push(format!("policy.approval: expected \"never\", \"always\" or \"above\", got {other:?}"));
+            ApprovalRule::Never
+        }
+    };
+    let mut coins = BTreeMap::new();
+    for (symbol, c) in file.coins {
+        let key = |name: &str| format!("policy.coins.{symbol}.{name}");
+        let coin = CoinPolicy {
+            max_per_order: c.max_per_order.and_then(|d| d.resolve(&key("max_per_order"), problems)),
+            max_per_batch: c.max_per_batch.and_then(|d| d.resolve(&key("max_per_batch"), problems)),
+            max_per_day: c.max_per_day.and_then(|d| d.resolve(&key("max_per_day"), problems)),
+            approval_above: c.approval_above.and_then(|d| d.resolve(&key("approval_above"), problems)),
+        };
+        coins.insert(symbol.to_ascii_uppercase(), coin);
+    }
+    if approval == ApprovalRule::Above && coins.values().all(|c| c.approval_above.is_none()) {
+        problems.push(
+            "policy.approval = \"above\" needs policy.coins.<COIN>.approval_above for at least one coin".to_owned(),
+        );
+    }
+    Policy {
+        allowed_coins: upper(file.allowed_coins),
+        allowed_chains: upper(file.allowed_chains),
+        approval,
+        coins,
+    }
+}
+
+/// Accepts `scheme://host[:port]` with an optional path prefix (for a proxy), http or https,
+/// and returns it without a trailing slash.
+fn check_base_url(value: &str) -> Result<String, &'static str> {
+    let url = reqwest::Url::parse(value).map_err(|_| "expected scheme://host[:port]")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("expected an http or https URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("expected a host");
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err("expected no query, fragment or credentials in the URL");
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// Reads a secret file: the whole content minus one trailing line break.
+fn read_secret(
+    path: &Path,
+    source: impl FnOnce(PathBuf) -> SecretSource,
+    problems: &mut Vec<String>,
+) -> Option<(SecretString, SecretSource)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let secret = text
+                .strip_suffix('\n')
+                .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                .unwrap_or(&text);
+            if secret.is_empty() {
+                problems.push(format!("app secret file {} is empty", path.display()));
+                return None;
+            }
+            Some((SecretString::from(secret.to_owned()), source(path.to_path_buf())))
+        }
+        Err(e) => {
+            problems.push(format!("cannot read the app secret file {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ccpayout.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &env_of(env))
+    }
+
+    #[test]
+    fn defaults_point_at_the_real_api() {
+        let config = Config::load(None, &env_of(&[])).unwrap();
+        assert_eq!(config.api.v2_base_url, "https://ccpayment.com");
+        assert_eq!(config.api.v1_base_url, "https://admin.ccpayment.com");
+        assert_eq!(config.api.generation, ApiGeneration::V2);
+        assert!(config.client_config().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load_text(
+            "[api]\nbase_url = \"https://proxy.example\"\napp_id = \"from-file\"\n",
+            &[
+                (ENV_API_BASE_URL, "http://127.0.0.1:8080/"),
+                (ENV_APP_ID, "from-env"),
+                (ENV_APP_SECRET, "s3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.api.v2_base_url, "http://127.0.0.1:8080");
+        assert_eq!(config.api.v1_base_url, "http://127.0.0.1:8080");
+        assert_eq!(config.api.app_id.as_deref(), Some("from-env"));
+        let client = config.client_config().unwrap();
+        assert_eq!(client.app_secret.expose_secret(), "s3");
+    }
+
+    #[test]
+    fn secret_file_is_relative_to_the_config_and_loses_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "abc\n").unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[api]\napp_id = \"x\"\napp_secret_file = \"secret\"\n").unwrap();
+        let config = Config::load(Some(&path), &env_of(&[])).unwrap();
+        let (secret, source) = config.api.app_secret.unwrap();
+        assert_eq!(secret.expose_secret(), "abc");
+        assert_eq!(source, SecretSource::File(dir.path().join("secret")));
+    }
+
+    #[test]
+    fn systemd_credential_is_used_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CREDENTIAL_APP_SECRET), "cred").unwrap();
+        let config = Config::load(
+            None,
+            &env_of(&[(ENV_CREDENTIALS_DIRECTORY, dir.path().to_str().unwrap())]),
+        )
+        .unwrap();
+        let (secret, source) = config.api.app_secret.unwrap();
+        assert_eq!(secret.expose_secret(), "cred");
+        assert!(matches!(source, SecretSource::SystemdCredential(_)));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let err = load_text("[api]\nbase_ulr = \"https://x\"\n", &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("base_ulr"), "{text}");
+        let err = load_text("[apy]\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("apy"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = load_text(
+            "[api]\nversion = \"v3\"\nbase_url = \"ftp://x\"\nconnect_timeout_ms = 0\napp_secret_file = \"/nonexistent/s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        let text = err.to_string();
+        for needle in [
+            "api.version",
+            "api.base_url",
+            "api.connect_timeout_ms",
+            "/nonexistent/s",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        assert_eq!(
+            check_base_url("https://ccpayment.com/").unwrap(),
+            "https://ccpayment.com"
+        );
+        assert!(check_base_url("ccpayment.com").is_err());
+        assert!(check_base_url("https://user:pw@ccpayment.com").is_err());
+        assert!(check_base_url("https://ccpayment.com/?a=b").is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let config = Config::load(None, &env_of(&[(ENV_APP_SECRET, "topsecret-value"), (ENV_APP_ID, "a")])).unwrap();
+        assert!(!format!("{config:?}").contains("topsecret-value"));
+        assert!(!format!("{:?}", config.client_config().unwrap()).contains("topsecret-value"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Every client method round-trips against the sandbox.
+
+use std::time::Duration;
+
+use ccpayout::api::types::*;
+use ccpayout::api::{CallError, ErrorClass};
+use ccpayout::sandbox::SandboxConfig;
+
+use crate::helpers::*;
+
+fn network_withdraw(order_id: &str, chain: &str, address: &str, amount: &str) -> NetworkWithdrawRequest {
+    NetworkWithdrawRequest {
+        order_id: order_id.into(),
+        coin_id: USDT,
+        chain: chain.into(),
+        address: address.into(),
+        memo: None,
+        amount: amount.into(),
+        merchant_pay_network_fee: None,
+        network_fee_inquiry_id: None,
+        notify_url: None,
+    }
+}
+
+#[tokio::test]
+async fn catalogue_methods_round_trip() {
+    let api = TestApi::demo().await;
+    let c = &api.client;
+
+    let coins = c.get_coin_list().await.unwrap();
+    let usdt = coins.iter().find(|coin| coin.symbol == "USDT").expect("USDT listed");
+    assert_eq!(usdt.coin_id, USDT);
+    let polygon = &usdt.networks["POLYGON"];
+    assert_eq!(polygon.chain, "POLYGON");
+    assert!(polygon.precision > 0 && polygon.can_withdraw);
+
+    assert_eq!(c.get_coin(USDT).await.unwrap(), *usdt);
+
+    let prices = c.get_coin_usdt_price(&[USDT, MATIC]).await.unwrap();
+    assert_eq!(prices.get("1280").map(String::as_str), Some("1"));
+    assert!(prices.contains_key("1329"));
+
+    let fee = c.get_withdraw_fee(USDT, "POLYGON").await.unwrap();
+    assert_eq!((fee.fee.coin_id, fee.fee.coin_symbol.as_str(), fee.fee.amount.as_str()), (MATIC, "MATIC", "0.0213814"));
+
+    assert!(c.check_withdrawal_address_validity("POLYGON", EVM_ADDRESS).await.unwrap());
+    assert!(!c.check_withdrawal_address_validity("POLYGON", TRON_ADDRESS).await.unwrap());
+    assert!(c.check_withdrawal_address_validity("TRX", TRON_ADDRESS).await.unwrap());
+
+    let user = c.get_cwallet_user_id("9558861").await.unwrap();
+    assert_eq!(user.cwallet_user_id, "9558861");
+    assert!(user.cwallet_user_name.contains("***"), "masked: {}", user.cwallet_user_name);
+
+    let all_chains = c.get_chain_list(&[]).await.unwrap();
+    assert!(all_chains.iter().any(|ch| ch.chain == "ARBITRUM" && !ch.is_normal()), "a chain in maintenance");
+    let some = c.get_chain_list(&["TRX".to_owned(), "POLYGON".to_owned()]).await.unwrap();
+    let mut names: Vec<_> = some.iter().map(|ch| ch.chain.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["POLYGON", "TRX"]);
+    let polygon_chain = some.iter().find(|ch| ch.chain == "POLYGON").unwrap();
+    assert_eq!(polygon_chain.tx_url("0xabc").as_deref(), Some("https://polygonscan.com/tx/0xabc"));
+
+    assert!(!c.get_fiat_list().await.unwrap().is_empty());
+    assert!(!c.get_swap_coin_list().await.unwrap().is_empty());
+
+    let asset = c.get_app_coin_asset(USDT).await.unwrap();
+    assert_eq!((asset.coin_symbol.as_str(), asset.available.as_str()), ("USDT", "1000000"));
+    let assets = c.get_app_coin_asset_list().await.unwrap();
+    assert!(assets.iter().any(|a| a.coin_id == MATIC));
+}
+
+#[tokio::test]
+async fn a_network_withdrawal_is_created_queried_and_settled() {
+    let api = TestApi::demo().await;
+    let c = &api.client;
+
+    // USDT on TRX: the fee (1 USDT) is in the coin itself and the receiver pays it by default.
+    let receipt = c.apply_app_withdraw_to_network(&network_withdraw("rt-0001", "TRX", TRON_ADDRESS, "25.5")).await.unwrap();
+    assert!(!receipt.record_id.is_empty());
+    assert_eq!(c.get_app_coin_asset(USDT).await.unwrap().available, "999974.5");
+
+    let by_order = c
+        .get_app_withdraw_record(&WithdrawRecordQuery { order_id: Some("rt-0001".into()), record_id: None })
+        .await
+        .unwrap();
+    assert_eq!(by_order.record_id, receipt.record_id);
+    assert_eq!(by_order.status, RecordStatus::Processing);
+    assert_eq!((by_order.amount.as_str(), by_order.withdraw_type.as_str()), ("25.5", "Network"));
+
+    api.settle(Duration::from_secs(3));
+    let by_record = c
+        .get_app_withdraw_record(&WithdrawRecordQuery { record_id: Some(receipt.record_id.clone()), order_id: None })
+        .await
+        .unwrap();
+    assert_eq!(by_record.status, RecordStatus::Success);
+    assert!(!by_record.tx_id.is_empty());
+    let fee = by_record.fee.expect("network withdrawals carry their fee");
+    assert_eq!((fee.coin_symbol.as_str(), fee.amount.as_str()), ("USDT", "1"));
+
+    // USDT on POLYGON: the fee is charged in MATIC, the native coin.
+    let mut req = network_withdraw("rt-0002", "POLYGON", EVM_ADDRESS, "10");
+    req.merchant_pay_network_fee = Some(true);
+    c.apply_app_withdraw_to_network(&req).await.unwrap();
+    assert_eq!(c.get_app_coin_asset(MATIC).await.unwrap().available, "4999.9786186");
+
+    let page = c
+        .get_app_withdraw_record_list(&WithdrawRecordListQuery {
+            order_ids: vec!["rt-0001".into(), "rt-0002".into(), "never-sent".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = page.records.iter().map(|r| r.order_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["rt-0001", "rt-0002"]);
+    assert_eq!(page.next_id, "");
+}
+
+#[tokio::test]
+async fn record_lists_page_by_twenty() {
+    let api = TestApi::demo().await;
+    for i in 0..45 {
+        api.client
+            .apply_app_withdraw_to_network(&network_withdraw(&format!("page-{i:03}"), "TRX", TRON_ADDRESS, "2"))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut next_id = None;
+    let mut pages = 0;
+    loop {
+        let page = api
+            .client
+            .get_app_withdraw_record_list(&WithdrawRecordListQuery { coin_id: Some(USDT), next_id, ..Default::default() })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.records.len() <= RECORD_LIST_PAGE_SIZE);
+        seen.extend(page.records.into_iter().map(|r| r.order_id));
+        if page.next_id.is_empty() {
+            break;
+        }
+        next_id = Some(page.next_id);
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 45);
+}
+
+#[tokio::test]
+async fn a_cwallet_transfer_has_no_fee_and_no_webhook_txid() {
+    let api = TestApi::demo().await;
+    let receipt = api
+        .client
+        .apply_app_withdraw_to_cwallet(&CwalletWithdrawRequest {
+            order_id: "cw-0001".into(),
+            coin_id: USDT,
+            cwallet_user: "alice@example.com".into(),
+            amount: "12.34".into(),
+        })
+        .await
+        .unwrap();
+    api.settle(Duration::from_secs(3));
+    let record = api
+        .client
+        .get_app_withdraw_record(&WithdrawRecordQuery { record_id: Some(receipt.record_id), order_id: None })
+        .await
+        .unwrap();
+    assert_eq!(record.withdraw_type, "Cwallet");
+    assert_eq!(record.status, RecordStatus::Success);
+    assert_eq!(record.tx_id, "");
+    assert!(record.fee.is_none());
+    assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "999987.66");
+
+    // An unknown Cwallet user is refused, and nothing is paid.
+    let err = api
+        .client
+        .apply_app_withdraw_to_cwallet(&CwalletWithdrawRequest {
+            order_id: "cw-0002".into(),
+            coin_id: USDT,
+            cwallet_user: "99999999".into(),
+            amount: "1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(11015));
+    assert_eq!(api.sandbox.ledger().payouts_for("cw-0002").len(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_payout_is_refunded() {
+    let config = SandboxConfig { failing_recipients: vec![TRON_ADDRESS.to_owned()], ..SandboxConfig::default() };
+    let api = TestApi::start(config).await;
+    api.client.apply_app_withdraw_to_network(&network_withdraw("fail-1", "TRX", TRON_ADDRESS, "100")).await.unwrap();
+    assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "999900");
+    api.settle(Duration::from_secs(3));
+    let record = api
+        .client
+        .get_app_withdraw_record(&WithdrawRecordQuery { order_id: Some("fail-1".into()), record_id: None })
+        .await
+        .unwrap();
+    assert_eq!(record.status, RecordStatus::Failed);
+    assert!(!record.reason.is_empty());
+    assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "1000000");
+}
+
+#[tokio::test]
+async fn v1_withdraw_and_bill_info_round_trip_with_signed_replies() {
+    let api = TestApi::demo().await;
+    let token_id = api.sandbox.v1_token_id("USDT", "TRX").expect("USDT on TRX has a v1 token id");
+    let receipt = api
+        .client
+        .v1_withdraw(&V1WithdrawRequest {
+            merchant_order_id: "v1-0001".into(),
+            address: TRON_ADDRESS.into(),
+            token_id,
+            value: "5".into(),
+            memo: None,
+            merchant_pays_fee: Some(false),
+        })
+        .await
+        .unwrap();
+    assert!(!receipt.record_id.is_empty());
+    assert_eq!(receipt.net_receivable, "4");
+
+    api.settle(Duration::from_secs(3));
+    let bills = api.client.v1_bill_info(&["v1-0001".to_owned(), "unknown".to_owned()]).await.unwrap();
+    assert_eq!(bills.len(), 1);
+    assert_eq!(bills[0].order_detail.merchant_order_id, "v1-0001");
+    assert_eq!(v1_status(&bills[0].order_detail.status), RecordStatus::Success);
+
+    // orderIds are unique across v1 and v2.
+    let err = api
+        .client
+        .apply_app_withdraw_to_network(&network_withdraw("v1-0001", "TRX", TRON_ADDRESS, "5"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), Some(ErrorClass::DuplicateReconcile));
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_creates_make_exactly_one_payout() {
+    let api = TestApi::demo().await;
+    let request = network_withdraw("dup-0001", "TRX", TRON_ADDRESS, "3");
+    let calls = (0..16).map(|_| {
+        let client = api.client.clone();
+        let request = request.clone();
+        tokio::spawn(async move { client.apply_app_withdraw_to_network(&request).await })
+    });
+    let mut created = 0;
+    let mut duplicates = 0;
+    for call in calls.collect::<Vec<_>>() {
+        match call.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(CallError::Api(e)) if e.class == ErrorClass::DuplicateReconcile => duplicates += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((created, duplicates), (1, 15));
+    let ledger = api.sandbox.ledger();
+    assert_eq!(ledger.payouts_for("dup-0001").len(), 1);
+    assert_eq!(ledger.attempts_for("dup-0001").len(), 16);
+    assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "999997");
+}

@@ -164,7 +164,11 @@ mod tests {
             ("0.000000000000000001", "0.000000000000000001"),
             ("99999999999999999999.999999", "99999999999999999999.999999"),
         ] {
-            assert_eq!(Amount::parse(input).map(Amount::canonical), Ok(canonical.to_owned()), "{input}");
+            assert_eq!(
+                Amount::parse(input).map(Amount::canonical),
+                Ok(canonical.to_owned()),
+                "{input}"
+            );
         }
     }
 

@@ -124,7 +124,11 @@ impl Catalogue {
             let idx = u16::try_from(cat.coins.len()).map_err(|_| CatalogueError("more than 65535 coins".into()))?;
             let mut networks = Vec::with_capacity(coin.networks.len());
             for (key, net) in &coin.networks {
-                let symbol = if net.chain.is_empty() { key.clone() } else { net.chain.clone() };
+                let symbol = if net.chain.is_empty() {
+                    key.clone()
+                } else {
+                    net.chain.clone()
+                };
                 let chain = match cat.chain_by_symbol.get(&symbol) {
                     Some(&c) => c,
                     None => cat.add_chain(ChainEntry {
@@ -138,7 +142,10 @@ impl Catalogue {
                 };
                 let decimal = |field: &str, text: &str| {
                     parse_api_decimal(text).ok_or_else(|| {
-                        CatalogueError(format!("{} on {}: {field} {text:?} is not a decimal", coin.symbol, net.chain))
+                        CatalogueError(format!(
+                            "{} on {}: {field} {text:?} is not a decimal",
+                            coin.symbol, net.chain
+                        ))
                     })
                 };
                 let maximum = decimal("maximumWithdrawAmount", &net.maximum_withdraw_amount)?;
@@ -151,7 +158,8 @@ impl Catalogue {
                     supports_memo: net.is_support_memo,
                 });
             }
-            cat.coin_by_symbol.insert(coin.symbol.to_ascii_uppercase(), CoinIdx(idx));
+            cat.coin_by_symbol
+                .insert(coin.symbol.to_ascii_uppercase(), CoinIdx(idx));
             cat.coin_by_id.insert(coin.coin_id, CoinIdx(idx));
             cat.coins.push(CoinEntry {
                 coin_id: coin.coin_id,
@@ -184,7 +192,9 @@ impl Catalogue {
         if text.eq_ignore_ascii_case(CWALLET) {
             return Some(ChainRef::Cwallet);
         }
-        self.chain_by_symbol.get(&text.to_ascii_uppercase()).map(|&c| ChainRef::Chain(c))
+        self.chain_by_symbol
+            .get(&text.to_ascii_uppercase())
+            .map(|&c| ChainRef::Chain(c))
     }
 
     pub fn coin(&self, idx: CoinIdx) -> &CoinEntry {
@@ -213,7 +223,12 @@ impl Catalogue {
 
     /// The chains a coin can be paid on, for messages.
     pub fn chains_of(&self, idx: CoinIdx) -> Vec<&str> {
-        let mut names: Vec<&str> = self.coin(idx).networks.iter().map(|n| self.chain(n.chain).symbol.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .coin(idx)
+            .networks
+            .iter()
+            .map(|n| self.chain(n.chain).symbol.as_str())
+            .collect();
         names.sort_unstable();
         names.push(CWALLET);
         names
@@ -243,8 +258,11 @@ pub(crate) mod tests {
                 symbol: "USDT".into(),
                 status: "Normal".into(),
                 price: "1".into(),
-                networks: [("TRX".into(), net("TRX", 6, "1", "0", false)), ("POLYGON".into(), net("POLYGON", 6, "0.1", "1000", false))]
-                    .into(),
+                networks: [
+                    ("TRX".into(), net("TRX", 6, "1", "0", false)),
+                    ("POLYGON".into(), net("POLYGON", 6, "0.1", "1000", false)),
+                ]
+                .into(),
                 ..Coin::default()
             },
             Coin {
@@ -257,8 +275,16 @@ pub(crate) mod tests {
             },
         ];
         let chains = vec![
-            ChainInfo { chain: "TRX".into(), status: "Normal".into(), ..ChainInfo::default() },
-            ChainInfo { chain: "POLYGON".into(), status: polygon_status.into(), ..ChainInfo::default() },
+            ChainInfo {
+                chain: "TRX".into(),
+                status: "Normal".into(),
+                ..ChainInfo::default()
+            },
+            ChainInfo {
+                chain: "POLYGON".into(),
+                status: polygon_status.into(),
+                ..ChainInfo::default()
+            },
         ];
         Catalogue::from_api(&coins, &chains).unwrap()
     }
@@ -278,15 +304,32 @@ pub(crate) mod tests {
         let cat = sample("Maintenance");
         assert_eq!(cat.find_chain("cwallet"), Some(ChainRef::Cwallet));
         // XRP was not in getChainList but is a network of XRP.
-        let Some(ChainRef::Chain(xrp)) = cat.find_chain("XRP") else { panic!("XRP chain") };
+        let Some(ChainRef::Chain(xrp)) = cat.find_chain("XRP") else {
+            panic!("XRP chain")
+        };
         assert!(cat.chain(xrp).supports_memo);
-        let Some(ChainRef::Chain(polygon)) = cat.find_chain("polygon") else { panic!("POLYGON chain") };
+        let Some(ChainRef::Chain(polygon)) = cat.find_chain("polygon") else {
+            panic!("POLYGON chain")
+        };
         assert!(!cat.chain(polygon).is_normal());
         let usdt = cat.find_coin("USDT").unwrap();
         assert_eq!(cat.chains_of(usdt), ["POLYGON", "TRX", "CWALLET"]);
         let network = cat.coin(usdt).network(polygon).unwrap();
         assert_eq!(network.maximum, Some(Decimal::from(1000)));
-        assert_eq!(cat.coin(usdt).network(cat.find_chain("TRX").map(|c| match c { ChainRef::Chain(c) => c, ChainRef::Cwallet => 0 }).unwrap()).unwrap().maximum, None);
+        assert_eq!(
+            cat.coin(usdt)
+                .network(
+                    cat.find_chain("TRX")
+                        .map(|c| match c {
+                            ChainRef::Chain(c) => c,
+                            ChainRef::Cwallet => 0,
+                        })
+                        .unwrap()
+                )
+                .unwrap()
+                .maximum,
+            None
+        );
     }
 
     #[test]
@@ -294,8 +337,15 @@ pub(crate) mod tests {
         let coins = vec![Coin {
             coin_id: 1,
             symbol: "X".into(),
-            networks: [("TRX".into(), CoinNetwork { chain: "TRX".into(), minimum_withdraw_amount: "1e5".into(), ..CoinNetwork::default() })]
-                .into(),
+            networks: [(
+                "TRX".into(),
+                CoinNetwork {
+                    chain: "TRX".into(),
+                    minimum_withdraw_amount: "1e5".into(),
+                    ..CoinNetwork::default()
+                },
+            )]
+            .into(),
             ..Coin::default()
         }];
         let err = Catalogue::from_api(&coins, &[]).unwrap_err();

@@ -49,6 +49,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Validate a batch file and show what paying it would do. Moves no money.
+    ///
+    /// Reads the file (.csv, .json or .jsonl), checks every row, asks CCPayment for the coin and
+    /// chain lists, fee quotes, balances and (for batches up to preflight.remote_checks_max_rows)
+    /// each recipient, applies the policy, and prints the plan with its digest. Exit 0 when
+    /// every row is payable, 1 when some rows are refused or held or the file is not a valid
+    /// batch.
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
+
     /// Make one signed call to the CCPayment API and print the reply.
     ///
     /// The way to check credentials, the IP whitelist and the clock. METHOD is a v2 method
@@ -67,6 +77,18 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The batch file.
+    pub file: PathBuf,
+    /// Use the built-in CCPayment simulator with demo credentials and balances.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Print the plan as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,8 +170,14 @@ pub struct SandboxArgs {
 }
 
 fn probability(s: &str) -> Result<f64, String> {
-    let p: f64 = s.parse().map_err(|_| format!("expected a number from 0 to 1, got {s:?}"))?;
-    if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("expected a number from 0 to 1, got {s}")) }
+    let p: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number from 0 to 1, got {s:?}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("expected a number from 0 to 1, got {s}"))
+    }
 }
 
 /// The outcome of a command, mapped to the process exit code.
@@ -200,6 +228,7 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
+        Command::Check(args) => check_command(cli.config, args).await,
         Command::Api(args) => api_command(cli.config, args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
@@ -224,6 +253,62 @@ fn init_logging(verbose: u8) {
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, ConfigError> {
     Config::load_from_process_env(path.as_deref())
+}
+
+/// A client for the configured API, or for an in-process sandbox with demo credentials. The
+/// sandbox lives as long as the returned handle.
+async fn api_client(config: &Config, sandbox: bool) -> Result<(Client, Option<Sandbox>), CliError> {
+    if !sandbox {
+        return Ok((Client::new(config.client_config()?, clock::system())?, None));
+    }
+    let sandbox = Sandbox::start(SandboxConfig::default(), clock::system())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the built-in sandbox: {e}"))?;
+    eprintln!(
+        "using the built-in sandbox at {} (demo balances; nothing real is paid)",
+        sandbox.base_url()
+    );
+    let client_config = crate::api::ClientConfig {
+        v2_base_url: sandbox.base_url(),
+        v1_base_url: sandbox.base_url(),
+        app_id: sandbox.app_id().to_owned(),
+        app_secret: sandbox.app_secret().clone(),
+        connect_timeout: config.api.connect_timeout,
+        request_timeout: config.api.request_timeout,
+    };
+    Ok((Client::new(client_config, clock::system())?, Some(sandbox)))
+}
+
+/// `ccpayout check FILE`.
+async fn check_command(config_path: Option<PathBuf>, args: CheckArgs) -> Result<Outcome, CliError> {
+    use crate::batch::{preflight, render, validate::NoKnownOrders};
+    let config = load_config(config_path)?;
+    let (client, _sandbox) = api_client(&config, args.sandbox).await?;
+    let report = match preflight::check_file(&client, &config, &args.file, std::sync::Arc::new(NoKnownOrders)).await {
+        Ok(report) => report,
+        Err(preflight::CheckError::NotABatch(message)) => {
+            eprintln!("error: {message}");
+            return Ok(Outcome::Refused);
+        }
+        Err(preflight::CheckError::Api(CallError::Api(e))) => {
+            let hint = e.hint().map(|h| format!("\n  check: {h}")).unwrap_or_default();
+            return Err(anyhow::anyhow!("preflight failed: {e}{hint}").into());
+        }
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).map_err(anyhow::Error::from)?;
+        writeln!(out).map_err(anyhow::Error::from)?;
+    } else {
+        out.write_all(render::check_report(&report).as_bytes())
+            .map_err(anyhow::Error::from)?;
+    }
+    Ok(if report.plan.payable {
+        Outcome::Success
+    } else {
+        Outcome::Refused
+    })
 }
 
 /// `ccpayout api METHOD [JSON]`.
@@ -278,12 +363,17 @@ async fn api_command(config_path: Option<PathBuf>, args: ApiArgs) -> Result<Outc
 
 fn parse_endpoint(name: &str) -> Result<Endpoint<'_>, anyhow::Error> {
     if let Some(path) = name.strip_prefix("v1/") {
-        if path.is_empty() || !path.split('/').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase())) {
+        if path.is_empty()
+            || !path
+                .split('/')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        {
             anyhow::bail!("invalid v1 path {name:?}: expected v1/withdraw or v1/bill/info");
         }
         return Ok(Endpoint::v1(path));
     }
-    let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    let valid =
+        name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && name.bytes().all(|b| b.is_ascii_alphanumeric());
     if !valid {
         anyhow::bail!("invalid method {name:?}: expected a v2 method name such as getCoinList, or v1/withdraw");
     }
@@ -324,7 +414,12 @@ fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
     let config = load_config(config_path)?;
     // Missing credentials are a configuration error for a payout tool.
     config.client_config()?;
-    let source = config.api.app_secret.as_ref().map(|(_, source)| source.to_string()).unwrap_or_default();
+    let source = config
+        .api
+        .app_secret
+        .as_ref()
+        .map(|(_, source)| source.to_string())
+        .unwrap_or_default();
     match &config.path {
         Some(p) => println!("configuration ok: {}", p.display()),
         None => println!("configuration ok: no config file, defaults and environment"),
@@ -350,7 +445,10 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         seed: args.seed,
         settle_delay: Duration::from_millis(args.settle_delay_ms),
         fail_rate: args.fail_rate,
-        rate_limit: args.rate_limit.map(|per_second| RateLimit { per_second, burst: args.burst.max(1) }),
+        rate_limit: args.rate_limit.map(|per_second| RateLimit {
+            per_second,
+            burst: args.burst.max(1),
+        }),
         daily_create_limit: args.daily_create_limit,
         daily_request_limit: args.daily_request_limit,
         day_length: Duration::from_secs(args.day_length_secs.max(1)),
@@ -446,7 +544,10 @@ mod tests {
     #[test]
     fn request_bodies_must_be_json_and_are_kept_verbatim() {
         assert_eq!(request_body(None).unwrap(), b"{}");
-        assert_eq!(request_body(Some("{ \"coinId\" : 1280 }".into())).unwrap(), b"{ \"coinId\" : 1280 }");
+        assert_eq!(
+            request_body(Some("{ \"coinId\" : 1280 }".into())).unwrap(),
+            b"{ \"coinId\" : 1280 }"
+        );
         assert!(request_body(Some("{coinId:1280}".into())).is_err());
     }
 

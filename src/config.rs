@@ -111,7 +111,9 @@ impl DecimalSetting {
             DecimalSetting::Text(t) => t.clone(),
             DecimalSetting::Integer(i) => i.to_string(),
             DecimalSetting::Float(f) => {
-                problems.push(format!("{key}: write decimals as strings, for example \"{f}\", so they stay exact"));
+                problems.push(format!(
+                    "{key}: write decimals as strings, for example \"{f}\", so they stay exact"
+                ));
                 return None;
             }
         };
@@ -309,8 +311,19 @@ fn parse_file(text: &str) -> Result<FileConfig, String> {
 fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
     let mut problems = Vec::new();
     let env = |key: &str| env(key).filter(|v| !v.is_empty());
-    let FileConfig { api, batch: batch_file, preflight: preflight_file, limits: limits_file, policy: policy_file } = file;
-    let file = Sections { batch: batch_file, preflight: preflight_file, limits: limits_file, policy: policy_file };
+    let FileConfig {
+        api,
+        batch: batch_file,
+        preflight: preflight_file,
+        limits: limits_file,
+        policy: policy_file,
+    } = file;
+    let file = Sections {
+        batch: batch_file,
+        preflight: preflight_file,
+        limits: limits_file,
+        policy: policy_file,
+    };
 
     let generation = match api.version.as_deref() {
         None | Some("v2") => ApiGeneration::V2,
@@ -393,9 +406,13 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         problems.push("api.connect_timeout_ms: must not exceed api.request_timeout_ms".to_owned());
     }
 
-    let batch = BatchConfig { default_merchant_pays_fee: file.batch.default_merchant_pays_fee.unwrap_or(false) };
+    let batch = BatchConfig {
+        default_merchant_pays_fee: file.batch.default_merchant_pays_fee.unwrap_or(false),
+    };
     let preflight = resolve_preflight(file.preflight, &mut problems);
-    let limits = LimitsConfig { rate_per_second: file.limits.rate_per_second.unwrap_or(DEFAULT_RATE_PER_SECOND) };
+    let limits = LimitsConfig {
+        rate_per_second: file.limits.rate_per_second.unwrap_or(DEFAULT_RATE_PER_SECOND),
+    };
     if limits.rate_per_second == 0 {
         problems.push("limits.rate_per_second: must be at least 1".to_owned());
     }
@@ -440,7 +457,9 @@ fn resolve_preflight(file: PreflightFile, problems: &mut Vec<String>) -> Preflig
         Some("always") => RemoteChecks::Always,
         Some("never") => RemoteChecks::Never,
         Some(other) => {
-            problems.push(format!("preflight.remote_checks: expected \"auto\", \"always\" or \"never\", got {other:?}"));
+            problems.push(format!(
+                "preflight.remote_checks: expected \"auto\", \"always\" or \"never\", got {other:?}"
+            ));
             RemoteChecks::UpTo(max_rows)
         }
     };
@@ -451,19 +470,27 @@ fn resolve_preflight(file: PreflightFile, problems: &mut Vec<String>) -> Preflig
     if percent > Decimal::ONE_HUNDRED {
         problems.push("preflight.balance_margin_percent: expected 0 to 100".to_owned());
     }
-    PreflightConfig { remote_checks, balance_margin: percent / Decimal::ONE_HUNDRED }
+    PreflightConfig {
+        remote_checks,
+        balance_margin: percent / Decimal::ONE_HUNDRED,
+    }
 }
 
 fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
     let upper = |list: Option<Vec<String>>| -> Vec<String> {
-        list.unwrap_or_default().into_iter().map(|s| s.trim().to_ascii_uppercase()).collect()
+        list.unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().to_ascii_uppercase())
+            .collect()
     };
     let approval = match file.approval.as_deref() {
         None | Some("never") => ApprovalRule::Never,
         Some("always") => ApprovalRule::Always,
         Some("above") => ApprovalRule::Above,
         Some(other) => {
-            problems.push(format!("policy.approval: expected \"never\", \"always\" or \"above\", got {other:?}"));
+            problems.push(format!(
+                "policy.approval: expected \"never\", \"always\" or \"above\", got {other:?}"
+            ));
             ApprovalRule::Never
         }
     };
@@ -474,7 +501,9 @@ fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
             max_per_order: c.max_per_order.and_then(|d| d.resolve(&key("max_per_order"), problems)),
             max_per_batch: c.max_per_batch.and_then(|d| d.resolve(&key("max_per_batch"), problems)),
             max_per_day: c.max_per_day.and_then(|d| d.resolve(&key("max_per_day"), problems)),
-            approval_above: c.approval_above.and_then(|d| d.resolve(&key("approval_above"), problems)),
+            approval_above: c
+                .approval_above
+                .and_then(|d| d.resolve(&key("approval_above"), problems)),
         };
         coins.insert(symbol.to_ascii_uppercase(), coin);
     }

@@ -60,32 +60,48 @@ impl Policy {
     pub fn check_row(&self, coin: &str, chain: &str, amount: Decimal) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.allowed_coins.is_empty() && !self.allowed_coins.iter().any(|c| c.eq_ignore_ascii_case(coin)) {
-            problems.push(format!("the policy does not allow paying {coin} (allowed: {})", self.allowed_coins.join(", ")));
+            problems.push(format!(
+                "the policy does not allow paying {coin} (allowed: {})",
+                self.allowed_coins.join(", ")
+            ));
         }
         if !self.allowed_chains.is_empty() && !self.allowed_chains.iter().any(|c| c.eq_ignore_ascii_case(chain)) {
-            problems.push(format!("the policy does not allow paying on {chain} (allowed: {})", self.allowed_chains.join(", ")));
+            problems.push(format!(
+                "the policy does not allow paying on {chain} (allowed: {})",
+                self.allowed_chains.join(", ")
+            ));
         }
         if let Some(max) = self.coin(coin).and_then(|c| c.max_per_order)
             && amount > max
         {
-            problems.push(format!("{amount} {coin} is above the policy's maximum of {max} {coin} per order"));
+            problems.push(format!(
+                "{amount} {coin} is above the policy's maximum of {max} {coin} per order"
+            ));
         }
         problems
     }
 
     /// The batch-level verdict from the batch's total per coin and what was already paid today
     /// per coin.
-    pub fn check_batch(&self, totals: &BTreeMap<String, Decimal>, paid_today: &dyn Fn(&str) -> Decimal) -> BatchVerdict {
+    pub fn check_batch(
+        &self,
+        totals: &BTreeMap<String, Decimal>,
+        paid_today: &dyn Fn(&str) -> Decimal,
+    ) -> BatchVerdict {
         let mut verdict = BatchVerdict::default();
         if self.approval == ApprovalRule::Always {
-            verdict.approval_reasons.push("the policy requires approval of every batch".to_owned());
+            verdict
+                .approval_reasons
+                .push("the policy requires approval of every batch".to_owned());
         }
         for (coin, &total) in totals {
             let Some(limits) = self.coin(coin) else { continue };
             if let Some(max) = limits.max_per_batch
                 && total > max
             {
-                verdict.blockers.push(format!("the batch pays {total} {coin}, above the policy's maximum of {max} {coin} per batch"));
+                verdict.blockers.push(format!(
+                    "the batch pays {total} {coin}, above the policy's maximum of {max} {coin} per batch"
+                ));
             }
             if let Some(max) = limits.max_per_day {
                 let today = paid_today(coin);
@@ -99,7 +115,9 @@ impl Policy {
                 && let Some(threshold) = limits.approval_above
                 && total > threshold
             {
-                verdict.approval_reasons.push(format!("the batch pays {total} {coin}, above the approval threshold of {threshold} {coin}"));
+                verdict.approval_reasons.push(format!(
+                    "the batch pays {total} {coin}, above the approval threshold of {threshold} {coin}"
+                ));
             }
         }
         verdict
@@ -140,7 +158,11 @@ mod tests {
         let problems = p.check_row("ETH", "POLYGON", d("1"));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(p.check_row("USDT", "TRX", d("500.01"))[0].contains("maximum of 500 USDT per order"));
-        assert!(Policy::default().check_row("ANY", "ANY", d("1e6".replace("1e6", "1000000").as_str())).is_empty());
+        assert!(
+            Policy::default()
+                .check_row("ANY", "ANY", d("1e6".replace("1e6", "1000000").as_str()))
+                .is_empty()
+        );
     }
 
     #[test]

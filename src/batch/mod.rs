@@ -1,3 +1,14 @@
 //! Batch files: parsing, validation and the plan.
+//!
+//! - [`parse`]: CSV, JSON and JSON Lines readers that hand over rows one at a time (pure).
+//! - [`validate`]: local rules per row, duplicates, compact rows (pure).
+//! - [`plan`]: fees, totals, balances, policy, verdicts and the plan digest (pure).
+//! - [`preflight`]: the API questions a check asks, and the `check` orchestration (I/O).
+//! - [`render`]: the plan as text (pure).
 
 pub mod parse;
+pub mod plan;
+pub mod preflight;
+pub mod render;
+pub mod request;
+pub mod validate;

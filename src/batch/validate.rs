@@ -45,7 +45,12 @@ pub struct Problem {
 
 impl Problem {
     fn at(line: u64, field: Column, message: impl Into<String>) -> Problem {
-        Problem { line: Some(line), field: Some(field.name().to_owned()), order_id: None, message: message.into() }
+        Problem {
+            line: Some(line),
+            field: Some(field.name().to_owned()),
+            order_id: None,
+            message: message.into(),
+        }
     }
 
     /// `file:line: field: message`, the way compilers point at a place.
@@ -60,7 +65,12 @@ impl Problem {
 
 impl From<ParseProblem> for Problem {
     fn from(p: ParseProblem) -> Self {
-        Problem { line: p.line, field: p.field, order_id: None, message: p.message }
+        Problem {
+            line: p.line,
+            field: p.field,
+            order_id: None,
+            message: p.message,
+        }
     }
 }
 
@@ -209,7 +219,12 @@ impl Validated {
 
 /// Reads and validates a whole batch from `reader`.
 pub fn validate<R: Read>(format: Format, reader: R, rules: &Rules<'_>, known: &dyn KnownOrders) -> Validated {
-    let mut v = Validator { rules, known, out: Validated::default(), seen: SeenIds::default() };
+    let mut v = Validator {
+        rules,
+        known,
+        out: Validated::default(),
+        seen: SeenIds::default(),
+    };
     let mut parse_problems = Vec::new();
     let rows_seen = parse::read_rows(format, reader, rules.limits, &mut |raw| v.row(&raw), &mut |p| {
         parse_problems.push(Problem::from(p))
@@ -290,9 +305,10 @@ impl Validator<'_, '_> {
             ApiGeneration::V1 if token_id.is_empty() => {
                 fail(Column::TokenId, "token_id is required for the v1 API".into())
             }
-            ApiGeneration::V1 if !is_uuid(token_id) => {
-                fail(Column::TokenId, format!("{} is not a token id (a UUID)", quote(token_id)))
-            }
+            ApiGeneration::V1 if !is_uuid(token_id) => fail(
+                Column::TokenId,
+                format!("{} is not a token id (a UUID)", quote(token_id)),
+            ),
             _ => {}
         }
         let v1_token_only = self.rules.generation == ApiGeneration::V1;
@@ -308,7 +324,10 @@ impl Validator<'_, '_> {
         } else {
             let found = cat.find_coin(coin_text);
             if found.is_none() {
-                fail(Column::Coin, format!("unknown coin {}; known coins: {}", quote(coin_text), coin_list(cat)));
+                fail(
+                    Column::Coin,
+                    format!("unknown coin {}; known coins: {}", quote(coin_text), coin_list(cat)),
+                );
             }
             found
         };
@@ -351,23 +370,31 @@ impl Validator<'_, '_> {
             match chain {
                 Some(ChainRef::Cwallet) => {
                     if let Err(e) = address::parse_cwallet_recipient(recipient) {
-                        fail(Column::Recipient, format!("{}: {e}", quote(recipient)));
+                        fail(
+                            Column::Recipient,
+                            format!("{} is not a Cwallet ID or e-mail: {e}", quote(recipient)),
+                        );
                     }
                 }
                 Some(ChainRef::Chain(c)) => {
                     let family = cat.chain(c).family;
                     if let Err(e) = address::check_address(family, recipient) {
-                        fail(Column::Recipient, format!("{} is not a {} address: {e}", quote(recipient), cat.chain(c).symbol));
+                        fail(
+                            Column::Recipient,
+                            format!("{} is not a {} address: {e}", quote(recipient), cat.chain(c).symbol),
+                        );
                     }
                 }
                 // v1 rows without a chain: the address is either a Cwallet user or a chain
                 // address CCPayment checks; reject only what is neither shaped like one.
-                None if v1_token_only => {
-                    if address::parse_cwallet_recipient(recipient).is_err()
-                        && address::check_address(AddressFamily::Other, recipient).is_err()
-                    {
-                        fail(Column::Recipient, format!("{} is not an address or Cwallet user", quote(recipient)));
-                    }
+                None if v1_token_only
+                    && address::parse_cwallet_recipient(recipient).is_err()
+                    && address::check_address(AddressFamily::Other, recipient).is_err() =>
+                {
+                    fail(
+                        Column::Recipient,
+                        format!("{} is not an address or Cwallet user", quote(recipient)),
+                    );
                 }
                 None => {}
             }
@@ -381,17 +408,27 @@ impl Validator<'_, '_> {
             None => None,
         };
         match memo_needed {
-            Some(true) if memo.is_empty() => {
-                fail(Column::Memo, format!("memo is required on {}", cat.chain_name(chain.unwrap_or(ChainRef::Cwallet))))
-            }
+            Some(true) if memo.is_empty() => fail(
+                Column::Memo,
+                format!(
+                    "memo is required on {}",
+                    cat.chain_name(chain.unwrap_or(ChainRef::Cwallet))
+                ),
+            ),
             Some(false) if !memo.is_empty() => fail(
                 Column::Memo,
-                format!("memo is not used on {}; leave it empty", cat.chain_name(chain.unwrap_or(ChainRef::Cwallet))),
+                format!(
+                    "memo is not used on {}; leave it empty",
+                    cat.chain_name(chain.unwrap_or(ChainRef::Cwallet))
+                ),
             ),
             _ => {}
         }
         if memo.chars().count() > MAX_MEMO_CHARS || memo.chars().any(char::is_control) {
-            fail(Column::Memo, format!("memo must be at most {MAX_MEMO_CHARS} printable characters"));
+            fail(
+                Column::Memo,
+                format!("memo must be at most {MAX_MEMO_CHARS} printable characters"),
+            );
         }
 
         // amount
@@ -424,12 +461,18 @@ impl Validator<'_, '_> {
                         );
                     }
                     if amount.value() < network.minimum {
-                        fail(Column::Amount, format!("{amount} is below the minimum of {} {symbol} on {on}", network.minimum));
+                        fail(
+                            Column::Amount,
+                            format!("{amount} is below the minimum of {} {symbol} on {on}", network.minimum),
+                        );
                     }
                     if let Some(max) = network.maximum
                         && amount.value() > max
                     {
-                        fail(Column::Amount, format!("{amount} is above the maximum of {max} {symbol} on {on}"));
+                        fail(
+                            Column::Amount,
+                            format!("{amount} is above the maximum of {max} {symbol} on {on}"),
+                        );
                     }
                 }
                 (Some(ChainRef::Cwallet), _) => {
@@ -437,12 +480,18 @@ impl Validator<'_, '_> {
                     if amount.scale() > precision {
                         fail(
                             Column::Amount,
-                            format!("{amount} has {} decimals; {symbol} to Cwallet allows {precision}", amount.scale()),
+                            format!(
+                                "{amount} has {} decimals; {symbol} to Cwallet allows {precision}",
+                                amount.scale()
+                            ),
                         );
                     }
                     // CCPayment's minimum for Cwallet transfers is 0.001 USD worth.
                     if !entry.price.is_zero() && amount.value() * entry.price < Decimal::new(1, 3) {
-                        fail(Column::Amount, format!("{amount} {symbol} is worth less than 0.001 USD, the Cwallet minimum"));
+                        fail(
+                            Column::Amount,
+                            format!("{amount} {symbol} is worth less than 0.001 USD, the Cwallet minimum"),
+                        );
                     }
                 }
                 _ => {}
@@ -456,7 +505,10 @@ impl Validator<'_, '_> {
             "true" => true,
             "false" => false,
             _ => {
-                fail(Column::MerchantPaysFee, format!("{} is not true or false", quote(fee_text)));
+                fail(
+                    Column::MerchantPaysFee,
+                    format!("{} is not true or false", quote(fee_text)),
+                );
                 false
             }
         };
@@ -464,11 +516,18 @@ impl Validator<'_, '_> {
         // reference: free text, only bounded.
         let reference = get(Column::Reference);
         if reference.chars().count() > MAX_REFERENCE_CHARS {
-            fail(Column::Reference, format!("reference is longer than {MAX_REFERENCE_CHARS} characters"));
+            fail(
+                Column::Reference,
+                format!("reference is longer than {MAX_REFERENCE_CHARS} characters"),
+            );
         }
 
         // Duplicates within the file name both lines; only well-formed ids take part.
-        let order_span = if order_id_ok { Some(self.note_order_id(order_id, line, &mut problems)) } else { None };
+        let order_span = if order_id_ok {
+            Some(self.note_order_id(order_id, line, &mut problems))
+        } else {
+            None
+        };
 
         if !problems.is_empty() {
             let order_id = order_id_ok.then(|| order_id.to_owned());
@@ -508,7 +567,11 @@ impl Validator<'_, '_> {
         // with a different payload it is a conflict.
         if let Some(known) = self.known.lookup(order_id) {
             if known.payload_digest == payload_digest(&row, &self.out.arena, cat) {
-                self.out.duplicates.push(Duplicate { line, order_id: order_id.to_owned(), earlier_batch: known.batch });
+                self.out.duplicates.push(Duplicate {
+                    line,
+                    order_id: order_id.to_owned(),
+                    earlier_batch: known.batch,
+                });
             } else {
                 self.out.problems.push(Problem {
                     line: Some(line),
@@ -556,7 +619,10 @@ impl Validator<'_, '_> {
             problems.push(Problem::at(
                 line,
                 Column::OrderId,
-                format!("order_id {} is also on line {first_line}; every row needs its own", quote(order_id)),
+                format!(
+                    "order_id {} is also on line {first_line}; every row needs its own",
+                    quote(order_id)
+                ),
             ));
         }
         arena.push(order_id)
@@ -570,9 +636,15 @@ pub fn check_order_id(order_id: &str) -> Result<(), String> {
     }
     let n = order_id.chars().count();
     if !(3..=64).contains(&n) {
-        return Err(format!("{} has {n} characters; an order_id has 3 to 64", quote(order_id)));
+        return Err(format!(
+            "{} has {n} characters; an order_id has 3 to 64",
+            quote(order_id)
+        ));
     }
-    if let Some(bad) = order_id.chars().find(|c| !c.is_ascii_alphanumeric() && !ORDER_ID_EXTRA_CHARS.contains(*c)) {
+    if let Some(bad) = order_id
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !ORDER_ID_EXTRA_CHARS.contains(*c))
+    {
         return Err(format!(
             "{} contains {bad:?}; use letters, digits and {ORDER_ID_EXTRA_CHARS:?}",
             quote(order_id)
@@ -584,7 +656,10 @@ pub fn check_order_id(order_id: &str) -> Result<(), String> {
 fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn coin_list(cat: &Catalogue) -> String {

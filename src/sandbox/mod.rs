@@ -26,6 +26,9 @@
 //! - Withdrawal webhooks, signed and retried on CCPayment's schedule (time-scaled).
 //! - Debug endpoints: `GET /sandbox/ledger` (the [`Ledger`] as JSON) and `GET /sandbox/health`.
 //!
+//! [`DEMO_ADDRESSES`] lists a valid payee address per demo chain; payouts to
+//! [`DEMO_FAILING_ADDRESS`] always end `Failed` under the default configuration.
+//!
 //! # What it deliberately does not simulate
 //!
 //! Deposits, invoices, swaps, the wallet-system (per-user) API, batch withdrawals, manual
@@ -33,10 +36,10 @@
 //! merchant verification (12003) and test-mode amount limits (14022/14023). The catalogue is
 //! demo data, not CCPayment's live list.
 //!
-//! # Choices where the API reference is a guess ([G])
+//! # Choices where the API reference is a guess (tagged \[G\] there)
 //!
 //! - v1 errors use the v2 codes (the v1 error table is not public); v1 error replies are not
-//!   signed, v1 success replies are.
+//!   signed, v1 success replies are. v2 replies are never signed.
 //! - The timestamp window is symmetric: `|now − ts| ≤ window`.
 //! - 11007 (RepeatedSubmit) answers a duplicate while the first create of that orderId is
 //!   committed but its reply is still held back (a slow fault); 11011 (OrderDuplicate) answers

@@ -246,11 +246,11 @@ impl Sandbox {
     /// Stops the server gracefully: in-flight requests get up to 5 s to finish.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        if let Some(mut server) = self.server.take() {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
-                tracing::warn!("sandbox did not stop in time; aborting it");
-                server.abort();
-            }
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err()
+        {
+            tracing::warn!("sandbox did not stop in time; aborting it");
+            server.abort();
         }
     }
 
@@ -263,22 +263,30 @@ impl Sandbox {
 }
 
 /// Settles payouts at their due time (so webhooks go out without any request arriving).
+/// With nothing pending it sleeps until a payout is created; otherwise it sleeps until the next
+/// due time, at most a second at a time so a manual clock moved forward is noticed.
 async fn settle_loop(shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
         let now_ms = shared.clock.now_ms();
-        let wait_ms = match shared.lock().next_due_ms() {
-            Some(due) => (due - now_ms).clamp(0, MAX_SETTLE_SLEEP_MS),
-            None => MAX_SETTLE_SLEEP_MS,
-        };
-        if wait_ms > 0 {
-            let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+        let next_due = shared.lock().next_due_ms();
+        match next_due {
+            None => {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = shared.wake.notified() => {}
+                }
             }
-        } else if cancel.is_cancelled() {
-            return;
+            Some(due) if due > now_ms => {
+                let wait_ms = (due - now_ms).min(MAX_SETTLE_SLEEP_MS);
+                let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Some(_) if cancel.is_cancelled() => return,
+            Some(_) => {}
         }
         shared.with_world(|_, _| ());
     }
@@ -373,13 +381,15 @@ async fn api_call(
         return json_response(error_body(code, &msg));
     }
     let handled: Handled = shared.with_world(|w, now_ms| w.handle(endpoint, &body, now_ms));
-    if let Some(record_id) = &handled.created {
+    if handled.created.is_some() {
+        // The settlement task may be sleeping past this payout's due time.
         shared.wake.notify_one();
-        tracing::info!(method = endpoint.name(), %record_id, "sandbox committed a payout");
     }
     tracing::debug!(
         method = endpoint.name(),
+        order_id = %handled.order_id,
         code = handled.code,
+        record_id = handled.created.as_deref().unwrap_or(""),
         transport = ?handled.transport,
         "sandbox request handled"
     );
@@ -509,6 +519,9 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
 
+    /// (name, Appid, Timestamp, Sign, body, expected code)
+    type AuthCase<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str, i64);
+
     const T0: i64 = 1_700_000_000_000;
     const TRX_ADDR: &str = "TPSFu3gV4D7SwHS3HkXs3S8QZauZpyQtWH";
 
@@ -620,7 +633,7 @@ mod tests {
         let wrong_app_sign = sign_v2("someone-else", &secret(), &ts, body.as_bytes());
         let ms_ts = h.clock.now_ms().to_string();
         let bad = "0".repeat(64);
-        let cases: Vec<(&str, Option<&str>, Option<&str>, Option<&str>, &str, i64)> = vec![
+        let cases: Vec<AuthCase> = vec![
             ("good", Some(DEMO_APP_ID), Some(&ts), Some(&good), body, 10000),
             ("bad sign", Some(DEMO_APP_ID), Some(&ts), Some(&bad), body, 11005),
             ("body changed", Some(DEMO_APP_ID), Some(&ts), Some(&good), "{ }", 11005),
@@ -696,12 +709,16 @@ mod tests {
 
     #[tokio::test]
     async fn ip_whitelist_refuses_other_peers() {
-        let mut config = SandboxConfig::default();
-        config.ip_whitelist = Some(vec!["10.1.2.3".parse().expect("ip")]);
+        let config = SandboxConfig {
+            ip_whitelist: Some(vec!["10.1.2.3".parse().expect("ip")]),
+            ..SandboxConfig::default()
+        };
         let h = harness(config).await;
         assert_eq!(h.call_v2(method::GET_COIN_LIST, "{}").await["code"], 12002);
-        let mut config = SandboxConfig::default();
-        config.ip_whitelist = Some(vec!["127.0.0.1".parse().expect("ip")]);
+        let config = SandboxConfig {
+            ip_whitelist: Some(vec!["127.0.0.1".parse().expect("ip")]),
+            ..SandboxConfig::default()
+        };
         let h = harness(config).await;
         assert_eq!(h.call_v2(method::GET_COIN_LIST, "{}").await["code"], 10000);
     }
@@ -975,9 +992,11 @@ mod tests {
             let _ = axum::serve(listener, app).await;
         });
 
-        let mut config = SandboxConfig::default();
-        config.webhook_url = Some(format!("http://{hook_addr}/hook"));
-        config.webhook_time_scale = 0.001;
+        let config = SandboxConfig {
+            webhook_url: Some(format!("http://{hook_addr}/hook")),
+            webhook_time_scale: 0.001,
+            ..SandboxConfig::default()
+        };
         let h = harness(config).await;
         let reply = h
             .call_v2(
@@ -1081,8 +1100,10 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_config_is_an_invalid_input_error() {
-        let mut config = SandboxConfig::default();
-        config.balances = vec![("NOPE".into(), "1".into())];
+        let config = SandboxConfig {
+            balances: vec![("NOPE".into(), "1".into())],
+            ..SandboxConfig::default()
+        };
         let err = Sandbox::start(config, ManualClock::new(T0)).await.expect_err("invalid");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }

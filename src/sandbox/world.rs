@@ -110,6 +110,8 @@ pub struct Handled {
     pub in_flight: Option<String>,
     /// The recordId a create committed, for logging.
     pub created: Option<String>,
+    /// The orderId of a create (best effort, for logging); empty for reads.
+    pub order_id: String,
 }
 
 /// An API error: a code and its message.
@@ -511,13 +513,13 @@ impl World {
         };
 
         if !self.take_token(now_ms) {
-            return self.refuse(endpoint, &peeked_order, now_ms, ApiError::code(11004));
+            return self.refuse(endpoint, peeked_order, now_ms, ApiError::code(11004));
         }
         self.roll_day(now_ms);
         let over_requests = self.daily_request_limit.is_some_and(|limit| self.day.requests >= limit);
         let over_creates = is_create && self.daily_create_limit.is_some_and(|limit| self.day.creates >= limit);
         if over_requests || over_creates {
-            return self.refuse(endpoint, &peeked_order, now_ms, ApiError::code(11009));
+            return self.refuse(endpoint, peeked_order, now_ms, ApiError::code(11009));
         }
         self.day.requests += 1;
         if is_create {
@@ -530,7 +532,7 @@ impl World {
             if forced.remaining == 0 {
                 self.forced.remove(endpoint.name());
             }
-            return self.refuse(endpoint, &peeked_order, now_ms, error);
+            return self.refuse(endpoint, peeked_order, now_ms, error);
         }
 
         let fault = if is_create || self.faults.on_reads {
@@ -545,6 +547,7 @@ impl World {
                 transport: Transport::Drop,
                 in_flight: None,
                 created: None,
+                order_id: String::new(),
             },
             Some(Fault::Http5xx) => Handled {
                 code: 0,
@@ -552,6 +555,7 @@ impl World {
                 transport: Transport::BadGateway,
                 in_flight: None,
                 created: None,
+                order_id: String::new(),
             },
             Some(Fault::Internal11002) => {
                 let error = ApiError::code(11002);
@@ -561,6 +565,7 @@ impl World {
                     transport: Transport::Reply,
                     in_flight: None,
                     created: None,
+                    order_id: String::new(),
                 }
             }
             Some(Fault::DropAfterCommit) | Some(Fault::Slow) | None => {
@@ -586,18 +591,26 @@ impl World {
                     // submission" rather than "order exists".
                     if handled.created.is_some() && !peeked_order.is_empty() {
                         self.in_flight.insert(peeked_order.clone());
-                        handled.in_flight = Some(peeked_order);
+                        handled.in_flight = Some(peeked_order.clone());
                     }
                 }
                 _ => {}
             }
         }
+        if is_create && handled.order_id.is_empty() {
+            handled.order_id = peeked_order;
+        }
         handled
     }
 
-    fn refuse(&mut self, endpoint: Endpoint, order_id: &str, now_ms: i64, error: ApiError) -> Handled {
+    fn refuse(&mut self, endpoint: Endpoint, order_id: String, now_ms: i64, error: ApiError) -> Handled {
         if endpoint.is_create() {
-            self.record_attempt(endpoint, order_id, now_ms, AttemptOutcome::Refused { code: error.code });
+            self.record_attempt(
+                endpoint,
+                &order_id,
+                now_ms,
+                AttemptOutcome::Refused { code: error.code },
+            );
         }
         Handled {
             code: error.code,
@@ -605,6 +618,7 @@ impl World {
             transport: Transport::Reply,
             in_flight: None,
             created: None,
+            order_id,
         }
     }
 
@@ -750,6 +764,7 @@ impl World {
             transport: Transport::Reply,
             in_flight: None,
             created,
+            order_id: String::new(),
         }
     }
 
@@ -2615,8 +2630,10 @@ mod tests {
         w.set_chain_status("TRX", "Maintenance").expect("chain");
         assert_eq!(create(&mut w, net("trx-1", 1280, "TRX", TRX_ADDR, "2")).0, 14004);
         assert!(w.set_chain_status("NOPE", "Normal").is_err());
-        let mut config = SandboxConfig::default();
-        config.balances = vec![("USDT".into(), "1e3".into())];
+        let config = SandboxConfig {
+            balances: vec![("USDT".into(), "1e3".into())],
+            ..SandboxConfig::default()
+        };
         assert!(World::new(&config).is_err());
     }
 

@@ -23,7 +23,9 @@ impl SandboxProcess {
             .spawn()
             .expect("ccpayout sandbox starts");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
         let url = first
             .trim()
             .strip_prefix("ccpayout sandbox listening on ")
@@ -43,7 +45,10 @@ impl Drop for SandboxProcess {
 
 fn ccpayout(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("CCPAYOUT_CONFIG").env_remove("CCPAYOUT_APP_SECRET_FILE").env_remove("RUST_LOG");
+    cmd.args(args)
+        .env_remove("CCPAYOUT_CONFIG")
+        .env_remove("CCPAYOUT_APP_SECRET_FILE")
+        .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -67,11 +72,19 @@ fn sandbox_prints_its_address_and_api_prints_the_catalogue() {
     let stdout = text(&out.stdout);
     let reply: serde_json::Value = serde_json::from_str(&stdout).expect("the reply is printed as JSON");
     assert_eq!(reply["code"], 10000);
-    let symbols: Vec<&str> = reply["data"]["coins"].as_array().unwrap().iter().filter_map(|c| c["symbol"].as_str()).collect();
+    let symbols: Vec<&str> = reply["data"]["coins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["symbol"].as_str())
+        .collect();
     assert!(symbols.contains(&"USDT") && symbols.contains(&"TRX"), "{symbols:?}");
 
     // A body given on the command line is sent as is.
-    let out = ccpayout(&["api", "getWithdrawFee", r#"{"coinId": 1280, "chain": "POLYGON"}"#], &env);
+    let out = ccpayout(
+        &["api", "getWithdrawFee", r#"{"coinId": 1280, "chain": "POLYGON"}"#],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains("MATIC"));
 
@@ -86,7 +99,11 @@ fn a_wrong_secret_exits_non_zero_naming_11005_and_what_to_check() {
     let wrong = "definitely-not-the-secret-42";
     let out = ccpayout(
         &["-vvv", "api", "getCoinList"],
-        &[("CCPAYOUT_API_BASE_URL", &sandbox.url), ("CCPAYOUT_APP_ID", DEMO_APP_ID), ("CCPAYOUT_APP_SECRET", wrong)],
+        &[
+            ("CCPAYOUT_API_BASE_URL", &sandbox.url),
+            ("CCPAYOUT_APP_ID", DEMO_APP_ID),
+            ("CCPAYOUT_APP_SECRET", wrong),
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -104,28 +121,49 @@ fn a_wrong_clock_or_app_id_is_explained() {
     let sandbox = SandboxProcess::start(&["--app-id", "my-app", "--app-secret", "my-secret"]);
     let out = ccpayout(
         &["api", "getCoinList"],
-        &[("CCPAYOUT_API_BASE_URL", &sandbox.url), ("CCPAYOUT_APP_ID", "other-app"), ("CCPAYOUT_APP_SECRET", "my-secret")],
+        &[
+            ("CCPAYOUT_API_BASE_URL", &sandbox.url),
+            ("CCPAYOUT_APP_ID", "other-app"),
+            ("CCPAYOUT_APP_SECRET", "my-secret"),
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("12001 MerchantNotFound") && stderr.contains("app id"), "{stderr}");
+    assert!(
+        stderr.contains("12001 MerchantNotFound") && stderr.contains("app id"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn missing_credentials_are_a_configuration_error() {
-    let out = ccpayout(&["api", "getCoinList"], &[("CCPAYOUT_API_BASE_URL", "http://127.0.0.1:9")]);
+    let out = ccpayout(
+        &["api", "getCoinList"],
+        &[("CCPAYOUT_API_BASE_URL", "http://127.0.0.1:9")],
+    );
     assert_eq!(out.status.code(), Some(78));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("CCPAYOUT_APP_ID") && stderr.contains("CCPAYOUT_APP_SECRET"), "{stderr}");
+    assert!(
+        stderr.contains("CCPAYOUT_APP_ID") && stderr.contains("CCPAYOUT_APP_SECRET"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn an_unreachable_api_is_a_runtime_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let out = ccpayout(
         &["api", "getCoinList"],
-        &[("CCPAYOUT_API_BASE_URL", &url), ("CCPAYOUT_APP_ID", "a"), ("CCPAYOUT_APP_SECRET", "b")],
+        &[
+            ("CCPAYOUT_API_BASE_URL", &url),
+            ("CCPAYOUT_APP_ID", "a"),
+            ("CCPAYOUT_APP_SECRET", "b"),
+        ],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("request not sent"), "{}", text(&out.stderr));
@@ -146,12 +184,19 @@ fn config_check_reports_where_the_secret_came_from_without_showing_it() {
     std::fs::write(&config, "[api]\napp_id = \"app-1\"\nsecret = \"x\"\n").unwrap();
     let out = ccpayout(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
     assert_eq!(out.status.code(), Some(78));
-    assert!(text(&out.stderr).contains("unknown field `secret`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown field `secret`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn the_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ccpayout.toml");
-    let out = ccpayout(&["--config", example, "config", "check"], &[("CCPAYOUT_APP_SECRET", "x")]);
+    let out = ccpayout(
+        &["--config", example, "config", "check"],
+        &[("CCPAYOUT_APP_SECRET", "x")],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

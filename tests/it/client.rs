@@ -41,30 +41,57 @@ async fn catalogue_methods_round_trip() {
     assert!(prices.contains_key("1329"));
 
     let fee = c.get_withdraw_fee(USDT, "POLYGON").await.unwrap();
-    assert_eq!((fee.fee.coin_id, fee.fee.coin_symbol.as_str(), fee.fee.amount.as_str()), (MATIC, "MATIC", "0.0213814"));
+    assert_eq!(
+        (fee.fee.coin_id, fee.fee.coin_symbol.as_str(), fee.fee.amount.as_str()),
+        (MATIC, "MATIC", "0.0213814")
+    );
 
-    assert!(c.check_withdrawal_address_validity("POLYGON", EVM_ADDRESS).await.unwrap());
-    assert!(!c.check_withdrawal_address_validity("POLYGON", TRON_ADDRESS).await.unwrap());
+    assert!(
+        c.check_withdrawal_address_validity("POLYGON", EVM_ADDRESS)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !c.check_withdrawal_address_validity("POLYGON", TRON_ADDRESS)
+            .await
+            .unwrap()
+    );
     assert!(c.check_withdrawal_address_validity("TRX", TRON_ADDRESS).await.unwrap());
 
     let user = c.get_cwallet_user_id("9558861").await.unwrap();
     assert_eq!(user.cwallet_user_id, "9558861");
-    assert!(user.cwallet_user_name.contains("***"), "masked: {}", user.cwallet_user_name);
+    assert!(
+        user.cwallet_user_name.contains("***"),
+        "masked: {}",
+        user.cwallet_user_name
+    );
 
     let all_chains = c.get_chain_list(&[]).await.unwrap();
-    assert!(all_chains.iter().any(|ch| ch.chain == "ARBITRUM" && !ch.is_normal()), "a chain in maintenance");
-    let some = c.get_chain_list(&["TRX".to_owned(), "POLYGON".to_owned()]).await.unwrap();
+    assert!(
+        all_chains.iter().any(|ch| ch.chain == "ARBITRUM" && !ch.is_normal()),
+        "a chain in maintenance"
+    );
+    let some = c
+        .get_chain_list(&["TRX".to_owned(), "POLYGON".to_owned()])
+        .await
+        .unwrap();
     let mut names: Vec<_> = some.iter().map(|ch| ch.chain.as_str()).collect();
     names.sort();
     assert_eq!(names, ["POLYGON", "TRX"]);
     let polygon_chain = some.iter().find(|ch| ch.chain == "POLYGON").unwrap();
-    assert_eq!(polygon_chain.tx_url("0xabc").as_deref(), Some("https://polygonscan.com/tx/0xabc"));
+    assert_eq!(
+        polygon_chain.tx_url("0xabc").as_deref(),
+        Some("https://polygonscan.com/tx/0xabc")
+    );
 
     assert!(!c.get_fiat_list().await.unwrap().is_empty());
     assert!(!c.get_swap_coin_list().await.unwrap().is_empty());
 
     let asset = c.get_app_coin_asset(USDT).await.unwrap();
-    assert_eq!((asset.coin_symbol.as_str(), asset.available.as_str()), ("USDT", "1000000"));
+    assert_eq!(
+        (asset.coin_symbol.as_str(), asset.available.as_str()),
+        ("USDT", "1000000")
+    );
     let assets = c.get_app_coin_asset_list().await.unwrap();
     assert!(assets.iter().any(|a| a.coin_id == MATIC));
 }
@@ -75,21 +102,33 @@ async fn a_network_withdrawal_is_created_queried_and_settled() {
     let c = &api.client;
 
     // USDT on TRX: the fee (1 USDT) is in the coin itself and the receiver pays it by default.
-    let receipt = c.apply_app_withdraw_to_network(&network_withdraw("rt-0001", "TRX", TRON_ADDRESS, "25.5")).await.unwrap();
+    let receipt = c
+        .apply_app_withdraw_to_network(&network_withdraw("rt-0001", "TRX", TRON_ADDRESS, "25.5"))
+        .await
+        .unwrap();
     assert!(!receipt.record_id.is_empty());
     assert_eq!(c.get_app_coin_asset(USDT).await.unwrap().available, "999974.5");
 
     let by_order = c
-        .get_app_withdraw_record(&WithdrawRecordQuery { order_id: Some("rt-0001".into()), record_id: None })
+        .get_app_withdraw_record(&WithdrawRecordQuery {
+            order_id: Some("rt-0001".into()),
+            record_id: None,
+        })
         .await
         .unwrap();
     assert_eq!(by_order.record_id, receipt.record_id);
     assert_eq!(by_order.status, RecordStatus::Processing);
-    assert_eq!((by_order.amount.as_str(), by_order.withdraw_type.as_str()), ("25.5", "Network"));
+    assert_eq!(
+        (by_order.amount.as_str(), by_order.withdraw_type.as_str()),
+        ("25.5", "Network")
+    );
 
     api.settle(Duration::from_secs(3));
     let by_record = c
-        .get_app_withdraw_record(&WithdrawRecordQuery { record_id: Some(receipt.record_id.clone()), order_id: None })
+        .get_app_withdraw_record(&WithdrawRecordQuery {
+            record_id: Some(receipt.record_id.clone()),
+            order_id: None,
+        })
         .await
         .unwrap();
     assert_eq!(by_record.status, RecordStatus::Success);
@@ -131,7 +170,11 @@ async fn record_lists_page_by_twenty() {
     loop {
         let page = api
             .client
-            .get_app_withdraw_record_list(&WithdrawRecordListQuery { coin_id: Some(USDT), next_id, ..Default::default() })
+            .get_app_withdraw_record_list(&WithdrawRecordListQuery {
+                coin_id: Some(USDT),
+                next_id,
+                ..Default::default()
+            })
             .await
             .unwrap();
         pages += 1;
@@ -164,14 +207,20 @@ async fn a_cwallet_transfer_has_no_fee_and_no_webhook_txid() {
     api.settle(Duration::from_secs(3));
     let record = api
         .client
-        .get_app_withdraw_record(&WithdrawRecordQuery { record_id: Some(receipt.record_id), order_id: None })
+        .get_app_withdraw_record(&WithdrawRecordQuery {
+            record_id: Some(receipt.record_id),
+            order_id: None,
+        })
         .await
         .unwrap();
     assert_eq!(record.withdraw_type, "Cwallet");
     assert_eq!(record.status, RecordStatus::Success);
     assert_eq!(record.tx_id, "");
     assert!(record.fee.is_none());
-    assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "999987.66");
+    assert_eq!(
+        api.client.get_app_coin_asset(USDT).await.unwrap().available,
+        "999987.66"
+    );
 
     // An unknown Cwallet user is refused, and nothing is paid.
     let err = api
@@ -190,14 +239,23 @@ async fn a_cwallet_transfer_has_no_fee_and_no_webhook_txid() {
 
 #[tokio::test]
 async fn a_failed_payout_is_refunded() {
-    let config = SandboxConfig { failing_recipients: vec![TRON_ADDRESS.to_owned()], ..SandboxConfig::default() };
+    let config = SandboxConfig {
+        failing_recipients: vec![TRON_ADDRESS.to_owned()],
+        ..SandboxConfig::default()
+    };
     let api = TestApi::start(config).await;
-    api.client.apply_app_withdraw_to_network(&network_withdraw("fail-1", "TRX", TRON_ADDRESS, "100")).await.unwrap();
+    api.client
+        .apply_app_withdraw_to_network(&network_withdraw("fail-1", "TRX", TRON_ADDRESS, "100"))
+        .await
+        .unwrap();
     assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "999900");
     api.settle(Duration::from_secs(3));
     let record = api
         .client
-        .get_app_withdraw_record(&WithdrawRecordQuery { order_id: Some("fail-1".into()), record_id: None })
+        .get_app_withdraw_record(&WithdrawRecordQuery {
+            order_id: Some("fail-1".into()),
+            record_id: None,
+        })
         .await
         .unwrap();
     assert_eq!(record.status, RecordStatus::Failed);
@@ -208,7 +266,10 @@ async fn a_failed_payout_is_refunded() {
 #[tokio::test]
 async fn v1_withdraw_and_bill_info_round_trip_with_signed_replies() {
     let api = TestApi::demo().await;
-    let token_id = api.sandbox.v1_token_id("USDT", "TRX").expect("USDT on TRX has a v1 token id");
+    let token_id = api
+        .sandbox
+        .v1_token_id("USDT", "TRX")
+        .expect("USDT on TRX has a v1 token id");
     let receipt = api
         .client
         .v1_withdraw(&V1WithdrawRequest {
@@ -225,7 +286,11 @@ async fn v1_withdraw_and_bill_info_round_trip_with_signed_replies() {
     assert_eq!(receipt.net_receivable, "4");
 
     api.settle(Duration::from_secs(3));
-    let bills = api.client.v1_bill_info(&["v1-0001".to_owned(), "unknown".to_owned()]).await.unwrap();
+    let bills = api
+        .client
+        .v1_bill_info(&["v1-0001".to_owned(), "unknown".to_owned()])
+        .await
+        .unwrap();
     assert_eq!(bills.len(), 1);
     assert_eq!(bills[0].order_detail.merchant_order_id, "v1-0001");
     assert_eq!(v1_status(&bills[0].order_detail.status), RecordStatus::Success);

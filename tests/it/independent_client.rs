@@ -48,13 +48,25 @@ async fn a_client_written_from_the_docs_is_accepted() {
     // Formatted JSON, an empty body and a compact body all verify: the sandbox checks the exact
     // bytes received.
     let pretty = "{\n  \"coinId\": 1280,\n  \"chain\": \"POLYGON\"\n}";
-    assert_eq!(doc_style_call(&base, app_id, secret, now_secs(), "getWithdrawFee", pretty).await, 10000);
-    assert_eq!(doc_style_call(&base, app_id, secret, now_secs(), "getCoinList", "").await, 10000);
-    assert_eq!(doc_style_call(&base, app_id, secret, now_secs(), "getCoinList", "{}").await, 10000);
+    assert_eq!(
+        doc_style_call(&base, app_id, secret, now_secs(), "getWithdrawFee", pretty).await,
+        10000
+    );
+    assert_eq!(
+        doc_style_call(&base, app_id, secret, now_secs(), "getCoinList", "").await,
+        10000
+    );
+    assert_eq!(
+        doc_style_call(&base, app_id, secret, now_secs(), "getCoinList", "{}").await,
+        10000
+    );
     let withdraw = r#"{"coinId":1280,"chain":"POLYGON","address":"0xBb9C4e7F3687aca1AE2828c18f9E3ae067F569FE","orderId":"payout-0001","amount":"0.001"}"#;
     // 0.001 is below the POLYGON minimum of the demo catalogue: a signed, verified request that
     // the business rules refuse.
-    assert_eq!(doc_style_call(&base, app_id, secret, now_secs(), "applyAppWithdrawToNetwork", withdraw).await, 14005);
+    assert_eq!(
+        doc_style_call(&base, app_id, secret, now_secs(), "applyAppWithdrawToNetwork", withdraw).await,
+        14005
+    );
 }
 
 #[tokio::test]
@@ -62,14 +74,33 @@ async fn a_bad_signature_gets_11005_and_an_old_timestamp_11006() {
     let api = TestApi::demo().await;
     let base = api.sandbox.base_url();
     let app_id = "ccpayout-sandbox-app";
-    assert_eq!(doc_style_call(&base, app_id, "wrong-secret", now_secs(), "getCoinList", "{}").await, 11005);
     assert_eq!(
-        doc_style_call(&base, app_id, "ccpayout-sandbox-secret", now_secs() - 600, "getCoinList", "{}").await,
+        doc_style_call(&base, app_id, "wrong-secret", now_secs(), "getCoinList", "{}").await,
+        11005
+    );
+    assert_eq!(
+        doc_style_call(
+            &base,
+            app_id,
+            "ccpayout-sandbox-secret",
+            now_secs() - 600,
+            "getCoinList",
+            "{}"
+        )
+        .await,
         11006
     );
     // A timestamp in milliseconds (13 digits) is a malformed header.
     assert_eq!(
-        doc_style_call(&base, app_id, "ccpayout-sandbox-secret", now_secs() * 1000, "getCoinList", "{}").await,
+        doc_style_call(
+            &base,
+            app_id,
+            "ccpayout-sandbox-secret",
+            now_secs() * 1000,
+            "getCoinList",
+            "{}"
+        )
+        .await,
         11001
     );
 }

@@ -37,7 +37,10 @@ async fn the_secret_is_in_no_log_line_and_no_error() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let config = SandboxConfig { app_secret: SecretString::from(SECRET), ..SandboxConfig::default() };
+    let config = SandboxConfig {
+        app_secret: SecretString::from(SECRET),
+        ..SandboxConfig::default()
+    };
     let api = TestApi::start(config).await;
     let mut errors = Vec::new();
 
@@ -55,8 +58,19 @@ async fn the_secret_is_in_no_log_line_and_no_error() {
     };
     api.client.apply_app_withdraw_to_network(&req).await.unwrap();
     errors.push(api.client.apply_app_withdraw_to_network(&req).await.unwrap_err());
-    api.sandbox.set_faults(Faults { drop_after_commit: 1.0, ..Faults::default() });
-    errors.push(api.client.apply_app_withdraw_to_network(&NetworkWithdrawRequest { order_id: "secret-2".into(), ..req.clone() }).await.unwrap_err());
+    api.sandbox.set_faults(Faults {
+        drop_after_commit: 1.0,
+        ..Faults::default()
+    });
+    errors.push(
+        api.client
+            .apply_app_withdraw_to_network(&NetworkWithdrawRequest {
+                order_id: "secret-2".into(),
+                ..req.clone()
+            })
+            .await
+            .unwrap_err(),
+    );
     // A wrong secret on the client side must not leak the right one, nor itself.
     let wrong = api.client_with(api.clock.clone(), api.sandbox.app_id(), "wrong-secret-value-91c");
     errors.push(wrong.get_coin_list().await.unwrap_err());

@@ -1,0 +1,416 @@
+//! The plan: what paying a validated batch would do, row by row and coin by coin, and the
+//! digest an approval binds to.
+//!
+//! Building the plan is pure arithmetic over the validated rows and the preflight's answers
+//! (fee quotes, balances, remote recipient checks) and the policy. All sums are exact decimals.
+//!
+//! How fees are charged (CCPayment's rules as far as they are documented):
+//! - fee in the coin itself, receiver pays (the default): the balance pays `amount`, the receiver
+//!   gets `amount − fee`, which must be positive;
+//! - fee in the coin itself, merchant pays: the balance pays `amount + fee`, the receiver gets
+//!   `amount`;
+//! - fee in another coin (the chain's native coin, USDT on POLYGON pays MATIC): the balance pays
+//!   `amount` of the coin and `fee` of the native coin, the receiver gets `amount`;
+//! - Cwallet transfers have no fee.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::validate::{Hold, Problem, Row, Validated};
+use crate::amount::plain;
+use crate::catalogue::{Catalogue, ChainRef};
+use crate::policy::Policy;
+
+/// A fee quote for one coin on one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeQuote {
+    pub coin_id: u64,
+    pub symbol: String,
+    pub amount: Decimal,
+}
+
+/// What the preflight learned from the API, besides the catalogue.
+#[derive(Debug, Clone, Default)]
+pub struct PreflightAnswers {
+    /// Keyed by (coin id, chain symbol).
+    pub fees: HashMap<(u64, String), FeeQuote>,
+    /// Available balance per coin id.
+    pub balances: HashMap<u64, Decimal>,
+    /// Refusals from remote checks (address validity, Cwallet users), keyed by line.
+    pub remote_problems: HashMap<u64, Vec<String>>,
+    /// Whether recipients were checked with the API, and why not if they were not.
+    pub remote_checks: RemoteCheckSummary,
+    /// API requests the preflight made.
+    pub requests: u64,
+}
+
+/// Whether recipients were checked remotely.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RemoteCheckSummary {
+    pub performed: bool,
+    /// Why not, when not performed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_because: Option<String>,
+    pub addresses_checked: u64,
+    pub cwallet_users_checked: u64,
+}
+
+/// Everything else the plan needs.
+#[derive(Clone, Copy)]
+pub struct PlanSettings<'a> {
+    pub policy: &'a Policy,
+    /// Extra balance required on top of what the batch needs (0.02 = 2 %).
+    pub balance_margin: Decimal,
+    /// Requests per second the engine will send.
+    pub rate_per_second: u32,
+    /// Amount already paid today per coin symbol.
+    pub paid_today: &'a dyn Fn(&str) -> Decimal,
+}
+
+/// A row's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Will be paid.
+    Payable,
+    /// Valid, but cannot be paid right now; submission waits for it.
+    Held { reason: String },
+    /// Will not be paid.
+    Refused { reasons: Vec<String> },
+    /// Already paid or planned in an earlier batch with the same payload.
+    Duplicate { earlier_batch: String },
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Payable => "payable",
+            Verdict::Held { .. } => "held",
+            Verdict::Refused { .. } => "refused",
+            Verdict::Duplicate { .. } => "duplicate",
+        }
+    }
+}
+
+/// One row of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowPlan {
+    pub line: u64,
+    pub order_id: String,
+    pub coin: String,
+    pub chain: String,
+    pub recipient: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub memo: String,
+    pub amount: String,
+    pub merchant_pays_fee: bool,
+    /// The network fee and its coin; absent for Cwallet transfers and unquoted v1 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee_coin: Option<String>,
+    /// What the receiver gets, in the coin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_gets: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reference: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// Totals for one coin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoinTotals {
+    pub coin: String,
+    pub coin_id: u64,
+    /// Accepted rows paying this coin.
+    pub rows: u64,
+    /// Sum of the rows' amounts.
+    pub amount: String,
+    /// Network fees charged in this coin (from rows of any coin).
+    pub fees: String,
+    /// Sum of what receivers get in this coin.
+    pub receivers_get: String,
+    /// What leaves the balance: amounts plus fees charged in this coin.
+    pub needed: String,
+    /// `needed` plus the safety margin.
+    pub needed_with_margin: String,
+    pub balance_before: String,
+    pub balance_after: String,
+    pub sufficient: bool,
+}
+
+/// How many API requests submission takes, and how long at the configured rate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestEstimate {
+    pub withdrawals: u64,
+    pub status_queries: u64,
+    pub total: u64,
+    pub rate_per_second: u32,
+    pub seconds: f64,
+}
+
+/// Counts of rows by verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rows: u64,
+    pub payable: u64,
+    pub held: u64,
+    pub refused: u64,
+    pub duplicate: u64,
+}
+
+/// The plan of a batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub counts: Counts,
+    pub rows: Vec<RowPlan>,
+    /// Every problem, row-level and file-level, in line order.
+    pub problems: Vec<Problem>,
+    pub coins: Vec<CoinTotals>,
+    /// Reasons the batch cannot be paid as it is (balance, policy limits, an unreadable file).
+    pub blockers: Vec<String>,
+    /// Reasons it needs approval; empty when it does not.
+    pub approval_reasons: Vec<String>,
+    pub requests: RequestEstimate,
+    pub remote_checks: RemoteCheckSummary,
+    /// SHA-256 over the canonical form of the accepted rows and totals, hex.
+    pub digest: String,
+    /// Every row payable and nothing blocks the batch.
+    pub payable: bool,
+}
+
+/// Status queries per batch of orders: one `getAppWithdrawRecordList` call covers 20 orderIds,
+/// and the engine expects about two rounds (one while processing, one final).
+const ORDER_IDS_PER_QUERY: u64 = 20;
+const EXPECTED_TRACKING_ROUNDS: u64 = 2;
+
+/// Builds the plan.
+pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers, settings: &PlanSettings<'_>) -> Plan {
+    let mut rows = Vec::with_capacity(validated.rows.len());
+    let mut problems = validated.problems.clone();
+    let mut counts = Counts {
+        rows: validated.rows_seen,
+        ..Counts::default()
+    };
+    // coin id -> (rows, amount, receivers get); fee coin id -> fees; coin id -> needed.
+    let mut amount_by_coin: BTreeMap<u64, (u64, Decimal, Decimal)> = BTreeMap::new();
+    let mut fees_by_coin: BTreeMap<u64, Decimal> = BTreeMap::new();
+    let mut needed_by_coin: BTreeMap<u64, Decimal> = BTreeMap::new();
+    let mut digest = Sha256::new();
+    digest.update(b"ccpayout plan v1\n");
+
+    for row in &validated.rows {
+        let text = |span| validated.text(span).to_owned();
+        let coin = row.coin.map(|c| cat.coin(c));
+        let coin_symbol = coin.map_or_else(String::new, |c| c.symbol.clone());
+        let chain_name = row.chain.map_or_else(String::new, |c| cat.chain_name(c).to_owned());
+
+        let mut reasons: Vec<String> = answers.remote_problems.get(&row.line).cloned().unwrap_or_default();
+        if coin.is_some() {
+            reasons.extend(settings.policy.check_row(&coin_symbol, &chain_name, row.amount.value()));
+        }
+
+        // The fee, and what leaves which balance.
+        let fee = match (coin, row.chain) {
+            (Some(c), Some(ChainRef::Chain(_))) => answers.fees.get(&(c.coin_id, chain_name.clone())).cloned(),
+            _ => None,
+        };
+        let amount = row.amount.value();
+        let mut debits: Vec<(u64, Decimal)> = Vec::new();
+        let mut receiver_gets = Some(amount);
+        if let Some(c) = coin {
+            debits.push((c.coin_id, amount));
+            if let Some(fee) = &fee {
+                if fee.coin_id != c.coin_id {
+                    debits.push((fee.coin_id, fee.amount));
+                } else if row.merchant_pays_fee {
+                    debits.push((c.coin_id, fee.amount));
+                } else {
+                    receiver_gets = Some(amount - fee.amount);
+                    if amount <= fee.amount {
+                        reasons.push(format!(
+                            "{} {} does not cover the network fee of {} {}; raise the amount or set merchant_pays_fee",
+                            row.amount,
+                            c.symbol,
+                            plain(fee.amount),
+                            fee.symbol
+                        ));
+                    }
+                }
+            } else if matches!(row.chain, Some(ChainRef::Chain(_))) {
+                // No quote (should not happen after a preflight): say so rather than guess.
+                receiver_gets = None;
+            }
+        } else {
+            receiver_gets = None;
+        }
+
+        let verdict = if !reasons.is_empty() {
+            for reason in &reasons {
+                problems.push(Problem {
+                    line: Some(row.line),
+                    field: None,
+                    order_id: Some(text(row.order_id)),
+                    message: reason.clone(),
+                });
+            }
+            Verdict::Refused { reasons }
+        } else if let Some(hold) = row.hold {
+            Verdict::Held {
+                reason: hold_reason(hold, &coin_symbol, &chain_name),
+            }
+        } else {
+            Verdict::Payable
+        };
+
+        if matches!(verdict, Verdict::Payable | Verdict::Held { .. }) {
+            if let Some(c) = coin {
+                let entry = amount_by_coin.entry(c.coin_id).or_default();
+                entry.0 += 1;
+                entry.1 += amount;
+                entry.2 += receiver_gets.unwrap_or_default();
+            }
+            // Every fee counts here; one the receiver pays comes out of the amount rather than
+            // on top of it, which `debits` already reflects.
+            if let Some(fee) = &fee {
+                *fees_by_coin.entry(fee.coin_id).or_default() += fee.amount;
+            }
+            for (coin_id, value) in &debits {
+                *needed_by_coin.entry(*coin_id).or_default() += *value;
+            }
+            digest_row(&mut digest, row, validated, cat);
+        }
+        match &verdict {
+            Verdict::Payable => counts.payable += 1,
+            Verdict::Held { .. } => counts.held += 1,
+            Verdict::Refused { .. } => counts.refused += 1,
+            Verdict::Duplicate { .. } => counts.duplicate += 1,
+        }
+        rows.push(RowPlan {
+            line: row.line,
+            order_id: text(row.order_id),
+            coin: coin_symbol,
+            chain: chain_name,
+            recipient: text(row.recipient),
+            memo: text(row.memo),
+            amount: row.amount.canonical(),
+            merchant_pays_fee: row.merchant_pays_fee,
+            fee: fee.as_ref().map(|f| plain(f.amount)),
+            fee_coin: fee.as_ref().map(|f| f.symbol.clone()),
+            receiver_gets: receiver_gets.map(plain),
+            reference: text(row.reference),
+            verdict,
+        });
+    }
+    counts.refused += validated.refused_lines.len() as u64;
+    counts.duplicate += validated.duplicates.len() as u64;
+    problems.sort_by_key(|p| p.line.unwrap_or(0));
+
+    // Per coin: every coin that is paid or charged.
+    let mut coin_ids: Vec<u64> = amount_by_coin.keys().chain(needed_by_coin.keys()).copied().collect();
+    coin_ids.sort_unstable();
+    coin_ids.dedup();
+    let mut blockers = Vec::new();
+    let mut totals_by_symbol = BTreeMap::new();
+    let mut coins = Vec::new();
+    for coin_id in coin_ids {
+        let symbol = cat
+            .coin_by_id(coin_id)
+            .map_or_else(|| coin_id.to_string(), |c| c.symbol.clone());
+        let (n, amount, receivers) = amount_by_coin.get(&coin_id).copied().unwrap_or_default();
+        let needed = needed_by_coin.get(&coin_id).copied().unwrap_or_default();
+        let with_margin = needed + needed * settings.balance_margin;
+        let before = answers.balances.get(&coin_id).copied().unwrap_or_default();
+        let sufficient = before >= with_margin;
+        if !sufficient {
+            blockers.push(format!(
+                "the {symbol} balance of {} is short of the {} {symbol} this batch needs{}",
+                plain(before),
+                plain(with_margin),
+                if settings.balance_margin.is_zero() {
+                    String::new()
+                } else {
+                    " with the safety margin".to_owned()
+                }
+            ));
+        }
+        if !amount.is_zero() {
+            totals_by_symbol.insert(symbol.clone(), amount);
+        }
+        digest.update(format!("total\t{coin_id}\t{}\n", plain(amount)).as_bytes());
+        coins.push(CoinTotals {
+            coin: symbol,
+            coin_id,
+            rows: n,
+            amount: plain(amount),
+            fees: plain(fees_by_coin.get(&coin_id).copied().unwrap_or_default()),
+            receivers_get: plain(receivers),
+            needed: plain(needed),
+            needed_with_margin: plain(with_margin),
+            balance_before: plain(before),
+            balance_after: plain(before - needed),
+            sufficient,
+        });
+    }
+
+    let policy = settings.policy.check_batch(&totals_by_symbol, settings.paid_today);
+    blockers.extend(policy.blockers);
+    if validated.has_file_problem() {
+        blockers.insert(0, "the file is not a valid batch".to_owned());
+    }
+    let accepted = counts.payable + counts.held;
+    let status_queries = accepted.div_ceil(ORDER_IDS_PER_QUERY) * EXPECTED_TRACKING_ROUNDS;
+    let total = accepted + status_queries;
+    let rate = settings.rate_per_second.max(1);
+    let payable = blockers.is_empty() && counts.payable == counts.rows && counts.rows > 0;
+    Plan {
+        counts,
+        rows,
+        problems,
+        coins,
+        blockers,
+        approval_reasons: policy.approval_reasons,
+        requests: RequestEstimate {
+            withdrawals: accepted,
+            status_queries,
+            total,
+            rate_per_second: rate,
+            seconds: total as f64 / f64::from(rate),
+        },
+        remote_checks: answers.remote_checks.clone(),
+        digest: hex::encode(digest.finalize()),
+        payable,
+    }
+}
+
+fn hold_reason(hold: Hold, coin: &str, chain: &str) -> String {
+    match hold {
+        Hold::ChainMaintenance => format!("{chain} is in maintenance; the row waits until it is back"),
+        Hold::CoinSuspended => format!("{coin} withdrawals are suspended; the row waits until they resume"),
+        Hold::WithdrawDisabled => format!("CCPayment does not allow {coin} withdrawals on {chain} right now"),
+    }
+}
+
+/// The canonical form of an accepted row: fields in a fixed order, length-prefixed.
+fn digest_row(h: &mut Sha256, row: &Row, v: &Validated, cat: &Catalogue) {
+    let coin = row.coin.map(|c| cat.coin(c).coin_id.to_string()).unwrap_or_default();
+    let chain = row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default();
+    h.update(b"row");
+    for field in [
+        v.text(row.order_id),
+        &coin,
+        &chain,
+        v.text(row.recipient),
+        v.text(row.memo),
+        &row.amount.canonical(),
+        if row.merchant_pays_fee { "true" } else { "false" },
+        v.text(row.token_id),
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+}

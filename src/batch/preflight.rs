@@ -1,0 +1,318 @@
+//! The preflight: everything `ccpayout check` asks CCPayment before it can say what a batch
+//! would do. This is an edge module; the decisions are made by the pure `validate` and `plan`.
+//!
+//! In order: the coin and chain lists (one call each) become the [`Catalogue`]; the file is
+//! read once, hashed and validated against it; then, for the accepted rows only, one fee quote
+//! per distinct coin and chain, one balance list, and — when the configuration allows it for a
+//! batch of this size — one validity check per distinct address and one lookup per distinct
+//! Cwallet ID. Every answer is asked once per run. Remote checks are paced at the configured
+//! request rate so a preflight does not trip the API's rate limit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::parse::{Format, Limits};
+use super::plan::{self, FeeQuote, Plan, PlanSettings, PreflightAnswers, RemoteCheckSummary};
+use super::validate::{self, KnownOrders, Rules, Validated};
+use crate::address::{CwalletRecipient, parse_cwallet_recipient};
+use crate::amount::parse_api_decimal;
+use crate::api::{CallError, Client};
+use crate::catalogue::{Catalogue, ChainRef};
+use crate::config::{Config, RemoteChecks};
+
+/// Remote checks in flight at once.
+const REMOTE_CHECK_CONCURRENCY: usize = 4;
+
+/// The result of `ccpayout check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub file: String,
+    pub format: String,
+    pub size_bytes: u64,
+    /// SHA-256 of the file's bytes: the batch's identity.
+    pub sha256: String,
+    pub preflight_requests: u64,
+    #[serde(flatten)]
+    pub plan: Plan,
+}
+
+/// Why a check could not produce a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The file is not something ccpayout reads: a batch problem, exit 1.
+    #[error("{0}")]
+    NotABatch(String),
+    /// The file could not be read: exit 2.
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// CCPayment refused or did not answer a preflight call: exit 2.
+    #[error("preflight failed: {0}")]
+    Api(#[from] CallError),
+    /// CCPayment's catalogue is unusable: exit 2.
+    #[error(transparent)]
+    Catalogue(#[from] crate::catalogue::CatalogueError),
+}
+
+/// Reads, validates and plans the batch at `path`.
+pub async fn check_file(
+    client: &Client,
+    config: &Config,
+    path: &Path,
+    known: Arc<dyn KnownOrders + Send + Sync>,
+) -> Result<CheckReport, CheckError> {
+    let display = path.display().to_string();
+    let format = Format::from_path(path).ok_or_else(|| {
+        CheckError::NotABatch(format!(
+            "{display}: cannot tell the format from the name; use .csv, .json or .jsonl"
+        ))
+    })?;
+    let file = std::fs::File::open(path).map_err(|source| CheckError::Io {
+        path: display.clone(),
+        source,
+    })?;
+
+    let mut requests = 0u64;
+    let coins = client.get_coin_list().await?;
+    let chains = client.get_chain_list(&[]).await?;
+    requests += 2;
+    let catalogue = Arc::new(Catalogue::from_api(&coins, &chains)?);
+
+    // Validation is CPU work over the whole file: keep it off the async workers.
+    let (validated, hashed) = {
+        let catalogue = catalogue.clone();
+        let generation = config.api.generation;
+        let default_fee = config.batch.default_merchant_pays_fee;
+        tokio::task::spawn_blocking(move || {
+            let mut reader = HashingReader::new(std::io::BufReader::with_capacity(1 << 16, file));
+            let limits = Limits::default();
+            let rules = Rules {
+                catalogue: &catalogue,
+                generation,
+                default_merchant_pays_fee: default_fee,
+                limits: &limits,
+            };
+            let validated = validate::validate(format, &mut reader, &rules, known.as_ref());
+            // Whatever the parser left unread still belongs to the file's identity.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            (validated, reader.finish())
+        })
+        .await
+        .map_err(|e| CheckError::NotABatch(format!("{display}: validation stopped: {e}")))?
+    };
+    let (sha256, size_bytes) = hashed;
+
+    let mut answers = PreflightAnswers::default();
+    if !validated.rows.is_empty() {
+        ask_fees(client, &catalogue, &validated, &mut answers).await?;
+        let assets = client.get_app_coin_asset_list().await?;
+        answers.requests += 1;
+        for asset in assets {
+            answers
+                .balances
+                .insert(asset.coin_id, parse_api_decimal(&asset.available).unwrap_or_default());
+        }
+        remote_checks(client, config, &catalogue, &validated, &mut answers).await?;
+    }
+    requests += answers.requests;
+
+    let paid_today = |_: &str| Decimal::ZERO;
+    let settings = PlanSettings {
+        policy: &config.policy,
+        balance_margin: config.preflight.balance_margin,
+        rate_per_second: config.limits.rate_per_second,
+        paid_today: &paid_today,
+    };
+    let plan = plan::build(&validated, &catalogue, &answers, &settings);
+    Ok(CheckReport {
+        file: display,
+        format: format.name().to_owned(),
+        size_bytes,
+        sha256,
+        preflight_requests: requests,
+        plan,
+    })
+}
+
+/// One fee quote per distinct (coin, chain) among the accepted rows.
+async fn ask_fees(
+    client: &Client,
+    cat: &Catalogue,
+    v: &Validated,
+    answers: &mut PreflightAnswers,
+) -> Result<(), CallError> {
+    let pairs: BTreeSet<(u64, String)> = v
+        .rows
+        .iter()
+        .filter_map(|row| match (row.coin, row.chain) {
+            (Some(coin), Some(chain @ ChainRef::Chain(_))) => {
+                Some((cat.coin(coin).coin_id, cat.chain_name(chain).to_owned()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (coin_id, chain) in pairs {
+        let quote = client.get_withdraw_fee(coin_id, &chain).await?;
+        answers.requests += 1;
+        let amount = parse_api_decimal(&quote.fee.amount).ok_or_else(|| CallError::Ambiguous {
+            endpoint: "getWithdrawFee".into(),
+            detail: format!("the fee {:?} is not a decimal", quote.fee.amount),
+        })?;
+        // A quote without a coin is in the withdrawn coin itself.
+        let fee_coin = if quote.fee.coin_id == 0 {
+            coin_id
+        } else {
+            quote.fee.coin_id
+        };
+        let symbol = cat
+            .coin_by_id(fee_coin)
+            .map_or(quote.fee.coin_symbol.clone(), |c| c.symbol.clone());
+        answers.fees.insert(
+            (coin_id, chain),
+            FeeQuote {
+                coin_id: fee_coin,
+                symbol,
+                amount,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Address validity and Cwallet user checks with the API, when the configuration allows them
+/// for a batch of this size.
+async fn remote_checks(
+    client: &Client,
+    config: &Config,
+    cat: &Catalogue,
+    v: &Validated,
+    answers: &mut PreflightAnswers,
+) -> Result<(), CallError> {
+    let n_rows = v.rows.len() as u64;
+    let skipped = match config.preflight.remote_checks {
+        RemoteChecks::Never => Some("preflight.remote_checks is \"never\"".to_owned()),
+        RemoteChecks::UpTo(max) if n_rows > max => Some(format!(
+            "the batch has {n_rows} rows, more than preflight.remote_checks_max_rows ({max}); addresses were checked locally only"
+        )),
+        _ => None,
+    };
+    if let Some(reason) = skipped {
+        answers.remote_checks = RemoteCheckSummary {
+            performed: false,
+            skipped_because: Some(reason),
+            ..Default::default()
+        };
+        return Ok(());
+    }
+
+    // Distinct questions, each with the lines that depend on the answer.
+    let mut addresses: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    let mut users: HashMap<String, Vec<u64>> = HashMap::new();
+    for row in &v.rows {
+        let recipient = v.text(row.recipient).to_owned();
+        match row.chain {
+            Some(chain @ ChainRef::Chain(_)) => addresses
+                .entry((cat.chain_name(chain).to_owned(), recipient))
+                .or_default()
+                .push(row.line),
+            // Only IDs can be looked up; getCwalletUserId takes no e-mail.
+            Some(ChainRef::Cwallet) if matches!(parse_cwallet_recipient(&recipient), Ok(CwalletRecipient::Id(_))) => {
+                users.entry(recipient).or_default().push(row.line)
+            }
+            _ => {}
+        }
+    }
+
+    enum Question {
+        Address(String, String),
+        User(String),
+    }
+    let questions: Vec<(Question, Vec<u64>)> = addresses
+        .into_iter()
+        .map(|((chain, address), lines)| (Question::Address(chain, address), lines))
+        .chain(users.into_iter().map(|(user, lines)| (Question::User(user), lines)))
+        .collect();
+    let rate = config.limits.rate_per_second.max(1);
+    let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pace = Arc::new(tokio::sync::Mutex::new(pace));
+
+    let mut summary = RemoteCheckSummary {
+        performed: true,
+        ..Default::default()
+    };
+    let mut results = futures_util::stream::iter(questions)
+        .map(|(question, lines)| {
+            let pace = pace.clone();
+            async move {
+                pace.lock().await.tick().await;
+                let verdict: Result<Option<String>, CallError> = match &question {
+                    Question::Address(chain, address) => client
+                        .check_withdrawal_address_validity(chain, address)
+                        .await
+                        .map(|ok| (!ok).then(|| format!("CCPayment says {address:?} is not a valid {chain} address"))),
+                    Question::User(user) => match client.get_cwallet_user_id(user).await {
+                        Ok(_) => Ok(None),
+                        Err(CallError::Api(e)) if matches!(e.code, 11015 | 11003) => {
+                            Ok(Some(format!("no Cwallet user has the ID {user:?}")))
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                (matches!(question, Question::Address(..)), lines, verdict)
+            }
+        })
+        .buffer_unordered(REMOTE_CHECK_CONCURRENCY);
+    while let Some((is_address, lines, verdict)) = results.next().await {
+        answers.requests += 1;
+        if is_address {
+            summary.addresses_checked += 1;
+        } else {
+            summary.cwallet_users_checked += 1;
+        }
+        if let Some(problem) = verdict? {
+            for line in lines {
+                answers.remote_problems.entry(line).or_default().push(problem.clone());
+            }
+        }
+    }
+    answers.remote_checks = summary;
+    Ok(())
+}
+
+/// Hashes and counts everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}

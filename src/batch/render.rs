@@ -1,0 +1,263 @@
+//! The plan as text for a terminal: the rows (for small batches), the problems, the totals per
+//! coin, the cost in API requests, approval, the digest and the verdict. Pure: returns a string.
+
+use std::fmt::Write;
+
+use super::plan::{Plan, Verdict};
+use super::preflight::CheckReport;
+
+/// Batches with more rows than this print no row table (the JSON output has every row).
+pub const MAX_TABLE_ROWS: usize = 200;
+
+/// Renders a check report.
+pub fn check_report(report: &CheckReport) -> String {
+    let mut out = String::new();
+    let plan = &report.plan;
+    let _ = writeln!(out, "ccpayout check: {}", report.file);
+    let _ = writeln!(
+        out,
+        "  {} file, {} bytes, {} rows, sha256 {}",
+        report.format, report.size_bytes, plan.counts.rows, report.sha256
+    );
+    rows_table(&mut out, plan);
+    problems(&mut out, report);
+    coins_table(&mut out, plan);
+    summary(&mut out, report);
+    out
+}
+
+fn rows_table(out: &mut String, plan: &Plan) {
+    if plan.rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    if plan.rows.len() > MAX_TABLE_ROWS {
+        let _ = writeln!(
+            out,
+            "rows: {} accepted rows; use --json for each row's verdict",
+            plan.rows.len()
+        );
+        return;
+    }
+    let header = [
+        "line",
+        "order_id",
+        "coin",
+        "chain",
+        "recipient",
+        "amount",
+        "fee",
+        "receives",
+        "verdict",
+    ];
+    let cells: Vec<[String; 9]> = plan
+        .rows
+        .iter()
+        .map(|r| {
+            let fee = match (&r.fee, &r.fee_coin) {
+                (Some(fee), Some(coin)) => format!("{fee} {coin}"),
+                _ => "-".to_owned(),
+            };
+            let verdict = match &r.verdict {
+                Verdict::Held { reason } => format!("held: {reason}"),
+                Verdict::Refused { .. } => "refused (see problems)".to_owned(),
+                other => other.label().to_owned(),
+            };
+            [
+                r.line.to_string(),
+                r.order_id.clone(),
+                r.coin.clone(),
+                r.chain.clone(),
+                shorten(&r.recipient, 44),
+                r.amount.clone(),
+                fee,
+                r.receiver_gets.clone().unwrap_or_else(|| "-".to_owned()),
+                verdict,
+            ]
+        })
+        .collect();
+    table(out, &header, &cells, &[0, 5, 7]);
+}
+
+fn problems(out: &mut String, report: &CheckReport) {
+    let plan = &report.plan;
+    if plan.problems.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "problems ({}):", plan.problems.len());
+    for p in &plan.problems {
+        let _ = writeln!(out, "  {}", p.render(&report.file));
+    }
+}
+
+fn coins_table(out: &mut String, plan: &Plan) {
+    if plan.coins.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "per coin:");
+    let header = [
+        "coin",
+        "rows",
+        "amount",
+        "fees",
+        "receivers get",
+        "balance",
+        "needed",
+        "after",
+        "enough",
+    ];
+    let cells: Vec<[String; 9]> = plan
+        .coins
+        .iter()
+        .map(|c| {
+            [
+                c.coin.clone(),
+                c.rows.to_string(),
+                c.amount.clone(),
+                c.fees.clone(),
+                c.receivers_get.clone(),
+                c.balance_before.clone(),
+                if c.needed == c.needed_with_margin {
+                    c.needed.clone()
+                } else {
+                    format!("{} ({} with margin)", c.needed, c.needed_with_margin)
+                },
+                c.balance_after.clone(),
+                if c.sufficient {
+                    "yes".to_owned()
+                } else {
+                    "NO".to_owned()
+                },
+            ]
+        })
+        .collect();
+    table(out, &header, &cells, &[1, 2, 3, 4, 5, 6, 7]);
+}
+
+fn summary(out: &mut String, report: &CheckReport) {
+    let plan = &report.plan;
+    let r = &plan.requests;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "submission: {} withdrawals + about {} status queries = {} API requests, about {} at {} requests/s",
+        r.withdrawals,
+        r.status_queries,
+        r.total,
+        duration(r.seconds),
+        r.rate_per_second
+    );
+    let checks = &plan.remote_checks;
+    if checks.performed {
+        let _ = writeln!(
+            out,
+            "recipients: {} addresses and {} Cwallet IDs confirmed with CCPayment",
+            checks.addresses_checked, checks.cwallet_users_checked
+        );
+    } else if let Some(why) = &checks.skipped_because {
+        let _ = writeln!(out, "recipients: not confirmed with CCPayment ({why})");
+    }
+    if plan.approval_reasons.is_empty() {
+        let _ = writeln!(out, "approval: not required");
+    } else {
+        let _ = writeln!(out, "approval: required ({})", plan.approval_reasons.join("; "));
+    }
+    for blocker in &plan.blockers {
+        let _ = writeln!(out, "blocked: {blocker}");
+    }
+    let _ = writeln!(out, "plan digest: {}", plan.digest);
+    let c = &plan.counts;
+    if plan.payable {
+        let _ = writeln!(out, "verdict: payable, all {} rows", c.payable);
+    } else {
+        let _ = writeln!(
+            out,
+            "verdict: NOT payable as it is: {} payable, {} held, {} refused, {} duplicate of {} rows{}",
+            c.payable,
+            c.held,
+            c.refused,
+            c.duplicate,
+            c.rows,
+            if plan.blockers.is_empty() {
+                ""
+            } else {
+                "; see blocked above"
+            }
+        );
+    }
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{} s", seconds.ceil())
+    } else if seconds < 5400.0 {
+        format!("{} min", (seconds / 60.0).ceil())
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let head: String = s.chars().take(max - 1).collect();
+    format!("{head}…")
+}
+
+/// A plain table: columns padded to their widest cell, numbers right-aligned.
+fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[[String; N]], right: &[usize]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut String, cells: Vec<&str>| {
+        let mut text = String::from(" ");
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            text.push_str(if i == 0 { " " } else { "  " });
+            if right.contains(&i) {
+                text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                if i + 1 < N {
+                    text.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(out, header.to_vec());
+    for row in rows {
+        line(out, row.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(2.2), "3 s");
+        assert_eq!(duration(600.0), "10 min");
+        assert_eq!(duration(36_000.0), "10.0 h");
+    }
+
+    #[test]
+    fn tables_align_and_right_align_numbers() {
+        let mut out = String::new();
+        table(
+            &mut out,
+            &["a", "n"],
+            &[["xx".to_owned(), "1".to_owned()], ["y".to_owned(), "100".to_owned()]],
+            &[1],
+        );
+        assert_eq!(out, "  a     n\n  xx    1\n  y   100\n");
+    }
+}

@@ -204,12 +204,15 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
     digest.update(b"ccpayout plan v1\n");
 
     for row in &validated.rows {
-        let text = |span| validated.text(span).to_owned();
         let coin = row.coin.map(|c| cat.coin(c));
         let coin_symbol = coin.map_or_else(String::new, |c| c.symbol.clone());
         let chain_name = row.chain.map_or_else(String::new, |c| cat.chain_name(c).to_owned());
 
-        let mut reasons: Vec<String> = answers.remote_problems.get(&row.line).cloned().unwrap_or_default();
+        let mut reasons: Vec<String> = answers
+            .remote_problems
+            .get(&u64::from(row.line))
+            .cloned()
+            .unwrap_or_default();
         if coin.is_some() {
             reasons.extend(settings.policy.check_row(&coin_symbol, &chain_name, row.amount.value()));
         }
@@ -252,9 +255,9 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
         let verdict = if !reasons.is_empty() {
             for reason in &reasons {
                 problems.push(Problem {
-                    line: Some(row.line),
+                    line: Some(u64::from(row.line)),
                     field: None,
-                    order_id: Some(text(row.order_id)),
+                    order_id: Some(validated.order_id(row).to_owned()),
                     message: reason.clone(),
                 });
             }
@@ -291,18 +294,18 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
             Verdict::Duplicate { .. } => counts.duplicate += 1,
         }
         rows.push(RowPlan {
-            line: row.line,
-            order_id: text(row.order_id),
+            line: u64::from(row.line),
+            order_id: validated.order_id(row).to_owned(),
             coin: coin_symbol,
             chain: chain_name,
-            recipient: text(row.recipient),
-            memo: text(row.memo),
+            recipient: validated.recipient(row).to_owned(),
+            memo: validated.memo(row).to_owned(),
             amount: row.amount.canonical(),
             merchant_pays_fee: row.merchant_pays_fee,
             fee: fee.as_ref().map(|f| plain(f.amount)),
             fee_coin: fee.as_ref().map(|f| f.symbol.clone()),
             receiver_gets: receiver_gets.map(plain),
-            reference: text(row.reference),
+            reference: validated.reference(row).to_owned(),
             verdict,
         });
     }
@@ -401,14 +404,14 @@ fn digest_row(h: &mut Sha256, row: &Row, v: &Validated, cat: &Catalogue) {
     let chain = row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default();
     h.update(b"row");
     for field in [
-        v.text(row.order_id),
+        v.order_id(row),
         &coin,
         &chain,
-        v.text(row.recipient),
-        v.text(row.memo),
+        v.recipient(row),
+        v.memo(row),
         &row.amount.canonical(),
         if row.merchant_pays_fee { "true" } else { "false" },
-        v.text(row.token_id),
+        v.token_id(row),
     ] {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());

@@ -216,15 +216,15 @@ async fn remote_checks(
     let mut addresses: HashMap<(String, String), Vec<u64>> = HashMap::new();
     let mut users: HashMap<String, Vec<u64>> = HashMap::new();
     for row in &v.rows {
-        let recipient = v.text(row.recipient).to_owned();
+        let recipient = v.recipient(row).to_owned();
         match row.chain {
             Some(chain @ ChainRef::Chain(_)) => addresses
                 .entry((cat.chain_name(chain).to_owned(), recipient))
                 .or_default()
-                .push(row.line),
+                .push(u64::from(row.line)),
             // Only IDs can be looked up; getCwalletUserId takes no e-mail.
             Some(ChainRef::Cwallet) if matches!(parse_cwallet_recipient(&recipient), Ok(CwalletRecipient::Id(_))) => {
-                users.entry(recipient).or_default().push(row.line)
+                users.entry(recipient).or_default().push(u64::from(row.line))
             }
             _ => {}
         }

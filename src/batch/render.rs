@@ -153,8 +153,9 @@ fn summary(out: &mut String, report: &CheckReport) {
     if checks.performed {
         let _ = writeln!(
             out,
-            "recipients: {} addresses and {} Cwallet IDs confirmed with CCPayment",
-            checks.addresses_checked, checks.cwallet_users_checked
+            "recipients: {} and {} confirmed with CCPayment",
+            count(checks.addresses_checked, "address", "addresses"),
+            count(checks.cwallet_users_checked, "Cwallet ID", "Cwallet IDs")
         );
     } else if let Some(why) = &checks.skipped_because {
         let _ = writeln!(out, "recipients: not confirmed with CCPayment ({why})");
@@ -187,6 +188,10 @@ fn summary(out: &mut String, report: &CheckReport) {
             }
         );
     }
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn duration(seconds: f64) -> String {

@@ -39,15 +39,15 @@ impl WithdrawCall {
 /// Builds the call for `row`. `None` when the row lacks what its API generation needs (v2
 /// without coin or chain), which validation already refuses.
 pub fn withdraw_call(row: &Row, v: &Validated, cat: &Catalogue, generation: ApiGeneration) -> Option<WithdrawCall> {
-    let order_id = v.text(row.order_id).to_owned();
-    let recipient = v.text(row.recipient).to_owned();
-    let memo = Some(v.text(row.memo).to_owned()).filter(|m| !m.is_empty());
+    let order_id = v.order_id(row).to_owned();
+    let recipient = v.recipient(row).to_owned();
+    let memo = Some(v.memo(row).to_owned()).filter(|m| !m.is_empty());
     let amount = row.amount.canonical();
     if generation == ApiGeneration::V1 {
         return Some(WithdrawCall::V1(V1WithdrawRequest {
             merchant_order_id: order_id,
             address: recipient,
-            token_id: v.text(row.token_id).to_owned(),
+            token_id: v.token_id(row).to_owned(),
             value: amount,
             memo,
             merchant_pays_fee: Some(row.merchant_pays_fee),

@@ -1,7 +1,7 @@
 //! The app secret never reaches a log line (at trace level), an error message or stdout.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ccpayout::api::types::*;
 use ccpayout::sandbox::{Faults, SandboxConfig};
@@ -24,18 +24,27 @@ impl Write for Captured {
     }
 }
 
-// A current-thread runtime keeps every task, the sandbox's included, on the thread whose
-// default subscriber captures the output.
-#[tokio::test(flavor = "current_thread")]
+/// Every log line of the whole test process at trace level, captured by a global subscriber.
+/// A global one rather than a per-thread default: tracing caches per call site whether anyone
+/// listens, and with tests on many threads a thread-local subscriber can miss events.
+fn captured_logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in the tests");
+        captured
+    })
+}
+
+#[tokio::test]
 async fn the_secret_is_in_no_log_line_and_no_error() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = captured_logs();
 
     let config = SandboxConfig {
         app_secret: SecretString::from(SECRET),

@@ -7,6 +7,10 @@
 //!   Cwallet IDs and e-mails; pure.
 //! - [`clock`]: wall-clock time behind a trait, so everything time-dependent runs on virtual time
 //!   in tests.
+//! - [`amount`]: exact amounts from strings by a strict grammar, and their canonical form.
+//! - [`catalogue`]: the coins, networks and chains CCPayment offers, indexed for validation.
+//! - [`policy`]: allow-lists, limits per order, batch and day, and the approval rule.
+//! - [`batch`]: batch files: parsing, validation, preflight and the plan of `ccpayout check`.
 //! - [`api`]: the CCPayment client: signing, typed v2 and v1 calls, and the classification of
 //!   every error code and transport failure into what the engine does about it.
 //! - [`sandbox`]: a faithful simulator of the CCPayment API (signatures, catalogue, balances,

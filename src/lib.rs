@@ -28,5 +28,6 @@ pub mod catalogue;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod policy;
 pub mod sandbox;

@@ -9,7 +9,8 @@ use crate::catalogue::{Catalogue, ChainRef};
 use crate::config::ApiGeneration;
 
 /// A withdrawal call, ready to sign and send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "api", content = "request", rename_all = "snake_case")]
 pub enum WithdrawCall {
     Network(NetworkWithdrawRequest),
     Cwallet(CwalletWithdrawRequest),

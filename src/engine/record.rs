@@ -1,0 +1,154 @@
+//! What the store keeps about batches and orders. These are the records the engine reads and
+//! writes; the store module alone decides how they sit on disk (versioned, see `store`).
+//!
+//! Pure data: no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use super::state::{OrderState, StateKind};
+use crate::api::types::FeeAmount;
+use crate::batch::request::WithdrawCall;
+
+/// A row's columns exactly as the batch file gave them, for the reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRow {
+    pub order_id: String,
+    pub recipient: String,
+    pub coin: String,
+    pub chain: String,
+    pub amount: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub memo: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub merchant_pays_fee: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reference: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token_id: String,
+}
+
+/// The last error an order met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// CCPayment's code, when it answered with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+/// One payout: its input, the exact call it sends, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The merchant's id, sent as CCPayment's orderId; the key of the record.
+    pub order_id: String,
+    /// The batch (the SHA-256 of its file) the order came from.
+    pub batch_id: String,
+    /// Position among the batch's accepted rows, from 0.
+    pub seq: u32,
+    /// Line of the row in the file.
+    pub line: u64,
+    pub input: InputRow,
+    /// The request, exactly as it is sent on every attempt (amount in canonical form).
+    pub call: WithdrawCall,
+    /// `validate::payload_digest` of the row, hex: tells a duplicate from a conflict.
+    pub payload_digest: String,
+    pub state: OrderState,
+    /// Sends so far.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<FeeAmount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sent_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_ms: Option<i64>,
+    /// When to ask CCPayment about the order next (tracking a submitted order, reconciling an
+    /// unknown one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check_ms: Option<i64>,
+    /// Status queries made for this order.
+    #[serde(default)]
+    pub checks: u32,
+}
+
+impl OrderRecord {
+    pub fn kind(&self) -> StateKind {
+        self.state.kind()
+    }
+
+    /// The time the store's state index orders this record by: when a deferred order may be
+    /// sent, or when a submitted or unknown order should be checked; 0 otherwise (due now).
+    pub fn due_ms(&self) -> i64 {
+        match &self.state {
+            OrderState::Deferred { until_ms, .. } => *until_ms,
+            OrderState::Submitted | OrderState::Unknown { .. } => self.next_check_ms.unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// A row of the batch that was not accepted, kept for the reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRow {
+    pub line: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// `field: message` for each problem.
+    pub problems: Vec<String>,
+    /// Set when the row duplicates an order of an earlier batch (same payload): not refused for
+    /// a fault of its own, and not paid again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of_batch: Option<String>,
+}
+
+/// Whether a batch needs approval, and whether it has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "approval", rename_all = "snake_case")]
+pub enum Approval {
+    NotNeeded,
+    Required { reasons: Vec<String> },
+    Approved { at_ms: i64, digest: String },
+}
+
+/// Where a batch is as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Orders are being sent or followed.
+    Open,
+    /// Every order is final and the reports are written.
+    Done,
+}
+
+/// A batch: one file's accepted plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// SHA-256 of the file's bytes, hex: the same content is the same batch.
+    pub batch_id: String,
+    /// A short human name: the file's stem and the first 12 hex digits of its hash.
+    pub name: String,
+    /// The file as it was given.
+    pub source: String,
+    pub format: String,
+    /// "v2" or "v1".
+    pub api: String,
+    pub plan_digest: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Accepted orders.
+    pub orders: u32,
+    pub refused: Vec<RefusedRow>,
+    pub approval: Approval,
+    pub state: BatchState,
+}

@@ -54,6 +54,8 @@ struct FileConfig {
     limits: LimitsFile,
     #[serde(default)]
     policy: PolicyFile,
+    #[serde(default)]
+    reports: ReportsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +76,21 @@ struct PreflightFile {
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
     rate_per_second: Option<u32>,
+    burst: Option<u32>,
+    read_rate_per_second: Option<u32>,
+    concurrency: Option<u32>,
+    max_attempts: Option<u32>,
+    daily_request_budget: Option<u64>,
+    daily_reset_utc: Option<String>,
+    track_first_check_secs: Option<u64>,
+    track_max_interval_secs: Option<u64>,
+    day_length_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportsFile {
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +208,7 @@ pub struct Config {
     pub preflight: PreflightConfig,
     pub limits: LimitsConfig,
     pub policy: Policy,
+    pub reports: ReportsConfig,
 }
 
 /// How batch files are read.
@@ -218,11 +236,37 @@ pub struct PreflightConfig {
     pub balance_margin: Decimal,
 }
 
-/// Request rates to CCPayment.
+/// Request rates and retry behaviour toward CCPayment.
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
-    /// Requests per second the engine may send.
+    /// Withdrawal requests per second.
     pub rate_per_second: u32,
+    /// Requests that may go out at once after a quiet spell.
+    pub burst: u32,
+    /// Read requests (status queries, preflight) per second.
+    pub read_rate_per_second: u32,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// Sends allowed for refusals that may clear up (balance, chain paused).
+    pub max_attempts: u32,
+    /// Stop for the day after this many requests, before CCPayment's own cap (11009).
+    pub daily_request_budget: Option<u64>,
+    /// When CCPayment's daily cap resets, in milliseconds after 00:00 UTC.
+    pub daily_reset_offset_ms: i64,
+    /// First status query after a withdrawal is created.
+    pub track_first_check_secs: u64,
+    /// Longest wait between status queries of one order.
+    pub track_max_interval_secs: u64,
+    /// Length of CCPayment's "day" for the daily cap: 86400 s; shorter only in tests and
+    /// simulations against the sandbox's shortened days.
+    pub day_length_ms: i64,
+}
+
+/// Where reports go.
+#[derive(Debug, Clone, Default)]
+pub struct ReportsConfig {
+    /// `None`: `<state-dir>/reports`.
+    pub dir: Option<PathBuf>,
 }
 
 pub use crate::policy::{ApprovalRule, CoinPolicy, Policy};
@@ -317,12 +361,14 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         preflight: preflight_file,
         limits: limits_file,
         policy: policy_file,
+        reports: reports_file,
     } = file;
     let file = Sections {
         batch: batch_file,
         preflight: preflight_file,
         limits: limits_file,
         policy: policy_file,
+        reports: reports_file,
     };
 
     let generation = match api.version.as_deref() {
@@ -410,12 +456,10 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         default_merchant_pays_fee: file.batch.default_merchant_pays_fee.unwrap_or(false),
     };
     let preflight = resolve_preflight(file.preflight, &mut problems);
-    let limits = LimitsConfig {
-        rate_per_second: file.limits.rate_per_second.unwrap_or(DEFAULT_RATE_PER_SECOND),
+    let limits = resolve_limits(file.limits, &mut problems);
+    let reports = ReportsConfig {
+        dir: file.reports.dir.map(&relative_to_config),
     };
-    if limits.rate_per_second == 0 {
-        problems.push("limits.rate_per_second: must be at least 1".to_owned());
-    }
     let policy = resolve_policy(file.policy, &mut problems);
 
     if !problems.is_empty() {
@@ -436,6 +480,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         preflight,
         limits,
         policy,
+        reports,
     })
 }
 
@@ -445,10 +490,60 @@ struct Sections {
     preflight: PreflightFile,
     limits: LimitsFile,
     policy: PolicyFile,
+    reports: ReportsFile,
 }
 
 const DEFAULT_RATE_PER_SECOND: u32 = 10;
 const DEFAULT_REMOTE_CHECKS_MAX_ROWS: u64 = 1_000;
+
+fn resolve_limits(file: LimitsFile, problems: &mut Vec<String>) -> LimitsConfig {
+    let mut positive = |key: &str, value: Option<u32>, default: u32| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            problems.push(format!("limits.{key}: must be at least 1"));
+            return default.max(1);
+        }
+        v
+    };
+    let rate = positive("rate_per_second", file.rate_per_second, DEFAULT_RATE_PER_SECOND);
+    let burst = positive("burst", file.burst, rate);
+    let read_rate = positive("read_rate_per_second", file.read_rate_per_second, rate);
+    let concurrency = positive("concurrency", file.concurrency, 8);
+    let max_attempts = positive("max_attempts", file.max_attempts, 8);
+    let daily_reset_offset_ms = match file.daily_reset_utc.as_deref().map(parse_hh_mm) {
+        None => 0,
+        Some(Some(ms)) => ms,
+        Some(None) => {
+            problems.push(format!(
+                "limits.daily_reset_utc: expected HH:MM in UTC such as \"00:00\", got {:?}",
+                file.daily_reset_utc.unwrap_or_default()
+            ));
+            0
+        }
+    };
+    if file.daily_request_budget == Some(0) {
+        problems.push("limits.daily_request_budget: must be at least 1 (leave it out for no budget)".to_owned());
+    }
+    LimitsConfig {
+        rate_per_second: rate,
+        burst,
+        read_rate_per_second: read_rate,
+        concurrency,
+        max_attempts,
+        daily_request_budget: file.daily_request_budget,
+        daily_reset_offset_ms,
+        track_first_check_secs: file.track_first_check_secs.unwrap_or(10).max(1),
+        track_max_interval_secs: file.track_max_interval_secs.unwrap_or(600).max(1),
+        day_length_ms: i64::try_from(file.day_length_secs.unwrap_or(86_400).max(1)).unwrap_or(86_400) * 1000,
+    }
+}
+
+/// `HH:MM` → milliseconds after midnight.
+fn parse_hh_mm(text: &str) -> Option<i64> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m) && text.len() == 5).then_some((h * 60 + m) * 60_000)
+}
 
 fn resolve_preflight(file: PreflightFile, problems: &mut Vec<String>) -> PreflightConfig {
     let max_rows = file.remote_checks_max_rows.unwrap_or(DEFAULT_REMOTE_CHECKS_MAX_ROWS);

@@ -13,9 +13,11 @@
 //! - [`batch`]: batch files: parsing, validation, preflight and the plan of `ccpayout check`.
 //! - [`api`]: the CCPayment client: signing, typed v2 and v1 calls, and the classification of
 //!   every error code and transport failure into what the engine does about it.
+//! - [`report`]: per-batch result CSV and JSON and a summary of exact totals, written atomically.
 //! - [`sandbox`]: a faithful simulator of the CCPayment API (signatures, catalogue, balances,
 //!   orderId uniqueness, settlement, rate limits, daily caps, seeded faults, webhooks) used by the
 //!   tests, by newcomers, and by `--sandbox` mode.
+//! - [`store`]: batches, orders, their state index and the audit trail, durable in one redb file.
 //! - [`config`]: the TOML configuration and the environment overrides, with the app secret held
 //!   in a secret type.
 //! - [`cli`]: the `ccpayout` command line; `main.rs` only calls it.
@@ -30,4 +32,6 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod policy;
+pub mod report;
 pub mod sandbox;
+pub mod store;

@@ -55,10 +55,26 @@ pub enum CheckError {
     Io { path: String, source: std::io::Error },
     /// CCPayment refused or did not answer a preflight call: exit 2.
     #[error("preflight failed: {0}")]
-    Api(#[from] CallError),
+    Api(CallError),
     /// CCPayment's catalogue is unusable: exit 2.
     #[error(transparent)]
     Catalogue(#[from] crate::catalogue::CatalogueError),
+}
+
+/// A checked batch with what submission needs besides the report: the validated rows, the
+/// catalogue they refer to, and the chains (for explorer links).
+pub struct Prepared {
+    pub report: CheckReport,
+    pub validated: Validated,
+    pub catalogue: Arc<Catalogue>,
+    pub chains: Vec<crate::api::types::ChainInfo>,
+}
+
+impl From<CallError> for CheckError {
+    fn from(e: CallError) -> Self {
+        // Not a `#[source]`: the message already includes it, and error chains print it once.
+        CheckError::Api(e)
+    }
 }
 
 /// Reads, validates and plans the batch at `path`.
@@ -68,6 +84,16 @@ pub async fn check_file(
     path: &Path,
     known: Arc<dyn KnownOrders + Send + Sync>,
 ) -> Result<CheckReport, CheckError> {
+    prepare(client, config, path, known).await.map(|p| p.report)
+}
+
+/// [`check_file`], keeping the validated rows for submission.
+pub async fn prepare(
+    client: &Client,
+    config: &Config,
+    path: &Path,
+    known: Arc<dyn KnownOrders + Send + Sync>,
+) -> Result<Prepared, CheckError> {
     let display = path.display().to_string();
     let format = Format::from_path(path).ok_or_else(|| {
         CheckError::NotABatch(format!(
@@ -80,8 +106,8 @@ pub async fn check_file(
     })?;
 
     let mut requests = 0u64;
-    let coins = client.get_coin_list().await?;
-    let chains = client.get_chain_list(&[]).await?;
+    let coins = read(|| client.get_coin_list()).await?;
+    let chains = read(|| client.get_chain_list(&[])).await?;
     requests += 2;
     let catalogue = Arc::new(Catalogue::from_api(&coins, &chains)?);
 
@@ -112,7 +138,7 @@ pub async fn check_file(
     let mut answers = PreflightAnswers::default();
     if !validated.rows.is_empty() {
         ask_fees(client, &catalogue, &validated, &mut answers).await?;
-        let assets = client.get_app_coin_asset_list().await?;
+        let assets = read(|| client.get_app_coin_asset_list()).await?;
         answers.requests += 1;
         for asset in assets {
             answers
@@ -131,13 +157,19 @@ pub async fn check_file(
         paid_today: &paid_today,
     };
     let plan = plan::build(&validated, &catalogue, &answers, &settings);
-    Ok(CheckReport {
+    let report = CheckReport {
         file: display,
         format: format.name().to_owned(),
         size_bytes,
         sha256,
         preflight_requests: requests,
         plan,
+    };
+    Ok(Prepared {
+        report,
+        validated,
+        catalogue,
+        chains,
     })
 }
 
@@ -159,7 +191,7 @@ async fn ask_fees(
         })
         .collect();
     for (coin_id, chain) in pairs {
-        let quote = client.get_withdraw_fee(coin_id, &chain).await?;
+        let quote = read(|| client.get_withdraw_fee(coin_id, &chain)).await?;
         answers.requests += 1;
         let amount = parse_api_decimal(&quote.fee.amount).ok_or_else(|| CallError::Ambiguous {
             endpoint: "getWithdrawFee".into(),
@@ -254,11 +286,14 @@ async fn remote_checks(
             async move {
                 pace.lock().await.tick().await;
                 let verdict: Result<Option<String>, CallError> = match &question {
-                    Question::Address(chain, address) => client
-                        .check_withdrawal_address_validity(chain, address)
-                        .await
-                        .map(|ok| (!ok).then(|| format!("CCPayment says {address:?} is not a valid {chain} address"))),
-                    Question::User(user) => match client.get_cwallet_user_id(user).await {
+                    Question::Address(chain, address) => {
+                        read(|| client.check_withdrawal_address_validity(chain, address))
+                            .await
+                            .map(|ok| {
+                                (!ok).then(|| format!("CCPayment says {address:?} is not a valid {chain} address"))
+                            })
+                    }
+                    Question::User(user) => match read(|| client.get_cwallet_user_id(user)).await {
                         Ok(_) => Ok(None),
                         Err(CallError::Api(e)) if matches!(e.code, 11015 | 11003) => {
                             Ok(Some(format!("no Cwallet user has the ID {user:?}")))
@@ -285,6 +320,38 @@ async fn remote_checks(
     }
     answers.remote_checks = summary;
     Ok(())
+}
+
+/// Read attempts for one preflight question before giving up.
+const READ_ATTEMPTS: u32 = 8;
+
+/// Runs a read call, retrying what a retry can fix: 11004 (rate limited), 11002 and 11018
+/// (try again), and transport failures. Reads change nothing at CCPayment, so repeating them is
+/// always safe; the wait grows from 250 ms to 8 s.
+async fn read<T, F, Fut>(call: F) -> Result<T, CallError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(e) if attempt < READ_ATTEMPTS && retryable_read(&e) => {
+                let wait = Duration::from_millis(250u64 << (attempt - 1).min(5));
+                tracing::debug!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "preflight read retried");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn retryable_read(e: &CallError) -> bool {
+    match e {
+        CallError::NotSent { .. } | CallError::Ambiguous { .. } => true,
+        CallError::Api(api) => matches!(api.code, 11002 | 11004 | 11018),
+    }
 }
 
 /// Hashes and counts everything read through it.

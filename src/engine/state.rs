@@ -126,7 +126,10 @@ impl StateKind {
 
     /// No event changes a final order.
     pub fn is_final(self) -> bool {
-        matches!(self, StateKind::Success | StateKind::Failed | StateKind::Rejected | StateKind::Cancelled)
+        matches!(
+            self,
+            StateKind::Success | StateKind::Failed | StateKind::Rejected | StateKind::Cancelled
+        )
     }
 
     /// The order may exist at CCPayment, so it must be resolved there before anything else.
@@ -187,7 +190,12 @@ pub enum Event {
     Ambiguous { detail: String },
     /// Not created, and trying again later may work (rate limit, daily cap, chain paused, not
     /// sent at all). `attempts_left` false turns this into a rejection.
-    Retry { until_ms: i64, reason: String, attempts_left: bool, code: Option<i64> },
+    Retry {
+        until_ms: i64,
+        reason: String,
+        attempts_left: bool,
+        code: Option<i64>,
+    },
     /// Not created, and it never will be as it is.
     Refuse { code: Option<i64>, reason: String },
     /// Reconciliation found the withdrawal at CCPayment.
@@ -235,31 +243,64 @@ pub struct InvalidTransition {
 /// The transition function. `attempts` is the number of sends so far; it is returned updated.
 pub fn transition(state: &OrderState, attempts: u32, event: &Event) -> Result<(OrderState, u32), InvalidTransition> {
     use OrderState as S;
-    let invalid = || InvalidTransition { state: state.kind(), event: event.name() };
+    let invalid = || InvalidTransition {
+        state: state.kind(),
+        event: event.name(),
+    };
     let next = match (state, event) {
         (S::Planned, Event::Release { needs_approval: true }) => S::AwaitingApproval,
         (S::Planned, Event::Release { needs_approval: false }) | (S::AwaitingApproval, Event::Approve) => S::Queued,
 
         (S::Planned | S::AwaitingApproval | S::Queued | S::Deferred { .. }, Event::Cancel) => S::Cancelled,
 
-        (S::Queued, Event::Hold { until_ms, reason }) => S::Deferred { until_ms: *until_ms, reason: reason.clone() },
+        (S::Queued, Event::Hold { until_ms, reason }) => S::Deferred {
+            until_ms: *until_ms,
+            reason: reason.clone(),
+        },
         (S::Deferred { .. }, Event::Wake) => S::Queued,
 
         (S::Queued, Event::Send) => return Ok((S::Submitting { attempt: attempts + 1 }, attempts + 1)),
 
         (S::Submitting { .. }, Event::Created) | (S::Unknown { .. }, Event::Found) => S::Submitted,
-        (S::Submitting { attempt }, Event::Ambiguous { detail }) => S::Unknown { attempt: *attempt, detail: detail.clone() },
-        (S::Submitting { .. }, Event::Retry { until_ms, reason, attempts_left: true, .. }) => {
-            S::Deferred { until_ms: *until_ms, reason: reason.clone() }
-        }
-        (S::Submitting { .. }, Event::Retry { reason, attempts_left: false, code, .. }) => {
-            S::Rejected { code: *code, reason: format!("gave up after {attempts} attempts: {reason}") }
-        }
-        (S::Submitting { .. }, Event::Refuse { code, reason }) => S::Rejected { code: *code, reason: reason.clone() },
+        (S::Submitting { attempt }, Event::Ambiguous { detail }) => S::Unknown {
+            attempt: *attempt,
+            detail: detail.clone(),
+        },
+        (
+            S::Submitting { .. },
+            Event::Retry {
+                until_ms,
+                reason,
+                attempts_left: true,
+                ..
+            },
+        ) => S::Deferred {
+            until_ms: *until_ms,
+            reason: reason.clone(),
+        },
+        (
+            S::Submitting { .. },
+            Event::Retry {
+                reason,
+                attempts_left: false,
+                code,
+                ..
+            },
+        ) => S::Rejected {
+            code: *code,
+            reason: format!("gave up after {attempts} attempts: {reason}"),
+        },
+        (S::Submitting { .. }, Event::Refuse { code, reason }) => S::Rejected {
+            code: *code,
+            reason: reason.clone(),
+        },
         // Only CCPayment saying it has no such order makes an ambiguous order sendable again.
         (S::Unknown { .. }, Event::NotFound) => S::Queued,
         // A later ambiguous answer while reconciling keeps the order unknown.
-        (S::Unknown { attempt, .. }, Event::Ambiguous { detail }) => S::Unknown { attempt: *attempt, detail: detail.clone() },
+        (S::Unknown { attempt, .. }, Event::Ambiguous { detail }) => S::Unknown {
+            attempt: *attempt,
+            detail: detail.clone(),
+        },
 
         (S::Submitted, Event::Final(FinalStatus::Success)) => S::Success,
         (S::Submitted, Event::Final(FinalStatus::Failed { reason })) => S::Failed { reason: reason.clone() },
@@ -281,13 +322,22 @@ mod tests {
             OrderState::Planned,
             OrderState::AwaitingApproval,
             OrderState::Queued,
-            OrderState::Deferred { until_ms: 5, reason: "r".into() },
+            OrderState::Deferred {
+                until_ms: 5,
+                reason: "r".into(),
+            },
             OrderState::Submitting { attempt: 2 },
-            OrderState::Unknown { attempt: 2, detail: "d".into() },
+            OrderState::Unknown {
+                attempt: 2,
+                detail: "d".into(),
+            },
             OrderState::Submitted,
             OrderState::Success,
             OrderState::Failed { reason: "f".into() },
-            OrderState::Rejected { code: Some(14007), reason: "r".into() },
+            OrderState::Rejected {
+                code: Some(14007),
+                reason: "r".into(),
+            },
             OrderState::Cancelled,
         ]
     }
@@ -300,16 +350,34 @@ mod tests {
             Event::Cancel,
             Event::Send,
             Event::Created,
-            Event::Ambiguous { detail: "timeout".into() },
-            Event::Retry { until_ms: 9, reason: "11004".into(), attempts_left: true, code: Some(11004) },
-            Event::Retry { until_ms: 9, reason: "11004".into(), attempts_left: false, code: Some(11004) },
-            Event::Refuse { code: Some(14007), reason: "bad address".into() },
+            Event::Ambiguous {
+                detail: "timeout".into(),
+            },
+            Event::Retry {
+                until_ms: 9,
+                reason: "11004".into(),
+                attempts_left: true,
+                code: Some(11004),
+            },
+            Event::Retry {
+                until_ms: 9,
+                reason: "11004".into(),
+                attempts_left: false,
+                code: Some(11004),
+            },
+            Event::Refuse {
+                code: Some(14007),
+                reason: "bad address".into(),
+            },
             Event::Found,
             Event::NotFound,
             Event::Wake,
             Event::Final(FinalStatus::Success),
             Event::Final(FinalStatus::Failed { reason: "chain".into() }),
-            Event::Hold { until_ms: 9, reason: "maintenance".into() },
+            Event::Hold {
+                until_ms: 9,
+                reason: "maintenance".into(),
+            },
         ]
     }
 
@@ -326,8 +394,18 @@ mod tests {
             (K::Queued, Event::Send) => K::Submitting,
             (K::Submitting, Event::Created) => K::Submitted,
             (K::Submitting, Event::Ambiguous { .. }) => K::Unknown,
-            (K::Submitting, Event::Retry { attempts_left: true, .. }) => K::Deferred,
-            (K::Submitting, Event::Retry { attempts_left: false, .. }) => K::Rejected,
+            (
+                K::Submitting,
+                Event::Retry {
+                    attempts_left: true, ..
+                },
+            ) => K::Deferred,
+            (
+                K::Submitting,
+                Event::Retry {
+                    attempts_left: false, ..
+                },
+            ) => K::Rejected,
             (K::Submitting, Event::Refuse { .. }) => K::Rejected,
             (K::Unknown, Event::Found) => K::Submitted,
             (K::Unknown, Event::NotFound) => K::Queued,
@@ -353,7 +431,10 @@ mod tests {
                     }
                     None => assert_eq!(
                         result,
-                        Err(InvalidTransition { state: state.kind(), event: event.name() }),
+                        Err(InvalidTransition {
+                            state: state.kind(),
+                            event: event.name()
+                        }),
                         "{state:?} + {event:?} must be refused"
                     ),
                 }
@@ -382,13 +463,37 @@ mod tests {
         // Once CCPayment may have it, only CCPayment's own answers can end it: a refusal is an
         // answer to a send (Submitting), never a local decision about an unknown or submitted
         // order.
-        for state in [OrderState::Unknown { attempt: 1, detail: String::new() }, OrderState::Submitted] {
-            assert!(transition(&state, 1, &Event::Refuse { code: None, reason: String::new() }).is_err());
-            let give_up = Event::Retry { until_ms: 0, reason: String::new(), attempts_left: false, code: None };
+        for state in [
+            OrderState::Unknown {
+                attempt: 1,
+                detail: String::new(),
+            },
+            OrderState::Submitted,
+        ] {
+            assert!(
+                transition(
+                    &state,
+                    1,
+                    &Event::Refuse {
+                        code: None,
+                        reason: String::new()
+                    }
+                )
+                .is_err()
+            );
+            let give_up = Event::Retry {
+                until_ms: 0,
+                reason: String::new(),
+                attempts_left: false,
+                code: None,
+            };
             assert!(transition(&state, 1, &give_up).is_err());
         }
         // The one way back to the queue from an ambiguous send.
-        let unknown = OrderState::Unknown { attempt: 1, detail: "reset".into() };
+        let unknown = OrderState::Unknown {
+            attempt: 1,
+            detail: "reset".into(),
+        };
         assert_eq!(transition(&unknown, 1, &Event::NotFound).unwrap().0, OrderState::Queued);
     }
 
@@ -396,15 +501,37 @@ mod tests {
     fn sends_count_attempts_and_exhaustion_rejects_with_the_count() {
         let (s1, n) = transition(&OrderState::Queued, 0, &Event::Send).unwrap();
         assert_eq!((s1.clone(), n), (OrderState::Submitting { attempt: 1 }, 1));
-        let retry = Event::Retry { until_ms: 100, reason: "11004 RateLimit".into(), attempts_left: true, code: Some(11004) };
+        let retry = Event::Retry {
+            until_ms: 100,
+            reason: "11004 RateLimit".into(),
+            attempts_left: true,
+            code: Some(11004),
+        };
         let (s2, n) = transition(&s1, n, &retry).unwrap();
-        assert_eq!(s2, OrderState::Deferred { until_ms: 100, reason: "11004 RateLimit".into() });
+        assert_eq!(
+            s2,
+            OrderState::Deferred {
+                until_ms: 100,
+                reason: "11004 RateLimit".into()
+            }
+        );
         let (s3, n) = transition(&s2, n, &Event::Wake).unwrap();
         let (s4, n) = transition(&s3, n, &Event::Send).unwrap();
         assert_eq!((s4.clone(), n), (OrderState::Submitting { attempt: 2 }, 2));
-        let give_up = Event::Retry { until_ms: 0, reason: "14000 balance".into(), attempts_left: false, code: Some(14000) };
+        let give_up = Event::Retry {
+            until_ms: 0,
+            reason: "14000 balance".into(),
+            attempts_left: false,
+            code: Some(14000),
+        };
         let (s5, _) = transition(&s4, n, &give_up).unwrap();
-        assert_eq!(s5, OrderState::Rejected { code: Some(14000), reason: "gave up after 2 attempts: 14000 balance".into() });
+        assert_eq!(
+            s5,
+            OrderState::Rejected {
+                code: Some(14000),
+                reason: "gave up after 2 attempts: 14000 balance".into()
+            }
+        );
     }
 
     #[test]

@@ -63,3 +63,50 @@ pub const XRP_ADDRESS: &str = "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh";
 /// Coin ids of the demo catalogue.
 pub const USDT: u64 = 1280;
 pub const MATIC: u64 = 1329;
+
+impl TestApi {
+    /// A sandbox on the real clock, for tests that run the `ccpayout` binary against it: the
+    /// binary signs with the real time and the sandbox settles payouts as time passes.
+    pub async fn start_live(config: SandboxConfig) -> TestApi {
+        let clock = ManualClock::starting_now();
+        let sandbox = Sandbox::start(config, ccpayout::clock::system())
+            .await
+            .expect("sandbox starts");
+        let client = client_for(
+            &sandbox,
+            ccpayout::clock::system(),
+            sandbox.app_id(),
+            sandbox.app_secret().clone(),
+        );
+        TestApi { sandbox, client, clock }
+    }
+
+    /// The environment that points the binary at this sandbox.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("CCPAYOUT_API_BASE_URL".into(), self.sandbox.base_url()),
+            ("CCPAYOUT_APP_ID".into(), self.sandbox.app_id().to_owned()),
+            (
+                "CCPAYOUT_APP_SECRET".into(),
+                secrecy::ExposeSecret::expose_secret(self.sandbox.app_secret()).to_owned(),
+            ),
+        ]
+    }
+}
+
+/// Runs the `ccpayout` binary with `args`, the sandbox's credentials and a clean environment.
+pub fn run_ccpayout(api: &TestApi, args: &[&str]) -> std::process::Output {
+    command(api, args).output().expect("ccpayout runs")
+}
+
+/// The `ccpayout` command with the sandbox's credentials, not yet started.
+pub fn command(api: &TestApi, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccpayout"));
+    cmd.args(args)
+        .env_remove("CCPAYOUT_CONFIG")
+        .env_remove("CCPAYOUT_STATE_DIR")
+        .env_remove("CCPAYOUT_APP_SECRET_FILE")
+        .env_remove("RUST_LOG")
+        .envs(api.env());
+    cmd
+}

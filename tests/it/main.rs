@@ -8,3 +8,4 @@ mod errors;
 mod helpers;
 mod independent_client;
 mod secrets;
+mod submit;

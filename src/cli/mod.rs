@@ -20,6 +20,8 @@ use crate::clock;
 use crate::config::{self, Config, ConfigError};
 use crate::sandbox::{self, Faults, RateLimit, Sandbox, SandboxConfig};
 
+mod submit;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0   success
@@ -38,6 +40,12 @@ pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = config::ENV_CONFIG, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Folder of the state store and the reports. Default: $STATE_DIRECTORY under systemd, else
+    /// $XDG_STATE_HOME/ccpayout or ~/.local/state/ccpayout (with a `sandbox` subfolder for
+    /// --sandbox runs).
+    #[arg(long, global = true, env = "CCPAYOUT_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 
     /// More log output on stderr: -v info, -vv debug, -vvv trace. RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -58,6 +66,28 @@ pub enum Command {
     /// batch.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
+
+    /// Pay a batch file: check it, send every payable row exactly once, follow each payout to
+    /// its final status, and write the reports.
+    ///
+    /// The same file again (same contents) resumes its batch instead of paying twice; Ctrl-C
+    /// stops new sends and leaves a resumable state. Exit 0 when every row succeeded, 1 when
+    /// some failed or were refused, 2 when interrupted or stopped by an error every order would
+    /// meet (credentials, IP whitelist, clock).
+    #[command(after_help = EXIT_CODES)]
+    Submit(SubmitArgs),
+
+    /// Show batches, one batch (by name or id prefix) or one order (by order_id).
+    Status {
+        /// A batch name or id prefix, or an order_id.
+        target: Option<String>,
+    },
+
+    /// Write a batch's reports again from the store (result CSV and JSON, summary JSON).
+    Report {
+        /// A batch name or id prefix.
+        batch: String,
+    },
 
     /// Make one signed call to the CCPayment API and print the reply.
     ///
@@ -89,6 +119,18 @@ pub struct CheckArgs {
     /// Print the plan as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The batch file.
+    pub file: PathBuf,
+    /// Use the built-in CCPayment simulator with demo credentials and balances.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Return once every order is submitted, without waiting for final statuses.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,7 +270,31 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
-        Command::Check(args) => check_command(cli.config, args).await,
+        Command::Check(args) => check_command(cli.config, cli.state_dir, args).await,
+        Command::Submit(args) => {
+            let config = load_config(cli.config)?;
+            let dir = match cli.state_dir {
+                Some(dir) => dir,
+                None => submit::default_state_dir(args.sandbox)?,
+            };
+            submit::submit(&config, &dir, &args.file, args.sandbox, !args.no_wait).await
+        }
+        Command::Status { target } => {
+            let config = load_config(cli.config)?;
+            let dir = match cli.state_dir {
+                Some(dir) => dir,
+                None => submit::default_state_dir(false)?,
+            };
+            submit::status(&config, &dir, target.as_deref())
+        }
+        Command::Report { batch } => {
+            let config = load_config(cli.config)?;
+            let dir = match cli.state_dir {
+                Some(dir) => dir,
+                None => submit::default_state_dir(false)?,
+            };
+            submit::report(&config, &dir, &batch)
+        }
         Command::Api(args) => api_command(cli.config, args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
@@ -261,7 +327,12 @@ async fn api_client(config: &Config, sandbox: bool) -> Result<(Client, Option<Sa
     if !sandbox {
         return Ok((Client::new(config.client_config()?, clock::system())?, None));
     }
-    let sandbox = Sandbox::start(SandboxConfig::default(), clock::system())
+    // A short settle delay keeps a demo snappy; everything else is the demo default.
+    let sandbox_config = SandboxConfig {
+        settle_delay: Duration::from_secs(1),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(sandbox_config, clock::system())
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the built-in sandbox: {e}"))?;
     eprintln!(
@@ -280,11 +351,31 @@ async fn api_client(config: &Config, sandbox: bool) -> Result<(Client, Option<Sa
 }
 
 /// `ccpayout check FILE`.
-async fn check_command(config_path: Option<PathBuf>, args: CheckArgs) -> Result<Outcome, CliError> {
+async fn check_command(
+    config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    args: CheckArgs,
+) -> Result<Outcome, CliError> {
     use crate::batch::{preflight, render, validate::NoKnownOrders};
     let config = load_config(config_path)?;
     let (client, _sandbox) = api_client(&config, args.sandbox).await?;
-    let report = match preflight::check_file(&client, &config, &args.file, std::sync::Arc::new(NoKnownOrders)).await {
+    // Order ids of earlier batches come from the store, when there is one to read.
+    let dir = match state_dir {
+        Some(dir) => Some(dir),
+        None => submit::default_state_dir(args.sandbox).ok(),
+    };
+    let known: std::sync::Arc<dyn crate::batch::validate::KnownOrders + Send + Sync> = match dir
+        .filter(|d| d.join(crate::store::DB_FILE).exists())
+        .map(|d| crate::store::Store::open(&d))
+    {
+        Some(Ok(store)) => std::sync::Arc::new(store).known_orders(),
+        Some(Err(e)) => {
+            eprintln!("warning: order ids of earlier batches not checked: {e}");
+            std::sync::Arc::new(NoKnownOrders)
+        }
+        None => std::sync::Arc::new(NoKnownOrders),
+    };
+    let report = match preflight::check_file(&client, &config, &args.file, known).await {
         Ok(report) => report,
         Err(preflight::CheckError::NotABatch(message)) => {
             eprintln!("error: {message}");

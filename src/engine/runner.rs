@@ -1,0 +1,730 @@
+//! The engine's loop: reconcile what may exist at CCPayment, send queued orders within the
+//! limits, follow submitted ones to their final status, and stop cleanly when told.
+//!
+//! The durability protocol, in the order things happen:
+//! 1. An order's `Send` transition (`Submitting{attempt}`) is committed — in a group with other
+//!    orders, but always before any of their requests leave. No HTTP call runs inside a store
+//!    transaction.
+//! 2. The request is sent; its answer becomes an event (see [`super::outcome`]) and the new
+//!    state is committed, again in groups.
+//! 3. Outcomes are durable before anything depends on them: reports are written from the store
+//!    after the commits.
+//! 4. At start, every `Submitting` or `Unknown` order — of any batch — is resolved by orderId
+//!    before anything new is sent: found → `Submitted` (or final), `11003 NotFound` → queued for
+//!    a resend with the same orderId, any other answer → still unknown, asked again later.
+//!
+//! Submitted orders are followed with `getAppWithdrawRecordList`, 20 orderIds per request (v1:
+//! `bill/info`, 100), first after `track_first_delay` and then on a growing schedule, which
+//! keeps tracking near one request per 20 orders.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Backoff, Jitter};
+use super::gate::{DayClock, Gate};
+use super::limiter::{CallKind, Limiters};
+use super::outcome::{RetryPolicy, Signal, classify};
+use super::record::{ErrorInfo, OrderRecord};
+use super::state::{Event, FinalStatus, StateKind, transition};
+use crate::api::types::{
+    MAX_ORDER_IDS_PER_LIST_QUERY, RecordStatus, V1_MAX_ORDER_IDS_PER_QUERY, WithdrawRecord, WithdrawRecordListQuery,
+    WithdrawRecordQuery, v1_status,
+};
+use crate::api::{CallError, Client};
+use crate::batch::request::WithdrawCall;
+use crate::clock::SharedClock;
+use crate::store::{Change, Store, StoreError};
+
+/// The key under which the pause gate's persistent part is stored.
+pub const META_PAUSE: &str = "pause";
+
+/// How the engine paces itself.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    /// First status query after an order is created.
+    pub track_first_delay: Duration,
+    /// Later status queries: the ceiling of this backoff for the number of checks made.
+    pub track_backoff: Backoff,
+    /// Re-asking about unknown orders after an unhelpful answer.
+    pub reconcile_backoff: Backoff,
+    /// The daily reset, for 11009 pauses.
+    pub day: DayClock,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every order of the batch is final.
+    Finished,
+    /// Every order is submitted or final (`--no-wait`).
+    AllSubmitted,
+    /// The batch waits for approval.
+    AwaitingApproval,
+    /// Cancelled (Ctrl-C, SIGTERM): nothing new was sent after it; the state is resumable.
+    Interrupted,
+    /// A problem every order would meet (credentials, IP whitelist, clock): sending stopped.
+    Stopped { code: i64, message: String },
+}
+
+/// What went wrong with the engine itself.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("engine invariant broken: {0}")]
+    Invariant(String),
+}
+
+/// Told about progress; the CLI draws a bar or prints lines.
+pub trait Progress: Send + Sync {
+    fn update(&self, counts: &BTreeMap<StateKind, u64>);
+    fn message(&self, text: &str);
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn update(&self, _: &BTreeMap<StateKind, u64>) {}
+    fn message(&self, _: &str) {}
+}
+
+/// The exactly-once engine.
+pub struct Engine {
+    store: Arc<Store>,
+    client: Client,
+    limiters: Arc<Limiters>,
+    gate: Arc<Gate>,
+    clock: SharedClock,
+    settings: EngineSettings,
+    jitter: Mutex<Jitter>,
+}
+
+/// An unknown order and what CCPayment said when asked about it.
+type Lookup = (OrderRecord, Result<Option<WithdrawRecord>, CallError>);
+
+/// The answer to one send.
+struct Sent {
+    order: OrderRecord,
+    result: Result<Option<String>, CallError>,
+    at_ms: i64,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        client: Client,
+        limiters: Arc<Limiters>,
+        gate: Arc<Gate>,
+        clock: SharedClock,
+        settings: EngineSettings,
+    ) -> Engine {
+        Engine {
+            store,
+            client,
+            limiters,
+            gate,
+            clock,
+            settings,
+            jitter: Mutex::new(Jitter::from_entropy()),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The client-side daily budget's (day, used) counter, for the caller to persist.
+    pub fn budget_state(&self) -> Option<(i64, u64)> {
+        self.limiters.budget_state()
+    }
+
+    fn unit(&self) -> f64 {
+        self.jitter.lock().map(|mut j| j.next_unit()).unwrap_or(0.5)
+    }
+
+    /// Applies `event` to `order`, returning the change to commit. An event that does not apply
+    /// is a bug: it is refused with the state named, and nothing is written.
+    fn apply(&self, mut order: OrderRecord, event: &Event, detail: Option<String>) -> Result<Change, EngineError> {
+        let from = order.kind();
+        let (state, attempts) = transition(&order.state, order.attempts, event)
+            .map_err(|e| EngineError::Invariant(format!("order {}: {e}", order.order_id)))?;
+        order.state = state;
+        order.attempts = attempts;
+        order.updated_ms = self.now();
+        if order.state.is_final() {
+            order.final_ms = Some(order.updated_ms);
+            order.next_check_ms = None;
+        }
+        Ok(Change {
+            order,
+            from: Some(from),
+            event: event.name(),
+            detail,
+        })
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<(), EngineError> {
+        if !changes.is_empty() {
+            self.store.commit(changes)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves every order that may exist at CCPayment (`Submitting`, `Unknown`) by orderId,
+    /// across all batches, before anything new is sent. Keeps asking (with backoff) until each
+    /// has an answer or `cancel` fires; returns whether all were resolved.
+    pub async fn reconcile_pending(
+        &self,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<bool, EngineError> {
+        // An order left in Submitting may or may not have been sent: it is unknown.
+        loop {
+            let submitting = self.store.orders_by_state(StateKind::Submitting, None, None, 1000)?;
+            if submitting.is_empty() {
+                break;
+            }
+            let detail = "interrupted while sending; the request may have reached CCPayment".to_owned();
+            let changes = submitting
+                .into_iter()
+                .map(|o| self.apply(o, &Event::Ambiguous { detail: detail.clone() }, Some(detail.clone())))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.commit(&changes)?;
+        }
+        let mut announced = false;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(false);
+            }
+            let unknown = self.store.orders_by_state(StateKind::Unknown, None, None, 200)?;
+            if unknown.is_empty() {
+                return Ok(true);
+            }
+            if !announced {
+                progress.message("reconciling orders whose outcome is unknown before sending anything new");
+                announced = true;
+            }
+            let now = self.now();
+            let due: Vec<OrderRecord> = unknown
+                .into_iter()
+                .filter(|o| o.next_check_ms.is_none_or(|t| t <= now))
+                .collect();
+            if due.is_empty() {
+                let next = self.store.next_due(StateKind::Unknown, None)?.unwrap_or(now + 1000);
+                self.sleep_until(next, cancel).await;
+                continue;
+            }
+            self.reconcile_orders(due).await?;
+        }
+    }
+
+    /// Asks CCPayment about each unknown order and commits what it says.
+    async fn reconcile_orders(&self, orders: Vec<OrderRecord>) -> Result<(), EngineError> {
+        let mut tasks = JoinSet::new();
+        for order in orders {
+            let client = self.client.clone();
+            let limiters = self.limiters.clone();
+            let gate = self.gate.clone();
+            let now = self.now();
+            let day = self.settings.day;
+            tasks.spawn(async move {
+                gate.wait_open().await;
+                if let Err(exhausted) = limiters.acquire(CallKind::Read, now, &day).await {
+                    return (
+                        order,
+                        Err(CallError::NotSent {
+                            endpoint: "getAppWithdrawRecord".into(),
+                            detail: exhausted.to_string(),
+                        }),
+                    );
+                }
+                let result = lookup(&client, &order).await;
+                (order, result)
+            });
+            if tasks.len() >= self.settings.concurrency.max(1) {
+                self.finish_reconcile(tasks.join_next().await).await?;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            self.finish_reconcile(Some(done)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_reconcile(&self, done: Option<Result<Lookup, tokio::task::JoinError>>) -> Result<(), EngineError> {
+        let Some(done) = done else { return Ok(()) };
+        let (order, result) = done.map_err(|e| EngineError::Invariant(format!("a reconcile task failed: {e}")))?;
+        let mut changes = Vec::new();
+        match result {
+            Ok(Some(record)) => {
+                self.gate.on_success();
+                let found = self.apply(
+                    with_record(order, &record),
+                    &Event::Found,
+                    Some("found by orderId".into()),
+                )?;
+                let mut order = found.order.clone();
+                changes.push(found);
+                match final_status(&record.status, &record.reason) {
+                    Some(status) => changes.push(self.apply(order, &Event::Final(status), None)?),
+                    None => {
+                        // Now followed like any submitted order.
+                        order.next_check_ms = Some(self.now() + ms(self.settings.track_first_delay));
+                        if let Some(last) = changes.last_mut() {
+                            last.order = order;
+                        }
+                    }
+                }
+            }
+            Ok(None) => {
+                self.gate.on_success();
+                changes.push(self.apply(
+                    order,
+                    &Event::NotFound,
+                    Some("CCPayment has no such order; it will be sent again with the same orderId".into()),
+                )?);
+            }
+            Err(e) => {
+                if e.code() == Some(11004) {
+                    self.gate.on_rate_limited();
+                }
+                let mut order = order;
+                order.checks += 1;
+                order.next_check_ms =
+                    Some(self.now() + ms(self.settings.reconcile_backoff.delay(order.checks, self.unit())));
+                order.error = Some(error_info(&e));
+                changes.push(self.apply(order, &Event::Ambiguous { detail: e.to_string() }, Some(e.to_string()))?);
+            }
+        }
+        self.commit(&changes)
+    }
+
+    /// Sends, tracks and reconciles the orders of one batch until `wait_final` is satisfied,
+    /// `cancel` fires, or a problem stops all sending.
+    pub async fn run_batch(
+        &self,
+        batch_id: &str,
+        wait_final: bool,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<RunEnd, EngineError> {
+        if !self.reconcile_pending(cancel, progress).await? {
+            return Ok(RunEnd::Interrupted);
+        }
+        let mut inflight: JoinSet<Sent> = JoinSet::new();
+        let mut stopped: Option<(i64, String)> = None;
+        let mut last_counts = BTreeMap::new();
+        loop {
+            // Answers first: they free slots and may pause everyone.
+            while let Some(done) = inflight.try_join_next() {
+                let sent = done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?;
+                if let Some(stop) = self.finish_send(sent)? {
+                    stopped.get_or_insert(stop);
+                }
+            }
+            let sending = stopped.is_none() && !cancel.is_cancelled();
+            let now = self.now();
+
+            // Deferred orders whose time has come go back to the queue.
+            let due = self
+                .store
+                .orders_by_state(StateKind::Deferred, Some(batch_id), Some(now), 1000)?;
+            let wakes = due
+                .into_iter()
+                .map(|o| self.apply(o, &Event::Wake, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.commit(&wakes)?;
+
+            if sending && self.gate.snapshot().1.is_none() {
+                let room = self.settings.concurrency.saturating_sub(inflight.len());
+                if room > 0 {
+                    self.send_more(batch_id, room, &mut inflight)?;
+                }
+            }
+            if !cancel.is_cancelled() {
+                self.track(batch_id).await?;
+                let unknown = self
+                    .store
+                    .orders_by_state(StateKind::Unknown, Some(batch_id), Some(now), 200)?;
+                if !unknown.is_empty() {
+                    self.reconcile_orders(unknown).await?;
+                }
+            }
+
+            let counts = self.store.counts(Some(batch_id))?;
+            if counts != last_counts {
+                progress.update(&counts);
+                last_counts = counts.clone();
+            }
+            let count = |k: StateKind| counts.get(&k).copied().unwrap_or(0);
+            let open_sends = count(StateKind::Queued)
+                + count(StateKind::Deferred)
+                + count(StateKind::Submitting)
+                + count(StateKind::Unknown);
+            if inflight.is_empty() {
+                if let Some((code, message)) = stopped.take() {
+                    return Ok(RunEnd::Stopped { code, message });
+                }
+                if cancel.is_cancelled() {
+                    return Ok(RunEnd::Interrupted);
+                }
+                if count(StateKind::AwaitingApproval) + count(StateKind::Planned) > 0 && open_sends == 0 {
+                    return Ok(RunEnd::AwaitingApproval);
+                }
+                if open_sends == 0 && (count(StateKind::Submitted) == 0 || !wait_final) {
+                    return Ok(if count(StateKind::Submitted) == 0 {
+                        RunEnd::Finished
+                    } else {
+                        RunEnd::AllSubmitted
+                    });
+                }
+            }
+
+            // Sleep until something can happen: an answer, a due time, the gate, or cancel.
+            let next = self.next_wake(batch_id)?;
+            tokio::select! {
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    let sent = done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?;
+                    if let Some(stop) = self.finish_send(sent)? {
+                        stopped.get_or_insert(stop);
+                    }
+                }
+                _ = self.sleep_until(next, cancel) => {}
+            }
+        }
+    }
+
+    /// The earliest moment the loop has work: a deferred order, a status check, an unknown
+    /// order, the gate opening; at most a second away so a queue filled by someone else is
+    /// noticed.
+    fn next_wake(&self, batch_id: &str) -> Result<i64, EngineError> {
+        let now = self.now();
+        let mut next = now + 1000;
+        for kind in [StateKind::Deferred, StateKind::Submitted, StateKind::Unknown] {
+            if let Some(t) = self.store.next_due(kind, Some(batch_id))? {
+                next = next.min(t.max(now));
+            }
+        }
+        if self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some() && self.gate.snapshot().1.is_none() {
+            next = now;
+        }
+        Ok(next)
+    }
+
+    async fn sleep_until(&self, at_ms: i64, cancel: &CancellationToken) {
+        let wait = (at_ms - self.now()).clamp(0, 1000);
+        if wait == 0 {
+            tokio::task::yield_now().await;
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+
+    /// Takes up to `room` queued orders, commits their intent, then starts their requests.
+    fn send_more(&self, batch_id: &str, room: usize, inflight: &mut JoinSet<Sent>) -> Result<(), EngineError> {
+        let queued = self
+            .store
+            .orders_by_state(StateKind::Queued, Some(batch_id), None, room)?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut changes = Vec::with_capacity(queued.len());
+        for mut order in queued {
+            order.first_sent_ms.get_or_insert(now);
+            order.last_sent_ms = Some(now);
+            changes.push(self.apply(order, &Event::Send, None)?);
+        }
+        // The intent of every order below is on disk before any of their requests leaves.
+        self.commit(&changes)?;
+        for change in changes {
+            let order = change.order;
+            let client = self.client.clone();
+            let limiters = self.limiters.clone();
+            let gate = self.gate.clone();
+            let clock = self.clock.clone();
+            let day = self.settings.day;
+            inflight.spawn(async move {
+                gate.wait_open().await;
+                let result = match limiters.acquire(CallKind::Withdraw, clock.now_ms(), &day).await {
+                    Ok(()) => send(&client, &order.call).await,
+                    Err(exhausted) => Err(CallError::Api(crate::api::ApiError::new(
+                        "client daily budget",
+                        11009,
+                        exhausted.to_string(),
+                    ))),
+                };
+                Sent {
+                    order,
+                    result,
+                    at_ms: clock.now_ms(),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Commits the outcome of one send; returns a stop reason when sending must stop.
+    fn finish_send(&self, sent: Sent) -> Result<Option<(i64, String)>, EngineError> {
+        let Sent {
+            mut order,
+            result,
+            at_ms,
+        } = sent;
+        let (mut event, signal) = classify(&result, order.attempts, &self.settings.retry, at_ms, self.unit());
+        match (&signal, &result) {
+            (Signal::RateLimited, _) => self.gate.on_rate_limited(),
+            (Signal::DailyLimit, _) => {
+                // Persisted before the order's deferral, so a restart does not hammer the API.
+                let pause = self
+                    .gate
+                    .on_daily_limit(&self.settings.day, "CCPayment's daily request limit (11009)");
+                self.store.meta_put(META_PAUSE, &pause)?;
+                if let (Event::Retry { until_ms, .. }, Some(until)) = (&mut event, pause.daily_until_ms) {
+                    *until_ms = until;
+                }
+            }
+            // Any answer from CCPayment that is not a rate limit lets the gate ramp back up.
+            (_, Ok(_) | Err(CallError::Api(_))) => self.gate.on_success(),
+            _ => {}
+        }
+        match &result {
+            Ok(record_id) => {
+                order.record_id = record_id.clone();
+                order.error = None;
+                order.next_check_ms = Some(at_ms + ms(self.settings.track_first_delay));
+            }
+            Err(e) => order.error = Some(error_info(e)),
+        }
+        if let Event::Ambiguous { .. } = event {
+            // Ask about it soon: the answer decides whether it is ever sent again.
+            order.next_check_ms = Some(at_ms + ms(self.settings.reconcile_backoff.delay(1, self.unit())));
+        }
+        let detail = result.as_ref().err().map(ToString::to_string);
+        let change = self.apply(order, &event, detail)?;
+        self.commit(&[change])?;
+        Ok(match signal {
+            Signal::Stop { code, message } => Some((code, message)),
+            _ => None,
+        })
+    }
+
+    /// Status queries for the batch's submitted orders that are due, 20 (v1: 100) per request.
+    async fn track(&self, batch_id: &str) -> Result<(), EngineError> {
+        let now = self.now();
+        let due = self
+            .store
+            .orders_by_state(StateKind::Submitted, Some(batch_id), Some(now), 2000)?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let (v1, v2): (Vec<OrderRecord>, Vec<OrderRecord>) =
+            due.into_iter().partition(|o| matches!(o.call, WithdrawCall::V1(_)));
+        let mut tasks = JoinSet::new();
+        for (chunk_size, group, is_v1) in [
+            (MAX_ORDER_IDS_PER_LIST_QUERY, v2, false),
+            (V1_MAX_ORDER_IDS_PER_QUERY, v1, true),
+        ] {
+            for chunk in group.chunks(chunk_size) {
+                let chunk = chunk.to_vec();
+                let client = self.client.clone();
+                let limiters = self.limiters.clone();
+                let gate = self.gate.clone();
+                let day = self.settings.day;
+                tasks.spawn(async move {
+                    gate.wait_open().await;
+                    if let Err(e) = limiters.acquire(CallKind::Read, now, &day).await {
+                        return (
+                            chunk,
+                            Err(CallError::NotSent {
+                                endpoint: "status query".into(),
+                                detail: e.to_string(),
+                            }),
+                        );
+                    }
+                    let result = if is_v1 {
+                        statuses_v1(&client, &chunk).await
+                    } else {
+                        statuses_v2(&client, &chunk).await
+                    };
+                    (chunk, result)
+                });
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (chunk, result) = done.map_err(|e| EngineError::Invariant(format!("a status task failed: {e}")))?;
+            let mut changes = Vec::new();
+            let statuses = match result {
+                Ok(statuses) => {
+                    self.gate.on_success();
+                    statuses
+                }
+                Err(e) => {
+                    if e.code() == Some(11004) {
+                        self.gate.on_rate_limited();
+                    }
+                    HashMap::new()
+                }
+            };
+            for mut order in chunk {
+                order.checks += 1;
+                let record = statuses.get(&order.order_id);
+                if let Some(record) = record {
+                    order = with_record(order, record);
+                    if let Some(status) = final_status(&record.status, &record.reason) {
+                        changes.push(self.apply(order, &Event::Final(status), None)?);
+                        continue;
+                    }
+                }
+                // Not final yet (or not listed yet): ask again later, less often each time.
+                let delay = self.settings.track_backoff.ceiling(order.checks);
+                order.next_check_ms = Some(self.now() + ms(delay));
+                order.updated_ms = self.now();
+                changes.push(Change {
+                    from: Some(order.kind()),
+                    event: "check",
+                    detail: None,
+                    order,
+                });
+            }
+            self.commit(&changes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends a withdrawal call; the record id when CCPayment returns one.
+async fn send(client: &Client, call: &WithdrawCall) -> Result<Option<String>, CallError> {
+    match call {
+        WithdrawCall::Network(req) => client
+            .apply_app_withdraw_to_network(req)
+            .await
+            .map(|r| Some(r.record_id)),
+        WithdrawCall::Cwallet(req) => client
+            .apply_app_withdraw_to_cwallet(req)
+            .await
+            .map(|r| Some(r.record_id)),
+        WithdrawCall::V1(req) => client
+            .v1_withdraw(req)
+            .await
+            .map(|r| Some(r.record_id).filter(|id| !id.is_empty())),
+    }
+}
+
+/// Looks one order up by orderId: `Ok(None)` only when CCPayment says it does not exist.
+async fn lookup(client: &Client, order: &OrderRecord) -> Result<Option<WithdrawRecord>, CallError> {
+    if matches!(order.call, WithdrawCall::V1(_)) {
+        // v1 has no NotFound code: an id absent from bill/info was never created.
+        let mut found = statuses_v1(client, std::slice::from_ref(order)).await?;
+        return Ok(found.remove(&order.order_id));
+    }
+    let query = WithdrawRecordQuery {
+        order_id: Some(order.order_id.clone()),
+        record_id: None,
+    };
+    match client.get_app_withdraw_record(&query).await {
+        Ok(record) => Ok(Some(record)),
+        Err(CallError::Api(e)) if e.code == 11003 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn statuses_v2(client: &Client, orders: &[OrderRecord]) -> Result<HashMap<String, WithdrawRecord>, CallError> {
+    let mut out = HashMap::new();
+    let mut query = WithdrawRecordListQuery {
+        order_ids: orders.iter().map(|o| o.order_id.clone()).collect(),
+        ..WithdrawRecordListQuery::default()
+    };
+    // With orderIds the answer fits one page; follow nextId anyway rather than drop records.
+    for _ in 0..10 {
+        let page = client.get_app_withdraw_record_list(&query).await?;
+        for record in page.records {
+            out.insert(record.order_id.clone(), record);
+        }
+        if page.next_id.is_empty() {
+            break;
+        }
+        query.next_id = Some(page.next_id);
+    }
+    Ok(out)
+}
+
+async fn statuses_v1(client: &Client, orders: &[OrderRecord]) -> Result<HashMap<String, WithdrawRecord>, CallError> {
+    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+    let bills = client.v1_bill_info(&ids).await?;
+    Ok(bills
+        .into_iter()
+        .map(|bill| {
+            let trade = bill.trade_list.first().cloned().unwrap_or_default();
+            let record = WithdrawRecord {
+                record_id: bill.order_detail.order_id.clone(),
+                order_id: bill.order_detail.merchant_order_id.clone(),
+                status: v1_status(&bill.order_detail.status),
+                tx_id: trade.txid.clone(),
+                chain: bill.order_detail.chain.clone(),
+                amount: bill.order_detail.order_amount.clone(),
+                fee: (!trade.network_fee.is_empty()).then(|| crate::api::types::FeeAmount {
+                    coin_id: trade.network_coin_id.parse().unwrap_or(0),
+                    coin_symbol: trade.network_fee_crypto.clone(),
+                    amount: trade.network_fee.clone(),
+                }),
+                ..WithdrawRecord::default()
+            };
+            (record.order_id.clone(), record)
+        })
+        .collect())
+}
+
+/// The final status a record shows, if it shows one.
+fn final_status(status: &RecordStatus, reason: &str) -> Option<FinalStatus> {
+    match status {
+        RecordStatus::Success => Some(FinalStatus::Success),
+        RecordStatus::Failed => Some(FinalStatus::Failed {
+            reason: if reason.is_empty() {
+                "CCPayment reports the withdrawal failed".into()
+            } else {
+                reason.to_owned()
+            },
+        }),
+        RecordStatus::Rejected => Some(FinalStatus::Failed {
+            reason: "rejected on the CCPayment dashboard".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// Copies what a record tells about the payout into the order.
+fn with_record(mut order: OrderRecord, record: &WithdrawRecord) -> OrderRecord {
+    if !record.record_id.is_empty() {
+        order.record_id = Some(record.record_id.clone());
+    }
+    if !record.tx_id.is_empty() {
+        order.tx_id = Some(record.tx_id.clone());
+    }
+    if let Some(fee) = &record.fee {
+        order.fee = Some(fee.clone());
+    }
+    order
+}
+
+fn error_info(e: &CallError) -> ErrorInfo {
+    ErrorInfo {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}

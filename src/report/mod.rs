@@ -1,0 +1,312 @@
+//! Per-batch reports, what accounting reconciles against: a result CSV and a result JSON with
+//! one row per row of the batch file (accepted or refused, in line order), and a summary with
+//! counts and exact totals per coin and status.
+//!
+//! - [`row`]: report rows from order records and refused rows, and their line-order merge (pure).
+//! - [`result`]: the result CSV and JSON, streamed to any writer.
+//! - [`summary`]: counts and exact decimal totals, and their JSON.
+//! - [`time`]: UTC RFC 3339 timestamps with milliseconds (pure).
+//! - [`atomic`]: atomic file replacement (I/O).
+//!
+//! [`write_batch_reports`] ties them together and is, with [`atomic`], the only code here that
+//! touches the file system. It makes one pass over the batch's orders, feeding both result files
+//! and the summary at once, so a batch of a million orders is never in memory; it checks that
+//! the orders it is shown are the batch's orders, all of them, in order, and replaces no file
+//! unless they are.
+
+pub mod atomic;
+pub mod result;
+pub mod row;
+pub mod summary;
+pub mod time;
+
+#[cfg(test)]
+mod fixture;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use atomic::{AtomicFile, write_atomic, write_atomic_with};
+pub use result::{CsvRows, JsonRows, result_csv, result_json};
+pub use row::{COLUMNS, CoinKey, ReportRow, RowStatus, explorer_link, report_rows};
+pub use summary::{Summary, summary_json};
+pub use time::rfc3339_ms;
+
+use crate::engine::record::{BatchRecord, OrderRecord};
+use row::Interleave;
+
+/// Where a batch's reports are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPaths {
+    pub result_csv: PathBuf,
+    pub result_json: PathBuf,
+    pub summary_json: PathBuf,
+}
+
+impl ReportPaths {
+    /// `<dir>/<batch name>.result.csv`, `.result.json` and `.summary.json`.
+    pub fn new(dir: &Path, batch_name: &str) -> ReportPaths {
+        ReportPaths {
+            result_csv: dir.join(format!("{batch_name}.result.csv")),
+            result_json: dir.join(format!("{batch_name}.result.json")),
+            summary_json: dir.join(format!("{batch_name}.summary.json")),
+        }
+    }
+}
+
+/// Visits a batch's orders in seq order, calling the visitor for each; stops at the first error.
+pub type OrderVisitor<'a> = dyn FnMut(&mut dyn FnMut(&OrderRecord) -> io::Result<()>) -> io::Result<()> + 'a;
+
+/// Writes `<dir>/<batch.name>.result.csv`, `.result.json`, `.summary.json`, each atomically.
+/// `orders` is called to visit the batch's orders in seq order (it may be called up to three
+/// times, once per file; this implementation calls it once and feeds all three files from that
+/// pass), so 1,000,000-order batches never sit in memory at once.
+///
+/// Fails with `InvalidData`, replacing no file, when the visited orders are not exactly the
+/// batch's `orders` in seq order (another batch's order, a gap, a repeat, lines out of order):
+/// an incomplete report must never look like a complete one. `now_ms` is the summary's
+/// `generated_at`.
+pub fn write_batch_reports(
+    dir: &Path,
+    batch: &BatchRecord,
+    orders: &mut OrderVisitor<'_>,
+    explorers: &BTreeMap<String, String>,
+    now_ms: i64,
+) -> io::Result<ReportPaths> {
+    check_name(&batch.name)?;
+    let paths = ReportPaths::new(dir, &batch.name);
+    let mut csv_file = AtomicFile::create(&paths.result_csv)?;
+    let mut json_file = AtomicFile::create(&paths.result_json)?;
+    let mut summary_file = AtomicFile::create(&paths.summary_json)?;
+
+    let mut summary = Summary::new();
+    {
+        let mut csv = CsvRows::begin(csv_file.writer())?;
+        let mut json = JsonRows::begin(batch, json_file.writer())?;
+        let mut emit = |row: ReportRow| -> io::Result<()> {
+            csv.row(&row)?;
+            json.row(&row)?;
+            summary.add(&row);
+            Ok(())
+        };
+        let mut refused = Interleave::new(batch);
+        let mut seen: u32 = 0;
+        let mut last_line: Option<u64> = None;
+        orders(&mut |order: &OrderRecord| {
+            check_order(batch, order, seen, last_line)?;
+            while let Some(row) = refused.next_before(Some(order.line)) {
+                emit(ReportRow::from_refused(row))?;
+            }
+            emit(ReportRow::from_order(order, explorers))?;
+            seen += 1;
+            last_line = Some(order.line);
+            Ok(())
+        })?;
+        if seen != batch.orders {
+            return Err(invalid(format!(
+                "batch {} has {} orders but {seen} were visited; no report written",
+                batch.name, batch.orders
+            )));
+        }
+        while let Some(row) = refused.next_before(None) {
+            emit(ReportRow::from_refused(row))?;
+        }
+        csv.finish()?;
+        json.finish()?;
+    }
+    summary_json(batch, &summary, now_ms, summary_file.writer())?;
+
+    // Everything is written and synced only on commit; commit last the summary, whose
+    // presence says the batch's reports are complete.
+    csv_file.commit()?;
+    json_file.commit()?;
+    summary_file.commit()?;
+    Ok(paths)
+}
+
+/// The next visited order must be the batch's order number `seen` (seq counts from 0 without
+/// gaps) and come after the previous one in the file.
+fn check_order(batch: &BatchRecord, order: &OrderRecord, seen: u32, last_line: Option<u64>) -> io::Result<()> {
+    if order.batch_id != batch.batch_id {
+        return Err(invalid(format!(
+            "order {} belongs to batch {}, not {}; no report written",
+            order.order_id, order.batch_id, batch.batch_id
+        )));
+    }
+    if order.seq != seen {
+        return Err(invalid(format!(
+            "order {} has seq {} where seq {seen} was expected; no report written",
+            order.order_id, order.seq
+        )));
+    }
+    if last_line.is_some_and(|last| order.line <= last) {
+        return Err(invalid(format!(
+            "order {} (line {}) is out of line order; no report written",
+            order.order_id, order.line
+        )));
+    }
+    Ok(())
+}
+
+/// The batch name becomes part of file names: it must be one plain path component.
+fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("batch name {name:?} cannot be used in a file name"),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    /// Writes the fixture batch's reports from `orders`.
+    fn write(dir: &Path, batch: &BatchRecord, orders: &[OrderRecord]) -> io::Result<ReportPaths> {
+        let mut visits = 0;
+        let result = write_batch_reports(
+            dir,
+            batch,
+            &mut |visit| {
+                visits += 1;
+                orders.iter().try_for_each(&mut *visit)
+            },
+            &fixture::explorers(),
+            fixture::CREATED_MS + 120_000,
+        );
+        assert!(visits <= 3);
+        result
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn writes_the_three_reports_matching_the_pure_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = fixture::batch();
+        let orders = fixture::orders();
+        let paths = write(dir.path(), &batch, &orders).unwrap();
+        assert_eq!(paths, ReportPaths::new(dir.path(), "payroll-abababababab"));
+        assert_eq!(
+            names(dir.path()),
+            [
+                "payroll-abababababab.result.csv",
+                "payroll-abababababab.result.json",
+                "payroll-abababababab.summary.json"
+            ]
+        );
+
+        // The files are exactly what the pure functions produce from the same rows.
+        let explorers = fixture::explorers();
+        let rows = || report_rows(&batch, &orders, &explorers);
+        let mut csv = Vec::new();
+        result_csv(&batch, rows(), &mut csv).unwrap();
+        assert_eq!(fs::read(&paths.result_csv).unwrap(), csv);
+        let mut json = Vec::new();
+        result_json(&batch, rows(), &mut json).unwrap();
+        assert_eq!(fs::read(&paths.result_json).unwrap(), json);
+        let mut summary = Vec::new();
+        summary_json(
+            &batch,
+            &Summary::of(rows()),
+            fixture::CREATED_MS + 120_000,
+            &mut summary,
+        )
+        .unwrap();
+        assert_eq!(fs::read(&paths.summary_json).unwrap(), summary);
+
+        let value: serde_json::Value = serde_json::from_slice(&fs::read(&paths.summary_json).unwrap()).unwrap();
+        assert_eq!(value["counts"]["total"], 9);
+        assert_eq!(value["coins"][1]["by_status"]["success"]["amount"], "0.5");
+    }
+
+    #[test]
+    fn rewriting_replaces_the_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = fixture::batch();
+        let mut orders = fixture::orders();
+        write(dir.path(), &batch, &orders).unwrap();
+        orders[4].state = crate::engine::state::OrderState::Success;
+        let paths = write(dir.path(), &batch, &orders).unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&fs::read(&paths.summary_json).unwrap()).unwrap();
+        assert_eq!(summary["final"], true);
+        assert_eq!(names(dir.path()).len(), 3);
+    }
+
+    #[test]
+    fn an_incomplete_or_foreign_order_sequence_replaces_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = fixture::batch();
+        let orders = fixture::orders();
+        let paths = write(dir.path(), &batch, &orders).unwrap();
+        let before = fs::read(&paths.result_csv).unwrap();
+
+        let mut missing_last = orders.clone();
+        missing_last.pop();
+        let mut gap = orders.clone();
+        gap.remove(2);
+        let mut foreign = orders.clone();
+        foreign[1].batch_id = "other".into();
+        let mut out_of_order = orders.clone();
+        out_of_order[3].line = 3;
+        for (what, bad) in [
+            ("missing", missing_last),
+            ("gap", gap),
+            ("foreign", foreign),
+            ("lines", out_of_order),
+        ] {
+            let err = write(dir.path(), &batch, &bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}: {err}");
+            assert_eq!(fs::read(&paths.result_csv).unwrap(), before, "{what}");
+            assert_eq!(names(dir.path()).len(), 3, "{what}: no temporary file is left behind");
+        }
+    }
+
+    #[test]
+    fn an_error_from_the_store_replaces_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = fixture::batch();
+        let orders = fixture::orders();
+        let err = write_batch_reports(
+            dir.path(),
+            &batch,
+            &mut |visit| {
+                visit(&orders[0])?;
+                Err(io::Error::other("store read failed"))
+            },
+            &BTreeMap::new(),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "store read failed");
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_batch_name_that_is_not_a_plain_file_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["", ".", "..", "../escape", "a/b", "a\\b"] {
+            let mut batch = fixture::batch();
+            batch.name = name.into();
+            let err = write(dir.path(), &batch, &fixture::orders()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+        assert!(names(dir.path()).is_empty());
+    }
+}

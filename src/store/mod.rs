@@ -1,0 +1,1030 @@
+//! The durable state of ccpayout: batches, orders, the state index, counters, small typed values
+//! and the audit trail, in one redb file (`<state_dir>/ccpayout.redb`) plus a mirror of the audit
+//! trail in `<state_dir>/audit.jsonl`.
+//!
+//! This is the only module that touches redb (see `decisions.md` §1 for why redb): no redb type
+//! appears in its API, so the engine sees records, [`Change`]s and [`StoreError`]s only.
+//!
+//! # Invariants
+//!
+//! - **Durable before acknowledged.** Every method that changes state returns after a
+//!   `Durability::Immediate` commit (an fdatasync), so the engine may send a request as soon as
+//!   [`Store::commit`] of its `Submitting` state returns. No method does network I/O, and none
+//!   holds a transaction open across a call into the caller except [`Store::for_each_batch_order`],
+//!   which holds a *read* snapshot only.
+//! - **One transaction per group of changes.** [`Store::commit`] writes the records, the state
+//!   index, the counters and the audit entries of all its changes in one write transaction: after
+//!   a crash either all of them are there or none is.
+//! - **The batch record is the commit marker of a batch.** [`Store::create_batch`] writes a big
+//!   batch's orders in chunks and the [`BatchRecord`] last. Orders whose batch has no record are
+//!   leftovers of an interrupted attempt: every read treats them as absent, `create_batch`
+//!   removes them before writing, and `open` removes any that remain.
+//! - **The index follows the records.** Every order has exactly one `by_state` key,
+//!   `[state code][due_ms][order_id]`, computed from the stored record, and one `counts` unit in
+//!   `(batch_id, state code)`; both change in the same transaction as the record.
+//! - **The audit table is the truth, the file its mirror.** Audit lines are hash-chained (each
+//!   line's `prev` is the SHA-256 of the previous line's text) and written to the `audit` table in
+//!   the commit's transaction; the same lines are then appended to `audit.jsonl` and fsynced. A
+//!   crash between the two loses nothing: `open` appends what the file lacks. A file line the
+//!   table lacks or disagrees with is corruption.
+//! - **One process.** redb locks the file; a second open (in this or another process) fails at
+//!   once with [`StoreError::Locked`].
+//!
+//! Commits use redb's quick repair: each commit also saves the allocator state, so the open after
+//! a SIGKILL does not walk the whole file (which takes seconds at a million orders).
+
+mod audit;
+mod codec;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{DirBuilder, OpenOptions};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use self::audit::AuditMirror;
+use self::codec::{
+    AUDIT, AuditLine, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, META, ORDERS, decode_batch, decode_order, encode_batch,
+    encode_order, line_hash, split_state_key, state_key_of, state_range,
+};
+use crate::batch::validate::{KnownOrder, KnownOrders};
+use crate::engine::record::{BatchRecord, OrderRecord};
+use crate::engine::state::StateKind;
+
+/// The redb file inside the state directory.
+pub const DB_FILE: &str = "ccpayout.redb";
+/// The audit trail's mirror inside the state directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// Orders per write transaction in `create_batch` and in the removal of leftovers: bounds the
+/// memory a transaction holds (its dirty pages) for million-order batches.
+const CHUNK_ORDERS: usize = 20_000;
+
+/// redb's page cache. Its default (1 GiB) would let a report over a million orders grow the
+/// daemon to a gigabyte; the OS page cache serves re-reads anyway.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What can go wrong with the state store: one variant per decision the caller makes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the state directory.
+    #[error(
+        "the state directory {path} is in use by another ccpayout process; stop it first (or use another --state-dir)"
+    )]
+    Locked { path: String },
+    #[error("cannot use the state directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state store at {path} is damaged: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("batch {0} already exists")]
+    BatchExists(String),
+    #[error("order_id {order_id:?} already exists (batch {batch_id})")]
+    OrderExists { order_id: String, batch_id: String },
+    #[error("state store error: {0}")]
+    Db(String),
+}
+
+/// One order's new version and how it got there (for the audit trail).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub order: OrderRecord,
+    /// The state the caller saw the order in. When set, the commit is refused (and nothing
+    /// written) unless the stored order is still in that state: a stale read never overwrites a
+    /// newer state. The audit line always records the stored state.
+    pub from: Option<StateKind>,
+    /// The event's name (`Event::name`).
+    pub event: &'static str,
+    pub detail: Option<String>,
+}
+
+/// The state store. `Send + Sync`; share it behind an `Arc`.
+pub struct Store {
+    db: Database,
+    state_dir: PathBuf,
+    db_path: PathBuf,
+    /// The audit file, held for the whole of a commit so the file receives lines in the order
+    /// the table does (redb serializes write transactions anyway, so this costs no parallelism).
+    audit: Mutex<AuditMirror>,
+    /// Held by `create_batch`: two batches created at once could both pass the duplicate check
+    /// for the same order_id, and one's leftover removal could meet the other's chunks.
+    creating: Mutex<()>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0700 for the dir, 0600 for files) `<state_dir>/ccpayout.redb`.
+    /// After a SIGKILL, redb repairs on open (quickly: commits save the allocator state). A second
+    /// open while another process (or another `Store` in this process) holds it returns
+    /// [`StoreError::Locked`].
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let dir_error = |source| StoreError::Io {
+            path: state_dir.display().to_string(),
+            source,
+        };
+        create_private_dir(state_dir).map_err(dir_error)?;
+        let db_path = state_dir.join(DB_FILE);
+        // redb creates its file with the process umask; create it first so it is 0600 from the
+        // start (an empty file is a new database to redb).
+        create_private_file(&db_path).map_err(|source| StoreError::Io {
+            path: db_path.display().to_string(),
+            source,
+        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&db_path)
+            .map_err(|e| redb_error(state_dir, &db_path, e.into()))?;
+        let audit_path = state_dir.join(AUDIT_FILE);
+        let mut store = Store {
+            db,
+            state_dir: state_dir.to_path_buf(),
+            db_path,
+            audit: Mutex::new(AuditMirror::detached(audit_path.clone())),
+            creating: Mutex::new(()),
+        };
+        store.create_tables()?;
+        // Leftovers of a create_batch a crash interrupted: remove them now, so that only a
+        // create_batch in progress can ever have orders without a batch record.
+        for batch_id in store.leftover_batches()? {
+            let removed = store.remove_leftovers(&batch_id)?;
+            tracing::info!(batch = %batch_id, orders = removed, "removed orders of an interrupted batch creation");
+        }
+        let mirror = AuditMirror::open(audit_path, &store)?;
+        *store.audit.get_mut().unwrap_or_else(PoisonError::into_inner) = mirror;
+        Ok(store)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    // ----- batches -----
+
+    /// Inserts a batch and all its orders, atomically in effect: orders go in chunks of
+    /// 20,000 per transaction and the batch record last, so a crash midway leaves orders that
+    /// every read ignores and the next `open` or `create_batch` removes.
+    ///
+    /// Refuses, before writing anything, an existing batch ([`StoreError::BatchExists`]), an
+    /// order_id that exists in another batch ([`StoreError::OrderExists`]), and orders that do not
+    /// belong to `batch` or repeat an order_id or seq.
+    pub fn create_batch(&self, batch: &BatchRecord, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true)
+    }
+
+    fn create_batch_with(
+        &self,
+        batch: &BatchRecord,
+        orders: &[OrderRecord],
+        chunk_orders: usize,
+        write_marker: bool,
+    ) -> Result<(), StoreError> {
+        let _creating = lock(&self.creating);
+        let batch_id = batch.batch_id.as_str();
+        check_batch_orders(batch_id, orders)?;
+
+        // Every refusal is decided before the first write.
+        let interrupted = {
+            let tx = self.read()?;
+            let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+            let order_table = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+            if batches.get(batch_id).map_err(|e| self.db_err(e))?.is_some() {
+                return Err(StoreError::BatchExists(batch_id.to_owned()));
+            }
+            let mut interrupted = BTreeSet::new();
+            for order in orders {
+                let Some(old) = self.load_order(&order_table, &order.order_id)? else {
+                    continue;
+                };
+                if old.batch_id == batch_id {
+                    continue; // our own leftover, removed below
+                }
+                if batches
+                    .get(old.batch_id.as_str())
+                    .map_err(|e| self.db_err(e))?
+                    .is_some()
+                {
+                    return Err(StoreError::OrderExists {
+                        order_id: old.order_id,
+                        batch_id: old.batch_id,
+                    });
+                }
+                // The order_id belongs to another interrupted creation, which never became a
+                // batch: its leftovers go too.
+                interrupted.insert(old.batch_id);
+            }
+            interrupted
+        };
+        self.remove_leftovers(batch_id)?;
+        for other in &interrupted {
+            self.remove_leftovers(other)?;
+        }
+
+        let written = self.write_batch(batch, orders, chunk_orders.max(1), write_marker);
+        if let Err(error) = &written {
+            // Leave no half batch behind in this process either; a failure here is repaired by
+            // the next open. remove_leftovers checks that the batch record is absent, so a
+            // marker commit that failed after reaching the disk is not undone.
+            if let Err(cleanup) = self.remove_leftovers(batch_id) {
+                tracing::warn!(batch = %batch_id, %error, %cleanup, "could not remove a failed batch creation");
+            }
+        }
+        written
+    }
+
+    fn write_batch(
+        &self,
+        batch: &BatchRecord,
+        orders: &[OrderRecord],
+        chunk_orders: usize,
+        write_marker: bool,
+    ) -> Result<(), StoreError> {
+        let batch_id = batch.batch_id.as_str();
+        let mut counts: BTreeMap<u8, u64> = BTreeMap::new();
+        for chunk in orders.chunks(chunk_orders) {
+            // The chunks need not be durable on their own: the marker's Immediate commit below
+            // makes every earlier commit durable, and without the marker they are leftovers.
+            let tx = self.write(Durability::None)?;
+            {
+                let mut order_table = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+                let mut batch_orders = tx.open_table(BATCH_ORDERS).map_err(|e| self.db_err(e))?;
+                let mut by_state = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
+                for order in chunk {
+                    let bytes = encode_order(order).map_err(encode_error)?;
+                    let replaced = order_table
+                        .insert(order.order_id.as_str(), bytes.as_slice())
+                        .map_err(|e| self.db_err(e))?
+                        .is_some();
+                    if replaced {
+                        // Impossible after the checks above under `creating`; never overwrite.
+                        return Err(StoreError::Db(format!(
+                            "order_id {:?} appeared while batch {batch_id} was being created",
+                            order.order_id
+                        )));
+                    }
+                    batch_orders
+                        .insert((batch_id, order.seq), order.order_id.as_str())
+                        .map_err(|e| self.db_err(e))?;
+                    by_state
+                        .insert(state_key_of(order).as_slice(), ())
+                        .map_err(|e| self.db_err(e))?;
+                    *counts.entry(order.kind().code()).or_default() += 1;
+                }
+            }
+            tx.commit().map_err(|e| self.db_err(e))?;
+        }
+        if !write_marker {
+            return Ok(()); // the test hook for an interrupted creation
+        }
+        // The commit marker: the counters and the batch record, in one durable transaction.
+        let tx = self.write(Durability::Immediate)?;
+        {
+            let mut batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+            let mut count_table = tx.open_table(COUNTS).map_err(|e| self.db_err(e))?;
+            if batches.get(batch_id).map_err(|e| self.db_err(e))?.is_some() {
+                return Err(StoreError::BatchExists(batch_id.to_owned()));
+            }
+            for (code, n) in &counts {
+                count_table.insert((batch_id, *code), n).map_err(|e| self.db_err(e))?;
+            }
+            let bytes = encode_batch(batch).map_err(encode_error)?;
+            batches.insert(batch_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Writes `orders` of `batch` without the batch record, as a crash before the marker would
+    /// leave them.
+    #[cfg(test)]
+    fn create_batch_interrupted(
+        &self,
+        batch: &BatchRecord,
+        orders: &[OrderRecord],
+        chunk_orders: usize,
+    ) -> Result<(), StoreError> {
+        self.create_batch_with(batch, orders, chunk_orders, false)
+    }
+
+    #[cfg(test)]
+    fn create_batch_chunked(
+        &self,
+        batch: &BatchRecord,
+        orders: &[OrderRecord],
+        chunk_orders: usize,
+    ) -> Result<(), StoreError> {
+        self.create_batch_with(batch, orders, chunk_orders, true)
+    }
+
+    /// The batch ids that have orders but no batch record. Visits one key per batch: each step
+    /// jumps past the current batch's last possible (batch_id, seq) key.
+    fn leftover_batches(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self.read()?;
+        let batch_orders = tx.open_table(BATCH_ORDERS).map_err(|e| self.db_err(e))?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        let mut leftovers = Vec::new();
+        let mut next = batch_orders
+            .first()
+            .map_err(|e| self.db_err(e))?
+            .map(|(k, _)| k.value().0.to_owned());
+        while let Some(batch_id) = next {
+            let after = (
+                Bound::Excluded((batch_id.as_str(), u32::MAX)),
+                Bound::<(&str, u32)>::Unbounded,
+            );
+            next = match batch_orders.range(after).map_err(|e| self.db_err(e))?.next() {
+                Some(entry) => Some(entry.map_err(|e| self.db_err(e))?.0.value().0.to_owned()),
+                None => None,
+            };
+            if batches.get(batch_id.as_str()).map_err(|e| self.db_err(e))?.is_none() {
+                leftovers.push(batch_id);
+            }
+        }
+        Ok(leftovers)
+    }
+
+    /// Removes the orders of `batch_id` if it has no batch record (leftovers of an interrupted
+    /// creation), in chunks. Returns how many orders it removed.
+    fn remove_leftovers(&self, batch_id: &str) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        loop {
+            // Not durable on its own: if a crash undoes the removal, the leftovers are found and
+            // removed again by the next open; the next durable commit makes it stick.
+            let tx = self.write(Durability::None)?;
+            let n = {
+                let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+                if batches.get(batch_id).map_err(|e| self.db_err(e))?.is_some() {
+                    return Ok(removed); // a real batch: nothing here is a leftover
+                }
+                let mut batch_orders = tx.open_table(BATCH_ORDERS).map_err(|e| self.db_err(e))?;
+                let mut order_table = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+                let mut by_state = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
+                let mut keys = Vec::new();
+                for entry in batch_orders
+                    .range((batch_id, 0u32)..=(batch_id, u32::MAX))
+                    .map_err(|e| self.db_err(e))?
+                {
+                    let (key, order_id) = entry.map_err(|e| self.db_err(e))?;
+                    keys.push((key.value().1, order_id.value().to_owned()));
+                    if keys.len() == CHUNK_ORDERS {
+                        break;
+                    }
+                }
+                for (seq, order_id) in &keys {
+                    batch_orders.remove((batch_id, *seq)).map_err(|e| self.db_err(e))?;
+                    let old = self.load_order(&order_table, order_id)?;
+                    // Only the order this leftover entry created: never another batch's.
+                    if let Some(old) = old.filter(|o| o.batch_id == batch_id) {
+                        by_state
+                            .remove(state_key_of(&old).as_slice())
+                            .map_err(|e| self.db_err(e))?;
+                        order_table.remove(order_id.as_str()).map_err(|e| self.db_err(e))?;
+                    }
+                }
+                if keys.is_empty() {
+                    // Counters are written with the marker, so a leftover has none; be thorough.
+                    let mut counts = tx.open_table(COUNTS).map_err(|e| self.db_err(e))?;
+                    for kind in StateKind::ALL {
+                        counts.remove((batch_id, kind.code())).map_err(|e| self.db_err(e))?;
+                    }
+                }
+                keys.len()
+            };
+            tx.commit().map_err(|e| self.db_err(e))?;
+            removed += n as u64;
+            if n == 0 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    pub fn batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, StoreError> {
+        let tx = self.read()?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        self.load_batch(&batches, batch_id)
+    }
+
+    /// Finds a batch by full id, by a unique prefix of its id (≥ 6 hex digits), or by its `name`.
+    /// A prefix or name that matches several batches is an error naming them.
+    pub fn find_batch(&self, key: &str) -> Result<Option<BatchRecord>, StoreError> {
+        let tx = self.read()?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        if let Some(batch) = self.load_batch(&batches, key)? {
+            return Ok(Some(batch));
+        }
+        if key.len() >= 6 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let prefix = key.to_ascii_lowercase();
+            let mut found = Vec::new();
+            for entry in batches.range(prefix.as_str()..).map_err(|e| self.db_err(e))? {
+                let (id, bytes) = entry.map_err(|e| self.db_err(e))?;
+                if !id.value().starts_with(&prefix) {
+                    break;
+                }
+                found.push(self.decode_batch(id.value(), bytes.value())?);
+            }
+            if let Some(batch) = single(key, found)? {
+                return Ok(Some(batch));
+            }
+        }
+        // By name: batches are few (one per file), so a scan is fine.
+        let mut found = Vec::new();
+        for entry in batches.iter().map_err(|e| self.db_err(e))? {
+            let (id, bytes) = entry.map_err(|e| self.db_err(e))?;
+            let batch = self.decode_batch(id.value(), bytes.value())?;
+            if batch.name == key {
+                found.push(batch);
+            }
+        }
+        single(key, found)
+    }
+
+    /// Every batch, newest first.
+    pub fn batches(&self) -> Result<Vec<BatchRecord>, StoreError> {
+        let tx = self.read()?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        let mut out = Vec::new();
+        for entry in batches.iter().map_err(|e| self.db_err(e))? {
+            let (id, bytes) = entry.map_err(|e| self.db_err(e))?;
+            out.push(self.decode_batch(id.value(), bytes.value())?);
+        }
+        out.sort_by(|a, b| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| a.batch_id.cmp(&b.batch_id))
+        });
+        Ok(out)
+    }
+
+    /// Replaces the record of an existing batch (approval, state), durably. Batches come into
+    /// being only through `create_batch`: a record written here for an unknown batch would turn
+    /// leftovers into a batch, so that is refused.
+    pub fn put_batch(&self, batch: &BatchRecord) -> Result<(), StoreError> {
+        let bytes = encode_batch(batch).map_err(encode_error)?;
+        let tx = self.write(Durability::Immediate)?;
+        {
+            let mut batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+            if batches
+                .get(batch.batch_id.as_str())
+                .map_err(|e| self.db_err(e))?
+                .is_none()
+            {
+                return Err(StoreError::Db(format!(
+                    "batch {} does not exist (batches are added by create_batch)",
+                    batch.batch_id
+                )));
+            }
+            batches
+                .insert(batch.batch_id.as_str(), bytes.as_slice())
+                .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    // ----- orders -----
+
+    pub fn order(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        let tx = self.read()?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        let Some(order) = self.load_order(&orders, order_id)? else {
+            return Ok(None);
+        };
+        // Orders of a batch still being created (or interrupted) do not exist yet.
+        let visible = batches
+            .get(order.batch_id.as_str())
+            .map_err(|e| self.db_err(e))?
+            .is_some();
+        Ok(visible.then_some(order))
+    }
+
+    /// A batch's orders in seq order.
+    pub fn batch_orders(&self, batch_id: &str) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_batch_order(batch_id, &mut |order| {
+            out.push(order.clone());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Visits a batch's orders in seq order without collecting them (for reports of 1M-order
+    /// batches). All visits see one snapshot; `f`'s first error stops the walk and is returned.
+    pub fn for_each_batch_order(
+        &self,
+        batch_id: &str,
+        f: &mut dyn FnMut(&OrderRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = self.read()?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        if batches.get(batch_id).map_err(|e| self.db_err(e))?.is_none() {
+            return Ok(());
+        }
+        let batch_orders = tx.open_table(BATCH_ORDERS).map_err(|e| self.db_err(e))?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        for entry in batch_orders
+            .range((batch_id, 0u32)..=(batch_id, u32::MAX))
+            .map_err(|e| self.db_err(e))?
+        {
+            let (_, order_id) = entry.map_err(|e| self.db_err(e))?;
+            let order = self.load_order(&orders, order_id.value())?.ok_or_else(|| {
+                self.corrupt(format!(
+                    "batch {batch_id} lists order {:?}, which is missing",
+                    order_id.value()
+                ))
+            })?;
+            f(&order)?;
+        }
+        Ok(())
+    }
+
+    /// Orders in `kind` (optionally of one batch) whose `due_ms()` <= `due_by_ms` (`None`: any),
+    /// in due order (then order_id), at most `limit`.
+    ///
+    /// Walks the `by_state` index from the state's earliest due time; never all orders. The
+    /// batch filter reads each candidate's record and skips other batches' orders: cheap
+    /// because few batches are active at once, and a dedicated (batch, state) index would cost
+    /// every commit another write.
+    pub fn orders_by_state(
+        &self,
+        kind: StateKind,
+        batch_id: Option<&str>,
+        due_by_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.walk_state(kind, batch_id, due_by_ms, &mut |_, order| {
+            out.push(order);
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// The earliest `due_ms` among orders in `kind` (optionally of one batch): how long the
+    /// engine may sleep.
+    pub fn next_due(&self, kind: StateKind, batch_id: Option<&str>) -> Result<Option<i64>, StoreError> {
+        let mut first = None;
+        self.walk_state(kind, batch_id, None, &mut |due, _| {
+            first = Some(due);
+            false
+        })?;
+        Ok(first)
+    }
+
+    /// Visits the visible orders of `kind` in index order until `visit` returns false.
+    fn walk_state(
+        &self,
+        kind: StateKind,
+        batch_id: Option<&str>,
+        due_by_ms: Option<i64>,
+        visit: &mut dyn FnMut(i64, OrderRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let tx = self.read()?;
+        let index = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        // Whether each batch seen has its record (few batches: a short list beats a map).
+        let mut known: Vec<(String, bool)> = Vec::new();
+        let (start, end) = state_range(kind, due_by_ms);
+        for entry in index
+            .range(start.as_slice()..end.as_slice())
+            .map_err(|e| self.db_err(e))?
+        {
+            let (key, _) = entry.map_err(|e| self.db_err(e))?;
+            let key = key.value();
+            let (due, order_id) =
+                split_state_key(key).ok_or_else(|| self.corrupt(format!("malformed state index key {key:?}")))?;
+            let order = self
+                .load_order(&orders, order_id)?
+                .ok_or_else(|| self.corrupt(format!("the state index names order {order_id:?}, which is missing")))?;
+            if batch_id.is_some_and(|b| b != order.batch_id) {
+                continue;
+            }
+            let visible = match known.iter().find(|(b, _)| *b == order.batch_id) {
+                Some((_, visible)) => *visible,
+                None => {
+                    let visible = batches
+                        .get(order.batch_id.as_str())
+                        .map_err(|e| self.db_err(e))?
+                        .is_some();
+                    known.push((order.batch_id.clone(), visible));
+                    visible
+                }
+            };
+            if visible && !visit(due, order) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Order counts per state (every state, zeros included) for a batch, or summed over all
+    /// batches, from the counters `create_batch` and `commit` maintain.
+    pub fn counts(&self, batch_id: Option<&str>) -> Result<BTreeMap<StateKind, u64>, StoreError> {
+        let mut out: BTreeMap<StateKind, u64> = StateKind::ALL.into_iter().map(|k| (k, 0)).collect();
+        let tx = self.read()?;
+        let counts = tx.open_table(COUNTS).map_err(|e| self.db_err(e))?;
+        let mut add = |key: (&str, u8), n: u64| -> Result<(), StoreError> {
+            let kind = StateKind::from_code(key.1)
+                .ok_or_else(|| self.corrupt(format!("counter of batch {} for unknown state code {}", key.0, key.1)))?;
+            *out.entry(kind).or_default() += n;
+            Ok(())
+        };
+        match batch_id {
+            Some(b) => {
+                for entry in counts.range((b, 0u8)..=(b, u8::MAX)).map_err(|e| self.db_err(e))? {
+                    let (key, n) = entry.map_err(|e| self.db_err(e))?;
+                    add(key.value(), n.value())?;
+                }
+            }
+            // Batches × states entries: small.
+            None => {
+                for entry in counts.iter().map_err(|e| self.db_err(e))? {
+                    let (key, n) = entry.map_err(|e| self.db_err(e))?;
+                    add(key.value(), n.value())?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the new versions of the given orders in one durable write transaction: the
+    /// records, the state index (old key from the stored record out, new key in), the per-batch
+    /// counters and one audit line per change. Returns after the commit is on disk, and after
+    /// appending the same lines to `audit.jsonl` (a failure there is logged and repaired later:
+    /// the table holds the lines).
+    ///
+    /// Nothing is written if any change names an order that does not exist (or whose batch is
+    /// not created yet), changes an order's batch_id or seq, or expects (`from`) a state the
+    /// order is no longer in.
+    pub fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut mirror = self.lock_audit();
+        let tx = self.write(Durability::Immediate)?;
+        // On error the transaction is dropped, which aborts it: nothing of this group lands.
+        let lines = self.apply(&tx, changes)?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        // Only now, with the lines durable in the table, does the mirror get them: the file
+        // never holds a line the table lacks.
+        mirror.append(self, &lines);
+        Ok(())
+    }
+
+    fn apply(&self, tx: &WriteTransaction, changes: &[Change]) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        let mut by_state = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
+        let mut counts = tx.open_table(COUNTS).map_err(|e| self.db_err(e))?;
+        let mut audit = tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
+        let (mut seq, mut prev) = match audit.last().map_err(|e| self.db_err(e))? {
+            Some((k, v)) => (k.value(), line_hash(v.value())),
+            None => (0, String::new()),
+        };
+        let mut lines = Vec::with_capacity(changes.len());
+        for change in changes {
+            let new = &change.order;
+            let order_id = new.order_id.as_str();
+            let unknown = || StoreError::Db(format!("cannot commit order_id {order_id:?}: no such order"));
+            // Read from the transaction, so a second change of one order sees the first.
+            let old = self.load_order(&orders, order_id)?.ok_or_else(unknown)?;
+            if batches
+                .get(old.batch_id.as_str())
+                .map_err(|e| self.db_err(e))?
+                .is_none()
+            {
+                return Err(unknown());
+            }
+            if old.batch_id != new.batch_id || old.seq != new.seq {
+                return Err(StoreError::Db(format!(
+                    "cannot commit order_id {order_id:?}: batch and seq are fixed ({} #{}, not {} #{})",
+                    old.batch_id, old.seq, new.batch_id, new.seq
+                )));
+            }
+            let (old_kind, new_kind) = (old.kind(), new.kind());
+            if let Some(from) = change.from
+                && from != old_kind
+            {
+                return Err(StoreError::Db(format!(
+                    "cannot commit order_id {order_id:?} from {from}: it is {old_kind} now"
+                )));
+            }
+
+            // Index: out with the key of the stored record, in with the new one.
+            if by_state
+                .remove(state_key_of(&old).as_slice())
+                .map_err(|e| self.db_err(e))?
+                .is_none()
+            {
+                return Err(self.corrupt(format!("order {order_id:?} is missing from the state index")));
+            }
+            by_state
+                .insert(state_key_of(new).as_slice(), ())
+                .map_err(|e| self.db_err(e))?;
+            if old_kind != new_kind {
+                self.add_count(&mut counts, &new.batch_id, old_kind, -1)?;
+                self.add_count(&mut counts, &new.batch_id, new_kind, 1)?;
+            }
+            let bytes = encode_order(new).map_err(encode_error)?;
+            orders.insert(order_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
+
+            seq += 1;
+            let line = serde_json::to_string(&AuditLine {
+                seq,
+                at_ms: new.updated_ms,
+                order_id: order_id.into(),
+                batch_id: new.batch_id.as_str().into(),
+                from: Some(old_kind),
+                to: new_kind,
+                event: change.event.into(),
+                attempt: new.attempts,
+                detail: change.detail.as_deref().map(Into::into),
+                prev: prev.as_str().into(),
+            })
+            .map_err(encode_error)?;
+            audit.insert(seq, line.as_str()).map_err(|e| self.db_err(e))?;
+            prev = line_hash(&line);
+            lines.push((seq, line));
+        }
+        Ok(lines)
+    }
+
+    fn add_count(
+        &self,
+        counts: &mut redb::Table<'_, (&'static str, u8), u64>,
+        batch_id: &str,
+        kind: StateKind,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        let current = counts
+            .get((batch_id, kind.code()))
+            .map_err(|e| self.db_err(e))?
+            .map_or(0, |n| n.value());
+        let next = current
+            .checked_add_signed(delta)
+            .ok_or_else(|| self.corrupt(format!("the {kind} counter of batch {batch_id} would go below zero")))?;
+        if next == 0 {
+            counts.remove((batch_id, kind.code())).map_err(|e| self.db_err(e))?;
+        } else {
+            counts
+                .insert((batch_id, kind.code()), next)
+                .map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
+    }
+
+    // ----- small typed values -----
+
+    pub fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let tx = self.read()?;
+        let meta = tx.open_table(META).map_err(|e| self.db_err(e))?;
+        let Some(bytes) = meta.get(key).map_err(|e| self.db_err(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| self.corrupt(format!("meta value {key:?} does not read back: {e}")))
+    }
+
+    /// Stores a small value durably.
+    pub fn meta_put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(encode_error)?;
+        let tx = self.write(Durability::Immediate)?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.db_err(e))?;
+            meta.insert(key, bytes.as_slice()).map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    // ----- validation and audit -----
+
+    /// Cross-batch duplicate lookups for validation.
+    pub fn known_orders(self: &Arc<Self>) -> Arc<dyn KnownOrders + Send + Sync> {
+        Arc::new(StoreKnownOrders(Arc::clone(self)))
+    }
+
+    /// Checks the audit trail: the file and the table hold the same lines, seqs run from 1
+    /// without gaps, and every line's `prev` is the SHA-256 of the line before. Brings the file
+    /// up to date with the table first (as `open` does). Returns the number of entries.
+    pub fn verify_audit(&self) -> Result<u64, StoreError> {
+        let mut mirror = self.lock_audit();
+        mirror.verify(self)
+    }
+
+    // ----- helpers -----
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        // Read transactions fail on a table that was never created, so create them all once.
+        let tx = self.write(Durability::Immediate)?;
+        {
+            tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+            tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+            tx.open_table(BATCH_ORDERS).map_err(|e| self.db_err(e))?;
+            tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
+            tx.open_table(COUNTS).map_err(|e| self.db_err(e))?;
+            tx.open_table(META).map_err(|e| self.db_err(e))?;
+            tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(|e| self.db_err(e))
+    }
+
+    fn write(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        // Saves the allocator state with each commit so the open after a crash is quick.
+        tx.set_quick_repair(true);
+        tx.set_durability(durability).map_err(|e| self.db_err(e))?;
+        Ok(tx)
+    }
+
+    fn lock_audit(&self) -> MutexGuard<'_, AuditMirror> {
+        self.audit.lock().unwrap_or_else(|poisoned| {
+            // A panic mid-append may have left a partial line: have the next append repair it.
+            let mut mirror = poisoned.into_inner();
+            mirror.mark_dirty();
+            mirror
+        })
+    }
+
+    fn load_order(
+        &self,
+        table: &impl ReadableTable<&'static str, &'static [u8]>,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, StoreError> {
+        let Some(bytes) = table.get(order_id).map_err(|e| self.db_err(e))? else {
+            return Ok(None);
+        };
+        decode_order(bytes.value())
+            .map(Some)
+            .map_err(|e| self.corrupt(format!("order {order_id:?} does not read back: {e}")))
+    }
+
+    fn load_batch(
+        &self,
+        table: &impl ReadableTable<&'static str, &'static [u8]>,
+        batch_id: &str,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        let Some(bytes) = table.get(batch_id).map_err(|e| self.db_err(e))? else {
+            return Ok(None);
+        };
+        self.decode_batch(batch_id, bytes.value()).map(Some)
+    }
+
+    fn decode_batch(&self, batch_id: &str, bytes: &[u8]) -> Result<BatchRecord, StoreError> {
+        decode_batch(bytes).map_err(|e| self.corrupt(format!("batch {batch_id} does not read back: {e}")))
+    }
+
+    fn db_err(&self, error: impl Into<redb::Error>) -> StoreError {
+        redb_error(&self.state_dir, &self.db_path, error.into())
+    }
+
+    fn corrupt(&self, detail: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.db_path.display().to_string(),
+            detail,
+        }
+    }
+}
+
+/// Maps a redb error to the decision the caller makes about it.
+fn redb_error(state_dir: &Path, db_path: &Path, error: redb::Error) -> StoreError {
+    match error {
+        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => StoreError::Locked {
+            path: state_dir.display().to_string(),
+        },
+        redb::Error::Corrupted(detail) => StoreError::Corrupt {
+            path: db_path.display().to_string(),
+            detail,
+        },
+        redb::Error::Io(source) => StoreError::Io {
+            path: db_path.display().to_string(),
+            source,
+        },
+        other => StoreError::Db(other.to_string()),
+    }
+}
+
+/// Serializing our own records cannot fail short of a bug; report it, never panic.
+fn encode_error(error: serde_json::Error) -> StoreError {
+    StoreError::Db(format!("cannot encode a record: {error}"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The one match among `found`, none, or an error naming the candidates.
+fn single(key: &str, mut found: Vec<BatchRecord>) -> Result<Option<BatchRecord>, StoreError> {
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => {
+            let names: Vec<String> = found.iter().map(|b| format!("{} ({})", b.batch_id, b.name)).collect();
+            Err(StoreError::Db(format!(
+                "{key:?} matches more than one batch: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// The caller's bugs `create_batch` refuses before touching the store: an order of another
+/// batch, or a repeated order_id or seq (either would overwrite a record).
+fn check_batch_orders(batch_id: &str, orders: &[OrderRecord]) -> Result<(), StoreError> {
+    if let Some(o) = orders.iter().find(|o| o.batch_id != batch_id) {
+        return Err(StoreError::Db(format!(
+            "order_id {:?} belongs to batch {}, not {batch_id}",
+            o.order_id, o.batch_id
+        )));
+    }
+    let mut ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StoreError::Db(format!(
+            "order_id {:?} appears twice in batch {batch_id}",
+            pair[0]
+        )));
+    }
+    let mut seqs: Vec<u32> = orders.iter().map(|o| o.seq).collect();
+    seqs.sort_unstable();
+    if let Some(pair) = seqs.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StoreError::Db(format!(
+            "seq {} appears twice in batch {batch_id}",
+            pair[0]
+        )));
+    }
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// Creates `path` readable by its owner only if it does not exist; never truncates.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    private_options().read(true).write(true).open(path).map(drop)
+}
+
+/// Options that create files with mode 0600 (the mode applies only when the file is created).
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// [`KnownOrders`] over the store, for validation.
+struct StoreKnownOrders(Arc<Store>);
+
+impl KnownOrders for StoreKnownOrders {
+    fn lookup(&self, order_id: &str) -> Option<KnownOrder> {
+        let fail_safe = |why: String| {
+            // The trait cannot report an error. Answering "unknown" could let a row through that
+            // an earlier batch already paid, so answer with an impossible digest instead: the
+            // row is refused as a conflict, and the message says why.
+            tracing::error!(order_id, error = %why, "cannot look up an order_id in the state store");
+            Some(KnownOrder {
+                batch: format!("(unreadable state store: {why})"),
+                payload_digest: [0; 32],
+            })
+        };
+        match self.0.order(order_id) {
+            Ok(None) => None,
+            Ok(Some(order)) => {
+                let mut digest = [0u8; 32];
+                match hex::decode_to_slice(&order.payload_digest, &mut digest) {
+                    Ok(()) => Some(KnownOrder {
+                        batch: order.batch_id,
+                        payload_digest: digest,
+                    }),
+                    Err(e) => fail_safe(format!("order {order_id:?} has a malformed payload digest: {e}")),
+                }
+            }
+            Err(e) => fail_safe(e.to_string()),
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! # What it proves
 //!
 //! Against a sandbox that injects faults on withdrawal creates (committed-then-dropped replies,
-//! HTTP 502, 11002, slow replies), rate-limits (400/s, burst 50), settles after 300 ms and fails
+//! HTTP 502, 11002, slow replies), rate-limits (150/s, burst 20), settles after 300 ms and fails
 //! 2% of payouts, it starts `ccpayout submit` on one batch over and over and SIGKILLs each run
 //! after a seeded random delay: a quarter of the kills land in the first 30 ms (process start-up,
 //! store open), the rest anywhere up to `--max-delay-ms` (preflight, sending, tracking, writing
@@ -51,8 +51,9 @@
 //!   need a few tries to fail again.
 //! - Behaviour of the real CCPayment API, only of the sandbox's model of it; nor v1 calls, other
 //!   chains, Cwallet transfers, webhooks, approval, daily caps or full disks.
-//! - Much about 11004: ccpayout paces itself at the configured 200/s, under the sandbox's
-//!   400/s, so rate-limit refusals are rare (the figures count them).
+//! - The pacing itself: ccpayout is configured at 200/s against the sandbox's 150/s (burst 20),
+//!   so some 11004 refusals happen and are counted, but their effect on throughput is measured by
+//!   the benchmarks, not here.
 //! - Two `submit` processes on one state folder at once (the runs here never overlap), or the
 //!   graceful Ctrl-C/SIGTERM path (only SIGKILL is used).
 
@@ -194,8 +195,15 @@ fn chaos(args: &Args, seed: u64, bin: &Path, root: &Path) -> anyhow::Result<Vec<
     let kill_started = Instant::now();
     let mut delays = SplitMix64(seed ^ 0xde1a_0000_0000_0002);
     let report_every = (args.kills / 10).max(1);
-    for k in 1..=args.kills {
-        let delay_ms = if delays.chance(0.25) {
+    // `--kills` counts SIGKILLs that hit a running process; runs that finish before their kill
+    // do not count. Once runs start finishing by themselves (the batch is done and a resume is
+    // quick), kills aim at the first moments of a run: start-up, store open, reconciliation.
+    let max_runs = args.kills.saturating_mul(10).max(10);
+    let mut last_ended_by_itself = false;
+    let mut k = 0;
+    while stats.kills_hit < args.kills && stats.runs < max_runs {
+        k += 1;
+        let delay_ms = if last_ended_by_itself || delays.chance(0.25) {
             delays.below(EARLY_KILL_MS + 1)
         } else {
             delays.below(args.max_delay_ms + 1)
@@ -219,17 +227,24 @@ fn chaos(args: &Args, seed: u64, bin: &Path, root: &Path) -> anyhow::Result<Vec<
                 }
             }
         };
+        last_ended_by_itself = ended_by_itself.is_some();
         if let Some(status) = ended_by_itself {
             stats.note_self_exit(run, status, &mut violations);
         }
-        if k % report_every == 0 || k == args.kills {
+        if k % report_every == 0 {
             println!(
-                "chaos: {k}/{} runs: {} kills hit a running process, {} runs ended by themselves",
-                args.kills,
+                "chaos: run {k}: {}/{} kills hit a running process, {} runs ended by themselves",
                 stats.kills_hit,
+                args.kills,
                 stats.self_exits.values().sum::<u32>()
             );
         }
+    }
+    if stats.kills_hit < args.kills {
+        violations.push(format!(
+            "only {} of {} kills hit a running process in {} runs",
+            stats.kills_hit, args.kills, stats.runs
+        ));
     }
     let kill_time = kill_started.elapsed();
 
@@ -476,7 +491,7 @@ impl Sandbox {
             .args(["sandbox", "--port", "0", "--seed"])
             .arg(seed.to_string())
             .args(["--settle-delay-ms", "300", "--fail-rate", "0.02"])
-            .args(["--rate-limit", "400", "--burst", "50"])
+            .args(["--rate-limit", "150", "--burst", "20"])
             .args([
                 "--fault-drop-after-commit",
                 "0.15",

@@ -10,13 +10,14 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableTable};
 
 use super::codec::{AUDIT, AuditLinks, line_hash};
 use super::{Store, StoreError, private_options};
 
 /// The file side of the audit trail. Lives in the store's mutex; every method is called with it
-/// held, in commit order.
+/// held. Commits reach it after their own commit, not necessarily in seq order: each append
+/// writes what the file lacks, in seq order, from the table when its own lines are not next.
 #[derive(Debug)]
 pub(super) struct AuditMirror {
     path: PathBuf,
@@ -80,7 +81,8 @@ impl AuditMirror {
             }
             mirror.next_seq = seq + 1;
         }
-        mirror.catch_up(store).map_err(|e| mirror.lift(e))?;
+        let tx = store.read()?;
+        mirror.catch_up(store, &tx).map_err(|e| mirror.lift(e))?;
         Ok(mirror)
     }
 
@@ -96,7 +98,12 @@ impl AuditMirror {
         let result = if contiguous {
             self.write_lines(lines.iter().map(|(s, l)| (*s, l.as_str())))
         } else {
-            self.catch_up(store)
+            // Behind (a failed append, or a later commit got here first) or already past these
+            // lines: write whatever the table has beyond the file.
+            match store.read() {
+                Ok(tx) => self.catch_up(store, &tx),
+                Err(e) => Err(CatchUpError::Store(e)),
+            }
         };
         if let Err(error) = result {
             self.dirty = true;
@@ -107,12 +114,14 @@ impl AuditMirror {
     /// Brings the file up to the table, then checks that both hold the same hash-chained
     /// lines. Returns the number of lines.
     pub(super) fn verify(&mut self, store: &Store) -> Result<u64, StoreError> {
-        self.catch_up(store).map_err(|e| self.lift(e))?;
+        // One snapshot for the catch-up and the comparison. Appends wait for the lock we hold,
+        // so the file cannot gain lines beyond this snapshot meanwhile.
+        let tx = store.read()?;
+        self.catch_up(store, &tx).map_err(|e| self.lift(e))?;
         let file = File::open(&self.path).map_err(|source| StoreError::Io {
             path: self.path.display().to_string(),
             source,
         })?;
-        let tx = store.read()?;
         let table = tx.open_table(AUDIT).map_err(|e| store.db_err(e))?;
         let mut stored = table.iter().map_err(|e| store.db_err(e))?;
         let mut prev = String::new();
@@ -152,9 +161,9 @@ impl AuditMirror {
         Ok(n)
     }
 
-    /// Appends every table line from `next_seq` on, repairing a failed append first.
-    fn catch_up(&mut self, store: &Store) -> Result<(), CatchUpError> {
-        let tx = store.read().map_err(CatchUpError::Store)?;
+    /// Appends every line of the snapshot `tx` from `next_seq` on, repairing a failed append
+    /// first.
+    fn catch_up(&mut self, store: &Store, tx: &ReadTransaction) -> Result<(), CatchUpError> {
         let table = tx.open_table(AUDIT).map_err(|e| CatchUpError::Store(store.db_err(e)))?;
         let lines = table
             .range(self.next_seq..)

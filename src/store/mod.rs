@@ -111,8 +111,7 @@ pub struct Store {
     db: Database,
     state_dir: PathBuf,
     db_path: PathBuf,
-    /// The audit file, held for the whole of a commit so the file receives lines in the order
-    /// the table does (redb serializes write transactions anyway, so this costs no parallelism).
+    /// The audit file; appends take turns, and each writes the lines the file lacks in seq order.
     audit: Mutex<AuditMirror>,
     /// Held by `create_batch`: two batches created at once could both pass the duplicate check
     /// for the same order_id, and one's leftover removal could meet the other's chunks.
@@ -676,14 +675,16 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut mirror = self.lock_audit();
         let tx = self.write(Durability::Immediate)?;
         // On error the transaction is dropped, which aborts it: nothing of this group lands.
         let lines = self.apply(&tx, changes)?;
         tx.commit().map_err(|e| self.db_err(e))?;
-        // Only now, with the lines durable in the table, does the mirror get them: the file
-        // never holds a line the table lacks.
-        mirror.append(self, &lines);
+        // Only now, with the lines durable in the table, does the file get them: it never holds
+        // a line the table lacks. The file's lock is taken after the commit, so the next commit
+        // proceeds while this one's lines are fsynced; should a later commit reach the file
+        // first, it appends the earlier lines too (from the table), and the earlier one finds
+        // nothing left to write.
+        self.lock_audit().append(self, &lines);
         Ok(())
     }
 

@@ -691,6 +691,53 @@ fn the_audit_file_is_caught_up_after_a_failed_append() {
 }
 
 #[test]
+fn concurrent_commits_reach_the_audit_file_in_seq_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let a = batch("busy", 1_000, 40);
+    store.create_batch(&a, &orders(&a, "t")).unwrap();
+    // Four threads, ten orders each, ten commits per order: their appends race for the file.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for round in 0..10 {
+                    let changes: Vec<Change> = (0..10)
+                        .map(|i| {
+                            let current = store.order(&format!("t-{:04}", t * 10 + i)).unwrap().unwrap();
+                            let next = match current.state {
+                                OrderState::Queued => OrderState::Deferred {
+                                    until_ms: round,
+                                    reason: "r".into(),
+                                },
+                                _ => OrderState::Queued,
+                            };
+                            moved(&current, next, round, "retry")
+                        })
+                        .collect();
+                    store.commit(&changes).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(store.verify_audit().unwrap(), 400);
+    let seqs: Vec<u64> = audit_text(dir.path())
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+    // Ten commits per order, alternating from Planned: Queued, Deferred, ..., Deferred.
+    assert_eq!(count(&store, None, StateKind::Deferred), 40);
+}
+
+#[test]
 fn known_orders_answer_with_the_batch_and_the_digest_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));

@@ -222,12 +222,12 @@ impl Engine {
                 self.sleep_until(next, cancel).await;
                 continue;
             }
-            self.reconcile_orders(due).await?;
+            self.reconcile_orders(due, cancel).await?;
         }
     }
 
     /// Asks CCPayment about each unknown order and commits what it says.
-    async fn reconcile_orders(&self, orders: Vec<OrderRecord>) -> Result<(), EngineError> {
+    async fn reconcile_orders(&self, orders: Vec<OrderRecord>, cancel: &CancellationToken) -> Result<(), EngineError> {
         let mut tasks = JoinSet::new();
         for order in orders {
             let client = self.client.clone();
@@ -235,8 +235,17 @@ impl Engine {
             let gate = self.gate.clone();
             let now = self.now();
             let day = self.settings.day;
+            let cancel = cancel.clone();
             tasks.spawn(async move {
-                gate.wait_open().await;
+                if !wait_open(&gate, &cancel).await {
+                    return (
+                        order,
+                        Err(CallError::NotSent {
+                            endpoint: "getAppWithdrawRecord".into(),
+                            detail: "cancelled".into(),
+                        }),
+                    );
+                }
                 if let Err(exhausted) = limiters.acquire(CallKind::Read, now, &day).await {
                     return (
                         order,
@@ -346,16 +355,16 @@ impl Engine {
             if sending && self.gate.snapshot().1.is_none() {
                 let room = self.settings.concurrency.saturating_sub(inflight.len());
                 if room > 0 {
-                    self.send_more(batch_id, room, &mut inflight)?;
+                    self.send_more(batch_id, room, &mut inflight, cancel)?;
                 }
             }
             if !cancel.is_cancelled() {
-                self.track(batch_id).await?;
+                self.track(batch_id, cancel).await?;
                 let unknown = self
                     .store
                     .orders_by_state(StateKind::Unknown, Some(batch_id), Some(now), 200)?;
                 if !unknown.is_empty() {
-                    self.reconcile_orders(unknown).await?;
+                    self.reconcile_orders(unknown, cancel).await?;
                 }
             }
 
@@ -389,7 +398,8 @@ impl Engine {
             }
 
             // Sleep until something can happen: an answer, a due time, the gate, or cancel.
-            let next = self.next_wake(batch_id)?;
+            let room = sending && inflight.len() < self.settings.concurrency;
+            let next = self.next_wake(batch_id, room)?;
             tokio::select! {
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                     let sent = done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?;
@@ -405,7 +415,7 @@ impl Engine {
     /// The earliest moment the loop has work: a deferred order, a status check, an unknown
     /// order, the gate opening; at most a second away so a queue filled by someone else is
     /// noticed.
-    fn next_wake(&self, batch_id: &str) -> Result<i64, EngineError> {
+    fn next_wake(&self, batch_id: &str, room_to_send: bool) -> Result<i64, EngineError> {
         let now = self.now();
         let mut next = now + 1000;
         for kind in [StateKind::Deferred, StateKind::Submitted, StateKind::Unknown] {
@@ -413,7 +423,12 @@ impl Engine {
                 next = next.min(t.max(now));
             }
         }
-        if self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some() && self.gate.snapshot().1.is_none() {
+        // Queued work wakes the loop at once only when a request could actually leave; with every
+        // slot busy the loop waits for an answer instead of spinning.
+        if room_to_send
+            && self.gate.snapshot().1.is_none()
+            && self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some()
+        {
             next = now;
         }
         Ok(next)
@@ -432,7 +447,13 @@ impl Engine {
     }
 
     /// Takes up to `room` queued orders, commits their intent, then starts their requests.
-    fn send_more(&self, batch_id: &str, room: usize, inflight: &mut JoinSet<Sent>) -> Result<(), EngineError> {
+    fn send_more(
+        &self,
+        batch_id: &str,
+        room: usize,
+        inflight: &mut JoinSet<Sent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         let queued = self
             .store
             .orders_by_state(StateKind::Queued, Some(batch_id), None, room)?;
@@ -455,8 +476,20 @@ impl Engine {
             let gate = self.gate.clone();
             let clock = self.clock.clone();
             let day = self.settings.day;
+            let cancel = cancel.clone();
             inflight.spawn(async move {
-                gate.wait_open().await;
+                // Cancelled while the gate held it: the request never left, so nothing exists.
+                if !wait_open(&gate, &cancel).await {
+                    let result = Err(CallError::NotSent {
+                        endpoint: "withdrawal".into(),
+                        detail: "cancelled before sending".into(),
+                    });
+                    return Sent {
+                        order,
+                        result,
+                        at_ms: clock.now_ms(),
+                    };
+                }
                 let result = match limiters.acquire(CallKind::Withdraw, clock.now_ms(), &day).await {
                     Ok(()) => send(&client, &order.call).await,
                     Err(exhausted) => Err(CallError::Api(crate::api::ApiError::new(
@@ -521,7 +554,7 @@ impl Engine {
     }
 
     /// Status queries for the batch's submitted orders that are due, 20 (v1: 100) per request.
-    async fn track(&self, batch_id: &str) -> Result<(), EngineError> {
+    async fn track(&self, batch_id: &str, cancel: &CancellationToken) -> Result<(), EngineError> {
         let now = self.now();
         let due = self
             .store
@@ -542,8 +575,17 @@ impl Engine {
                 let limiters = self.limiters.clone();
                 let gate = self.gate.clone();
                 let day = self.settings.day;
+                let cancel = cancel.clone();
                 tasks.spawn(async move {
-                    gate.wait_open().await;
+                    if !wait_open(&gate, &cancel).await {
+                        return (
+                            chunk,
+                            Err(CallError::NotSent {
+                                endpoint: "status query".into(),
+                                detail: "cancelled".into(),
+                            }),
+                        );
+                    }
                     if let Err(e) = limiters.acquire(CallKind::Read, now, &day).await {
                         return (
                             chunk,
@@ -601,6 +643,14 @@ impl Engine {
             self.commit(&changes)?;
         }
         Ok(())
+    }
+}
+
+/// Waits for the gate; false when cancelled first (a daily pause can last hours).
+async fn wait_open(gate: &Gate, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = gate.wait_open() => true,
+        _ = cancel.cancelled() => false,
     }
 }
 

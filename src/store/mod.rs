@@ -49,8 +49,8 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTabl
 
 use self::audit::AuditMirror;
 use self::codec::{
-    AUDIT, AuditLine, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, META, ORDERS, decode_batch, decode_order, encode_batch,
-    encode_order, line_hash, split_state_key, state_key_of, state_range,
+    AUDIT, AuditLine, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, META, ORDERS, OrderIdentity, decode_batch,
+    decode_identity, decode_order, encode_batch, encode_order, line_hash, split_state_key, state_key_of, state_range,
 };
 use crate::batch::validate::{KnownOrder, KnownOrders};
 use crate::engine::record::{BatchRecord, OrderRecord};
@@ -509,6 +509,23 @@ impl Store {
         Ok(visible.then_some(order))
     }
 
+    /// The batch and payload digest of a visible order, for [`KnownOrders`].
+    fn order_identity(&self, order_id: &str) -> Result<Option<OrderIdentity>, StoreError> {
+        let tx = self.read()?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        let Some(bytes) = orders.get(order_id).map_err(|e| self.db_err(e))? else {
+            return Ok(None);
+        };
+        let identity = decode_identity(bytes.value())
+            .map_err(|e| self.corrupt(format!("order {order_id:?} does not read back: {e}")))?;
+        let visible = batches
+            .get(identity.batch_id.as_str())
+            .map_err(|e| self.db_err(e))?
+            .is_some();
+        Ok(visible.then_some(identity))
+    }
+
     /// A batch's orders in seq order.
     pub fn batch_orders(&self, batch_id: &str) -> Result<Vec<OrderRecord>, StoreError> {
         let mut out = Vec::new();
@@ -699,24 +716,32 @@ impl Store {
             None => (0, String::new()),
         };
         let mut lines = Vec::with_capacity(changes.len());
+        // Batches known to have their record, and the counter changes of the group, written
+        // once per (batch, state) at the end.
+        let mut created: Vec<&str> = Vec::new();
+        let mut deltas: BTreeMap<(&str, StateKind), i64> = BTreeMap::new();
         for change in changes {
             let new = &change.order;
             let order_id = new.order_id.as_str();
             let unknown = || StoreError::Db(format!("cannot commit order_id {order_id:?}: no such order"));
             // Read from the transaction, so a second change of one order sees the first.
             let old = self.load_order(&orders, order_id)?.ok_or_else(unknown)?;
-            if batches
-                .get(old.batch_id.as_str())
-                .map_err(|e| self.db_err(e))?
-                .is_none()
-            {
-                return Err(unknown());
-            }
             if old.batch_id != new.batch_id || old.seq != new.seq {
                 return Err(StoreError::Db(format!(
                     "cannot commit order_id {order_id:?}: batch and seq are fixed ({} #{}, not {} #{})",
                     old.batch_id, old.seq, new.batch_id, new.seq
                 )));
+            }
+            if !created.contains(&new.batch_id.as_str()) {
+                // An order of a batch still being created (or interrupted) does not exist yet.
+                if batches
+                    .get(old.batch_id.as_str())
+                    .map_err(|e| self.db_err(e))?
+                    .is_none()
+                {
+                    return Err(unknown());
+                }
+                created.push(&new.batch_id);
             }
             let (old_kind, new_kind) = (old.kind(), new.kind());
             if let Some(from) = change.from
@@ -739,8 +764,8 @@ impl Store {
                 .insert(state_key_of(new).as_slice(), ())
                 .map_err(|e| self.db_err(e))?;
             if old_kind != new_kind {
-                self.add_count(&mut counts, &new.batch_id, old_kind, -1)?;
-                self.add_count(&mut counts, &new.batch_id, new_kind, 1)?;
+                *deltas.entry((new.batch_id.as_str(), old_kind)).or_default() -= 1;
+                *deltas.entry((new.batch_id.as_str(), new_kind)).or_default() += 1;
             }
             let bytes = encode_order(new).map_err(encode_error)?;
             orders.insert(order_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
@@ -762,6 +787,11 @@ impl Store {
             audit.insert(seq, line.as_str()).map_err(|e| self.db_err(e))?;
             prev = line_hash(&line);
             lines.push((seq, line));
+        }
+        for ((batch_id, kind), delta) in deltas {
+            if delta != 0 {
+                self.add_count(&mut counts, batch_id, kind, delta)?;
+            }
         }
         Ok(lines)
     }
@@ -1013,7 +1043,7 @@ impl KnownOrders for StoreKnownOrders {
                 payload_digest: [0; 32],
             })
         };
-        match self.0.order(order_id) {
+        match self.0.order_identity(order_id) {
             Ok(None) => None,
             Ok(Some(order)) => {
                 let mut digest = [0u8; 32];

@@ -116,6 +116,13 @@ fn count(store: &Store, batch_id: Option<&str>, kind: StateKind) -> u64 {
 }
 
 #[test]
+fn the_store_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+    shareable::<StoreError>();
+}
+
+#[test]
 fn a_created_batch_and_its_orders_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -749,6 +756,10 @@ fn known_orders_answer_with_the_batch_and_the_digest_bytes() {
     assert_eq!(found.batch, a.batch_id);
     assert_eq!(hex::encode(found.payload_digest), rows[1].payload_digest);
     assert!(known.lookup("a-0002").is_none());
+    // Orders of a creation that never finished are not known.
+    let cut = batch("cut", 2_000, 2);
+    store.create_batch_interrupted(&cut, &orders(&cut, "cut"), 1).unwrap();
+    assert!(known.lookup("cut-0001").is_none());
 }
 
 #[test]
@@ -768,6 +779,13 @@ fn records_are_stored_versioned_and_read_either_way() {
     let tag = object.remove("v").unwrap();
     object.insert("v".into(), tag);
     assert_eq!(codec::decode_order(&serde_json::to_vec(&value).unwrap()).unwrap(), row);
+    let identity = codec::decode_identity(&bytes).unwrap();
+    assert_eq!(
+        (identity.batch_id, identity.payload_digest),
+        (row.batch_id.clone(), row.payload_digest.clone())
+    );
+    let identity = codec::decode_identity(&serde_json::to_vec(&value).unwrap()).unwrap();
+    assert_eq!(identity.payload_digest, row.payload_digest);
     assert!(
         codec::decode_order(br#"{"v":"2","order_id":"x"}"#).is_err(),
         "an unknown version is refused"

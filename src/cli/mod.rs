@@ -81,12 +81,18 @@ pub enum Command {
     Status {
         /// A batch name or id prefix, or an order_id.
         target: Option<String>,
+        /// Look at the state of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
     },
 
     /// Write a batch's reports again from the store (result CSV and JSON, summary JSON).
     Report {
         /// A batch name or id prefix.
         batch: String,
+        /// A batch of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
     },
 
     /// Make one signed call to the CCPayment API and print the reply.
@@ -279,19 +285,19 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             };
             submit::submit(&config, &dir, &args.file, args.sandbox, !args.no_wait).await
         }
-        Command::Status { target } => {
+        Command::Status { target, sandbox } => {
             let config = load_config(cli.config)?;
             let dir = match cli.state_dir {
                 Some(dir) => dir,
-                None => submit::default_state_dir(false)?,
+                None => submit::default_state_dir(sandbox)?,
             };
             submit::status(&config, &dir, target.as_deref())
         }
-        Command::Report { batch } => {
+        Command::Report { batch, sandbox } => {
             let config = load_config(cli.config)?;
             let dir = match cli.state_dir {
                 Some(dir) => dir,
-                None => submit::default_state_dir(false)?,
+                None => submit::default_state_dir(sandbox)?,
             };
             submit::report(&config, &dir, &batch)
         }

@@ -237,25 +237,20 @@ impl Engine {
             let day = self.settings.day;
             let cancel = cancel.clone();
             tasks.spawn(async move {
-                if !wait_open(&gate, &cancel).await {
-                    return (
-                        order,
-                        Err(CallError::NotSent {
-                            endpoint: "getAppWithdrawRecord".into(),
-                            detail: "cancelled".into(),
-                        }),
-                    );
-                }
-                if let Err(exhausted) = limiters.acquire(CallKind::Read, now, &day).await {
-                    return (
-                        order,
-                        Err(CallError::NotSent {
-                            endpoint: "getAppWithdrawRecord".into(),
-                            detail: exhausted.to_string(),
-                        }),
-                    );
-                }
-                let result = lookup(&client, &order).await;
+                let result = match admit(
+                    &gate,
+                    &limiters,
+                    CallKind::Read,
+                    now,
+                    &day,
+                    &cancel,
+                    "getAppWithdrawRecord",
+                )
+                .await
+                {
+                    Ok(()) => lookup(&client, &order).await,
+                    Err(not_sent) => Err(not_sent),
+                };
                 (order, result)
             });
             if tasks.len() >= self.settings.concurrency.max(1) {
@@ -577,23 +572,10 @@ impl Engine {
                 let day = self.settings.day;
                 let cancel = cancel.clone();
                 tasks.spawn(async move {
-                    if !wait_open(&gate, &cancel).await {
-                        return (
-                            chunk,
-                            Err(CallError::NotSent {
-                                endpoint: "status query".into(),
-                                detail: "cancelled".into(),
-                            }),
-                        );
-                    }
-                    if let Err(e) = limiters.acquire(CallKind::Read, now, &day).await {
-                        return (
-                            chunk,
-                            Err(CallError::NotSent {
-                                endpoint: "status query".into(),
-                                detail: e.to_string(),
-                            }),
-                        );
+                    if let Err(not_sent) =
+                        admit(&gate, &limiters, CallKind::Read, now, &day, &cancel, "status query").await
+                    {
+                        return (chunk, Err(not_sent));
                     }
                     let result = if is_v1 {
                         statuses_v1(&client, &chunk).await
@@ -652,6 +634,30 @@ async fn wait_open(gate: &Gate, cancel: &CancellationToken) -> bool {
         _ = gate.wait_open() => true,
         _ = cancel.cancelled() => false,
     }
+}
+
+/// Lets one read request through: the gate, then the read quota. The error says why the request
+/// was not sent (cancelled, or the daily budget is used up); reads change nothing at CCPayment.
+async fn admit(
+    gate: &Gate,
+    limiters: &Limiters,
+    kind: CallKind,
+    now_ms: i64,
+    day: &DayClock,
+    cancel: &CancellationToken,
+    endpoint: &str,
+) -> Result<(), CallError> {
+    let not_sent = |detail: String| CallError::NotSent {
+        endpoint: endpoint.to_owned(),
+        detail,
+    };
+    if !wait_open(gate, cancel).await {
+        return Err(not_sent("cancelled".into()));
+    }
+    limiters
+        .acquire(kind, now_ms, day)
+        .await
+        .map_err(|e| not_sent(e.to_string()))
 }
 
 /// Sends a withdrawal call; the record id when CCPayment returns one.

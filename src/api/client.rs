@@ -5,6 +5,8 @@
 //! nothing here retries, because only the engine knows whether a retry is safe (it owns the
 //! orderId and the state). Connections are pooled and reused by one `reqwest::Client`.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -89,12 +91,14 @@ pub struct RawReply {
     pub body: Bytes,
 }
 
-/// The CCPayment API client. Cheap to clone; clones share the connection pool.
+/// The CCPayment API client. Cheap to clone; clones share the connection pool and the request
+/// counts.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
     clock: SharedClock,
+    sent: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Client {
@@ -109,12 +113,22 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        Ok(Client { http, config, clock })
+        Ok(Client {
+            http,
+            config,
+            clock,
+            sent: Arc::default(),
+        })
     }
 
     /// The app id requests are signed for.
     pub fn app_id(&self) -> &str {
         &self.config.app_id
+    }
+
+    /// Requests sent so far (by this client and its clones), per endpoint label.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.sent.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// The URL of an endpoint.
@@ -153,6 +167,9 @@ impl Client {
         }
 
         tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&body), "sending");
+        if let Ok(mut sent) = self.sent.lock() {
+            *sent.entry(label.clone()).or_insert(0) += 1;
+        }
         let started = Instant::now();
         let response = self
             .http

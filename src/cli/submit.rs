@@ -142,7 +142,7 @@ pub async fn submit(
         return Ok(Outcome::Refused);
     }
 
-    let engine = build_engine(config, &store, client, clock.clone(), sandbox)?;
+    let engine = build_engine(config, &store, client.clone(), clock.clone(), sandbox)?;
     let cancel = CancellationToken::new();
     let watcher = {
         let cancel = cancel.clone();
@@ -179,6 +179,10 @@ pub async fn submit(
     let paths = write_reports(config, state_dir, &store, &batch, clock.now_ms())?;
     let counts = store.counts(Some(&batch.batch_id)).map_err(anyhow::Error::from)?;
     print_outcome(&batch, &counts, &paths);
+    let sent = client.request_counts();
+    let total: u64 = sent.values().sum();
+    let by_endpoint: Vec<String> = sent.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("API requests this run: {total} ({})", by_endpoint.join(", "));
 
     let count = |k: StateKind| counts.get(&k).copied().unwrap_or(0);
     let bad = count(StateKind::Failed)

@@ -413,10 +413,23 @@ impl Engine {
     fn next_wake(&self, batch_id: &str, room_to_send: bool) -> Result<i64, EngineError> {
         let now = self.now();
         let mut next = now + 1000;
-        for kind in [StateKind::Deferred, StateKind::Submitted, StateKind::Unknown] {
+        for kind in [StateKind::Deferred, StateKind::Unknown] {
             if let Some(t) = self.store.next_due(kind, Some(batch_id))? {
                 next = next.min(t.max(now));
             }
+        }
+        // Tracking acts when a query is full or its oldest order has waited the slack (see
+        // `track`); waking earlier would only spin.
+        if let Some(oldest) = self.store.next_due(StateKind::Submitted, Some(batch_id))? {
+            let slack = ms(self.settings.track_first_delay) / 2;
+            let first =
+                self.store
+                    .orders_by_state(StateKind::Submitted, Some(batch_id), None, MAX_ORDER_IDS_PER_LIST_QUERY)?;
+            let full_at = match first.last() {
+                Some(o) if first.len() == MAX_ORDER_IDS_PER_LIST_QUERY => o.due_ms() - slack,
+                _ => i64::MAX,
+            };
+            next = next.min((oldest + slack).min(full_at).max(now));
         }
         // Queued work wakes the loop at once only when a request could actually leave; with every
         // slot busy the loop waits for an answer instead of spinning.
@@ -550,11 +563,15 @@ impl Engine {
 
     /// Status queries for the batch's submitted orders that are due, 20 (v1: 100) per request.
     async fn track(&self, batch_id: &str, cancel: &CancellationToken) -> Result<(), EngineError> {
+        // Orders come due one by one as they were created; asking about each trickle would cost
+        // nearly a request per order. So a query waits until it is full (20 orderIds) or until
+        // its oldest order has waited `slack`, and orders due within `slack` ride along early.
         let now = self.now();
+        let slack = ms(self.settings.track_first_delay) / 2;
         let due = self
             .store
-            .orders_by_state(StateKind::Submitted, Some(batch_id), Some(now), 2000)?;
-        if due.is_empty() {
+            .orders_by_state(StateKind::Submitted, Some(batch_id), Some(now + slack), 4000)?;
+        if !due.iter().any(|o| o.due_ms() <= now) {
             return Ok(());
         }
         let (v1, v2): (Vec<OrderRecord>, Vec<OrderRecord>) =
@@ -565,6 +582,11 @@ impl Engine {
             (V1_MAX_ORDER_IDS_PER_QUERY, v1, true),
         ] {
             for chunk in group.chunks(chunk_size) {
+                // `group` is in due order, so only the last chunk can be partial.
+                let overdue = chunk.first().is_some_and(|o| o.due_ms() <= now - slack);
+                if chunk.len() < chunk_size && !overdue {
+                    continue;
+                }
                 let chunk = chunk.to_vec();
                 let client = self.client.clone();
                 let limiters = self.limiters.clone();

@@ -53,19 +53,74 @@
 //! - A malformed `cwalletUser` answers 11000; a well-formed but unknown one answers 11015.
 //! - Webhook retries carry a fresh timestamp and signature.
 //!
+//! # Persistence
+//!
+//! By default the state lives and dies with the process. With
+//! [`SandboxConfig::persist_path`] set, [`Sandbox::start`] loads that file if it exists and
+//! restores the durable state from it, and the sandbox saves the state there after every change
+//! that matters, so a restarted simulator still knows (and still settles) the payouts it
+//! committed, refuses their orderIds with 11011 and never repeats a record id.
+//!
+//! - **Loading**: a missing file starts the demo state (and writes it at once, so an unwritable
+//!   path fails at start); a file that cannot be read, is not JSON, has another version or is
+//!   inconsistent (an orderId or recordId twice, a bad amount) makes `start` fail with
+//!   [`std::io::ErrorKind::InvalidData`] naming the file. It never starts empty instead: in
+//!   the simulation that would pay everything again. The file's balances replace the demo
+//!   balances and [`SandboxConfig::balances`]; everything else comes from the configuration.
+//! - **Saving**: after a committed create (before its reply is sent, also when a fault then
+//!   drops or holds the reply), a settlement, a balance change through
+//!   [`Sandbox::set_balance`], and on [`Sandbox::shutdown`]. Any reply is sent only once the
+//!   state it reflects is in the file, so SIGKILL after a reply never loses a payout the client
+//!   was told about. Create attempts refused without a payout and the daily counters are
+//!   written with the next save. Writes are atomic (a temporary `.NAME.tmp` in the same folder,
+//!   fsynced, renamed over the file) and ordered: a snapshot is taken and written under one
+//!   mutex, and a save whose change is already on disk writes nothing, so concurrent creates
+//!   share writes and an older snapshot never replaces a newer one. A failed write is logged;
+//!   a create whose payout could not be saved gets its connection dropped instead of a reply.
+//! - **Not persisted** (they belong to one run): the rate-limit bucket, forced errors,
+//!   orderIds held by slow replies, the webhook outbox and delivery log, faults and chain
+//!   statuses. Webhooks already queued when the process died are not resent; payouts that
+//!   were still `Processing` settle after the restart at their original due time, with the
+//!   outcome decided at commit, and send their final webhook then.
+//!
+//! The file is JSON, [`persist::Snapshot`] (amounts are exact decimal strings):
+//!
+//! ```text
+//! {
+//!   "version": 1,
+//!   "next_seq": 3,                      // sequence of the next record id
+//!   "fee_quotes": 0,                    // fee quotes given (inquiry ids derive from it)
+//!   "rng": {"seed": 1, "state": 123},   // the PRNG; continued only under the same seed
+//!   "day": {"day": 19675, "requests": 4, "creates": 3},
+//!   "balances": {"1280": "999985", ...},                 // by coin id
+//!   "payouts": [{                                        // in creation order
+//!     "ledger": { ..a LedgerPayout, as GET /sandbox/ledger shows it.. },
+//!     "from_address": "T...", "contract": "TR7...", "ccp_order_id": "2023...01",
+//!     "debits": [{"coin_id": 1280, "amount": "5"}],      // refunded if it fails
+//!     "due_ms": 1700000002000, "will_fail": false, "webhook_url": null
+//!   }],
+//!   "attempts": [ ..CreateAttempt, as GET /sandbox/ledger shows them.. ]
+//! }
+//! ```
+//!
+//! A later format gets a new version number; this build refuses any other version.
+//!
 //! # Layout
 //!
 //! - [`catalogue`]: the demo data (pure).
 //! - [`world`]: the state machine: balances, payouts, ledger, limits, faults (pure, no I/O).
 //! - [`server`]: the axum router, authentication and fault transport, the [`Sandbox`] handle.
+//! - [`persist`]: the state file: its format, loading, atomic ordered saves.
 //! - [`webhook`]: the webhook sender.
 
 pub mod catalogue;
+pub mod persist;
 pub mod server;
 pub mod webhook;
 pub mod world;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -119,6 +174,10 @@ pub struct SandboxConfig {
     pub ip_whitelist: Option<Vec<IpAddr>>,
     /// Overrides of the demo balances: (coin symbol, decimal string).
     pub balances: Vec<(String, String)>,
+    /// `Some`: keep the durable state in this file, load it at start and save it after every
+    /// change that matters (see "Persistence" in the module documentation). Default `None`:
+    /// the state lives and dies with the process.
+    pub persist_path: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -141,6 +200,7 @@ impl Default for SandboxConfig {
             webhook_time_scale: 1.0,
             ip_whitelist: None,
             balances: Vec::new(),
+            persist_path: None,
         }
     }
 }

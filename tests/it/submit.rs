@@ -414,3 +414,40 @@ async fn an_order_id_reused_with_a_different_payload_is_a_conflict() {
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(api.sandbox.ledger().payouts.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_tracking_costs_at_most_a_tenth_of_a_request_per_order() {
+    // Settlement well before the first status query, as on a real chain with a sensible
+    // track_first_check_secs: each query then finds its 20 orders final.
+    let api = TestApi::start_live(SandboxConfig {
+        settle_delay: Duration::from_millis(100),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
+    let file = batch_file(dir.path(), "track.csv", "track", 400, "2");
+
+    let run = submit(&api, &state, &config, &file);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 400);
+    // "API requests this run: N (a endpoint, b endpoint, ...)"
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("API requests this run:"))
+        .expect("request counts printed");
+    let count = |endpoint: &str| -> u64 {
+        line.split(['(', ',', ')'])
+            .map(str::trim)
+            .find_map(|part| part.strip_suffix(endpoint).and_then(|n| n.trim().parse().ok()))
+            .unwrap_or(0)
+    };
+    let tracking = count("getAppWithdrawRecordList") + count("getAppWithdrawRecord");
+    assert_eq!(count("applyAppWithdrawToNetwork"), 400, "{line}");
+    assert!(tracking > 0, "{line}");
+    assert!(
+        tracking * 10 <= 400,
+        "tracking used {tracking} requests for 400 orders: {line}"
+    );
+}

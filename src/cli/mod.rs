@@ -329,13 +329,21 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, ConfigError> {
 
 /// A client for the configured API, or for an in-process sandbox with demo credentials. The
 /// sandbox lives as long as the returned handle.
-async fn api_client(config: &Config, sandbox: bool) -> Result<(Client, Option<Sandbox>), CliError> {
+///
+/// `persist` keeps the sandbox's state (balances, payouts, ledger) in a file, so a resumed
+/// `submit --sandbox` talks to the same simulated account as the run it resumes.
+async fn api_client(
+    config: &Config,
+    sandbox: bool,
+    persist: Option<PathBuf>,
+) -> Result<(Client, Option<Sandbox>), CliError> {
     if !sandbox {
         return Ok((Client::new(config.client_config()?, clock::system())?, None));
     }
     // A short settle delay keeps a demo snappy; everything else is the demo default.
     let sandbox_config = SandboxConfig {
         settle_delay: Duration::from_secs(1),
+        persist_path: persist,
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::start(sandbox_config, clock::system())
@@ -364,7 +372,7 @@ async fn check_command(
 ) -> Result<Outcome, CliError> {
     use crate::batch::{preflight, render, validate::NoKnownOrders};
     let config = load_config(config_path)?;
-    let (client, _sandbox) = api_client(&config, args.sandbox).await?;
+    let (client, _sandbox) = api_client(&config, args.sandbox, None).await?;
     // Order ids of earlier batches come from the store, when there is one to read.
     let dir = match state_dir {
         Some(dir) => Some(dir),

@@ -32,6 +32,8 @@ use crate::store::{Store, StoreError};
 
 /// Meta key: explorer URL templates per chain, saved at submission so reports work offline.
 const META_EXPLORERS: &str = "explorers";
+/// The simulated account of `--sandbox` runs, kept beside their state store.
+const SANDBOX_STATE_FILE: &str = "sandbox-account.json";
 /// Meta key: the client-side daily budget's (day, used) counter.
 const META_BUDGET: &str = "daily_budget";
 
@@ -79,7 +81,7 @@ pub async fn submit(
     wait: bool,
 ) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
-    let (client, _sandbox) = api_client(config, sandbox).await?;
+    let (client, _sandbox) = api_client(config, sandbox, sandbox.then(|| state_dir.join(SANDBOX_STATE_FILE))).await?;
     let clock = clock::system();
     let batch_id = file_sha256(file)?;
 

@@ -2,7 +2,7 @@
 //! restarted simulator still knows every payout it committed.
 //!
 //! The format is [`Snapshot`] as JSON (see the module documentation of [`super`]). This module
-//! does the file side: [`load`] at start, and the [`Persister`], which writes snapshots
+//! does the file side: [`load`] at start, and the persister, which writes snapshots
 //! atomically (temporary file in the same folder, fsync, rename) and never replaces a later
 //! snapshot by an earlier one: it holds one mutex across "take the snapshot, write it", and
 //! skips the write when a snapshot at least as recent as the one asked for is already on disk.
@@ -183,8 +183,24 @@ impl Persister {
     ///
     /// The file could not be written; the next save tries again.
     pub(crate) fn save(&self, world: &Mutex<World>, generation: u64) -> io::Result<()> {
+        self.write(world, Some(generation))
+    }
+
+    /// Writes the world as it is now, even when no change that forces a save happened since
+    /// the last write (refused create attempts and the daily counters ride along).
+    ///
+    /// # Errors
+    ///
+    /// The file could not be written.
+    pub(crate) fn save_now(&self, world: &Mutex<World>) -> io::Result<()> {
+        self.write(world, None)
+    }
+
+    fn write(&self, world: &Mutex<World>, at_least: Option<u64>) -> io::Result<()> {
         let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        if written.is_some_and(|w| w >= generation) {
+        if let (Some(written), Some(wanted)) = (*written, at_least)
+            && written >= wanted
+        {
             return Ok(());
         }
         let (current, snapshot) = {

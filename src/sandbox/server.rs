@@ -7,9 +7,14 @@
 //! (12001), timestamp window (11006), signature (11005). Only then does the request reach the
 //! [`World`], under one mutex, which applies limits, forced errors and faults and runs the
 //! endpoint. No lock is held across an `.await`.
+//!
+//! With a state file ([`SandboxConfig::persist_path`]) every handler that changed durable
+//! state (a create, or settlements it triggered) waits, off the async workers, until the file
+//! holds that change before it replies; see [`super::persist`].
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::persist::{self, Persister};
 use super::webhook::WebhookSender;
 use super::world::{Endpoint, Handled, Transport, World, error_body};
 use super::{Faults, Ledger, SandboxConfig, WebhookDelivery};
@@ -52,6 +58,8 @@ struct Shared {
     webhooks: WebhookSender,
     /// Wakes the settlement task when a payout is created (its next due time may be earlier).
     wake: Notify,
+    /// Writes the state file, when there is one.
+    persister: Option<Persister>,
 }
 
 impl Shared {
@@ -62,19 +70,64 @@ impl Shared {
     }
 
     /// Runs `f` on the world at the clock's current time, after settling what is due, then
-    /// hands the webhooks it produced to the sender (outside the lock).
-    fn with_world<R>(&self, f: impl FnOnce(&mut World, i64) -> R) -> R {
+    /// hands the webhooks it produced to the sender (outside the lock). Also returns the world's
+    /// generation when durable state changed, for [`Shared::save`]: the caller must save it.
+    fn with_world_tracked<R>(&self, f: impl FnOnce(&mut World, i64) -> R) -> (R, Option<u64>) {
         let now_ms = self.clock.now_ms();
-        let (result, jobs) = {
+        let (result, jobs, changed) = {
             let mut world = self.lock();
+            let before = world.generation();
             world.settle_due(now_ms);
             let result = f(&mut world, now_ms);
-            (result, world.take_webhooks())
+            let after = world.generation();
+            (result, world.take_webhooks(), (after != before).then_some(after))
         };
         for job in jobs {
             self.webhooks.dispatch(job);
         }
+        (result, changed)
+    }
+
+    /// [`Shared::with_world_tracked`], then a blocking save of what changed: for the
+    /// synchronous controls of the [`Sandbox`] handle.
+    fn with_world<R>(&self, f: impl FnOnce(&mut World, i64) -> R) -> R {
+        let (result, changed) = self.with_world_tracked(f);
+        if let Some(generation) = changed
+            && let Some(persister) = &self.persister
+            && let Err(e) = persister.save(&self.world, generation)
+        {
+            tracing::error!(error = %e, "sandbox state not saved");
+        }
         result
+    }
+
+    /// Makes sure the state file (if any) holds generation `generation` or later; the write
+    /// runs on the blocking pool.
+    async fn save(self: &Arc<Self>, generation: u64) -> io::Result<()> {
+        if self.persister.is_none() {
+            return Ok(());
+        }
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || match &shared.persister {
+            Some(persister) => persister.save(&shared.world, generation),
+            None => Ok(()),
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Writes the state file (if any) as the world is now.
+    async fn save_now(self: &Arc<Self>) -> io::Result<()> {
+        if self.persister.is_none() {
+            return Ok(());
+        }
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || match &shared.persister {
+            Some(persister) => persister.save_now(&shared.world),
+            None => Ok(()),
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 
@@ -103,18 +156,33 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// The port could not be bound, or the configuration is invalid (bad balance override).
+    /// The port could not be bound, or the configuration is invalid (bad balance override,
+    /// `InvalidInput`), or the state file cannot be read or restored (`InvalidData`) or
+    /// written.
     pub async fn start(config: SandboxConfig, clock: SharedClock) -> io::Result<Sandbox> {
         Sandbox::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config, clock).await
     }
 
-    /// Starts a sandbox on `addr`.
+    /// Starts a sandbox on `addr`. With [`SandboxConfig::persist_path`], restores the state
+    /// saved there (if the file exists) and writes it back at once.
     ///
     /// # Errors
     ///
-    /// The address could not be bound, or the configuration is invalid.
+    /// The address could not be bound, the configuration is invalid (`InvalidInput`), or the
+    /// state file cannot be read or restored (`InvalidData`, naming the file) or written.
     pub async fn start_on(addr: SocketAddr, config: SandboxConfig, clock: SharedClock) -> io::Result<Sandbox> {
-        let world = World::new(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut world = World::new(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let persister = match &config.persist_path {
+            None => None,
+            Some(path) => {
+                if let Some(snapshot) = persist::load(path)? {
+                    let payouts = snapshot.payouts.len();
+                    world.restore(snapshot).map_err(|e| persist::invalid_state(path, e))?;
+                    tracing::info!(path = %path.display(), payouts, "sandbox state restored");
+                }
+                Some(Persister::new(path)?)
+            }
+        };
         let cancel = CancellationToken::new();
         let webhooks = WebhookSender::new(
             config.app_id.clone(),
@@ -135,7 +203,11 @@ impl Sandbox {
             ip_whitelist: config.ip_whitelist.clone(),
             webhooks,
             wake: Notify::new(),
+            persister,
         });
+        // A state file is written at once: an unwritable path fails here, not at the first
+        // create, and a fresh file exists from the start.
+        shared.save_now().await?;
 
         let settle = tokio::spawn(settle_loop(Arc::clone(&shared), cancel.clone()));
         let service = router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
@@ -243,7 +315,13 @@ impl Sandbox {
         self.shared.lock().v1_token_id(coin_symbol, chain)
     }
 
-    /// Stops the server gracefully: in-flight requests get up to 5 s to finish.
+    /// The state file, if the sandbox keeps one.
+    pub fn persist_path(&self) -> Option<&std::path::Path> {
+        self.shared.persister.as_ref().map(Persister::path)
+    }
+
+    /// Stops the server gracefully: in-flight requests get up to 5 s to finish. Then writes
+    /// the state file, if there is one (a failure is logged).
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         if let Some(mut server) = self.server.take()
@@ -251,6 +329,9 @@ impl Sandbox {
         {
             tracing::warn!("sandbox did not stop in time; aborting it");
             server.abort();
+        }
+        if let Err(e) = self.shared.save_now().await {
+            tracing::error!(error = %e, "sandbox state not saved at shutdown");
         }
     }
 
@@ -288,7 +369,12 @@ async fn settle_loop(shared: Arc<Shared>, cancel: CancellationToken) {
             Some(_) if cancel.is_cancelled() => return,
             Some(_) => {}
         }
-        shared.with_world(|_, _| ());
+        let ((), changed) = shared.with_world_tracked(|_, _| ());
+        if let Some(generation) = changed
+            && let Err(e) = shared.save(generation).await
+        {
+            tracing::error!(error = %e, "sandbox state not saved after settling");
+        }
     }
 }
 
@@ -336,7 +422,12 @@ async fn v1_bill_info(
 }
 
 async fn ledger(State(shared): State<Arc<Shared>>) -> Response {
-    let ledger = shared.with_world(|w, _| w.ledger());
+    let (ledger, changed) = shared.with_world_tracked(|w, _| w.ledger());
+    if let Some(generation) = changed
+        && let Err(e) = shared.save(generation).await
+    {
+        tracing::error!(error = %e, "sandbox state not saved after settling");
+    }
     match serde_json::to_vec(&ledger) {
         Ok(bytes) => json_response(bytes),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -380,10 +471,25 @@ async fn api_call(
         tracing::info!(method = endpoint.name(), code, %peer, "sandbox refused an unauthenticated request");
         return json_response(error_body(code, &msg));
     }
-    let handled: Handled = shared.with_world(|w, now_ms| w.handle(endpoint, &body, now_ms));
+    let (mut handled, changed): (Handled, _) = shared.with_world_tracked(|w, now_ms| w.handle(endpoint, &body, now_ms));
     if handled.created.is_some() {
         // The settlement task may be sleeping past this payout's due time.
         shared.wake.notify_one();
+    }
+    // Releases a held orderId even if the client goes away while the state is being saved.
+    let _in_flight = handled.in_flight.clone().map(|order_id| InFlightGuard {
+        shared: Arc::clone(&shared),
+        order_id,
+    });
+    // No reply before the state it reflects is in the file.
+    if let Some(generation) = changed
+        && let Err(e) = shared.save(generation).await
+    {
+        tracing::error!(error = %e, order_id = %handled.order_id, "sandbox state not saved");
+        if handled.created.is_some() {
+            // Never tell the client about a payout that would not survive a restart.
+            handled.transport = Transport::Drop;
+        }
     }
     tracing::debug!(
         method = endpoint.name(),
@@ -393,10 +499,6 @@ async fn api_call(
         transport = ?handled.transport,
         "sandbox request handled"
     );
-    let _in_flight = handled.in_flight.clone().map(|order_id| InFlightGuard {
-        shared: Arc::clone(&shared),
-        order_id,
-    });
     match handled.transport {
         Transport::Reply => api_response(&shared, endpoint, handled),
         Transport::Slow(delay) => {
@@ -532,8 +634,11 @@ mod tests {
     }
 
     async fn harness(config: SandboxConfig) -> Harness {
+        harness_at(config, ManualClock::new(T0)).await
+    }
+
+    async fn harness_at(config: SandboxConfig, clock: Arc<ManualClock>) -> Harness {
         crate::api::ensure_crypto_provider();
-        let clock = ManualClock::new(T0);
         let sandbox = Sandbox::start(config, clock.clone()).await.expect("sandbox starts");
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
         Harness { sandbox, clock, http }
@@ -1106,5 +1211,280 @@ mod tests {
         };
         let err = Sandbox::start(config, ManualClock::new(T0)).await.expect_err("invalid");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    // -- the state file ------------------------------------------------------------------------
+
+    fn persisted(path: &std::path::Path) -> SandboxConfig {
+        SandboxConfig {
+            persist_path: Some(path.to_owned()),
+            // The PRNG decides some outcomes, so its continuation across a restart is tested too.
+            fail_rate: 0.5,
+            seed: 11,
+            ..SandboxConfig::default()
+        }
+    }
+
+    fn on_file(path: &std::path::Path) -> crate::sandbox::persist::Snapshot {
+        crate::sandbox::persist::load(path)
+            .expect("the state file reads")
+            .expect("the state file exists")
+    }
+
+    fn record_body(key: &str, value: &str) -> String {
+        serde_json::json!({ key: value }).to_string()
+    }
+
+    /// Everything both lives of the persisted sandbox do after the restart, also done by the
+    /// never-restarted control: three duplicates, one new create, settling on the clock.
+    async fn after_restart(h: &Harness) -> Vec<i64> {
+        let mut codes = Vec::new();
+        for order in ["pst-1", "pst-3", "pst-4"] {
+            let reply = h
+                .call_v2(method::APPLY_APP_WITHDRAW_TO_NETWORK, &withdraw_body(order, TRX_ADDR))
+                .await;
+            codes.push(reply["code"].as_i64().unwrap_or(0));
+        }
+        let reply = h
+            .call_v2(method::APPLY_APP_WITHDRAW_TO_NETWORK, &withdraw_body("pst-5", TRX_ADDR))
+            .await;
+        codes.push(reply["code"].as_i64().unwrap_or(0));
+        codes
+    }
+
+    /// Before the restart: two payouts settled, two still Processing (one to the failing
+    /// address), a balance set by hand.
+    async fn before_restart(h: &Harness) {
+        for (order, address) in [("pst-1", TRX_ADDR), ("pst-2", crate::sandbox::DEMO_FAILING_ADDRESS)] {
+            let reply = h
+                .call_v2(method::APPLY_APP_WITHDRAW_TO_NETWORK, &withdraw_body(order, address))
+                .await;
+            assert_eq!(reply["code"], 10000, "{reply}");
+        }
+        h.clock.advance(Duration::from_secs(2));
+        h.sandbox.settle_due();
+        for (order, address) in [("pst-3", TRX_ADDR), ("pst-4", crate::sandbox::DEMO_FAILING_ADDRESS)] {
+            let reply = h
+                .call_v2(method::APPLY_APP_WITHDRAW_TO_NETWORK, &withdraw_body(order, address))
+                .await;
+            assert_eq!(reply["code"], 10000, "{reply}");
+        }
+        h.sandbox.set_balance("MATIC", "42.5");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_sandbox_keeps_serving_refusing_and_settling_its_payouts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sandbox-state.json");
+
+        // First life.
+        let first = harness(persisted(&path)).await;
+        assert_eq!(first.sandbox.persist_path(), Some(path.as_path()));
+        before_restart(&first).await;
+        let ledger_before = first.sandbox.ledger();
+        let record_id_3 = ledger_before.payouts_for("pst-3")[0].record_id.clone();
+        let by_order = first
+            .call_v2(method::GET_APP_WITHDRAW_RECORD, &record_body("orderId", "pst-3"))
+            .await;
+        let by_record = first
+            .call_v2(method::GET_APP_WITHDRAW_RECORD, &record_body("recordId", &record_id_3))
+            .await;
+        assert_eq!(by_order["data"]["record"]["status"], "Processing");
+        let balances_before = (first.sandbox.balance("USDT"), first.sandbox.balance("MATIC"));
+        let list_before = first
+            .call_v2(
+                method::GET_APP_WITHDRAW_RECORD_LIST,
+                r#"{"orderIds":["pst-1","pst-2","pst-3","pst-4"]}"#,
+            )
+            .await;
+        first.sandbox.shutdown().await;
+
+        // Second life, on the same file and at the same time.
+        let second = harness_at(persisted(&path), ManualClock::new(T0 + 2000)).await;
+        assert_eq!(second.sandbox.ledger(), ledger_before);
+        assert_eq!(
+            second
+                .call_v2(method::GET_APP_WITHDRAW_RECORD, &record_body("orderId", "pst-3"))
+                .await,
+            by_order
+        );
+        assert_eq!(
+            second
+                .call_v2(method::GET_APP_WITHDRAW_RECORD, &record_body("recordId", &record_id_3))
+                .await,
+            by_record
+        );
+        assert_eq!(
+            second
+                .call_v2(
+                    method::GET_APP_WITHDRAW_RECORD_LIST,
+                    r#"{"orderIds":["pst-1","pst-2","pst-3","pst-4"]}"#
+                )
+                .await,
+            list_before
+        );
+        assert_eq!(
+            (second.sandbox.balance("USDT"), second.sandbox.balance("MATIC")),
+            balances_before
+        );
+        assert_eq!(after_restart(&second).await, [11011, 11011, 11011, 10000]);
+        // The record-id sequence goes on: pst-5 is the fifth payout ever.
+        let ledger = second.sandbox.ledger();
+        let new_id = &ledger.payouts_for("pst-5")[0].record_id;
+        assert!(new_id.ends_with("000004"), "{new_id}");
+        assert!(ledger_before.payouts.iter().all(|p| &p.record_id != new_id));
+        // The restored Processing payouts settle at their original due time, not before.
+        second.clock.set_ms(T0 + 3999);
+        second.sandbox.settle_due();
+        let statuses = |l: &Ledger| {
+            l.payouts
+                .iter()
+                .map(|p| p.status.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(statuses(&second.sandbox.ledger())[2..4], ["Processing", "Processing"]);
+        second.clock.set_ms(T0 + 4000);
+        second.sandbox.settle_due();
+        let ledger_after = second.sandbox.ledger();
+        assert_eq!(ledger_after.payouts_for("pst-4")[0].status.as_str(), "Failed");
+        assert_eq!(ledger_after.payouts_for("pst-3")[0].settled_ms, Some(T0 + 4000));
+
+        // A control that never restarted, doing the same, ends with the same ledger and
+        // balances: same outcomes, same record ids, same transaction ids, same refunds.
+        let control = harness(SandboxConfig {
+            persist_path: None,
+            ..persisted(&path)
+        })
+        .await;
+        before_restart(&control).await;
+        assert_eq!(after_restart(&control).await, [11011, 11011, 11011, 10000]);
+        control.clock.set_ms(T0 + 4000);
+        control.sandbox.settle_due();
+        assert_eq!(ledger_after, control.sandbox.ledger());
+        for coin in ["USDT", "MATIC"] {
+            assert_eq!(second.sandbox.balance(coin), control.sandbox.balance(coin), "{coin}");
+        }
+        // The settlements are in the file too.
+        let snapshot = on_file(&path);
+        assert_eq!(snapshot.payouts.len(), 5);
+        assert!(snapshot.payouts[..4].iter().all(|p| p.ledger.settled_ms.is_some()));
+    }
+
+    #[tokio::test]
+    async fn saves_follow_balance_changes_and_settlements() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state").join("sandbox.json");
+        let h = harness(persisted(&path)).await;
+        // A fresh file is written at start.
+        let snapshot = on_file(&path);
+        assert_eq!(snapshot.version, 1);
+        assert!(snapshot.payouts.is_empty());
+        h.sandbox.set_balance("USDT", "100");
+        assert_eq!(on_file(&path).balances.get(&1280).map(String::as_str), Some("100"));
+        let reply = h
+            .call_v2(
+                method::APPLY_APP_WITHDRAW_TO_NETWORK,
+                &withdraw_body("save-1", crate::sandbox::DEMO_FAILING_ADDRESS),
+            )
+            .await;
+        assert_eq!(reply["code"], 10000);
+        assert_eq!(on_file(&path).balances.get(&1280).map(String::as_str), Some("95"));
+        // A refused create is written with the next save.
+        let reply = h
+            .call_v2(
+                method::APPLY_APP_WITHDRAW_TO_NETWORK,
+                &withdraw_body("save-1", TRX_ADDR),
+            )
+            .await;
+        assert_eq!(reply["code"], 11011);
+        // The background task settles on the clock and saves the settlement and refund.
+        h.clock.advance(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let snapshot = on_file(&path);
+            if snapshot.payouts[0].ledger.settled_ms.is_some() {
+                assert_eq!(snapshot.payouts[0].ledger.status.as_str(), "Failed");
+                assert_eq!(snapshot.balances.get(&1280).map(String::as_str), Some("100"));
+                assert_eq!(snapshot.attempts.len(), 2);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the settlement never reached the file");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_state_file_fails_start_and_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sandbox-state.json");
+        for content in ["{\"version\": 1, \"payouts\": [", "{\"version\": 9}", ""] {
+            std::fs::write(&path, content).expect("write");
+            let err = Sandbox::start(persisted(&path), ManualClock::new(T0))
+                .await
+                .expect_err("a corrupt file must not start an empty sandbox");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{content:?}: {err}");
+            assert!(err.to_string().contains("sandbox-state.json"), "{err}");
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), content);
+        }
+        // An inconsistent snapshot (one orderId paid twice) is refused the same way.
+        let h = harness(persisted(&path.with_file_name("good.json"))).await;
+        for order in ["dup-a", "dup-b"] {
+            h.call_v2(method::APPLY_APP_WITHDRAW_TO_NETWORK, &withdraw_body(order, TRX_ADDR))
+                .await;
+        }
+        h.sandbox.shutdown().await;
+        let mut snapshot = on_file(&path.with_file_name("good.json"));
+        snapshot.payouts[1].ledger.order_id = "dup-a".into();
+        std::fs::write(&path, serde_json::to_vec(&snapshot).expect("json")).expect("write");
+        let err = Sandbox::start(persisted(&path), ManualClock::new(T0))
+            .await
+            .expect_err("inconsistent");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("dup-a"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_create_is_in_the_file_when_its_reply_arrives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sandbox-state.json");
+        let h = Arc::new(harness(persisted(&path)).await);
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let h = Arc::clone(&h);
+                let path = path.clone();
+                tokio::spawn(async move {
+                    let order = format!("race-{i}");
+                    let reply = h
+                        .call_v2(method::APPLY_APP_WITHDRAW_TO_NETWORK, &withdraw_body(&order, TRX_ADDR))
+                        .await;
+                    assert_eq!(reply["code"], 10000, "{reply}");
+                    // Read the file the moment the reply is in.
+                    let snapshot = on_file(&path);
+                    let on_disk = snapshot.payouts.iter().find(|p| p.ledger.order_id == order);
+                    assert_eq!(
+                        on_disk.map(|p| p.ledger.record_id.as_str()),
+                        reply["data"]["recordId"].as_str(),
+                        "{order} is not in the file after its reply"
+                    );
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        // A committed create whose reply is dropped is in the file by the time the client sees
+        // the dropped connection.
+        h.sandbox.set_faults(Faults {
+            drop_after_commit: 1.0,
+            ..Faults::default()
+        });
+        assert!(create_outcome(&h, "race-dropped").await.is_err());
+        assert_eq!(on_file(&path).payouts.len(), 25);
+        assert!(
+            on_file(&path)
+                .payouts
+                .iter()
+                .any(|p| p.ledger.order_id == "race-dropped")
+        );
     }
 }

@@ -10,8 +10,8 @@
 //! written by the previous holder, or writes everything up to now in one go.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -126,27 +126,11 @@ pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
         .map_err(|e| invalid_state(path, format!("is not a sandbox snapshot: {e}")))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file next to it, fsynced, then renamed
-/// over it. A reader (or a process restarted after SIGKILL) sees the old file or the new one,
-/// never a mix.
+/// Writes the state atomically with the same helper the reports use (temp file, fsync, rename,
+/// directory fsync), naming the file in the error.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| io::Error::new(e.kind(), format!("cannot write sandbox state {}: {e}", path.display())))
-}
-
-/// `DIR/.NAME.tmp` next to `DIR/NAME`.
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "sandbox-state".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp"))
+    crate::report::write_atomic(path, bytes)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write sandbox state {}: {e}", path.display())))
 }
 
 /// Writes snapshots of one world to one file, latest state always wins.
@@ -352,7 +336,12 @@ mod tests {
         persister.save(&world, generation).expect("save");
         let first = load(&path).expect("load").expect("written");
         assert!(first.payouts.is_empty());
-        assert!(!tmp_path(&path).exists(), "the temporary file was renamed");
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("parent"))
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "the temporary file was renamed");
         let generation = {
             let mut w = world.lock().expect("lock");
             assert_eq!(create(&mut w, "p-1", TRX_ADDR, T0), 10000);

@@ -1718,29 +1718,12 @@ fn decode_cursor(cursor: &str) -> Option<usize> {
 
 /// `yyyyMMddHHmmss` in UTC: the prefix of CCPayment record ids.
 fn utc_compact(now_ms: i64) -> String {
-    let secs = now_ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    // "2026-11-21T10:32:40.123Z" → "20261121103240"
+    crate::report::rfc3339_ms(now_ms)
+        .chars()
+        .take(19)
+        .filter(char::is_ascii_digit)
+        .collect()
 }
 
 /// The orderId of a create body, if it has one, without validating anything else.

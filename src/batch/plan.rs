@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::validate::{Hold, Problem, Row, Validated};
+use super::validate::{self, Hold, Problem, Row, Validated};
 use crate::amount::plain;
 use crate::catalogue::{Catalogue, ChainRef};
 use crate::policy::Policy;
@@ -398,22 +398,10 @@ fn hold_reason(hold: Hold, coin: &str, chain: &str) -> String {
     }
 }
 
-/// The canonical form of an accepted row: fields in a fixed order, length-prefixed.
+/// The canonical form of an accepted row: its order_id, then its payout fields in the order
+/// of [`validate::hash_payload`], each length-prefixed.
 fn digest_row(h: &mut Sha256, row: &Row, v: &Validated, cat: &Catalogue) {
-    let coin = row.coin.map(|c| cat.coin(c).coin_id.to_string()).unwrap_or_default();
-    let chain = row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default();
     h.update(b"row");
-    for field in [
-        v.order_id(row),
-        &coin,
-        &chain,
-        v.recipient(row),
-        v.memo(row),
-        &row.amount.canonical(),
-        if row.merchant_pays_fee { "true" } else { "false" },
-        v.token_id(row),
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
-    }
+    validate::hash_field(h, v.order_id(row));
+    validate::hash_payload(h, row, v, cat);
 }

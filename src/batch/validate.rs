@@ -764,6 +764,12 @@ pub fn quote(s: &str) -> String {
 /// fee mode and token. Two rows with one order_id and equal digests are the same payout.
 pub fn payload_digest(row: &Row, v: &Validated, cat: &Catalogue) -> [u8; 32] {
     let mut h = Sha256::new();
+    hash_payload(&mut h, row, v, cat);
+    h.finalize().into()
+}
+
+/// Feeds the payout fields of `row` into `h` in a fixed order (see [`payload_digest`]).
+pub fn hash_payload(h: &mut Sha256, row: &Row, v: &Validated, cat: &Catalogue) {
     let coin = row.coin.map(|c| cat.coin(c).coin_id.to_string()).unwrap_or_default();
     let chain = row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default();
     for field in [
@@ -775,11 +781,14 @@ pub fn payload_digest(row: &Row, v: &Validated, cat: &Catalogue) -> [u8; 32] {
         if row.merchant_pays_fee { "true" } else { "false" },
         v.token_id(row),
     ] {
-        // Length-prefixed so no two different payloads share a byte string.
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
+        hash_field(h, field);
     }
-    h.finalize().into()
+}
+
+/// One field, length-prefixed so no two different sequences of fields share a byte string.
+pub fn hash_field(h: &mut Sha256, field: &str) {
+    h.update((field.len() as u64).to_be_bytes());
+    h.update(field.as_bytes());
 }
 
 #[cfg(test)]

@@ -86,6 +86,44 @@ pub enum Command {
         sandbox: bool,
     },
 
+    /// Approve a batch that needs approval, binding to the exact plan digest `check`/`status` showed.
+    Approve {
+        /// A batch name or id prefix.
+        batch: String,
+        /// The plan digest being approved; any other digest is refused.
+        #[arg(long)]
+        digest: String,
+        /// A batch of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
+    /// Cancel every order of a batch that has not been sent. Orders already sent finish.
+    Cancel {
+        /// A batch name or id prefix.
+        batch: String,
+        /// A batch of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
+    /// Stop all submission (kill switch); persisted until `ccpayout resume`.
+    Pause {
+        /// Why, shown by `status`.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The state of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
+    /// Lift the kill switch set by `ccpayout pause`.
+    Resume {
+        /// The state of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
     /// Write a batch's reports again from the store (result CSV and JSON, summary JSON).
     Report {
         /// A batch name or id prefix.
@@ -293,6 +331,14 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             };
             submit::status(&config, &dir, target.as_deref())
         }
+        Command::Approve { batch, digest, sandbox } => {
+            submit::approve(&state_dir_or_default(cli.state_dir, sandbox)?, &batch, &digest)
+        }
+        Command::Cancel { batch, sandbox } => submit::cancel(&state_dir_or_default(cli.state_dir, sandbox)?, &batch),
+        Command::Pause { reason, sandbox } => {
+            submit::pause(&state_dir_or_default(cli.state_dir, sandbox)?, true, reason)
+        }
+        Command::Resume { sandbox } => submit::pause(&state_dir_or_default(cli.state_dir, sandbox)?, false, None),
         Command::Report { batch, sandbox } => {
             let config = load_config(cli.config)?;
             let dir = match cli.state_dir {
@@ -321,6 +367,13 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+fn state_dir_or_default(given: Option<PathBuf>, sandbox: bool) -> Result<PathBuf, CliError> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => submit::default_state_dir(sandbox),
+    }
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, ConfigError> {

@@ -135,11 +135,24 @@ pub async fn submit(
 
     if let Approval::Required { reasons } = &batch.approval {
         eprintln!(
-            "batch {} needs approval before anything is sent ({}).\n  approve exactly this plan with: ccpayout approve {} --digest {}",
+            "batch {} needs approval before anything is sent ({}).\n  approve exactly this plan with: ccpayout approve {} --digest {}{}\n  then run this command again",
             batch.name,
             reasons.join("; "),
             batch.name,
-            batch.plan_digest
+            batch.plan_digest,
+            if sandbox { " --sandbox" } else { "" }
+        );
+        return Ok(Outcome::Refused);
+    }
+
+    let pause: PersistedPause = store
+        .meta_get(META_PAUSE)
+        .map_err(anyhow::Error::from)?
+        .unwrap_or_default();
+    if pause.kill_switch {
+        eprintln!(
+            "submission is paused by an operator{}; nothing was sent. `ccpayout resume` lifts the pause",
+            pause.reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
         return Ok(Outcome::Refused);
     }
@@ -435,6 +448,69 @@ fn batch_line(batch: &BatchRecord, counts: &BTreeMap<StateKind, u64>) -> String 
         count(StateKind::Rejected),
         batch.refused.len()
     )
+}
+
+fn find_batch(store: &Store, state_dir: &Path, target: &str) -> Result<BatchRecord, CliError> {
+    store
+        .find_batch(target)
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| anyhow::anyhow!("no batch matches {target:?} in {}", state_dir.display()).into())
+}
+
+/// `ccpayout approve BATCH --digest D`.
+pub fn approve(state_dir: &Path, target: &str, digest: &str) -> Result<Outcome, CliError> {
+    use crate::engine::control::{self, Approved, ControlError};
+    let store = open_store(state_dir)?;
+    let batch = find_batch(&store, state_dir, target)?;
+    match control::approve(&store, batch.clone(), digest, clock::system().now_ms()) {
+        Ok(Approved::Released(n)) => {
+            println!(
+                "approved batch {} (plan digest {}): {n} orders released; run `ccpayout submit {}` to pay them",
+                batch.name, batch.plan_digest, batch.source
+            );
+            Ok(Outcome::Success)
+        }
+        Ok(Approved::NotNeeded) => {
+            println!("batch {} needs no approval", batch.name);
+            Ok(Outcome::Success)
+        }
+        Ok(Approved::Already) => {
+            println!("batch {} is already approved", batch.name);
+            Ok(Outcome::Success)
+        }
+        Err(e @ ControlError::WrongDigest { .. }) => {
+            eprintln!("error: {e}");
+            Ok(Outcome::Refused)
+        }
+        Err(e) => Err(anyhow::Error::from(e).into()),
+    }
+}
+
+/// `ccpayout cancel BATCH`.
+pub fn cancel(state_dir: &Path, target: &str) -> Result<Outcome, CliError> {
+    let store = open_store(state_dir)?;
+    let batch = find_batch(&store, state_dir, target)?;
+    let n = crate::engine::control::cancel(&store, &batch, clock::system().now_ms()).map_err(anyhow::Error::from)?;
+    println!(
+        "cancelled {n} unsent orders of batch {}; orders already sent are followed to their end",
+        batch.name
+    );
+    Ok(Outcome::Success)
+}
+
+/// `ccpayout pause` / `ccpayout resume`.
+pub fn pause(state_dir: &Path, on: bool, reason: Option<String>) -> Result<Outcome, CliError> {
+    let store = open_store(state_dir)?;
+    crate::engine::control::set_kill_switch(&store, on, reason).map_err(anyhow::Error::from)?;
+    println!(
+        "{}",
+        if on {
+            "submission paused: nothing is sent until `ccpayout resume`"
+        } else {
+            "submission resumed"
+        }
+    );
+    Ok(Outcome::Success)
 }
 
 /// `ccpayout report BATCH`.

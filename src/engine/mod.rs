@@ -8,8 +8,10 @@
 //! - [`outcome`]: what an answer to a send means for the order and the engine (pure).
 //! - [`intake`]: records for a checked batch (pure).
 //! - [`runner`]: the loop that sends, reconciles and tracks (I/O).
+//! - [`control`]: approve, cancel and the kill switch, on the store.
 
 pub mod backoff;
+pub mod control;
 pub mod gate;
 pub mod intake;
 pub mod limiter;

@@ -152,23 +152,8 @@ impl Engine {
 
     /// Applies `event` to `order`, returning the change to commit. An event that does not apply
     /// is a bug: it is refused with the state named, and nothing is written.
-    fn apply(&self, mut order: OrderRecord, event: &Event, detail: Option<String>) -> Result<Change, EngineError> {
-        let from = order.kind();
-        let (state, attempts) = transition(&order.state, order.attempts, event)
-            .map_err(|e| EngineError::Invariant(format!("order {}: {e}", order.order_id)))?;
-        order.state = state;
-        order.attempts = attempts;
-        order.updated_ms = self.now();
-        if order.state.is_final() {
-            order.final_ms = Some(order.updated_ms);
-            order.next_check_ms = None;
-        }
-        Ok(Change {
-            order,
-            from: Some(from),
-            event: event.name(),
-            detail,
-        })
+    fn apply(&self, order: OrderRecord, event: &Event, detail: Option<String>) -> Result<Change, EngineError> {
+        apply_event(order, event, self.now(), detail)
     }
 
     fn commit(&self, changes: &[Change]) -> Result<(), EngineError> {
@@ -648,6 +633,32 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Applies `event` to `order` at `now_ms` through the state machine, returning the change to
+/// commit. The one place (with the store's commit) where an order's state changes.
+pub fn apply_event(
+    mut order: OrderRecord,
+    event: &Event,
+    now_ms: i64,
+    detail: Option<String>,
+) -> Result<Change, EngineError> {
+    let from = order.kind();
+    let (state, attempts) = transition(&order.state, order.attempts, event)
+        .map_err(|e| EngineError::Invariant(format!("order {}: {e}", order.order_id)))?;
+    order.state = state;
+    order.attempts = attempts;
+    order.updated_ms = now_ms;
+    if order.state.is_final() {
+        order.final_ms = Some(now_ms);
+        order.next_check_ms = None;
+    }
+    Ok(Change {
+        order,
+        from: Some(from),
+        event: event.name(),
+        detail,
+    })
 }
 
 /// Waits for the gate; false when cancelled first (a daily pause can last hours).

@@ -451,3 +451,116 @@ async fn status_tracking_costs_at_most_a_tenth_of_a_request_per_order() {
         "tracking used {tracking} requests for 400 orders: {line}"
     );
 }
+
+fn control(api: &TestApi, state: &Path, args: &[&str]) -> Run {
+    let mut full = vec!["--state-dir", state.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let out = run_ccpayout(api, &full);
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_needs_approval_pays_only_after_its_exact_digest_is_approved() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = write_config(dir.path(), "[policy]\napproval = \"always\"\n");
+    let file = batch_file(dir.path(), "approve.csv", "appr", 3, "5");
+
+    let run = submit(&api, &state, &config, &file);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("needs approval") && run.stderr.contains("ccpayout approve"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        api.sandbox.ledger().attempts.is_empty(),
+        "nothing is sent before approval"
+    );
+    let digest = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("plan digest: "))
+        .expect("digest shown")
+        .to_owned();
+    let name = run
+        .stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "batch")
+        .nth(1)
+        .expect("batch name")
+        .to_owned();
+
+    let wrong = control(&api, &state, &["approve", &name, "--digest", &"0".repeat(64)]);
+    assert_eq!(wrong.code, Some(1), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("does not match"), "{}", wrong.stderr);
+    let status = control(&api, &state, &["status", &name]);
+    assert!(
+        status.stdout.contains("REQUIRED") && status.stdout.contains(&digest),
+        "{}",
+        status.stdout
+    );
+
+    let right = control(&api, &state, &["approve", &name, "--digest", &digest]);
+    assert_eq!(right.code, Some(0), "{}", right.stderr);
+    assert!(right.stdout.contains("3 orders released"), "{}", right.stdout);
+    let run = submit(&api, &state, &config, &file);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_the_kill_switch_stop_what_has_not_been_sent() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = write_config(dir.path(), "[policy]\napproval = \"always\"\n");
+    let file = batch_file(dir.path(), "cancel.csv", "cncl", 2, "5");
+    let run = submit(&api, &state, &config, &file);
+    assert_eq!(run.code, Some(1));
+    let name = run
+        .stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "batch")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let cancelled = control(&api, &state, &["cancel", &name]);
+    assert!(
+        cancelled.stdout.contains("cancelled 2 unsent orders"),
+        "{}",
+        cancelled.stdout
+    );
+    let report = control(&api, &state, &["report", &name]);
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
+    assert!(result_rows(&state).iter().all(|r| r["status"] == "cancelled"));
+
+    // The kill switch: nothing is sent while it is on, and it survives until resumed.
+    let other = batch_file(dir.path(), "paused.csv", "paus", 2, "5");
+    let plain_dir = dir.path().join("plain");
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    let plain_config = write_config(&plain_dir, "");
+    assert_eq!(
+        control(&api, &state, &["pause", "--reason", "incident 42"]).code,
+        Some(0)
+    );
+    let status = control(&api, &state, &["status"]);
+    assert!(
+        status.stdout.contains("PAUSED") && status.stdout.contains("incident 42"),
+        "{}",
+        status.stdout
+    );
+    let run = submit(&api, &state, &plain_config, &other);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("paused by an operator"), "{}", run.stderr);
+    assert!(api.sandbox.ledger().attempts.is_empty());
+    assert_eq!(control(&api, &state, &["resume"]).code, Some(0));
+    let run = submit(&api, &state, &plain_config, &other);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 2);
+}

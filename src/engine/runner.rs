@@ -313,11 +313,8 @@ impl Engine {
         let mut last_counts = BTreeMap::new();
         loop {
             // Answers first: they free slots and may pause everyone.
-            while let Some(done) = inflight.try_join_next() {
-                let sent = done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?;
-                if let Some(stop) = self.finish_send(sent)? {
-                    stopped.get_or_insert(stop);
-                }
+            if let Some(stop) = self.finish_sends(&mut inflight, Vec::new())? {
+                stopped.get_or_insert(stop);
             }
             let sending = stopped.is_none() && !cancel.is_cancelled();
             let now = self.now();
@@ -383,7 +380,7 @@ impl Engine {
             tokio::select! {
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                     let sent = done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?;
-                    if let Some(stop) = self.finish_send(sent)? {
+                    if let Some(stop) = self.finish_sends(&mut inflight, vec![sent])? {
                         stopped.get_or_insert(stop);
                     }
                 }
@@ -501,8 +498,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Commits the outcome of one send; returns a stop reason when sending must stop.
-    fn finish_send(&self, sent: Sent) -> Result<Option<(i64, String)>, EngineError> {
+    /// Commits the outcomes of `first` and of every other send that has already answered, in one
+    /// durable transaction (one fsync for many answers); returns a stop reason when sending must
+    /// stop. Nothing depends on an outcome before this commit returns.
+    fn finish_sends(
+        &self,
+        inflight: &mut JoinSet<Sent>,
+        first: Vec<Sent>,
+    ) -> Result<Option<(i64, String)>, EngineError> {
+        let mut sents = first;
+        while let Some(done) = inflight.try_join_next() {
+            sents.push(done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?);
+        }
+        let mut changes = Vec::with_capacity(sents.len());
+        let mut stop = None;
+        for sent in sents {
+            let (change, signal) = self.outcome_of(sent)?;
+            changes.push(change);
+            if let Some(s) = signal {
+                stop.get_or_insert(s);
+            }
+        }
+        self.commit(&changes)?;
+        Ok(stop)
+    }
+
+    /// The change one send's answer makes to its order, and a stop reason if sending must stop.
+    fn outcome_of(&self, sent: Sent) -> Result<(Change, Option<(i64, String)>), EngineError> {
         let Sent {
             mut order,
             result,
@@ -539,11 +561,11 @@ impl Engine {
         }
         let detail = result.as_ref().err().map(ToString::to_string);
         let change = self.apply(order, &event, detail)?;
-        self.commit(&[change])?;
-        Ok(match signal {
+        let stop = match signal {
             Signal::Stop { code, message } => Some((code, message)),
             _ => None,
-        })
+        };
+        Ok((change, stop))
     }
 
     /// Status queries for the batch's submitted orders that are due, 20 (v1: 100) per request.

@@ -174,3 +174,127 @@ pub fn build(
     };
     (batch, orders)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::batch::parse::{Format, Limits};
+    use crate::batch::plan::{self, FeeQuote, PlanSettings, PreflightAnswers};
+    use crate::batch::preflight::CheckReport;
+    use crate::batch::validate::{NoKnownOrders, Rules, validate};
+    use crate::catalogue::tests::sample;
+    use crate::engine::state::StateKind;
+    use crate::policy::{ApprovalRule, Policy};
+
+    const TRON: &str = "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K";
+    const EVM: &str = "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d";
+
+    /// A prepared batch over the sample catalogue: POLYGON in maintenance when `polygon` says so.
+    fn prepared(text: &str, polygon: &str, approval: ApprovalRule) -> Prepared {
+        let catalogue = Arc::new(sample(polygon));
+        let limits = Limits::default();
+        let rules = Rules {
+            catalogue: &catalogue,
+            generation: ApiGeneration::V2,
+            default_merchant_pays_fee: false,
+            limits: &limits,
+        };
+        let validated = validate(Format::Csv, text.as_bytes(), &rules, &NoKnownOrders);
+        let answers = PreflightAnswers {
+            fees: HashMap::from([
+                (
+                    (1280, "TRX".to_owned()),
+                    FeeQuote {
+                        coin_id: 1280,
+                        symbol: "USDT".into(),
+                        amount: Decimal::ONE,
+                    },
+                ),
+                (
+                    (1280, "POLYGON".to_owned()),
+                    FeeQuote {
+                        coin_id: 1280,
+                        symbol: "USDT".into(),
+                        amount: Decimal::ONE,
+                    },
+                ),
+            ]),
+            balances: HashMap::from([(1280, Decimal::from(1_000_000))]),
+            ..PreflightAnswers::default()
+        };
+        let policy = Policy {
+            approval,
+            ..Policy::default()
+        };
+        let nothing_today = |_: &str| Decimal::ZERO;
+        let settings = PlanSettings {
+            policy: &policy,
+            balance_margin: Decimal::ZERO,
+            rate_per_second: 10,
+            paid_today: &nothing_today,
+        };
+        let plan = plan::build(&validated, &catalogue, &answers, &settings);
+        let report = CheckReport {
+            file: "batch.csv".into(),
+            format: "CSV".into(),
+            size_bytes: text.len() as u64,
+            sha256: "ab".repeat(32),
+            preflight_requests: 0,
+            plan,
+        };
+        Prepared {
+            report,
+            validated,
+            catalogue,
+            chains: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn accepted_rows_become_queued_orders_held_rows_deferred_and_the_rest_refused() {
+        let text = format!(
+            "order_id,recipient,coin,chain,amount\nok-0001,{TRON},USDT,TRX,5\nheld-0001,{EVM},USDT,POLYGON,5\nbad-0001,{TRON},USDT,TRX,-5\n"
+        );
+        let p = prepared(&text, "Maintenance", ApprovalRule::Never);
+        let (batch, orders) = build(&p, Path::new("/in/payroll.csv"), ApiGeneration::V2, 1_000);
+        assert_eq!(batch.name, format!("payroll-{}", &"ab".repeat(6)));
+        assert_eq!((batch.rows, batch.orders), (3, 2));
+        assert_eq!(batch.approval, Approval::NotNeeded);
+
+        assert_eq!(orders[0].order_id, "ok-0001");
+        assert_eq!(orders[0].kind(), StateKind::Queued);
+        assert_eq!((orders[0].seq, orders[0].line, orders[0].attempts), (0, 2, 0));
+        assert_eq!(
+            orders[1].kind(),
+            StateKind::Deferred,
+            "a row on a chain in maintenance waits"
+        );
+        assert_eq!(orders[1].due_ms(), 1_000 + HOLD_RECHECK_MS);
+
+        assert_eq!(batch.refused.len(), 1);
+        assert_eq!(batch.refused[0].line, 4);
+        assert!(
+            batch.refused[0].problems[0].starts_with("amount: "),
+            "{:?}",
+            batch.refused[0]
+        );
+    }
+
+    #[test]
+    fn a_batch_that_needs_approval_starts_with_every_order_awaiting_it() {
+        let text =
+            format!("order_id,recipient,coin,chain,amount\nap-0001,{TRON},USDT,TRX,5\nap-0002,{TRON},USDT,TRX,6\n");
+        let p = prepared(&text, "Normal", ApprovalRule::Always);
+        let (batch, orders) = build(&p, Path::new("a.csv"), ApiGeneration::V2, 0);
+        assert!(matches!(batch.approval, Approval::Required { .. }));
+        assert!(orders.iter().all(|o| o.kind() == StateKind::AwaitingApproval));
+        // The call each order sends is fixed at intake, amount in canonical form.
+        assert_eq!(orders[1].call.amount(), "6");
+        assert_eq!(orders[1].call.order_id(), "ap-0002");
+    }
+}

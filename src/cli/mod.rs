@@ -317,19 +317,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Check(args) => check_command(cli.config, cli.state_dir, args).await,
         Command::Submit(args) => {
             let config = load_config(cli.config)?;
-            let dir = match cli.state_dir {
-                Some(dir) => dir,
-                None => submit::default_state_dir(args.sandbox)?,
-            };
+            let dir = state_dir_or_default(cli.state_dir, args.sandbox)?;
             submit::submit(&config, &dir, &args.file, args.sandbox, !args.no_wait).await
         }
         Command::Status { target, sandbox } => {
-            let config = load_config(cli.config)?;
-            let dir = match cli.state_dir {
-                Some(dir) => dir,
-                None => submit::default_state_dir(sandbox)?,
-            };
-            submit::status(&config, &dir, target.as_deref())
+            submit::status(&state_dir_or_default(cli.state_dir, sandbox)?, target.as_deref())
         }
         Command::Approve { batch, digest, sandbox } => {
             submit::approve(&state_dir_or_default(cli.state_dir, sandbox)?, &batch, &digest)
@@ -341,11 +333,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Resume { sandbox } => submit::pause(&state_dir_or_default(cli.state_dir, sandbox)?, false, None),
         Command::Report { batch, sandbox } => {
             let config = load_config(cli.config)?;
-            let dir = match cli.state_dir {
-                Some(dir) => dir,
-                None => submit::default_state_dir(sandbox)?,
-            };
-            submit::report(&config, &dir, &batch)
+            submit::report(&config, &state_dir_or_default(cli.state_dir, sandbox)?, &batch)
         }
         Command::Api(args) => api_command(cli.config, args).await,
         Command::Sandbox(args) => sandbox_command(args).await,

@@ -348,8 +348,7 @@ fn print_outcome(batch: &BatchRecord, counts: &BTreeMap<StateKind, u64>, paths: 
 }
 
 /// `ccpayout status [BATCH|ORDER]`.
-pub fn status(config: &Config, state_dir: &Path, target: Option<&str>) -> Result<Outcome, CliError> {
-    let _ = config;
+pub fn status(state_dir: &Path, target: Option<&str>) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
     let pause: PersistedPause = store
         .meta_get(META_PAUSE)

@@ -18,6 +18,7 @@
 //!   orderId uniqueness, settlement, rate limits, daily caps, seeded faults, webhooks) used by the
 //!   tests, by newcomers, and by `--sandbox` mode.
 //! - [`store`]: batches, orders, their state index and the audit trail, durable in one redb file.
+//! - [`inbox`]: inbox folders: batch-file candidates, atomic claims, archives (for the daemon).
 //! - [`config`]: the TOML configuration and the environment overrides, with the app secret held
 //!   in a secret type.
 //! - [`cli`]: the `ccpayout` command line; `main.rs` only calls it.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod inbox;
 pub mod policy;
 pub mod report;
 pub mod sandbox;

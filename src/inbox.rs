@@ -229,7 +229,7 @@ mod tests {
         assert!(!file.exists());
         assert_eq!(claimed, dir.path().join(PROCESSING).join("pay.csv"));
         assert_eq!(inbox.claim(&file).unwrap(), None, "a second claimer finds nothing");
-        assert_eq!(inbox.unfinished().unwrap(), [claimed.clone()]);
+        assert_eq!(inbox.unfinished().unwrap(), std::slice::from_ref(&claimed));
 
         let done = inbox.finish(&claimed, Finish::Done).unwrap();
         assert_eq!(done, dir.path().join(DONE).join("pay.csv"));

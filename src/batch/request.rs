@@ -81,23 +81,15 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::batch::parse::{Format, Limits};
-    use crate::batch::validate::{NoKnownOrders, Rules, validate};
+    use crate::batch::validate::{NoKnownOrders, validate_csv};
     use crate::catalogue::tests::sample;
 
     fn one_row(amount: &str) -> (Validated, Catalogue) {
         let cat = sample("Normal");
-        let limits = Limits::default();
-        let rules = Rules {
-            catalogue: &cat,
-            generation: ApiGeneration::V2,
-            default_merchant_pays_fee: false,
-            limits: &limits,
-        };
         let text = format!(
             "order_id,recipient,coin,chain,amount\nprop-0001,TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K,USDT,TRX,{amount}\n"
         );
-        let v = validate(Format::Csv, text.as_bytes(), &rules, &NoKnownOrders);
+        let v = validate_csv(&cat, ApiGeneration::V2, false, &text, &NoKnownOrders);
         (v, cat)
     }
 

@@ -791,21 +791,33 @@ pub fn hash_field(h: &mut Sha256, field: &str) {
     h.update(field.as_bytes());
 }
 
+/// Validates CSV `text` over `cat` with default limits: the set-up every test of the batch
+/// pipeline shares.
+#[cfg(test)]
+pub(crate) fn validate_csv(
+    cat: &Catalogue,
+    generation: ApiGeneration,
+    default_merchant_pays_fee: bool,
+    text: &str,
+    known: &dyn KnownOrders,
+) -> Validated {
+    let limits = Limits::default();
+    let rules = Rules {
+        catalogue: cat,
+        generation,
+        default_merchant_pays_fee,
+        limits: &limits,
+    };
+    validate(Format::Csv, text.as_bytes(), &rules, known)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalogue::tests::sample;
 
     fn run(text: &str, generation: ApiGeneration) -> Validated {
-        let cat = sample("Normal");
-        let limits = Limits::default();
-        let rules = Rules {
-            catalogue: &cat,
-            generation,
-            default_merchant_pays_fee: true,
-            limits: &limits,
-        };
-        validate(Format::Csv, text.as_bytes(), &rules, &NoKnownOrders)
+        validate_csv(&sample("Normal"), generation, true, text, &NoKnownOrders)
     }
 
     const TRON: &str = "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K";
@@ -899,23 +911,17 @@ mod tests {
             }
         }
         let cat = sample("Normal");
-        let limits = Limits::default();
-        let rules = Rules {
-            catalogue: &cat,
-            generation: ApiGeneration::V2,
-            default_merchant_pays_fee: false,
-            limits: &limits,
-        };
         let text = format!("order_id,recipient,coin,chain,amount\nold-0001,{TRON},USDT,TRX,5\n");
+        let run_with = |known: &dyn KnownOrders| validate_csv(&cat, ApiGeneration::V2, false, &text, known);
         // Learn the payload digest of the row as it would have been stored.
-        let first = validate(Format::Csv, text.as_bytes(), &rules, &NoKnownOrders);
+        let first = run_with(&NoKnownOrders);
         let digest = payload_digest(&first.rows[0], &first, &cat);
 
         let same = Known(KnownOrder {
             batch: "batch-a".into(),
             payload_digest: digest,
         });
-        let v = validate(Format::Csv, text.as_bytes(), &rules, &same);
+        let v = run_with(&same);
         assert!(v.rows.is_empty());
         assert_eq!(
             v.duplicates,
@@ -930,7 +936,7 @@ mod tests {
             batch: "batch-a".into(),
             payload_digest: [0; 32],
         });
-        let v = validate(Format::Csv, text.as_bytes(), &rules, &other);
+        let v = run_with(&other);
         assert!(v.rows.is_empty());
         assert!(
             v.problems[0]

@@ -183,10 +183,9 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::batch::parse::{Format, Limits};
     use crate::batch::plan::{self, FeeQuote, PlanSettings, PreflightAnswers};
     use crate::batch::preflight::CheckReport;
-    use crate::batch::validate::{NoKnownOrders, Rules, validate};
+    use crate::batch::validate::{NoKnownOrders, validate_csv};
     use crate::catalogue::tests::sample;
     use crate::engine::state::StateKind;
     use crate::policy::{ApprovalRule, Policy};
@@ -197,14 +196,7 @@ mod tests {
     /// A prepared batch over the sample catalogue: POLYGON in maintenance when `polygon` says so.
     fn prepared(text: &str, polygon: &str, approval: ApprovalRule) -> Prepared {
         let catalogue = Arc::new(sample(polygon));
-        let limits = Limits::default();
-        let rules = Rules {
-            catalogue: &catalogue,
-            generation: ApiGeneration::V2,
-            default_merchant_pays_fee: false,
-            limits: &limits,
-        };
-        let validated = validate(Format::Csv, text.as_bytes(), &rules, &NoKnownOrders);
+        let validated = validate_csv(&catalogue, ApiGeneration::V2, false, text, &NoKnownOrders);
         let answers = PreflightAnswers {
             fees: HashMap::from([
                 (

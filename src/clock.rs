@@ -99,6 +99,32 @@ impl Clock for OffsetClock {
     }
 }
 
+/// Wall-clock time that follows tokio's clock from a starting instant: under
+/// `tokio::time::pause()` it moves exactly as far as tokio's virtual time does, so a loop that
+/// reads the wall clock and sleeps on tokio timers can be tested across days in milliseconds.
+#[derive(Debug)]
+pub struct TokioClock {
+    start_ms: i64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `start_ms` now and moving with tokio's time. Call it inside a runtime.
+    pub fn new(start_ms: i64) -> Arc<TokioClock> {
+        Arc::new(TokioClock {
+            start_ms,
+            start: tokio::time::Instant::now(),
+        })
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.start_ms.saturating_add(elapsed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +145,13 @@ mod tests {
         assert_eq!(skewed.now_ms(), 400_000);
         base.advance(Duration::from_secs(1));
         assert_eq!(skewed.now_ms(), 401_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_virtual_time() {
+        let clock = TokioClock::new(1_000);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(clock.now_ms(), 1_000 + 3_600_000);
     }
 
     #[test]

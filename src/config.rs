@@ -93,9 +93,10 @@ struct ReportsFile {
     dir: Option<PathBuf>,
 }
 
+/// A `[policy]` table as written: in the config file, and as a job's overrides.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PolicyFile {
+pub(crate) struct PolicyFile {
     allowed_coins: Option<Vec<String>>,
     allowed_chains: Option<Vec<String>>,
     approval: Option<String>,
@@ -105,7 +106,7 @@ struct PolicyFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CoinPolicyFile {
+pub(crate) struct CoinPolicyFile {
     max_per_order: Option<DecimalSetting>,
     max_per_batch: Option<DecimalSetting>,
     max_per_day: Option<DecimalSetting>,
@@ -572,6 +573,13 @@ fn resolve_preflight(file: PreflightFile, problems: &mut Vec<String>) -> Preflig
 }
 
 fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
+    override_policy(&Policy::default(), file, "policy", problems)
+}
+
+/// `base` with every setting `file` gives replacing the base's (a coin's limits replace that
+/// coin's limits as a whole). Problems name their key under `prefix` (`policy`, or
+/// `jobs/payroll.toml: policy`).
+pub(crate) fn override_policy(base: &Policy, file: PolicyFile, prefix: &str, problems: &mut Vec<String>) -> Policy {
     let upper = |list: Option<Vec<String>>| -> Vec<String> {
         list.unwrap_or_default()
             .into_iter()
@@ -579,19 +587,20 @@ fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
             .collect()
     };
     let approval = match file.approval.as_deref() {
-        None | Some("never") => ApprovalRule::Never,
+        None => base.approval,
+        Some("never") => ApprovalRule::Never,
         Some("always") => ApprovalRule::Always,
         Some("above") => ApprovalRule::Above,
         Some(other) => {
             problems.push(format!(
-                "policy.approval: expected \"never\", \"always\" or \"above\", got {other:?}"
+                "{prefix}.approval: expected \"never\", \"always\" or \"above\", got {other:?}"
             ));
-            ApprovalRule::Never
+            base.approval
         }
     };
-    let mut coins = BTreeMap::new();
+    let mut coins = base.coins.clone();
     for (symbol, c) in file.coins {
-        let key = |name: &str| format!("policy.coins.{symbol}.{name}");
+        let key = |name: &str| format!("{prefix}.coins.{symbol}.{name}");
         let coin = CoinPolicy {
             max_per_order: c.max_per_order.and_then(|d| d.resolve(&key("max_per_order"), problems)),
             max_per_batch: c.max_per_batch.and_then(|d| d.resolve(&key("max_per_batch"), problems)),
@@ -603,13 +612,17 @@ fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
         coins.insert(symbol.to_ascii_uppercase(), coin);
     }
     if approval == ApprovalRule::Above && coins.values().all(|c| c.approval_above.is_none()) {
-        problems.push(
-            "policy.approval = \"above\" needs policy.coins.<COIN>.approval_above for at least one coin".to_owned(),
-        );
+        problems.push(format!(
+            "{prefix}.approval = \"above\" needs {prefix}.coins.<COIN>.approval_above for at least one coin"
+        ));
     }
+    let list = |given: Option<Vec<String>>, base: &Vec<String>| match given {
+        Some(list) => upper(Some(list)),
+        None => base.clone(),
+    };
     Policy {
-        allowed_coins: upper(file.allowed_coins),
-        allowed_chains: upper(file.allowed_chains),
+        allowed_coins: list(file.allowed_coins, &base.allowed_coins),
+        allowed_chains: list(file.allowed_chains, &base.allowed_chains),
         approval,
         coins,
     }

@@ -4,8 +4,11 @@
 mod check;
 mod cli;
 mod client;
+mod daemon;
 mod errors;
 mod helpers;
 mod independent_client;
+mod jobs;
 mod secrets;
 mod submit;
+mod webhook;

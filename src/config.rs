@@ -56,6 +56,34 @@ struct FileConfig {
     policy: PolicyFile,
     #[serde(default)]
     reports: ReportsFile,
+    #[serde(default)]
+    daemon: DaemonFile,
+    #[serde(default)]
+    webhook: WebhookFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonFile {
+    inboxes: Option<Vec<PathBuf>>,
+    jobs_dir: Option<PathBuf>,
+    settle_secs: Option<u64>,
+    rescan_secs: Option<u64>,
+    drain_secs: Option<u64>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
+    socket_mode: Option<String>,
+    max_active_batches: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    path: Option<String>,
+    max_body_bytes: Option<usize>,
+    window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,7 +238,55 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub policy: Policy,
     pub reports: ReportsConfig,
+    pub daemon: DaemonConfig,
+    pub webhook: WebhookConfig,
 }
+
+/// How `ccpayout run` logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (colours on a terminal).
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The daemon (`ccpayout run`).
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Inbox folders watched besides the jobs' own.
+    pub inboxes: Vec<PathBuf>,
+    /// Folder of `*.toml` job definitions; `None`: no jobs.
+    pub jobs_dir: Option<PathBuf>,
+    /// A file must not have changed for this long before it is read (producers that cannot rename).
+    pub settle: Duration,
+    /// Inboxes are rescanned this often; file-system events only make it sooner.
+    pub rescan: Duration,
+    /// After SIGTERM, how long in-flight requests may take before the daemon exits anyway.
+    pub drain: Duration,
+    /// Prometheus metrics listener (loopback only); `None`: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub log_format: LogFormat,
+    /// Permission bits of the control socket: 0o600 or 0o660.
+    pub socket_mode: u32,
+    /// Batches sent at the same time (each within the shared rate limits).
+    pub max_active_batches: u32,
+}
+
+/// The webhook listener (off by default).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+    pub path: String,
+    pub max_body_bytes: usize,
+    /// Accepted distance between a webhook's timestamp and the clock.
+    pub window: Duration,
+}
+
+/// The default metrics address.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9187";
 
 /// How batch files are read.
 #[derive(Debug, Clone, Default)]
@@ -363,6 +439,8 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         limits: limits_file,
         policy: policy_file,
         reports: reports_file,
+        daemon: daemon_file,
+        webhook: webhook_file,
     } = file;
     let file = Sections {
         batch: batch_file,
@@ -462,6 +540,8 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         dir: file.reports.dir.map(&relative_to_config),
     };
     let policy = resolve_policy(file.policy, &mut problems);
+    let daemon = resolve_daemon(daemon_file, &relative_to_config, &mut problems);
+    let webhook = resolve_webhook(webhook_file, &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -482,7 +562,117 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         limits,
         policy,
         reports,
+        daemon,
+        webhook,
     })
+}
+
+fn resolve_daemon(file: DaemonFile, relative: &dyn Fn(PathBuf) -> PathBuf, problems: &mut Vec<String>) -> DaemonConfig {
+    let mut secs = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| -> Duration {
+        let v = value.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            problems.push(format!("daemon.{key}: expected {min} to {max} seconds, got {v}"));
+            return Duration::from_secs(default);
+        }
+        Duration::from_secs(v)
+    };
+    let settle = secs("settle_secs", file.settle_secs, 2, 0, 3600);
+    let rescan = secs("rescan_secs", file.rescan_secs, 30, 1, 3600);
+    let drain = secs("drain_secs", file.drain_secs, 60, 1, 3600);
+    let metrics_listen = match file.metrics_listen.as_deref().map(str::trim) {
+        Some("") => None,
+        given => {
+            let text = given.unwrap_or(DEFAULT_METRICS_LISTEN);
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) if addr.ip().is_loopback() => Some(addr),
+                Ok(_) => {
+                    problems.push(format!(
+                        "daemon.metrics_listen: {text:?} is not a loopback address; metrics are served on 127.0.0.1 or ::1 only (put a proxy in front to expose them)"
+                    ));
+                    None
+                }
+                Err(_) => {
+                    problems.push(format!(
+                        "daemon.metrics_listen: expected IP:PORT such as \"127.0.0.1:9187\", or \"\" for off, got {text:?}"
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let log_format = match file.log_format.as_deref() {
+        None | Some("human") => LogFormat::Human,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.push(format!(
+                "daemon.log_format: expected \"human\" or \"json\", got {other:?}"
+            ));
+            LogFormat::Human
+        }
+    };
+    let socket_mode = match file.socket_mode.as_deref() {
+        None | Some("0600") => 0o600,
+        Some("0660") => 0o660,
+        Some(other) => {
+            problems.push(format!(
+                "daemon.socket_mode: expected \"0600\" or \"0660\", got {other:?}"
+            ));
+            0o600
+        }
+    };
+    let max_active_batches = match file.max_active_batches {
+        None => 4,
+        Some(n) if (1..=64).contains(&n) => n,
+        Some(n) => {
+            problems.push(format!("daemon.max_active_batches: expected 1 to 64, got {n}"));
+            4
+        }
+    };
+    DaemonConfig {
+        inboxes: file.inboxes.unwrap_or_default().into_iter().map(relative).collect(),
+        jobs_dir: file.jobs_dir.map(relative),
+        settle,
+        rescan,
+        drain,
+        metrics_listen,
+        log_format,
+        socket_mode,
+        max_active_batches,
+    }
+}
+
+fn resolve_webhook(file: WebhookFile, problems: &mut Vec<String>) -> WebhookConfig {
+    let listen_text = file.listen.unwrap_or_else(|| "127.0.0.1:8787".to_owned());
+    let listen = match listen_text.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            problems.push(format!(
+                "webhook.listen: expected IP:PORT such as \"127.0.0.1:8787\", got {listen_text:?}"
+            ));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 8787))
+        }
+    };
+    let path = file.path.unwrap_or_else(|| "/ccpayment/webhook".to_owned());
+    if !path.starts_with('/') {
+        problems.push(format!("webhook.path: must start with '/', got {path:?}"));
+    }
+    let max_body_bytes = file.max_body_bytes.unwrap_or(64 * 1024);
+    if !(1024..=1024 * 1024).contains(&max_body_bytes) {
+        problems.push(format!(
+            "webhook.max_body_bytes: expected 1024 to 1048576, got {max_body_bytes}"
+        ));
+    }
+    let window_secs = file.window_secs.unwrap_or(120);
+    if !(10..=900).contains(&window_secs) {
+        problems.push(format!("webhook.window_secs: expected 10 to 900, got {window_secs}"));
+    }
+    WebhookConfig {
+        enabled: file.enabled.unwrap_or(false),
+        listen,
+        path,
+        max_body_bytes: max_body_bytes.clamp(1024, 1024 * 1024),
+        window: Duration::from_secs(window_secs.clamp(10, 900)),
+    }
 }
 
 /// The sections resolved after the API section.

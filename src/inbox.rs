@@ -74,6 +74,11 @@ impl Inbox {
         &self.dir
     }
 
+    /// How long a file must stay unchanged before it is read.
+    pub fn settle(&self) -> Duration {
+        self.settle
+    }
+
     /// Batch files ready to claim, oldest first: candidates whose last change is at least the
     /// settle time before `now`.
     pub fn scan(&self, now: SystemTime) -> io::Result<Vec<PathBuf>> {

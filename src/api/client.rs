@@ -4,16 +4,36 @@
 //! Every attempt is signed afresh with the current timestamp over the exact bytes it sends;
 //! nothing here retries, because only the engine knows whether a retry is safe (it owns the
 //! orderId and the state). Connections are pooled and reused by one `reqwest::Client`.
+//!
+//! # Request statistics
+//!
+//! The client counts every request it sends, once, by endpoint label and outcome
+//! ([`Client::request_stats`]), for the daemon's metrics. The outcome is
+//!
+//! - the `code` of the reply's CCPayment envelope (`"10000"`, `"11004"` …) when the reply is
+//!   one, whatever the HTTP status;
+//! - `http_<status>` when the reply is not a CCPayment envelope (a gateway's HTML error page,
+//!   or a body that is not the envelope even with HTTP 200);
+//! - [`OUTCOME_TRANSPORT`] when no reply came: the connection failed, the request or the reply
+//!   timed out or was cut off, or the caller dropped the call while it was in flight.
+//!
+//! A request is counted where its outcome becomes known: in [`Client::call`] (and so in every
+//! typed method) from the envelope it decodes anyway, and in [`Client::send_raw`], which reads
+//! the envelope for the count because nothing else there does. [`Client::interpret`] does not
+//! count, so `send_raw` followed by `interpret` is one request, as it is on the wire. Requests
+//! that never left (the body or a header could not be built) are not counted, here or in
+//! [`Client::request_counts`]; once nothing is in flight, the outcomes of an endpoint add up to
+//! its `request_counts`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::SecretString;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::codes::SUCCESS;
 use super::error::{ApiError, CallError};
@@ -91,6 +111,83 @@ pub struct RawReply {
     pub body: Bytes,
 }
 
+/// The outcome of a request that got no reply (see "Request statistics" in the module
+/// documentation).
+pub const OUTCOME_TRANSPORT: &str = "transport";
+
+/// What the client has counted so far (by itself and its clones). See "Request statistics" in
+/// the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Requests by (endpoint label, outcome): `("getCoinList", "10000")`,
+    /// `("v1/withdraw", "11004")`, `("getCoin", "http_502")`, `("getCoin", "transport")`.
+    pub by_endpoint_and_code: BTreeMap<(String, String), u64>,
+    /// When (Unix ms, by the client's clock) the last success reply (code 10000) arrived.
+    /// Only a success the client accepts counts: HTTP 200, a valid reply signature on v1, and
+    /// (for a typed call) data of the expected shape; `None` until the first.
+    pub last_success_ms: Option<i64>,
+}
+
+/// The counters behind [`Client::request_counts`] and [`Client::request_stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    /// Requests sent, by endpoint label: counted as they go out.
+    sent: BTreeMap<String, u64>,
+    /// Requests by (endpoint label, outcome): counted when the outcome is known.
+    outcomes: BTreeMap<(String, String), u64>,
+    last_success_ms: Option<i64>,
+}
+
+type SharedCounters = Arc<Mutex<Counters>>;
+
+fn lock_counters(counters: &Mutex<Counters>) -> MutexGuard<'_, Counters> {
+    // Counters are consistent after every statement; a panic elsewhere must not stop counting.
+    counters.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One request between going out and its outcome being known. Dropped unfinished (a transport
+/// error returned with `?`, or the caller's future dropped mid-flight) it counts as
+/// [`OUTCOME_TRANSPORT`], so every request sent is counted exactly once.
+struct InFlight {
+    counters: SharedCounters,
+    clock: SharedClock,
+    label: String,
+    finished: bool,
+}
+
+impl InFlight {
+    /// Counts the request under `outcome`; `success` records the time as the last success.
+    fn finish(mut self, outcome: String, success: bool) {
+        self.finished = true;
+        self.record(outcome, success);
+    }
+
+    fn record(&self, outcome: String, success: bool) {
+        let now_ms = success.then(|| self.clock.now_ms());
+        let mut counters = lock_counters(&self.counters);
+        *counters.outcomes.entry((self.label.clone(), outcome)).or_insert(0) += 1;
+        if now_ms.is_some() {
+            counters.last_success_ms = now_ms;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(OUTCOME_TRANSPORT.to_owned(), false);
+        }
+    }
+}
+
+/// The outcome label of a reply: its envelope's code, else `http_<status>`.
+fn outcome_label(code: Option<i64>, http_status: u16) -> String {
+    match code {
+        Some(code) => code.to_string(),
+        None => format!("http_{http_status}"),
+    }
+}
+
 /// The CCPayment API client. Cheap to clone; clones share the connection pool and the request
 /// counts.
 #[derive(Debug, Clone)]
@@ -98,7 +195,7 @@ pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
     clock: SharedClock,
-    sent: Arc<Mutex<BTreeMap<String, u64>>>,
+    counters: SharedCounters,
 }
 
 impl Client {
@@ -117,7 +214,7 @@ impl Client {
             http,
             config,
             clock,
-            sent: Arc::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -128,7 +225,18 @@ impl Client {
 
     /// Requests sent so far (by this client and its clones), per endpoint label.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
-        self.sent.lock().map(|m| m.clone()).unwrap_or_default()
+        lock_counters(&self.counters).sent.clone()
+    }
+
+    /// Requests answered so far (by this client and its clones), per endpoint label and
+    /// outcome, and the time of the last success. See "Request statistics" in the module
+    /// documentation.
+    pub fn request_stats(&self) -> RequestStats {
+        let counters = lock_counters(&self.counters);
+        RequestStats {
+            by_endpoint_and_code: counters.outcomes.clone(),
+            last_success_ms: counters.last_success_ms,
+        }
     }
 
     /// The URL of an endpoint.
@@ -141,8 +249,18 @@ impl Client {
     }
 
     /// Signs `body` with a fresh timestamp and sends it; returns the reply as received.
-    /// Only transport failures are errors here; the envelope is not looked at.
+    /// Only transport failures are errors here. The envelope is read only to count the request
+    /// by its outcome (see "Request statistics" in the module documentation).
     pub async fn send_raw(&self, endpoint: Endpoint<'_>, body: Vec<u8>) -> Result<RawReply, CallError> {
+        let (reply, in_flight) = self.send(endpoint, body).await?;
+        let (code, accepted) = self.interpret_envelope::<IgnoredAny>(endpoint, &reply);
+        in_flight.finish(outcome_label(code, reply.http_status), accepted.is_ok());
+        Ok(reply)
+    }
+
+    /// Signs and sends; returns the reply and the request's [`InFlight`] count, which the caller
+    /// finishes with the outcome. Transport errors drop it, which counts them.
+    async fn send(&self, endpoint: Endpoint<'_>, body: Vec<u8>) -> Result<(RawReply, InFlight), CallError> {
         let label = endpoint.label();
         let timestamp = self.clock.now_secs().to_string();
         let signature = match endpoint.version {
@@ -167,9 +285,13 @@ impl Client {
         }
 
         tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&body), "sending");
-        if let Ok(mut sent) = self.sent.lock() {
-            *sent.entry(label.clone()).or_insert(0) += 1;
-        }
+        *lock_counters(&self.counters).sent.entry(label.clone()).or_insert(0) += 1;
+        let in_flight = InFlight {
+            counters: Arc::clone(&self.counters),
+            clock: Arc::clone(&self.clock),
+            label: label.clone(),
+            finished: false,
+        };
         let started = Instant::now();
         let response = self
             .http
@@ -193,11 +315,12 @@ impl Client {
             "reply received"
         );
         tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&body), "reply body");
-        Ok(RawReply {
+        let reply = RawReply {
             http_status,
             headers,
             body,
-        })
+        };
+        Ok((reply, in_flight))
     }
 
     /// Sends a typed request and decodes the `data` of a successful reply.
@@ -210,16 +333,29 @@ impl Client {
             endpoint: endpoint.label(),
             detail: format!("cannot encode the request: {e}"),
         })?;
-        let reply = self.send_raw(endpoint, body).await?;
-        self.interpret(endpoint, &reply)
+        let (reply, in_flight) = self.send(endpoint, body).await?;
+        let (code, result) = self.interpret_envelope(endpoint, &reply);
+        in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
+        result
     }
 
     /// Interprets a raw reply: the envelope's code, the v1 reply signature, then the data.
+    /// Counts nothing: [`Client::send_raw`] counted the request already.
     pub fn interpret<Resp: DeserializeOwned>(
         &self,
         endpoint: Endpoint<'_>,
         reply: &RawReply,
     ) -> Result<Resp, CallError> {
+        self.interpret_envelope(endpoint, reply).1
+    }
+
+    /// [`Client::interpret`], also returning the envelope's code when the reply is an envelope:
+    /// one parse serves the caller and the request statistics.
+    fn interpret_envelope<Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
+        reply: &RawReply,
+    ) -> (Option<i64>, Result<Resp, CallError>) {
         let label = endpoint.label();
         let ambiguous = |detail: String| CallError::Ambiguous {
             endpoint: label.clone(),
@@ -228,12 +364,35 @@ impl Client {
         let envelope: Envelope<serde_json::Value> = match serde_json::from_slice(&reply.body) {
             Ok(envelope) => envelope,
             Err(_) if reply.http_status != 200 => {
-                return Err(ambiguous(format!(
-                    "HTTP {} without a CCPayment reply",
-                    reply.http_status
-                )));
+                return (
+                    None,
+                    Err(ambiguous(format!(
+                        "HTTP {} without a CCPayment reply",
+                        reply.http_status
+                    ))),
+                );
             }
-            Err(e) => return Err(ambiguous(format!("the reply is not a CCPayment envelope: {e}"))),
+            Err(e) => {
+                return (
+                    None,
+                    Err(ambiguous(format!("the reply is not a CCPayment envelope: {e}"))),
+                );
+            }
+        };
+        (Some(envelope.code), self.decode_envelope(endpoint, reply, envelope))
+    }
+
+    /// The second half of [`Client::interpret`]: the code, the status, the v1 signature, the data.
+    fn decode_envelope<Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
+        reply: &RawReply,
+        envelope: Envelope<serde_json::Value>,
+    ) -> Result<Resp, CallError> {
+        let label = endpoint.label();
+        let ambiguous = |detail: String| CallError::Ambiguous {
+            endpoint: label.clone(),
+            detail,
         };
         if envelope.code != SUCCESS {
             return Err(ApiError::new(label, envelope.code, envelope.msg).into());
@@ -459,7 +618,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
 
     fn client(v2: &str) -> Client {
         let config = ClientConfig {
@@ -565,5 +724,188 @@ mod tests {
         let c = client(&format!("http://127.0.0.1:{port}"));
         let err = c.get_coin_list().await.unwrap_err();
         assert!(matches!(err, CallError::NotSent { .. }), "{err}");
+        // Counted once, as a transport failure, and not as a success.
+        let stats = c.request_stats();
+        assert_eq!(stats.by_endpoint_and_code, counts(&[("getCoinList", "transport", 1)]));
+        assert_eq!(stats.last_success_ms, None);
+        assert_eq!(c.request_counts(), BTreeMap::from([("getCoinList".to_owned(), 1)]));
+    }
+
+    fn counts(entries: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+        entries
+            .iter()
+            .map(|&(endpoint, code, n)| ((endpoint.to_owned(), code.to_owned()), n))
+            .collect()
+    }
+
+    /// Per endpoint, the outcomes add up to the requests sent.
+    fn assert_outcomes_add_up(c: &Client) {
+        let mut answered: BTreeMap<String, u64> = BTreeMap::new();
+        for ((endpoint, _), n) in c.request_stats().by_endpoint_and_code {
+            *answered.entry(endpoint).or_insert(0) += n;
+        }
+        assert_eq!(answered, c.request_counts());
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    async fn sandbox_client() -> (crate::sandbox::Sandbox, Client, Arc<ManualClock>) {
+        use crate::sandbox::{Sandbox, SandboxConfig};
+        let clock = ManualClock::new(T0);
+        let sandbox = Sandbox::start(SandboxConfig::default(), clock.clone())
+            .await
+            .expect("sandbox starts");
+        let config = ClientConfig {
+            v2_base_url: sandbox.base_url(),
+            v1_base_url: sandbox.base_url(),
+            app_id: sandbox.app_id().to_owned(),
+            app_secret: sandbox.app_secret().clone(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        };
+        let client = Client::new(config, clock.clone()).expect("client builds");
+        (sandbox, client, clock)
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_once_by_endpoint_and_code() {
+        let (sandbox, c, clock) = sandbox_client().await;
+        assert_eq!(c.request_stats(), RequestStats::default());
+
+        // Two successes, the second through a clone: clones share the counts.
+        c.get_coin_list().await.expect("coin list");
+        clock.advance(Duration::from_secs(5));
+        c.clone().get_coin_list().await.expect("coin list");
+        let last_success = clock.now_ms();
+
+        // An API error code.
+        clock.advance(Duration::from_secs(5));
+        sandbox.force_error(method::GET_COIN_LIST, 11004, "RateLimit", 1);
+        let err = c.get_coin_list().await.unwrap_err();
+        assert_eq!(err.code(), Some(11004), "{err}");
+
+        // A v1 call: its success reply is a signed envelope, counted by its code too.
+        clock.advance(Duration::from_secs(5));
+        let bills = c.v1_bill_info(&["none".to_owned()]).await.expect("bill info");
+        assert!(bills.is_empty());
+        let v1_success = clock.now_ms();
+
+        // An HTTP error without a CCPayment reply counts by its status.
+        clock.advance(Duration::from_secs(5));
+        sandbox.set_faults(crate::sandbox::Faults {
+            http_5xx: 1.0,
+            on_reads: true,
+            ..Default::default()
+        });
+        let err = c.get_fiat_list().await.unwrap_err();
+        assert!(err.is_ambiguous(), "{err}");
+        sandbox.set_faults(crate::sandbox::Faults::default());
+
+        let stats = c.request_stats();
+        assert_eq!(
+            stats.by_endpoint_and_code,
+            counts(&[
+                ("getCoinList", "10000", 2),
+                ("getCoinList", "11004", 1),
+                ("getFiatList", "http_502", 1),
+                ("v1/bill/info", "10000", 1),
+            ])
+        );
+        // The time of the last accepted success, not of the later failures.
+        assert!(v1_success > last_success);
+        assert_eq!(stats.last_success_ms, Some(v1_success));
+        assert_outcomes_add_up(&c);
+
+        // A transport failure: the sandbox is gone.
+        sandbox.shutdown().await;
+        let err = c.get_coin_list().await.unwrap_err();
+        assert!(matches!(err, CallError::NotSent { .. }), "{err}");
+        let stats = c.request_stats();
+        assert_eq!(
+            stats.by_endpoint_and_code[&("getCoinList".to_owned(), "transport".to_owned())],
+            1
+        );
+        assert_eq!(stats.last_success_ms, Some(v1_success));
+        assert_outcomes_add_up(&c);
+    }
+
+    #[tokio::test]
+    async fn send_raw_then_interpret_is_one_request() {
+        let (sandbox, c, _clock) = sandbox_client().await;
+        let ep = Endpoint::v2(method::GET_COIN_LIST);
+        let reply = c.send_raw(ep, b"{}".to_vec()).await.expect("reply");
+        let coins: CoinList = c.interpret(ep, &reply).expect("coins");
+        assert!(!coins.coins.is_empty());
+        sandbox.force_error(method::GET_COIN_LIST, 11009, "ReqDailyLimit", 1);
+        let reply = c.send_raw(ep, b"{}".to_vec()).await.expect("reply");
+        let err = c.interpret::<CoinList>(ep, &reply).unwrap_err();
+        assert_eq!(err.code(), Some(11009), "{err}");
+        let stats = c.request_stats();
+        assert_eq!(
+            stats.by_endpoint_and_code,
+            counts(&[("getCoinList", "10000", 1), ("getCoinList", "11009", 1)])
+        );
+        assert_eq!(stats.last_success_ms, Some(T0));
+        // interpret alone counts nothing.
+        let _ = c.interpret::<CoinList>(ep, &reply);
+        assert_eq!(c.request_stats(), stats);
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_v1_success_counts_under_its_code_but_is_no_success() {
+        // A server that answers every request with an unsigned success envelope.
+        let app = axum::Router::new().fallback(|| async { r#"{"code":10000,"msg":"success","data":[]}"# });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut c = client(&format!("http://{addr}"));
+        c.config.v1_base_url = format!("http://{addr}");
+
+        let err = c.v1_bill_info(&["a".to_owned()]).await.unwrap_err();
+        assert!(err.is_ambiguous(), "{err}");
+        let reply = c
+            .send_raw(Endpoint::v1(method::V1_BILL_INFO), b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(reply.http_status, 200);
+        let stats = c.request_stats();
+        assert_eq!(stats.by_endpoint_and_code, counts(&[("v1/bill/info", "10000", 2)]));
+        assert_eq!(stats.last_success_ms, None);
+
+        // The same envelope is a success on v2, which does not sign replies.
+        let _: serde_json::Value = c.call(Endpoint::v2("anything"), &Empty {}).await.unwrap();
+        assert_eq!(c.request_stats().last_success_ms, Some(1_677_152_720_000));
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_in_flight_counts_as_transport() {
+        // A listener that accepts connections (the kernel does) but never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = client(&format!("http://{}", listener.local_addr().unwrap()));
+        let call = tokio::time::timeout(Duration::from_millis(200), c.get_coin_list()).await;
+        assert!(call.is_err(), "the silent server answered: {call:?}");
+        assert_eq!(
+            c.request_stats().by_endpoint_and_code,
+            counts(&[("getCoinList", "transport", 1)])
+        );
+        // Without the caller's timeout the client's own request timeout (1 s) ends it.
+        let err = c.get_coin_list().await.unwrap_err();
+        assert!(err.is_ambiguous(), "{err}");
+        assert_eq!(
+            c.request_stats().by_endpoint_and_code,
+            counts(&[("getCoinList", "transport", 2)])
+        );
+        assert_outcomes_add_up(&c);
+        drop(listener);
+    }
+
+    #[test]
+    fn outcome_labels() {
+        assert_eq!(outcome_label(Some(10000), 200), "10000");
+        assert_eq!(outcome_label(Some(11004), 429), "11004");
+        assert_eq!(outcome_label(None, 502), "http_502");
+        assert_eq!(outcome_label(None, 200), "http_200");
     }
 }

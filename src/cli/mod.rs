@@ -18,8 +18,11 @@ use crate::api::types::{Envelope, method};
 use crate::api::{CallError, Client, Endpoint};
 use crate::clock;
 use crate::config::{self, Config, ConfigError};
+use crate::daemon::control::Request;
+use crate::daemon::shutdown_signal;
 use crate::sandbox::{self, Faults, RateLimit, Sandbox, SandboxConfig};
 
+mod run;
 mod submit;
 
 const EXIT_CODES: &str = "\
@@ -76,6 +79,16 @@ pub enum Command {
     /// meet (credentials, IP whitelist, clock).
     #[command(after_help = EXIT_CODES)]
     Submit(SubmitArgs),
+
+    /// Run the daemon: watch inbox folders, run scheduled jobs, pay, track, report.
+    ///
+    /// Resumes every open batch in the store (after reconciling anything in flight), then
+    /// claims each batch file renamed into an inbox, pays it exactly once and archives it in
+    /// `done/` beside its reports (or in `rejected/` with an error report). `status`,
+    /// `approve`, `cancel`, `pause` and `resume` reach it through its control socket. SIGTERM
+    /// or Ctrl-C drains and exits 0; a second signal exits at once.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
 
     /// Show batches, one batch (by name or id prefix) or one order (by order_id).
     Status {
@@ -175,6 +188,20 @@ pub struct SubmitArgs {
     /// Return once every order is submitted, without waiting for final statuses.
     #[arg(long)]
     pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// An inbox folder to watch (repeatable), besides daemon.inboxes and the jobs' inboxes.
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Vec<PathBuf>,
+    /// Use the built-in CCPayment simulator; without --inbox, a temporary inbox with a demo
+    /// batch in it.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Log format: human lines or one JSON object per line (default: daemon.log_format).
+    #[arg(long, value_name = "FORMAT", value_parser = ["human", "json"])]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -289,7 +316,10 @@ pub enum CliError {
 /// Parses the command line, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The daemon sets up its logging once its config (log format) is read.
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging(cli.verbose, false, "warn");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -311,6 +341,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Sends `request` to a running daemon; `None` when none runs on `state_dir`.
+async fn via_daemon(
+    state_dir: &std::path::Path,
+    request: crate::daemon::control::Request,
+) -> Result<Option<Outcome>, CliError> {
+    match crate::daemon::control::call(state_dir, &request).await {
+        Ok(Some(reply)) => submit::show(reply).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{e}").into()),
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
@@ -320,20 +362,55 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let dir = state_dir_or_default(cli.state_dir, args.sandbox)?;
             submit::submit(&config, &dir, &args.file, args.sandbox, !args.no_wait).await
         }
+        Command::Run(args) => run::run(cli.config, cli.state_dir, cli.verbose, args).await,
+        // Operator commands go to the daemon when one runs (it holds the store), else to the
+        // store directly.
         Command::Status { target, sandbox } => {
-            submit::status(&state_dir_or_default(cli.state_dir, sandbox)?, target.as_deref())
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            if let Some(outcome) = via_daemon(&dir, Request::Status { target: target.clone() }).await? {
+                return Ok(outcome);
+            }
+            submit::status(&dir, target.as_deref())
         }
         Command::Approve { batch, digest, sandbox } => {
-            submit::approve(&state_dir_or_default(cli.state_dir, sandbox)?, &batch, &digest)
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            let request = Request::Approve {
+                batch: batch.clone(),
+                digest: digest.clone(),
+            };
+            if let Some(outcome) = via_daemon(&dir, request).await? {
+                return Ok(outcome);
+            }
+            submit::approve(&dir, &batch, &digest)
         }
-        Command::Cancel { batch, sandbox } => submit::cancel(&state_dir_or_default(cli.state_dir, sandbox)?, &batch),
+        Command::Cancel { batch, sandbox } => {
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            if let Some(outcome) = via_daemon(&dir, Request::Cancel { batch: batch.clone() }).await? {
+                return Ok(outcome);
+            }
+            submit::cancel(&dir, &batch)
+        }
         Command::Pause { reason, sandbox } => {
-            submit::pause(&state_dir_or_default(cli.state_dir, sandbox)?, true, reason)
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            if let Some(outcome) = via_daemon(&dir, Request::Pause { reason: reason.clone() }).await? {
+                return Ok(outcome);
+            }
+            submit::pause(&dir, true, reason)
         }
-        Command::Resume { sandbox } => submit::pause(&state_dir_or_default(cli.state_dir, sandbox)?, false, None),
+        Command::Resume { sandbox } => {
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            if let Some(outcome) = via_daemon(&dir, Request::Resume).await? {
+                return Ok(outcome);
+            }
+            submit::pause(&dir, false, None)
+        }
         Command::Report { batch, sandbox } => {
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            if let Some(outcome) = via_daemon(&dir, Request::Report { batch: batch.clone() }).await? {
+                return Ok(outcome);
+            }
             let config = load_config(cli.config)?;
-            submit::report(&config, &state_dir_or_default(cli.state_dir, sandbox)?, &batch)
+            submit::report(&config, &dir, &batch)
         }
         Command::Api(args) => api_command(cli.config, args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
@@ -341,20 +418,24 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs to stderr: human lines (colour on a terminal) or JSON lines. `quiet` is the level with
+/// no `-v`; each `-v` is one level more. RUST_LOG overrides.
+fn init_logging(verbose: u8, json: bool, quiet: &str) {
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
+    let levels = ["error", "warn", "info", "debug", "trace"];
+    let base = levels.iter().position(|l| *l == quiet).unwrap_or(1);
+    let default = levels[(base + usize::from(verbose)).min(levels.len() - 1)];
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 fn state_dir_or_default(given: Option<PathBuf>, sandbox: bool) -> Result<PathBuf, CliError> {
@@ -643,29 +724,6 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         _ = sandbox.stopped() => {}
     }
     Ok(Outcome::Success)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,14 @@
 //! The spacing is scheduled like a GCRA with a millisecond of tolerance, so rounding to whole
 //! milliseconds neither drifts nor bursts, and an idle sender earns no burst.
 //!
+//! # Counting pauses
+//!
+//! For the daemon's metrics the gate counts the pauses that *began* ([`PauseCounts`]): an
+//! 11004 that closes the gate (not its echoes), and a daily-limit pause (an 11009 or the client
+//! budget) that starts while no daily pause is in force (not a late reply that re-confirms or
+//! extends one). A pause restored from [`PersistedPause`] at start did not begin in this
+//! process and is not counted. Whether the gate is closed now is [`Gate::snapshot`]'s reason.
+//!
 //! [`GateState`] is pure: every method takes the time (and, where random, a number in `[0, 1)`)
 //! as an argument, and it does no I/O. [`Gate`] is the small async wrapper the engine's senders
 //! share; it reads the crate clock and sleeps on tokio time.
@@ -118,6 +126,16 @@ pub struct PersistedPause {
     pub kill_switch: bool,
     /// Why, in words: the operator's note or the API's message.
     pub reason: Option<String>,
+}
+
+/// How many pauses began since the gate was created (see "Counting pauses" in the module
+/// documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PauseCounts {
+    /// Pauses after an 11004 (rate limited).
+    pub rate_limit: u64,
+    /// Pauses until the daily reset (11009, or the client's daily budget used up).
+    pub daily_limit: u64,
 }
 
 /// The pause after an 11004, by level: 1 s, 2 s, 4 s … up to a minute, full jitter.
@@ -194,6 +212,7 @@ pub struct GateState {
     /// End of the pause after the last 11004 (Unix ms); `i64::MIN` when there was none.
     backoff_until_ms: i64,
     throttle: Option<Throttle>,
+    pauses: PauseCounts,
 }
 
 impl GateState {
@@ -209,6 +228,7 @@ impl GateState {
             successes_to_step_down: DEFAULT_SUCCESSES_TO_STEP_DOWN,
             backoff_until_ms: i64::MIN,
             throttle: None,
+            pauses: PauseCounts::default(),
         }
     }
 
@@ -290,6 +310,7 @@ impl GateState {
             // pause began, so it says nothing new about the rate.
             return;
         }
+        self.pauses.rate_limit = self.pauses.rate_limit.saturating_add(1);
         self.level = (self.level + 1).min(MAX_LEVEL);
         self.streak = 0;
         let pause_ms = duration_ms(PAUSE_BACKOFF.delay(self.level, unit)).max(MIN_PAUSE_MS);
@@ -311,6 +332,9 @@ impl GateState {
     /// persist.
     pub fn on_daily_limit(&mut self, now_ms: i64, day: &DayClock, reason: &str) -> PersistedPause {
         let until = day.next_reset_ms(now_ms);
+        if self.persisted.daily_until_ms.is_none_or(|u| u <= now_ms) {
+            self.pauses.daily_limit = self.pauses.daily_limit.saturating_add(1);
+        }
         // Never shorten a pause already recorded (a reply from the previous day arriving late
         // must not reopen the gate early).
         self.persisted.daily_until_ms = Some(self.persisted.daily_until_ms.map_or(until, |u| u.max(until)));
@@ -371,6 +395,11 @@ impl GateState {
     /// configured quota applies.
     pub fn allowed_rate(&self) -> Option<f64> {
         self.throttle.map(|t| t.rate)
+    }
+
+    /// How many pauses began since this state was created.
+    pub fn pause_counts(&self) -> PauseCounts {
+        self.pauses
     }
 }
 
@@ -493,6 +522,12 @@ impl Gate {
     /// only the configured quota applies. For status output.
     pub fn allowed_rate(&self) -> Option<f64> {
         self.lock().allowed_rate()
+    }
+
+    /// How many rate-limit and daily-limit pauses began since the gate was created. For
+    /// metrics; [`Gate::snapshot`] says whether a pause is in force now.
+    pub fn pause_counts(&self) -> PauseCounts {
+        self.lock().pause_counts()
     }
 }
 
@@ -1026,6 +1061,80 @@ mod tests {
         // Woken by the notification, not by the next one-second poll.
         assert_eq!(tokio::time::Instant::now(), released_at);
         assert_eq!(gate.snapshot(), (PersistedPause::default(), None));
+    }
+
+    #[test]
+    fn pauses_are_counted_when_they_begin() {
+        let mut gate = open_gate();
+        assert_eq!(gate.pause_counts(), PauseCounts::default());
+        // An 11004 and its echoes during the pause: one pause.
+        gate.on_rate_limited(0, 0.5);
+        for now_ms in [1, 200, 499] {
+            gate.on_rate_limited(now_ms, 0.5);
+        }
+        assert_eq!(gate.pause_counts().rate_limit, 1);
+        // After the pause a refusal begins another.
+        gate.on_rate_limited(500, 0.5);
+        assert_eq!(
+            gate.pause_counts(),
+            PauseCounts {
+                rate_limit: 2,
+                daily_limit: 0
+            }
+        );
+
+        // An 11009, then late or repeated ones before the reset: one pause.
+        gate.on_daily_limit(17_500, &SHORT_DAY, "11009");
+        gate.on_daily_limit(12_000, &SHORT_DAY, "late reply");
+        gate.on_daily_limit(22_999, &SHORT_DAY, "11009 again");
+        assert_eq!(gate.pause_counts().daily_limit, 1);
+        // The next day's 11009 begins a new pause.
+        gate.on_daily_limit(23_000, &SHORT_DAY, "11009 next day");
+        assert_eq!(gate.hold_until(23_000), Some(33_000));
+        assert_eq!(
+            gate.pause_counts(),
+            PauseCounts {
+                rate_limit: 2,
+                daily_limit: 2
+            }
+        );
+
+        // A pause restored at start did not begin in this process, nor does a reply during it.
+        let mut restored = GateState::new(gate.persisted(), BASE_SPACING);
+        restored.on_daily_limit(25_000, &SHORT_DAY, "11009");
+        assert_eq!(restored.pause_counts(), PauseCounts::default());
+        // The kill switch is not a limit pause.
+        restored.set_kill_switch(true, None);
+        assert_eq!(restored.pause_counts(), PauseCounts::default());
+    }
+
+    #[test]
+    fn the_gate_reports_pause_counts_and_whether_it_is_paused() {
+        let clock = ManualClock::new(17_500);
+        let gate = Gate::new(open_gate(), clock.clone(), 1);
+        assert_eq!(gate.pause_counts(), PauseCounts::default());
+        assert_eq!(gate.snapshot().1, None);
+
+        gate.on_rate_limited();
+        gate.on_rate_limited();
+        assert_eq!(gate.pause_counts().rate_limit, 1);
+        assert!(gate.snapshot().1.is_some_and(|r| r.contains("(11004)")));
+        // The pause is at most a second at level 1.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(gate.snapshot().1, None);
+
+        gate.on_daily_limit(&SHORT_DAY, "CCPayment 11009 ReqDailyLimit");
+        assert_eq!(
+            gate.pause_counts(),
+            PauseCounts {
+                rate_limit: 1,
+                daily_limit: 1
+            }
+        );
+        assert!(gate.snapshot().1.is_some_and(|r| r.contains("daily request limit")));
+        clock.set_ms(23_000);
+        assert_eq!(gate.snapshot().1, None);
+        assert_eq!(gate.pause_counts().daily_limit, 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! `bill/info`, 100), first after `track_first_delay` and then on a growing schedule, which
 //! keeps tracking near one request per 20 orders.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,7 +105,12 @@ pub struct Engine {
     clock: SharedClock,
     settings: EngineSettings,
     jitter: Mutex<Jitter>,
+    /// Order ids a webhook said changed: asked about at the next tracking pass.
+    hints: Mutex<HashSet<String>>,
 }
+
+/// At most this many hinted order ids are remembered; more are dropped (polling still finds them).
+const MAX_HINTS: usize = 10_000;
 
 /// An unknown order and what CCPayment said when asked about it.
 type Lookup = (OrderRecord, Result<Option<WithdrawRecord>, CallError>);
@@ -134,7 +139,59 @@ impl Engine {
             clock,
             settings,
             jitter: Mutex::new(Jitter::from_entropy()),
+            hints: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The pause gate (kill switch, rate-limit and daily pauses), shared by every batch.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// The API client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A hint (from a verified webhook) that an order's status changed: it is asked about at
+    /// the next tracking pass of its batch instead of at its scheduled check. Idempotent; only
+    /// the record query that follows changes anything.
+    pub fn hint(&self, order_id: &str) {
+        if let Ok(mut hints) = self.hints.lock()
+            && hints.len() < MAX_HINTS
+        {
+            hints.insert(order_id.to_owned());
+        }
+    }
+
+    /// Submitted orders of `batch_id` that were hinted, taken out of the hint set. Hints for
+    /// orders that are not (or no longer) submitted are dropped.
+    fn take_hinted(&self, batch_id: &str) -> Result<Vec<OrderRecord>, EngineError> {
+        let ids: Vec<String> = match self.hints.lock() {
+            Ok(hints) if !hints.is_empty() => hints.iter().cloned().collect(),
+            _ => return Ok(Vec::new()),
+        };
+        let mut mine = Vec::new();
+        let mut done = Vec::new();
+        for id in ids {
+            match self.store.order(&id)? {
+                Some(order) if order.batch_id == batch_id => {
+                    if order.kind() == StateKind::Submitted {
+                        mine.push(order);
+                    }
+                    done.push(id);
+                }
+                Some(order) if order.kind() == StateKind::Submitted => {}
+                // Unknown orders and orders that are not submitted need no hint.
+                _ => done.push(id),
+            }
+        }
+        if let Ok(mut hints) = self.hints.lock() {
+            for id in done {
+                hints.remove(&id);
+            }
+        }
+        Ok(mine)
     }
 
     fn now(&self) -> i64 {
@@ -308,6 +365,20 @@ impl Engine {
         if !self.reconcile_pending(cancel, progress).await? {
             return Ok(RunEnd::Interrupted);
         }
+        self.run_reconciled_batch(batch_id, wait_final, cancel, progress).await
+    }
+
+    /// [`Engine::run_batch`] without the global reconciliation at its start: for a caller that
+    /// ran [`Engine::reconcile_pending`] once before running several batches at the same time
+    /// (the daemon). Each batch's own unknown orders are still reconciled by its loop, and no two
+    /// loops may run the same batch.
+    pub async fn run_reconciled_batch(
+        &self,
+        batch_id: &str,
+        wait_final: bool,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<RunEnd, EngineError> {
         let mut inflight: JoinSet<Sent> = JoinSet::new();
         let mut stopped: Option<(i64, String)> = None;
         let mut last_counts = BTreeMap::new();
@@ -575,12 +646,20 @@ impl Engine {
         // its oldest order has waited `slack`, and orders due within `slack` ride along early.
         let now = self.now();
         let slack = ms(self.settings.track_first_delay) / 2;
-        let due = self
+        let mut due = self
             .store
             .orders_by_state(StateKind::Submitted, Some(batch_id), Some(now + slack), 4000)?;
-        if !due.iter().any(|o| o.due_ms() <= now) {
+        let hinted = self.take_hinted(batch_id)?;
+        if !due.iter().any(|o| o.due_ms() <= now) && hinted.is_empty() {
             return Ok(());
         }
+        // A hinted order is asked about now: it goes first, so its query is sent even when
+        // it is not full.
+        let hinted_ids: HashSet<String> = hinted.iter().map(|o| o.order_id.clone()).collect();
+        due.retain(|o| !hinted_ids.contains(&o.order_id));
+        let mut hinted = hinted;
+        hinted.append(&mut due);
+        let due = hinted;
         let (v1, v2): (Vec<OrderRecord>, Vec<OrderRecord>) =
             due.into_iter().partition(|o| matches!(o.call, WithdrawCall::V1(_)));
         let mut tasks = JoinSet::new();
@@ -589,8 +668,11 @@ impl Engine {
             (V1_MAX_ORDER_IDS_PER_QUERY, v1, true),
         ] {
             for chunk in group.chunks(chunk_size) {
-                // `group` is in due order, so only the last chunk can be partial.
-                let overdue = chunk.first().is_some_and(|o| o.due_ms() <= now - slack);
+                // `group` is in due order (hinted orders first), so only the last chunk can be
+                // partial.
+                let overdue = chunk
+                    .iter()
+                    .any(|o| o.due_ms() <= now - slack || hinted_ids.contains(&o.order_id));
                 if chunk.len() < chunk_size && !overdue {
                     continue;
                 }

@@ -438,16 +438,26 @@ impl Store {
                 return Ok(Some(batch));
             }
         }
-        // By name: batches are few (one per file), so a scan is fine.
-        let mut found = Vec::new();
+        // By name, or by the file's stem the name starts with (`payroll` for
+        // `payroll-e8fb3ef69cb5`) when only one batch has it: batches are few (one per file),
+        // so a scan is fine.
+        let mut exact = Vec::new();
+        let mut by_stem = Vec::new();
+        let stem = format!("{key}-");
         for entry in batches.iter().map_err(|e| self.db_err(e))? {
             let (id, bytes) = entry.map_err(|e| self.db_err(e))?;
             let batch = self.decode_batch(id.value(), bytes.value())?;
             if batch.name == key {
-                found.push(batch);
+                exact.push(batch);
+            } else if batch.name.strip_prefix(&stem).is_some_and(|rest| !rest.contains('-')) {
+                by_stem.push(batch);
             }
         }
-        single(key, found)
+        if exact.is_empty() {
+            single(key, by_stem)
+        } else {
+            single(key, exact)
+        }
     }
 
     /// Every batch, newest first.

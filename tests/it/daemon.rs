@@ -1,1 +1,514 @@
-//! (being written)
+//! `ccpayout run`: the daemon against a sandbox on loopback, on the real clock, with temporary
+//! inboxes and state. The sandbox's ledger is the proof of what was paid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ccpayout::sandbox::{Ledger, SandboxConfig};
+
+use crate::helpers::{TestApi, command, run_ccpayout};
+
+const RECIPIENTS: [&str; 3] = [
+    "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K",
+    "TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr",
+    "TVqoGi64Ad2mSiPNsqVnqB2VkLGi7Mx1vq",
+];
+
+/// A running daemon; killed when dropped (tests stop it with SIGTERM when they mean to).
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(api: &TestApi, state: &Path, config: &Path, extra: &[&str]) -> Daemon {
+        let log = state.with_extension(format!("log-{}", nanos()));
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "run",
+        ];
+        args.extend_from_slice(extra);
+        let child = command(api, &args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the daemon starts");
+        let daemon = Daemon { child, log };
+        // Ready when the control socket answers.
+        daemon.wait_for("the control socket", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(state.join("control.sock")).is_ok()
+        });
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `done` until it holds, failing the test (with the daemon's log) after `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            if start.elapsed() > limit {
+                panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code and how long it took.
+    fn terminate(mut self, limit: Duration) -> (Option<i32>, Duration, String) {
+        let start = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed(), self.log());
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "the daemon did not exit within {limit:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A config for fast tests: short tracking, a quick rescan, no metrics port unless asked.
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("ccpayout.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[limits]\nrate_per_second = 200\nconcurrency = 16\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+             [daemon]\nsettle_secs = 1\nrescan_secs = 1\ndrain_secs = 20\nmetrics_listen = \"\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn sandbox_config() -> SandboxConfig {
+    SandboxConfig {
+        settle_delay: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    }
+}
+
+/// CSV text of `n` USDT payouts on TRX with ids `{prefix}-0000…`.
+fn batch_text(prefix: &str, n: usize) -> String {
+    let mut text = String::from("order_id,recipient,coin,chain,amount\n");
+    for i in 0..n {
+        text.push_str(&format!("{prefix}-{i:04},{},USDT,TRX,1.5\n", RECIPIENTS[i % 3]));
+    }
+    text
+}
+
+/// Writes `text` beside the inbox and renames it in: the producer contract.
+fn drop_file(inbox: &Path, name: &str, text: &str) {
+    let staging = inbox.parent().unwrap().join(format!(".staging-{name}-{}", nanos()));
+    std::fs::write(&staging, text).unwrap();
+    std::fs::rename(&staging, inbox.join(name)).unwrap();
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Payouts per order id; fails if any order was paid twice.
+fn paid_once(ledger: &Ledger) -> std::collections::BTreeMap<String, usize> {
+    let mut per_order = std::collections::BTreeMap::new();
+    for p in &ledger.payouts {
+        *per_order.entry(p.order_id.clone()).or_insert(0) += 1;
+    }
+    for (id, n) in &per_order {
+        assert_eq!(*n, 1, "order {id} was paid {n} times");
+    }
+    per_order
+}
+
+fn ccpayout_text(api: &TestApi, state: &Path, config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = run_ccpayout(api, &all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_into_the_inbox_is_paid_and_archived_with_its_reports() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config, inbox) = (
+        dir.path().join("state"),
+        write_config(dir.path(), ""),
+        dir.path().join("inbox"),
+    );
+    std::fs::create_dir_all(&inbox).unwrap();
+    // Files the inbox must never read: a dotfile and a file still being written under a
+    // temporary name.
+    std::fs::write(inbox.join(".hidden.csv"), batch_text("hidden", 2)).unwrap();
+    std::fs::write(inbox.join("incoming.csv.part"), batch_text("part", 2)).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+
+    drop_file(&inbox, "payroll.csv", &batch_text("pay", 6));
+    let done = inbox.join("done");
+    daemon.wait_for("payroll.csv in done/", Duration::from_secs(60), || {
+        done.join("payroll.csv").exists()
+    });
+    let archived = files_in(&done);
+    assert!(archived.iter().any(|f| f.ends_with(".result.csv")), "{archived:?}");
+    assert!(archived.iter().any(|f| f.ends_with(".result.json")), "{archived:?}");
+    assert!(archived.iter().any(|f| f.ends_with(".summary.json")), "{archived:?}");
+    let ledger = api.sandbox.ledger();
+    let paid = paid_once(&ledger);
+    assert_eq!(paid.len(), 6, "{paid:?}");
+    assert!(paid.keys().all(|id| id.starts_with("pay-")), "{paid:?}");
+    let summary_name = archived.iter().find(|f| f.ends_with(".summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(done.join(summary_name)).unwrap()).unwrap();
+    assert!(summary.to_string().contains("success"), "{summary}");
+
+    // The status command reaches the daemon through its socket while it holds the store.
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("daemon: up"), "{out}");
+    assert!(out.contains("6/6 final"), "{out}");
+
+    // The ignored files are still where they were, unread.
+    assert!(inbox.join(".hidden.csv").exists());
+    assert!(inbox.join("incoming.csv.part").exists());
+    assert!(files_in(&inbox.join("rejected")).is_empty());
+
+    let (code, took, log) = daemon.terminate(Duration::from_secs(25));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(!state.join("control.sock").exists(), "the socket is removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_still_being_written_is_not_read_before_it_settles() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, inbox) = (dir.path().join("state"), dir.path().join("inbox"));
+    // A producer that cannot rename writes in place: the settle time protects it.
+    let config = write_config(dir.path(), "").to_path_buf();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("settle_secs = 1", "settle_secs = 2");
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+
+    // Written slowly, in place, in pieces less than the settle time apart; a half-read file
+    // would be rejected (a broken last line) or lose rows.
+    let full = batch_text("slow", 10);
+    let (first, rest) = full.split_at(full.len() / 2);
+    let path = inbox.join("slow.csv");
+    std::fs::write(&path, first).unwrap();
+    for chunk in rest.as_bytes().chunks(rest.len() / 4 + 1) {
+        std::thread::sleep(Duration::from_millis(600));
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(chunk).unwrap();
+    }
+    daemon.wait_for("slow.csv in done/", Duration::from_secs(60), || {
+        inbox.join("done/slow.csv").exists()
+    });
+    assert!(files_in(&inbox.join("rejected")).is_empty());
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_files_dropped_at_once_are_each_processed_once() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config, inbox) = (
+        dir.path().join("state"),
+        write_config(dir.path(), ""),
+        dir.path().join("inbox"),
+    );
+    std::fs::create_dir_all(&inbox).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    // Prepared beside the inbox, then renamed in together.
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    for i in 0..50 {
+        std::fs::write(staging.join(format!("b{i:02}.csv")), batch_text(&format!("f{i:02}"), 2)).unwrap();
+    }
+    for i in 0..50 {
+        let name = format!("b{i:02}.csv");
+        std::fs::rename(staging.join(&name), inbox.join(&name)).unwrap();
+    }
+    let done = inbox.join("done");
+    daemon.wait_for("50 files in done/", Duration::from_secs(120), || {
+        files_in(&done).iter().filter(|f| is_batch_name(f)).count() >= 50
+    });
+    let archived: Vec<String> = files_in(&done).into_iter().filter(|f| is_batch_name(f)).collect();
+    assert_eq!(archived.len(), 50, "each file archived once: {archived:?}");
+    assert!(files_in(&inbox.join("rejected")).is_empty());
+    assert!(files_in(&inbox.join("processing")).is_empty());
+    let paid = paid_once(&api.sandbox.ledger());
+    assert_eq!(paid.len(), 100);
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_refuses_to_start() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config, inbox) = (
+        dir.path().join("state"),
+        write_config(dir.path(), ""),
+        dir.path().join("inbox"),
+    );
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["run", "--inbox", inbox.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("in use by another ccpayout process"), "{err}");
+    // The first one is unharmed.
+    let (code, out, _) = ccpayout_text(&api, &state, &config, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("daemon: up"), "{out}");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_is_rejected_with_an_error_report_naming_its_lines() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config, inbox) = (
+        dir.path().join("state"),
+        write_config(dir.path(), ""),
+        dir.path().join("inbox"),
+    );
+    std::fs::create_dir_all(&inbox).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let broken = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/broken.csv")).unwrap();
+    drop_file(&inbox, "broken.csv", &broken);
+    let rejected = inbox.join("rejected");
+    daemon.wait_for("broken.csv in rejected/", Duration::from_secs(30), || {
+        rejected.join("broken.csv.error.txt").exists()
+    });
+    assert!(rejected.join("broken.csv").exists());
+    let report = std::fs::read_to_string(rejected.join("broken.csv.error.txt")).unwrap();
+    assert!(report.contains("broken.csv:2:"), "{report}");
+    assert!(report.contains("nothing was submitted"), "{report}");
+    assert!(api.sandbox.ledger().attempts.is_empty(), "no money moved");
+
+    // The same contents as a paid batch are refused as a duplicate, not paid again.
+    drop_file(&inbox, "one.csv", &batch_text("dup", 2));
+    daemon.wait_for("one.csv in done/", Duration::from_secs(30), || {
+        inbox.join("done/one.csv").exists()
+    });
+    drop_file(&inbox, "again.csv", &batch_text("dup", 2));
+    daemon.wait_for("again.csv in rejected/", Duration::from_secs(30), || {
+        rejected.join("again.csv.error.txt").exists()
+    });
+    let text = std::fs::read_to_string(rejected.join("again.csv.error.txt")).unwrap();
+    assert!(text.contains("nothing is paid twice"), "{text}");
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 2);
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_cancel_and_pause_work_through_the_control_socket() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, inbox) = (dir.path().join("state"), dir.path().join("inbox"));
+    let config = write_config(dir.path(), "[policy]\napproval = \"always\"\n");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+
+    drop_file(&inbox, "needs-ok.csv", &batch_text("ok", 3));
+    drop_file(&inbox, "unwanted.csv", &batch_text("no", 3));
+    let status = |target: &str| ccpayout_text(&api, &state, &config, &["status", target]).1;
+    daemon.wait_for("two batches awaiting approval", Duration::from_secs(30), || {
+        status("needs-ok").contains("AWAITING APPROVAL") && status("unwanted").contains("AWAITING APPROVAL")
+    });
+    let text = status("needs-ok");
+    let digest = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("plan digest: "))
+        .expect("status shows the plan digest")
+        .trim()
+        .to_owned();
+
+    let (code, _, err) = ccpayout_text(&api, &state, &config, &["approve", "needs-ok", "--digest", "0000"]);
+    assert_eq!(code, Some(1), "a wrong digest is refused: {err}");
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["cancel", "unwanted"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("cancelled 3 unsent orders"), "{out}");
+
+    // Paused: an approved batch sends nothing until resumed.
+    let (code, _, _) = ccpayout_text(&api, &state, &config, &["pause", "--reason", "test"]);
+    assert_eq!(code, Some(0));
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["approve", "needs-ok", "--digest", &digest]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(api.sandbox.ledger().attempts.is_empty(), "nothing is sent while paused");
+    let all = ccpayout_text(&api, &state, &config, &["status"]).1;
+    assert!(all.contains("PAUSED"), "{all}");
+
+    let (code, _, _) = ccpayout_text(&api, &state, &config, &["resume"]);
+    assert_eq!(code, Some(0));
+    daemon.wait_for("needs-ok.csv in done/", Duration::from_secs(30), || {
+        inbox.join("done/needs-ok.csv").exists()
+    });
+    daemon.wait_for("unwanted.csv in done/", Duration::from_secs(30), || {
+        inbox.join("done/unwanted.csv").exists()
+    });
+    let paid = paid_once(&api.sandbox.ledger());
+    assert_eq!(paid.len(), 3);
+    assert!(paid.keys().all(|id| id.starts_with("ok-")), "{paid:?}");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_1000_row_batch_exits_0_and_the_restart_pays_the_rest_once() {
+    let api = TestApi::start_live(SandboxConfig {
+        settle_delay: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, inbox) = (dir.path().join("state"), dir.path().join("inbox"));
+    // Slow enough that the signal lands mid-batch.
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("rate_per_second = 200", "rate_per_second = 100");
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    drop_file(&inbox, "big.csv", &batch_text("big", 1000));
+    daemon.wait_for("some payouts", Duration::from_secs(60), || {
+        api.sandbox.ledger().payouts.len() >= 150
+    });
+    let (code, took, log) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        took <= Duration::from_secs(20),
+        "exited within the drain deadline: {took:?}"
+    );
+    let at_stop = api.sandbox.ledger().payouts.len();
+    assert!(at_stop < 1000, "the signal landed mid-batch ({at_stop} paid)");
+
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    daemon.wait_for("big.csv in done/", Duration::from_secs(120), || {
+        inbox.join("done/big.csv").exists()
+    });
+    let paid = paid_once(&api.sandbox.ledger());
+    assert_eq!(paid.len(), 1000, "every row paid exactly once across the restart");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_release_job_pays_its_staged_file_and_metrics_count_it() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let jobs = dir.path().join("jobs");
+    let (job_inbox, staged) = (dir.path().join("payroll-inbox"), dir.path().join("payroll-staged"));
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(
+        jobs.join("payroll.toml"),
+        format!(
+            "inbox = {:?}\nschedule = \"*/2 * * * * *\"\ntimezone = \"Europe/Berlin\"\nmissed = \"skip\"\n[release]\nstaging = {:?}\n",
+            job_inbox, staged
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &format!("jobs_dir = {:?}\n", jobs)).to_path_buf();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "metrics_listen = \"\"",
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(staged.join("march.csv"), batch_text("job", 4)).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &[]);
+    daemon.wait_for("march.csv released and paid", Duration::from_secs(60), || {
+        job_inbox.join("done/march.csv").exists()
+    });
+    assert!(files_in(&staged).is_empty());
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 4);
+
+    let metrics = http_get(port, "/metrics");
+    assert!(metrics.contains("ccpayout_orders{state=\"success\"} 4"), "{metrics}");
+    assert!(
+        metrics.contains("ccpayout_job_runs_total{job=\"payroll\",result=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ccpayout_inbox_files_total{result=\"done\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ccpayout_api_requests_total{"), "{metrics}");
+    drop(daemon);
+}
+
+/// `bNN.csv`, not a report.
+fn is_batch_name(name: &str) -> bool {
+    name.len() == 7 && name.starts_with('b') && name.ends_with(".csv")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET on loopback.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}

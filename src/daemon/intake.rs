@@ -1,0 +1,260 @@
+//! Inbox intake: watching folders, claiming files, taking them into the store, archiving them.
+//!
+//! File-system events (notify) are only hints that make a scan happen sooner: every inbox is
+//! scanned at start and every `daemon.rescan_secs`, so a lost event (or a folder on a file
+//! system without events) delays a batch but never loses it. A file is claimed by renaming it
+//! into `processing/` (see [`crate::inbox`]); claimed files go one at a time through
+//! [`crate::ops::ingest`]; a file that is not a valid batch, or is blocked, moves to
+//! `rejected/` with an error report; a paid one moves to `done/` beside its reports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::config::Config;
+use crate::inbox::{Finish, Inbox};
+use crate::ops::{self, Ingested};
+use crate::report;
+
+/// How long a file whose preflight could not reach the API waits before it is tried again.
+const RETRY_PREFLIGHT: Duration = Duration::from_secs(30);
+
+/// One watched inbox and how its batches are judged.
+#[derive(Debug)]
+pub struct InboxSpec {
+    pub inbox: Inbox,
+    /// The job it belongs to, if any.
+    pub job: Option<String>,
+    /// The config with the job's policy overrides applied.
+    pub config: Arc<Config>,
+}
+
+/// A claimed file on its way into the store.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub spec: usize,
+    pub path: PathBuf,
+    /// Found in `processing/` at start: claimed before the last stop.
+    pub recovered: bool,
+}
+
+/// Watches one inbox until `cancel`: claims every ready file and hands it to the intake.
+pub async fn watch(
+    shared: Arc<Shared>,
+    index: usize,
+    rescan: Duration,
+    tx: mpsc::Sender<Claimed>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let spec = &shared.inboxes[index];
+    let inbox = &spec.inbox;
+    // Files claimed before a crash or a stop come first; the store knows their batch by content.
+    for path in inbox.unfinished()? {
+        tracing::info!(file = %path.display(), "taking up a file claimed before the last stop");
+        if tx
+            .send(Claimed {
+                spec: index,
+                path,
+                recovered: true,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    let wake = Arc::new(Notify::new());
+    let _watcher = start_watcher(inbox.dir(), wake.clone());
+    let settle = spec.inbox.settle();
+    // After an event, scan again once the settle time has passed, so a file that was still
+    // settling at the first scan is not left waiting for the next rescan.
+    let mut settle_scan: Option<tokio::time::Instant> = None;
+    loop {
+        for path in inbox.scan(SystemTime::now())? {
+            match inbox.claim(&path) {
+                Ok(Some(claimed)) => {
+                    shared.stats.count_inbox("claimed");
+                    tracing::info!(file = %path.display(), "claimed a batch file");
+                    if tx
+                        .send(Claimed {
+                            spec: index,
+                            path: claimed,
+                            recovered: false,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot claim a batch file"),
+            }
+        }
+        let next_settle = settle_scan.take();
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = wake.notified() => {
+                settle_scan = Some(tokio::time::Instant::now() + settle + Duration::from_millis(50));
+            }
+            _ = tokio::time::sleep_until(next_settle.unwrap_or_else(|| tokio::time::Instant::now() + rescan)) => {}
+        }
+    }
+}
+
+/// A notify watcher that wakes the scanner on any event in `dir`. `None` (with a warning) when
+/// the platform refuses (inotify limits): the rescans still find every file.
+fn start_watcher(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            wake.notify_one();
+        }
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(mut watcher) => match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "no file-system events for this inbox; relying on rescans");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no file-system events; relying on rescans");
+            None
+        }
+    }
+}
+
+/// Takes claimed files into the store one at a time until `cancel` or the channel closes.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Claimed>,
+    tx: mpsc::Sender<Claimed>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let claimed = tokio::select! {
+            c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
+            _ = cancel.cancelled() => return Ok(()),
+        };
+        take(&shared, &claimed, &tx, &cancel).await?;
+    }
+}
+
+async fn take(
+    shared: &Arc<Shared>,
+    claimed: &Claimed,
+    tx: &mpsc::Sender<Claimed>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let spec = &shared.inboxes[claimed.spec];
+    let path = &claimed.path;
+    if !path.exists() {
+        return Ok(());
+    }
+    let now = shared.clock.now_ms();
+    let ingested = tokio::select! {
+        r = ops::ingest(&shared.client, &spec.config, &shared.store, path, now) => r,
+        _ = cancel.cancelled() => return Ok(()),
+    };
+    match ingested {
+        Ok(Ingested::Created { batch, .. }) => {
+            tracing::info!(
+                batch = %batch.name,
+                orders = batch.orders,
+                refused_rows = batch.refused.len(),
+                digest = %batch.plan_digest,
+                job = spec.job.as_deref().unwrap_or(""),
+                "stored a new batch from {}",
+                path.display()
+            );
+            shared.register_origin(&batch.batch_id, claimed.spec, path)?;
+            shared.batches().launch(&batch.batch_id);
+        }
+        Ok(Ingested::Known(batch)) => {
+            if !claimed.recovered || shared.has_origin(&batch.batch_id) || !is_processing_of(path, &batch.source) {
+                // The same contents under another name while the first copy is (or was) paid.
+                let text = format!(
+                    "{}: the same contents as batch {} (from {}); nothing is paid twice\n",
+                    path.display(),
+                    batch.name,
+                    batch.source
+                );
+                tracing::warn!(file = %path.display(), batch = %batch.name, "duplicate batch file rejected");
+                reject(shared, claimed.spec, path, &text, None)?;
+            } else {
+                tracing::info!(batch = %batch.name, "resuming the batch of a file claimed before the last stop");
+                shared.register_origin(&batch.batch_id, claimed.spec, path)?;
+                shared.batches().launch(&batch.batch_id);
+            }
+        }
+        Ok(Ingested::NotABatch { message }) => {
+            tracing::warn!(file = %path.display(), "not a batch file: {message}");
+            reject(shared, claimed.spec, path, &format!("{message}\n"), None)?;
+        }
+        Ok(Ingested::Blocked { plan }) => {
+            tracing::warn!(file = %path.display(), "batch blocked; nothing was submitted");
+            let text = format!("{plan}\nnothing was submitted: the batch is blocked (see above)\n");
+            reject(shared, claimed.spec, path, &text, None)?;
+        }
+        Ok(Ingested::NothingPayable { batch, plan }) => {
+            tracing::warn!(file = %path.display(), "no row of the batch is payable");
+            let text = format!("{plan}\nnothing was submitted: no row of the batch is payable\n");
+            reject(shared, claimed.spec, path, &text, Some(&batch))?;
+        }
+        Err(e) => {
+            tracing::warn!(
+                file = %path.display(),
+                "cannot take the batch in now ({e:#}); trying again in {} s",
+                RETRY_PREFLIGHT.as_secs()
+            );
+            let tx = tx.clone();
+            let again = claimed.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_PREFLIGHT) => { let _ = tx.send(again).await; }
+                    _ = cancel.cancelled() => {}
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is the claimed file a batch was created from (`source`).
+fn is_processing_of(path: &Path, source: &str) -> bool {
+    Path::new(source) == path
+}
+
+/// Moves a claimed file to `rejected/` with `<name>.error.txt` beside it (and the batch's
+/// reports when there is a batch record).
+fn reject(
+    shared: &Shared,
+    spec: usize,
+    path: &Path,
+    text: &str,
+    batch: Option<&crate::engine::record::BatchRecord>,
+) -> anyhow::Result<()> {
+    let inbox = &shared.inboxes[spec].inbox;
+    if let Some(batch) = batch {
+        ops::write_reports(
+            &inbox.dir().join(crate::inbox::REJECTED),
+            &shared.store,
+            batch,
+            shared.clock.now_ms(),
+        )?;
+    }
+    let archived = inbox.finish(path, Finish::Rejected)?;
+    let mut error_path = archived.clone().into_os_string();
+    error_path.push(".error.txt");
+    report::write_atomic(Path::new(&error_path), text.as_bytes())?;
+    shared.stats.count_inbox("rejected");
+    tracing::warn!(file = %archived.display(), "rejected; the reason is in {}", Path::new(&error_path).display());
+    Ok(())
+}

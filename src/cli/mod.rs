@@ -661,6 +661,31 @@ fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
         config.api.connect_timeout.as_millis(),
         config.api.request_timeout.as_millis()
     );
+    for inbox in &config.daemon.inboxes {
+        println!("  inbox:        {}", inbox.display());
+    }
+    // Job files are part of the configuration: a broken one stops the service before it starts.
+    if let Some(dir) = &config.daemon.jobs_dir {
+        let jobs = crate::jobs::load_jobs(dir, &config.policy).map_err(|e| ConfigError {
+            path: config.path.clone(),
+            problems: e.problems,
+        })?;
+        let now = clock::system().now_ms();
+        println!("  jobs:         {} in {}", jobs.len(), dir.display());
+        for job in &jobs {
+            println!("    {}", crate::jobs::describe(job, now));
+        }
+    }
+    match config.daemon.metrics_listen {
+        Some(addr) => println!("  metrics:      http://{addr}/metrics"),
+        None => println!("  metrics:      off"),
+    }
+    if config.webhook.enabled {
+        println!(
+            "  webhooks:     http://{}{}",
+            config.webhook.listen, config.webhook.path
+        );
+    }
     Ok(Outcome::Success)
 }
 

@@ -175,7 +175,11 @@ fn a_created_batch_and_its_orders_read_back() {
     );
     assert_eq!(find(&older.name), Some(older.batch_id.clone()));
     assert_eq!(find(&older.batch_id[..5]), None, "a prefix needs six digits");
-    assert_eq!(find("april"), Some(newer.batch_id.clone()), "the file's stem, when unique");
+    assert_eq!(
+        find("april"),
+        Some(newer.batch_id.clone()),
+        "the file's stem, when unique"
+    );
     assert_eq!(find("apri"), None, "a stem is whole");
     assert_eq!(find("may"), None);
 

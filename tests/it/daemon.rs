@@ -495,6 +495,46 @@ fn is_batch_name(name: &str) -> bool {
     name.len() == 7 && name.starts_with('b') && name.ends_with(".csv")
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_webhooks_make_the_daemon_ask_about_an_order_at_once() {
+    // Status checks are scheduled two minutes out, so only the webhooks' hints can finish the
+    // batch within the test's time.
+    let port = free_port();
+    let api = TestApi::start_live(SandboxConfig {
+        settle_delay: Duration::from_millis(300),
+        webhook_url: Some(format!("http://127.0.0.1:{port}/ccpayment/webhook")),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, inbox) = (dir.path().join("state"), dir.path().join("inbox"));
+    let config = write_config(
+        dir.path(),
+        &format!("[webhook]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("track_first_check_secs = 1", "track_first_check_secs = 120")
+        .replace("track_max_interval_secs = 2", "track_max_interval_secs = 600");
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let started = Instant::now();
+    drop_file(&inbox, "hinted.csv", &batch_text("hint", 3));
+    daemon.wait_for("hinted.csv in done/", Duration::from_secs(60), || {
+        inbox.join("done/hinted.csv").exists()
+    });
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 3);
+    let deliveries = api.sandbox.webhook_deliveries();
+    assert!(!deliveries.is_empty(), "the sandbox sent webhooks");
+    assert!(
+        deliveries.iter().all(|d| d.accepted),
+        "every webhook was verified and acknowledged: {deliveries:?}"
+    );
+    drop(daemon);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

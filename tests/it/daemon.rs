@@ -535,6 +535,84 @@ async fn verified_webhooks_make_the_daemon_ask_about_an_order_at_once() {
     drop(daemon);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let child = command(
+        &api,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "run",
+        ],
+    )
+    .env("NOTIFY_SOCKET", &socket_path)
+    .env("WATCHDOG_USEC", "400000")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let daemon = Daemon {
+        child,
+        log: dir.path().join("none.log"),
+    };
+    let mut heard = String::new();
+    let mut buf = [0u8; 512];
+    let start = Instant::now();
+    while !(heard.contains("READY=1") && heard.matches("WATCHDOG=1").count() >= 2) {
+        assert!(start.elapsed() < Duration::from_secs(10), "heard only: {heard:?}");
+        let n = socket.recv(&mut buf).unwrap();
+        heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+        heard.push('\n');
+    }
+    let (code, _, _) = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(code, Some(0));
+    let mut stopping = false;
+    while let Ok(n) = socket.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 was sent on SIGTERM; before it: {heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_dies_stops_the_daemon_with_a_log_line_naming_it() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config, inbox) = (
+        dir.path().join("state"),
+        write_config(dir.path(), ""),
+        dir.path().join("inbox"),
+    );
+    let mut daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    // The inbox vanishes under the daemon (an unmounted share): its task cannot scan it.
+    std::fs::remove_dir_all(&inbox).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the daemon kept running:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2));
+    let log = daemon.log();
+    assert!(log.contains(&format!("task inbox {} failed", inbox.display())), "{log}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -19,6 +19,12 @@
 //!   tests, by newcomers, and by `--sandbox` mode.
 //! - [`store`]: batches, orders, their state index and the audit trail, durable in one redb file.
 //! - [`inbox`]: inbox folders: batch-file candidates, atomic claims, archives (for the daemon).
+//! - [`ops`]: operations shared by the one-shot commands and the daemon: building the engine,
+//!   taking a file into the store, reports, and the operator's views and controls as text.
+//! - [`daemon`]: `ccpayout run`: inbox watching, batch tasks, the control socket, lifecycle.
+//! - [`jobs`]: scheduled jobs: job files, cron schedules in IANA zones, catch-up, firing.
+//! - [`webhook`]: the optional webhook listener: verified hints for the engine.
+//! - [`metrics`]: Prometheus text for the daemon's loopback metrics endpoint.
 //! - [`config`]: the TOML configuration and the environment overrides, with the app secret held
 //!   in a secret type.
 //! - [`cli`]: the `ccpayout` command line; `main.rs` only calls it.

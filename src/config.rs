@@ -584,13 +584,13 @@ fn resolve_daemon(file: DaemonFile, relative: &dyn Fn(PathBuf) -> PathBuf, probl
         given => {
             let text = given.unwrap_or(DEFAULT_METRICS_LISTEN);
             match text.parse::<std::net::SocketAddr>() {
-                Ok(addr) if addr.ip().is_loopback() => Some(addr),
-                Ok(_) => {
-                    problems.push(format!(
-                        "daemon.metrics_listen: {text:?} is not a loopback address; metrics are served on 127.0.0.1 or ::1 only (put a proxy in front to expose them)"
-                    ));
-                    None
-                }
+                Ok(addr) => match crate::metrics::check_loopback(&addr) {
+                    Ok(()) => Some(addr),
+                    Err(why) => {
+                        problems.push(format!("daemon.metrics_listen: {why}"));
+                        None
+                    }
+                },
                 Err(_) => {
                     problems.push(format!(
                         "daemon.metrics_listen: expected IP:PORT such as \"127.0.0.1:9187\", or \"\" for off, got {text:?}"

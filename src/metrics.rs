@@ -40,9 +40,9 @@
 //! # Exposure
 //!
 //! The endpoint has no authentication and tells anyone who can reach it how much is being paid
-//! out and when. Bind it to a loopback address (`127.0.0.1:9464`) and let a local Prometheus or
-//! agent scrape it; [`check_loopback`] is the check the daemon makes before binding, refusing
-//! other addresses unless the operator explicitly allows them.
+//! out and when. It is bound to a loopback address (default `127.0.0.1:9187`) for a local
+//! Prometheus or agent to scrape; [`check_loopback`] is the check the configuration makes, which
+//! refuses any other address (put a proxy in front to expose the metrics).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -345,8 +345,8 @@ pub async fn serve(
 }
 
 /// `Ok` when `addr` is a loopback address (`127.0.0.0/8`, `::1`, or `::ffff:127.x.y.z`);
-/// otherwise an explanation for the operator. The daemon refuses to serve metrics on another
-/// address unless the operator explicitly allows it.
+/// otherwise an explanation for the operator. The configuration refuses any other address for
+/// `daemon.metrics_listen`.
 pub fn check_loopback(addr: &SocketAddr) -> Result<(), String> {
     if addr.ip().to_canonical().is_loopback() {
         Ok(())

@@ -98,7 +98,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// The default timestamp window: ±120 s.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// The default listen address: loopback only, for a reverse proxy in front.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8780);
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8787);
 /// How many (recordId, status) pairs the de-duplication remembers.
 pub const DEDUP_CAPACITY: usize = 1024;
 /// How long the de-duplication remembers a pair.

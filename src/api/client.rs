@@ -223,6 +223,11 @@ impl Client {
         &self.config.app_id
     }
 
+    /// The app secret, for verifying what CCPayment signs with it (webhooks). Never printed.
+    pub fn app_secret(&self) -> &secrecy::SecretString {
+        &self.config.app_secret
+    }
+
     /// Requests sent so far (by this client and its clones), per endpoint label.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         lock_counters(&self.counters).sent.clone()

@@ -30,7 +30,8 @@ Exit codes:
   0   success
   1   finished, but CCPayment refused a call or rows failed or were refused
   2   usage or runtime error (network, files, a reply that cannot be trusted)
-  78  configuration error (config file, credentials, environment)
+  78  configuration error (config file, job files, credentials, environment)
+  130 `run` stopped by a second signal (without waiting for requests in flight)
 
 Credentials come from the environment (CCPAYOUT_API_BASE_URL, CCPAYOUT_APP_ID,
 CCPAYOUT_APP_SECRET or CCPAYOUT_APP_SECRET_FILE) or the config file; the app secret

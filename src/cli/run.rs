@@ -62,6 +62,14 @@ pub async fn run(
         );
         inboxes.push(dir);
     }
+    let mut config = config;
+    if args.sandbox
+        && let Some(addr) = config.daemon.metrics_listen.as_mut()
+        && addr.to_string() == crate::config::DEFAULT_METRICS_LISTEN
+    {
+        // A demo must not fail because the production port is taken; the log says which port.
+        addr.set_port(0);
+    }
     let options = Options {
         inboxes,
         sandbox: args.sandbox,

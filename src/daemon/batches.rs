@@ -25,6 +25,9 @@ use crate::ops;
 /// clock) waits before it is tried again.
 const RETRY_STOPPED: Duration = Duration::from_secs(60);
 
+/// A batch that must not be launched (an operator command is changing its orders).
+type Held = Mutex<std::collections::HashSet<String>>;
+
 struct Running {
     cancel: CancellationToken,
     done: watch::Receiver<bool>,
@@ -34,6 +37,7 @@ struct Running {
 pub struct Batches {
     shared: Arc<Shared>,
     running: Mutex<HashMap<String, Running>>,
+    held: Held,
     permits: Arc<Semaphore>,
     reconciled: watch::Receiver<bool>,
     tracker: TaskTracker,
@@ -53,6 +57,7 @@ impl Batches {
         Arc::new(Batches {
             shared,
             running: Mutex::new(HashMap::new()),
+            held: Mutex::new(Default::default()),
             permits: Arc::new(Semaphore::new(max_active.max(1))),
             reconciled,
             tracker,
@@ -71,7 +76,7 @@ impl Batches {
 
     /// Starts paying `batch_id` unless it is being paid already or the daemon is stopping.
     pub fn launch(self: &Arc<Self>, batch_id: &str) {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.held.lock().map(|h| h.contains(batch_id)).unwrap_or(false) {
             return;
         }
         let Ok(mut running) = self.running.lock() else { return };
@@ -104,6 +109,23 @@ impl Batches {
                 Err(e) => fatal.report(&name, &e),
             }
         });
+    }
+
+    /// Stops paying `batch_id`, waits until its requests in flight are recorded, and keeps it
+    /// from being launched (by an approval, a retry, a recovered file) until [`Batches::release`].
+    pub async fn hold(&self, batch_id: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(batch_id.to_owned());
+        }
+        self.stop(batch_id).await;
+    }
+
+    /// Ends a [`Batches::hold`] and pays the batch again.
+    pub fn release(self: &Arc<Self>, batch_id: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(batch_id);
+        }
+        self.launch(batch_id);
     }
 
     /// Stops paying `batch_id` and waits until its requests in flight are recorded.

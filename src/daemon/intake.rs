@@ -181,7 +181,9 @@ async fn take(
                 // The same contents under another name while the first copy is (or was) paid.
                 let text = format!(
                     "{}: the same contents as batch {} (from {}); nothing is paid twice\n",
-                    path.display(),
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     batch.name,
                     batch.source
                 );

@@ -327,10 +327,10 @@ impl ControlHandler {
                 };
                 // Stop its sends first (the requests in flight are recorded), so the cancel and
                 // the engine never change the same orders at once; then follow the rest.
-                shared.batches().stop(&batch.batch_id).await;
-                let reply = ops::cancel(store, &batch, now)?;
-                shared.batches().launch(&batch.batch_id);
-                Ok(reply)
+                shared.batches().hold(&batch.batch_id).await;
+                let reply = ops::cancel(store, &batch, now);
+                shared.batches().release(&batch.batch_id);
+                Ok(reply?)
             }
             Request::Pause { reason } => {
                 let persisted = shared.engine.gate().set_kill_switch(true, reason);
@@ -517,10 +517,8 @@ pub async fn run(
     }
     // Webhooks.
     if let Some(listener) = webhook_listener {
-        let (app_id, secret) = match config.client_config() {
-            Ok(c) => (c.app_id, c.app_secret),
-            Err(e) => return Err(start(format!("webhook listener: {e}"))),
-        };
+        // The account the client signs for (the sandbox's under --sandbox) signs the webhooks.
+        let (app_id, secret) = (shared.client.app_id().to_owned(), shared.client.app_secret().clone());
         let settings = crate::webhook::WebhookSettings {
             listen: config.webhook.listen,
             path: config.webhook.path.clone(),

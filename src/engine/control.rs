@@ -1,8 +1,8 @@
 //! Operator controls over stored batches: approve exactly the plan that was checked, cancel
 //! what has not been sent, and the kill switch that stops all submission.
 //!
-//! Each works on the store directly (the daemon will route them through its control socket
-//! while it holds the store). Every order change goes through the state machine.
+//! Each works on the store: directly from the CLI when no daemon runs, or inside the daemon when
+//! the command came through its control socket. Every order change goes through the state machine.
 
 use super::gate::PersistedPause;
 use super::record::{Approval, BatchRecord};

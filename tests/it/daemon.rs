@@ -98,6 +98,18 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
+/// A temporary folder with a state directory, a config (with `extra`) and an empty inbox.
+fn layout(extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config, inbox) = (
+        dir.path().join("state"),
+        write_config(dir.path(), extra),
+        dir.path().join("inbox"),
+    );
+    std::fs::create_dir_all(&inbox).unwrap();
+    (dir, state, config, inbox)
+}
+
 /// A config for fast tests: short tracking, a quick rescan, no metrics port unless asked.
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("ccpayout.toml");
@@ -180,13 +192,7 @@ fn ccpayout_text(api: &TestApi, state: &Path, config: &Path, args: &[&str]) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_renamed_into_the_inbox_is_paid_and_archived_with_its_reports() {
     let api = TestApi::start_live(sandbox_config()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (state, config, inbox) = (
-        dir.path().join("state"),
-        write_config(dir.path(), ""),
-        dir.path().join("inbox"),
-    );
-    std::fs::create_dir_all(&inbox).unwrap();
+    let (_dir, state, config, inbox) = layout("");
     // Files the inbox must never read: a dotfile and a file still being written under a
     // temporary name.
     std::fs::write(inbox.join(".hidden.csv"), batch_text("hidden", 2)).unwrap();
@@ -263,13 +269,7 @@ async fn a_file_still_being_written_is_not_read_before_it_settles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_files_dropped_at_once_are_each_processed_once() {
     let api = TestApi::start_live(sandbox_config()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (state, config, inbox) = (
-        dir.path().join("state"),
-        write_config(dir.path(), ""),
-        dir.path().join("inbox"),
-    );
-    std::fs::create_dir_all(&inbox).unwrap();
+    let (dir, state, config, inbox) = layout("");
     let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     // Prepared beside the inbox, then renamed in together.
     let staging = dir.path().join("staging");
@@ -297,12 +297,7 @@ async fn fifty_files_dropped_at_once_are_each_processed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_refuses_to_start() {
     let api = TestApi::start_live(sandbox_config()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (state, config, inbox) = (
-        dir.path().join("state"),
-        write_config(dir.path(), ""),
-        dir.path().join("inbox"),
-    );
+    let (_dir, state, config, inbox) = layout("");
     let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     let (code, out, err) = ccpayout_text(&api, &state, &config, &["run", "--inbox", inbox.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{out}{err}");
@@ -317,13 +312,7 @@ async fn a_second_daemon_on_the_same_state_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_file_is_rejected_with_an_error_report_naming_its_lines() {
     let api = TestApi::start_live(sandbox_config()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (state, config, inbox) = (
-        dir.path().join("state"),
-        write_config(dir.path(), ""),
-        dir.path().join("inbox"),
-    );
-    std::fs::create_dir_all(&inbox).unwrap();
+    let (_dir, state, config, inbox) = layout("");
     let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     let broken = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/broken.csv")).unwrap();
     drop_file(&inbox, "broken.csv", &broken);
@@ -587,12 +576,7 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_dies_stops_the_daemon_with_a_log_line_naming_it() {
     let api = TestApi::start_live(sandbox_config()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (state, config, inbox) = (
-        dir.path().join("state"),
-        write_config(dir.path(), ""),
-        dir.path().join("inbox"),
-    );
+    let (_dir, state, config, inbox) = layout("");
     let mut daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     // The inbox vanishes under the daemon (an unmounted share): its task cannot scan it.
     std::fs::remove_dir_all(&inbox).unwrap();

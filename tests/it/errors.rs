@@ -10,20 +10,6 @@ use ccpayout::sandbox::{Faults, RateLimit, SandboxConfig};
 
 use crate::helpers::*;
 
-fn trx_withdraw(order_id: &str, amount: &str) -> NetworkWithdrawRequest {
-    NetworkWithdrawRequest {
-        order_id: order_id.into(),
-        coin_id: USDT,
-        chain: "TRX".into(),
-        address: TRON_ADDRESS.into(),
-        memo: None,
-        amount: amount.into(),
-        merchant_pay_network_fee: None,
-        network_fee_inquiry_id: None,
-        notify_url: None,
-    }
-}
-
 fn api_class(result: Result<impl std::fmt::Debug, CallError>) -> (i64, ErrorClass) {
     match result {
         Err(CallError::Api(e)) => (e.code, e.class),

@@ -110,3 +110,18 @@ pub fn command(api: &TestApi, args: &[&str]) -> std::process::Command {
         .envs(api.env());
     cmd
 }
+
+/// A USDT withdrawal on TRX to [`TRON_ADDRESS`].
+pub fn trx_withdraw(order_id: &str, amount: &str) -> ccpayout::api::types::NetworkWithdrawRequest {
+    ccpayout::api::types::NetworkWithdrawRequest {
+        order_id: order_id.into(),
+        coin_id: USDT,
+        chain: "TRX".into(),
+        address: TRON_ADDRESS.into(),
+        memo: None,
+        amount: amount.into(),
+        merchant_pay_network_fee: None,
+        network_fee_inquiry_id: None,
+        notify_url: None,
+    }
+}

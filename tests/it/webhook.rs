@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ccpayout::api::sign::sign_v2;
-use ccpayout::api::types::{NetworkWithdrawRequest, RecordStatus, V1WithdrawRequest};
+use ccpayout::api::types::{RecordStatus, V1WithdrawRequest};
 use ccpayout::clock::{Clock, SharedClock};
 use ccpayout::config::ApiGeneration;
 use ccpayout::sandbox::{DEMO_APP_ID, DEMO_APP_SECRET, SandboxConfig};
@@ -332,17 +332,7 @@ async fn sandbox_v2_webhooks_are_accepted_end_to_end() {
 
     let receipt = api
         .client
-        .apply_app_withdraw_to_network(&NetworkWithdrawRequest {
-            order_id: "hook-e2e-1".into(),
-            coin_id: USDT,
-            chain: "TRX".into(),
-            address: TRON_ADDRESS.into(),
-            memo: None,
-            amount: "10".into(),
-            merchant_pay_network_fee: None,
-            network_fee_inquiry_id: None,
-            notify_url: None,
-        })
+        .apply_app_withdraw_to_network(&trx_withdraw("hook-e2e-1", "10"))
         .await
         .unwrap();
     // The Processing notice comes on creation.
@@ -438,17 +428,7 @@ async fn a_listener_for_another_account_makes_the_sandbox_retry() {
     let api = TestApi::start(sandbox_with_webhooks(&listener.url)).await;
     let receipt = api
         .client
-        .apply_app_withdraw_to_network(&NetworkWithdrawRequest {
-            order_id: "hook-bad-1".into(),
-            coin_id: USDT,
-            chain: "TRX".into(),
-            address: TRON_ADDRESS.into(),
-            memo: None,
-            amount: "10".into(),
-            merchant_pay_network_fee: None,
-            network_fee_inquiry_id: None,
-            notify_url: None,
-        })
+        .apply_app_withdraw_to_network(&trx_withdraw("hook-bad-1", "10"))
         .await
         .unwrap();
     let mut attempts = Vec::new();

@@ -281,6 +281,21 @@ pub struct SandboxArgs {
     /// Factor on the webhook retry schedule (30 s, 90 s, 210 s, ...); 0.01 makes it 100 times faster.
     #[arg(long, default_value_t = 1.0)]
     pub webhook_time_scale: f64,
+    /// Sets a coin's starting balance, e.g. `--balance USDT=5000000` (repeatable).
+    #[arg(long, value_name = "SYMBOL=AMOUNT", value_parser = balance_setting)]
+    pub balance: Vec<(String, String)>,
+}
+
+/// `SYMBOL=AMOUNT`; the sandbox checks the coin and the amount.
+fn balance_setting(s: &str) -> Result<(String, String), String> {
+    let (symbol, amount) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected SYMBOL=AMOUNT (like USDT=5000000), got {s:?}"))?;
+    let symbol = symbol.trim().to_ascii_uppercase();
+    if symbol.is_empty() || amount.is_empty() {
+        return Err(format!("expected SYMBOL=AMOUNT (like USDT=5000000), got {s:?}"));
+    }
+    Ok((symbol, amount.to_owned()))
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -722,6 +737,11 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
     let sandbox = Sandbox::start_on(addr, config, clock::system())
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    for (symbol, amount) in &args.balance {
+        sandbox
+            .try_set_balance(symbol, amount)
+            .map_err(|e| anyhow::anyhow!("--balance {symbol}={amount}: {e}"))?;
+    }
     let url = sandbox.base_url();
     // The first line is stable so scripts can read the address from it.
     println!("ccpayout sandbox listening on {url}");

@@ -271,9 +271,15 @@ impl Sandbox {
     /// On an unknown coin symbol or an amount that is not a plain non-negative decimal: this
     /// is a test and demo control, and a typo there must not pass silently.
     pub fn set_balance(&self, coin_symbol: &str, amount: &str) {
-        if let Err(e) = self.shared.with_world(|w, _| w.set_balance(coin_symbol, amount)) {
+        if let Err(e) = self.try_set_balance(coin_symbol, amount) {
             panic!("Sandbox::set_balance: {e}");
         }
+    }
+
+    /// Sets a coin's balance; the error names an unknown coin or an amount that is not a plain
+    /// non-negative decimal.
+    pub fn try_set_balance(&self, coin_symbol: &str, amount: &str) -> Result<(), String> {
+        self.shared.with_world(|w, _| w.set_balance(coin_symbol, amount))
     }
 
     /// A coin's balance as a decimal string (`"0"` for an unknown symbol).

@@ -88,11 +88,16 @@ impl OrderRecord {
     /// The time the store's state index orders this record by: when a deferred order may be
     /// sent, or when a submitted or unknown order should be checked; 0 otherwise (due now).
     pub fn due_ms(&self) -> i64 {
-        match &self.state {
-            OrderState::Deferred { until_ms, .. } => *until_ms,
-            OrderState::Submitted | OrderState::Unknown { .. } => self.next_check_ms.unwrap_or(0),
-            _ => 0,
-        }
+        due_ms(&self.state, self.next_check_ms)
+    }
+}
+
+/// [`OrderRecord::due_ms`] from the two fields it depends on.
+pub fn due_ms(state: &OrderState, next_check_ms: Option<i64>) -> i64 {
+    match state {
+        OrderState::Deferred { until_ms, .. } => *until_ms,
+        OrderState::Submitted | OrderState::Unknown { .. } => next_check_ms.unwrap_or(0),
+        _ => 0,
     }
 }
 

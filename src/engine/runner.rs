@@ -112,6 +112,20 @@ pub struct Engine {
 /// At most this many hinted order ids are remembered; more are dropped (polling still finds them).
 const MAX_HINTS: usize = 10_000;
 
+/// Why sending stopped: a CCPayment code and its message.
+type StopReason = (i64, String);
+
+/// A status query's orders and what CCPayment said about them.
+type Checked = (Vec<OrderRecord>, Result<HashMap<String, WithdrawRecord>, CallError>);
+
+/// The status queries one batch's loop has in flight, and the orders they ask about (not asked
+/// about again until the answer is in).
+#[derive(Default)]
+struct Tracking {
+    tasks: JoinSet<Checked>,
+    asking: HashSet<String>,
+}
+
 /// An unknown order and what CCPayment said when asked about it.
 type Lookup = (OrderRecord, Result<Option<WithdrawRecord>, CallError>);
 
@@ -380,13 +394,20 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<RunEnd, EngineError> {
         let mut inflight: JoinSet<Sent> = JoinSet::new();
+        let mut answered: Vec<Sent> = Vec::new();
+        let mut tracking = Tracking::default();
+        let mut checked: Vec<Checked> = Vec::new();
         let mut stopped: Option<(i64, String)> = None;
         let mut last_counts = BTreeMap::new();
         loop {
-            // Answers first: they free slots and may pause everyone.
-            if let Some(stop) = self.finish_sends(&mut inflight, Vec::new())? {
+            // Answers first: they free slots and may pause everyone. Their outcomes, the deferred
+            // orders whose time has come and the intents of the next sends go into one durable
+            // commit (one fsync per turn of the loop, however many orders move).
+            let (mut changes, stop) = self.take_answers(&mut inflight, std::mem::take(&mut answered))?;
+            if let Some(stop) = stop {
                 stopped.get_or_insert(stop);
             }
+            self.take_statuses(&mut tracking, std::mem::take(&mut checked), &mut changes)?;
             let sending = stopped.is_none() && !cancel.is_cancelled();
             let now = self.now();
 
@@ -394,20 +415,25 @@ impl Engine {
             let due = self
                 .store
                 .orders_by_state(StateKind::Deferred, Some(batch_id), Some(now), 1000)?;
-            let wakes = due
-                .into_iter()
-                .map(|o| self.apply(o, &Event::Wake, None))
-                .collect::<Result<Vec<_>, _>>()?;
-            self.commit(&wakes)?;
+            for order in due {
+                changes.push(self.apply(order, &Event::Wake, None)?);
+            }
 
+            let mut intents = 0;
             if sending && self.gate.snapshot().1.is_none() {
                 let room = self.settings.concurrency.saturating_sub(inflight.len());
                 if room > 0 {
-                    self.send_more(batch_id, room, &mut inflight, cancel)?;
+                    intents = self.intents(batch_id, room, &mut changes)?;
                 }
             }
+            // The intent of every order about to be sent is on disk before any request leaves.
+            self.commit(&changes)?;
+            let first_intent = changes.len() - intents;
+            for change in changes.drain(first_intent..) {
+                self.spawn_send(change.order, &mut inflight, cancel);
+            }
             if !cancel.is_cancelled() {
-                self.track(batch_id, cancel).await?;
+                self.start_tracking(batch_id, &mut tracking, cancel)?;
                 let unknown = self
                     .store
                     .orders_by_state(StateKind::Unknown, Some(batch_id), Some(now), 200)?;
@@ -447,13 +473,13 @@ impl Engine {
 
             // Sleep until something can happen: an answer, a due time, the gate, or cancel.
             let room = sending && inflight.len() < self.settings.concurrency;
-            let next = self.next_wake(batch_id, room)?;
+            let next = self.next_wake(batch_id, room, &tracking)?;
             tokio::select! {
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    let sent = done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?;
-                    if let Some(stop) = self.finish_sends(&mut inflight, vec![sent])? {
-                        stopped.get_or_insert(stop);
-                    }
+                    answered.push(done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?);
+                }
+                Some(done) = tracking.tasks.join_next(), if !tracking.tasks.is_empty() => {
+                    checked.push(done.map_err(|e| EngineError::Invariant(format!("a status task failed: {e}")))?);
                 }
                 _ = self.sleep_until(next, cancel) => {}
             }
@@ -462,8 +488,8 @@ impl Engine {
 
     /// The earliest moment the loop has work: a deferred order, a status check, an unknown
     /// order, the gate opening; at most a second away so a queue filled by someone else is
-    /// noticed.
-    fn next_wake(&self, batch_id: &str, room_to_send: bool) -> Result<i64, EngineError> {
+    /// noticed. Orders whose status is being asked about right now do not count.
+    fn next_wake(&self, batch_id: &str, room_to_send: bool, tracking: &Tracking) -> Result<i64, EngineError> {
         let now = self.now();
         let mut next = now + 1000;
         for kind in [StateKind::Deferred, StateKind::Unknown] {
@@ -472,17 +498,30 @@ impl Engine {
             }
         }
         // Tracking acts when a query is full or its oldest order has waited the slack (see
-        // `track`); waking earlier would only spin.
-        if let Some(oldest) = self.store.next_due(StateKind::Submitted, Some(batch_id))? {
+        // `start_tracking`); waking earlier would only spin. With every query slot busy, an
+        // answer wakes the loop.
+        if tracking.tasks.len() < self.max_queries() {
             let slack = ms(self.settings.track_first_delay) / 2;
-            let first =
-                self.store
-                    .orders_by_state(StateKind::Submitted, Some(batch_id), None, MAX_ORDER_IDS_PER_LIST_QUERY)?;
-            let full_at = match first.last() {
-                Some(o) if first.len() == MAX_ORDER_IDS_PER_LIST_QUERY => o.due_ms() - slack,
-                _ => i64::MAX,
-            };
-            next = next.min((oldest + slack).min(full_at).max(now));
+            let first: Vec<i64> = self
+                .store
+                .due_keys(
+                    StateKind::Submitted,
+                    Some(batch_id),
+                    None,
+                    tracking.asking.len() + MAX_ORDER_IDS_PER_LIST_QUERY,
+                )?
+                .into_iter()
+                .filter(|(_, id)| !tracking.asking.contains(id))
+                .map(|(due, _)| due)
+                .take(MAX_ORDER_IDS_PER_LIST_QUERY)
+                .collect();
+            if let Some(oldest) = first.first() {
+                let full_at = match first.last() {
+                    Some(due) if first.len() == MAX_ORDER_IDS_PER_LIST_QUERY => due - slack,
+                    _ => i64::MAX,
+                };
+                next = next.min((oldest + slack).min(full_at).max(now));
+            }
         }
         // Queued work wakes the loop at once only when a request could actually leave; with every
         // slot busy the loop waits for an answer instead of spinning.
@@ -493,6 +532,11 @@ impl Engine {
             next = now;
         }
         Ok(next)
+    }
+
+    /// Status queries in flight at once per batch.
+    fn max_queries(&self) -> usize {
+        self.settings.concurrency.max(1)
     }
 
     async fn sleep_until(&self, at_ms: i64, cancel: &CancellationToken) {
@@ -507,81 +551,72 @@ impl Engine {
         }
     }
 
-    /// Takes up to `room` queued orders, commits their intent, then starts their requests.
-    fn send_more(
-        &self,
-        batch_id: &str,
-        room: usize,
-        inflight: &mut JoinSet<Sent>,
-        cancel: &CancellationToken,
-    ) -> Result<(), EngineError> {
+    /// Adds the `Send` transitions of up to `room` queued orders to `changes`; returns how many.
+    /// The caller commits them, then starts their requests with [`Engine::spawn_send`].
+    fn intents(&self, batch_id: &str, room: usize, changes: &mut Vec<Change>) -> Result<usize, EngineError> {
         let queued = self
             .store
             .orders_by_state(StateKind::Queued, Some(batch_id), None, room)?;
-        if queued.is_empty() {
-            return Ok(());
-        }
         let now = self.now();
-        let mut changes = Vec::with_capacity(queued.len());
+        let n = queued.len();
         for mut order in queued {
             order.first_sent_ms.get_or_insert(now);
             order.last_sent_ms = Some(now);
             changes.push(self.apply(order, &Event::Send, None)?);
         }
-        // The intent of every order below is on disk before any of their requests leaves.
-        self.commit(&changes)?;
-        for change in changes {
-            let order = change.order;
-            let client = self.client.clone();
-            let limiters = self.limiters.clone();
-            let gate = self.gate.clone();
-            let clock = self.clock.clone();
-            let day = self.settings.day;
-            let cancel = cancel.clone();
-            inflight.spawn(async move {
-                // Cancelled while the gate held it: the request never left, so nothing exists.
-                if !wait_open(&gate, &cancel).await {
-                    let result = Err(CallError::NotSent {
-                        endpoint: "withdrawal".into(),
-                        detail: "cancelled before sending".into(),
-                    });
-                    return Sent {
-                        order,
-                        result,
-                        at_ms: clock.now_ms(),
-                    };
-                }
-                let result = match limiters.acquire(CallKind::Withdraw, clock.now_ms(), &day).await {
-                    Ok(()) => send(&client, &order.call).await,
-                    Err(exhausted) => Err(CallError::Api(crate::api::ApiError::new(
-                        "client daily budget",
-                        11009,
-                        exhausted.to_string(),
-                    ))),
-                };
-                Sent {
+        Ok(n)
+    }
+
+    /// Starts the request of an order whose `Submitting` state is committed.
+    fn spawn_send(&self, order: OrderRecord, inflight: &mut JoinSet<Sent>, cancel: &CancellationToken) {
+        let client = self.client.clone();
+        let limiters = self.limiters.clone();
+        let gate = self.gate.clone();
+        let clock = self.clock.clone();
+        let day = self.settings.day;
+        let cancel = cancel.clone();
+        inflight.spawn(async move {
+            // Cancelled while the gate held it: the request never left, so nothing exists.
+            if !wait_open(&gate, &cancel).await {
+                let result = Err(CallError::NotSent {
+                    endpoint: "withdrawal".into(),
+                    detail: "cancelled before sending".into(),
+                });
+                return Sent {
                     order,
                     result,
                     at_ms: clock.now_ms(),
-                }
-            });
-        }
-        Ok(())
+                };
+            }
+            let result = match limiters.acquire(CallKind::Withdraw, clock.now_ms(), &day).await {
+                Ok(()) => send(&client, &order.call).await,
+                Err(exhausted) => Err(CallError::Api(crate::api::ApiError::new(
+                    "client daily budget",
+                    11009,
+                    exhausted.to_string(),
+                ))),
+            };
+            Sent {
+                order,
+                result,
+                at_ms: clock.now_ms(),
+            }
+        });
     }
 
-    /// Commits the outcomes of `first` and of every other send that has already answered, in one
-    /// durable transaction (one fsync for many answers); returns a stop reason when sending must
-    /// stop. Nothing depends on an outcome before this commit returns.
-    fn finish_sends(
+    /// The changes the answers in `first` and every other send that has already answered make,
+    /// for the caller to commit in one durable transaction (one fsync for many answers), and a
+    /// stop reason when sending must stop. Nothing depends on an outcome before that commit.
+    fn take_answers(
         &self,
         inflight: &mut JoinSet<Sent>,
         first: Vec<Sent>,
-    ) -> Result<Option<(i64, String)>, EngineError> {
+    ) -> Result<(Vec<Change>, Option<StopReason>), EngineError> {
         let mut sents = first;
         while let Some(done) = inflight.try_join_next() {
             sents.push(done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?);
         }
-        let mut changes = Vec::with_capacity(sents.len());
+        let mut changes = Vec::with_capacity(sents.len() + self.settings.concurrency);
         let mut stop = None;
         for sent in sents {
             let (change, signal) = self.outcome_of(sent)?;
@@ -590,8 +625,7 @@ impl Engine {
                 stop.get_or_insert(s);
             }
         }
-        self.commit(&changes)?;
-        Ok(stop)
+        Ok((changes, stop))
     }
 
     /// The change one send's answer makes to its order, and a stop reason if sending must stop.
@@ -639,56 +673,108 @@ impl Engine {
         Ok((change, stop))
     }
 
-    /// Status queries for the batch's submitted orders that are due, 20 (v1: 100) per request.
-    async fn track(&self, batch_id: &str, cancel: &CancellationToken) -> Result<(), EngineError> {
+    /// Starts status queries for the batch's submitted orders that are due, 20 (v1: 100)
+    /// orderIds per request, while fewer than [`Engine::max_queries`] are in flight. The answers
+    /// come back through `tracking.tasks` to [`Engine::take_statuses`].
+    fn start_tracking(
+        &self,
+        batch_id: &str,
+        tracking: &mut Tracking,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let room = self.max_queries().saturating_sub(tracking.tasks.len());
+        if room == 0 {
+            return Ok(());
+        }
         // Orders come due one by one as they were created; asking about each trickle would cost
         // nearly a request per order. So a query waits until it is full (20 orderIds) or until
         // its oldest order has waited `slack`, and orders due within `slack` ride along early.
+        // The decision is made on the state index alone; only the orders asked about are read.
         let now = self.now();
         let slack = ms(self.settings.track_first_delay) / 2;
-        let mut due = self
+        let mut hinted = self.take_hinted(batch_id)?;
+        // An order already being asked about keeps its hint for the pass after that answer.
+        hinted.retain(|o| {
+            let asking = tracking.asking.contains(&o.order_id);
+            if asking {
+                self.hint(&o.order_id);
+            }
+            !asking
+        });
+        let keys: Vec<(i64, String)> = self
             .store
-            .orders_by_state(StateKind::Submitted, Some(batch_id), Some(now + slack), 4000)?;
-        let hinted = self.take_hinted(batch_id)?;
-        if !due.iter().any(|o| o.due_ms() <= now) && hinted.is_empty() {
+            .due_keys(
+                StateKind::Submitted,
+                Some(batch_id),
+                Some(now + slack),
+                tracking.asking.len() + room * V1_MAX_ORDER_IDS_PER_QUERY,
+            )?
+            .into_iter()
+            .filter(|(_, id)| !tracking.asking.contains(id))
+            .collect();
+        if keys.is_empty() && hinted.is_empty() {
             return Ok(());
         }
-        // A hinted order is asked about now: it goes first, so its query is sent even when
-        // it is not full.
-        let hinted_ids: HashSet<String> = hinted.iter().map(|o| o.order_id.clone()).collect();
-        due.retain(|o| !hinted_ids.contains(&o.order_id));
-        let mut hinted = hinted;
-        hinted.append(&mut due);
-        let due = hinted;
-        let (v1, v2): (Vec<OrderRecord>, Vec<OrderRecord>) =
-            due.into_iter().partition(|o| matches!(o.call, WithdrawCall::V1(_)));
-        let mut tasks = JoinSet::new();
-        for (chunk_size, group, is_v1) in [
+        // A batch is built for one API version; its first order tells the query size.
+        let first_is_v1 = match hinted.first() {
+            Some(order) => is_v1(order),
+            None => match keys.first() {
+                Some((_, id)) => self.store.order(id)?.is_some_and(|o| is_v1(&o)),
+                None => false,
+            },
+        };
+        let chunk_size = if first_is_v1 {
+            V1_MAX_ORDER_IDS_PER_QUERY
+        } else {
+            MAX_ORDER_IDS_PER_LIST_QUERY
+        };
+        // A hinted order is asked about now: it goes first, so its query is sent even when it is
+        // not full. The rest follow in due order, so only the last chunk can be partial.
+        let hinted_ids: HashSet<&str> = hinted.iter().map(|o| o.order_id.as_str()).collect();
+        let candidates: Vec<(bool, &str)> = hinted
+            .iter()
+            .map(|o| (true, o.order_id.as_str()))
+            .chain(
+                keys.iter()
+                    .filter(|(_, id)| !hinted_ids.contains(id.as_str()))
+                    .map(|(due, id)| (*due <= now - slack, id.as_str())),
+            )
+            .collect();
+        let mut wanted: Vec<String> = Vec::new();
+        for chunk in candidates.chunks(chunk_size).take(room) {
+            if chunk.len() == chunk_size || chunk.iter().any(|(overdue, _)| *overdue) {
+                wanted.extend(chunk.iter().map(|(_, id)| (*id).to_owned()));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let due: Vec<OrderRecord> = self
+            .store
+            .orders(&wanted)?
+            .into_iter()
+            .filter(|o| o.kind() == StateKind::Submitted)
+            .collect();
+        let (v1, v2): (Vec<OrderRecord>, Vec<OrderRecord>) = due.into_iter().partition(is_v1);
+        for (chunk_size, group, v1) in [
             (MAX_ORDER_IDS_PER_LIST_QUERY, v2, false),
             (V1_MAX_ORDER_IDS_PER_QUERY, v1, true),
         ] {
             for chunk in group.chunks(chunk_size) {
-                // `group` is in due order (hinted orders first), so only the last chunk can be
-                // partial.
-                let overdue = chunk
-                    .iter()
-                    .any(|o| o.due_ms() <= now - slack || hinted_ids.contains(&o.order_id));
-                if chunk.len() < chunk_size && !overdue {
-                    continue;
-                }
                 let chunk = chunk.to_vec();
+                tracking.asking.extend(chunk.iter().map(|o| o.order_id.clone()));
                 let client = self.client.clone();
                 let limiters = self.limiters.clone();
                 let gate = self.gate.clone();
                 let day = self.settings.day;
                 let cancel = cancel.clone();
-                tasks.spawn(async move {
+                tracking.tasks.spawn(async move {
                     if let Err(not_sent) =
                         admit(&gate, &limiters, CallKind::Read, now, &day, &cancel, "status query").await
                     {
                         return (chunk, Err(not_sent));
                     }
-                    let result = if is_v1 {
+                    let result = if v1 {
                         statuses_v1(&client, &chunk).await
                     } else {
                         statuses_v2(&client, &chunk).await
@@ -697,9 +783,23 @@ impl Engine {
                 });
             }
         }
-        while let Some(done) = tasks.join_next().await {
-            let (chunk, result) = done.map_err(|e| EngineError::Invariant(format!("a status task failed: {e}")))?;
-            let mut changes = Vec::new();
+        Ok(())
+    }
+
+    /// Adds to `changes` what the answered status queries (`first`, and any other that has
+    /// answered) say: final orders become final, the others are asked again later, less often
+    /// each time.
+    fn take_statuses(
+        &self,
+        tracking: &mut Tracking,
+        first: Vec<Checked>,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), EngineError> {
+        let mut answers = first;
+        while let Some(done) = tracking.tasks.try_join_next() {
+            answers.push(done.map_err(|e| EngineError::Invariant(format!("a status task failed: {e}")))?);
+        }
+        for (chunk, result) in answers {
             let statuses = match result {
                 Ok(statuses) => {
                     self.gate.on_success();
@@ -713,6 +813,7 @@ impl Engine {
                 }
             };
             for mut order in chunk {
+                tracking.asking.remove(&order.order_id);
                 order.checks += 1;
                 let record = statuses.get(&order.order_id);
                 if let Some(record) = record {
@@ -733,10 +834,13 @@ impl Engine {
                     order,
                 });
             }
-            self.commit(&changes)?;
         }
         Ok(())
     }
+}
+
+fn is_v1(order: &OrderRecord) -> bool {
+    matches!(order.call, WithdrawCall::V1(_))
 }
 
 /// Applies `event` to `order` at `now_ms` through the state machine, returning the change to

@@ -5,10 +5,17 @@
 //! (a crash between the two, or a failed append) but must never lead it or disagree with it.
 //! `open` and every append catch a lagging file up from the table; an append that fails is
 //! undone (the file is cut back to its last whole line) and retried with the next commit.
+//!
+//! Because the table is the truth, the file is not fsynced with every append (that would be a
+//! second fsync per commit on the engine's path): it is synced when at least [`SYNC_EVERY`] has
+//! passed since the last sync, and when the store closes. A power loss can therefore cost the
+//! file its last moments of lines, which the next `open` copies again from the table. A
+//! SIGKILL costs nothing: written lines are in the page cache.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableTable};
 
@@ -28,6 +35,24 @@ pub(super) struct AuditMirror {
     next_seq: u64,
     /// An append failed or was interrupted: cut the file back to `len` before writing.
     dirty: bool,
+    /// When the file was last synced (`None`: never by this process).
+    last_sync: Option<Instant>,
+    /// Lines were written since the last sync.
+    unsynced: bool,
+}
+
+/// The longest the mirror's written lines wait for an fsync while appends keep coming.
+pub(super) const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+impl Drop for AuditMirror {
+    fn drop(&mut self) {
+        if let Some(file) = &self.file
+            && self.unsynced
+            && let Err(error) = file.sync_data()
+        {
+            tracing::warn!(path = %self.path.display(), %error, "cannot sync the audit file; the next open catches it up from the store");
+        }
+    }
 }
 
 impl AuditMirror {
@@ -39,6 +64,8 @@ impl AuditMirror {
             len: 0,
             next_seq: 1,
             dirty: true,
+            last_sync: None,
+            unsynced: false,
         }
     }
 
@@ -66,6 +93,8 @@ impl AuditMirror {
             len: tail.whole_len,
             next_seq: 1,
             dirty: false,
+            last_sync: None,
+            unsynced: false,
         };
         if let Some(line) = tail.last_line {
             let line = String::from_utf8(line).map_err(|_| mirror.corrupt("its last line is not UTF-8".into()))?;
@@ -220,7 +249,13 @@ impl AuditMirror {
             }
             out.flush()?;
         }
-        file.sync_data()?;
+        // Written lines wait for the next append after SYNC_EVERY, or the drop, to be synced.
+        self.unsynced |= added > 0;
+        if self.unsynced && self.last_sync.is_none_or(|at| at.elapsed() >= SYNC_EVERY) {
+            file.sync_data()?;
+            self.last_sync = Some(Instant::now());
+            self.unsynced = false;
+        }
         self.len += added;
         self.next_seq = next_seq;
         self.dirty = false;

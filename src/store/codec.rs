@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::record::{BatchRecord, OrderRecord};
-use crate::engine::state::StateKind;
+use crate::engine::state::{OrderState, StateKind};
 
 /// order_id → versioned [`OrderRecord`] JSON.
 pub(super) const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
@@ -17,9 +17,13 @@ pub(super) const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("or
 pub(super) const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("batches");
 /// (batch_id, seq) → order_id: a batch's orders in file order.
 pub(super) const BATCH_ORDERS: TableDefinition<(&str, u32), &str> = TableDefinition::new("batch_orders");
-/// [state code][due_ms, sign bit flipped, big-endian][order_id] → (): the orders of each state in
-/// due order, so the engine finds what to do next without scanning every order.
-pub(super) const BY_STATE: TableDefinition<&[u8], ()> = TableDefinition::new("by_state");
+/// [state code][due_ms, sign bit flipped, big-endian][order_id] → batch_id: the orders of each
+/// state in due order, so the engine finds what to do next without scanning every order, and
+/// picks one batch's orders out of it without reading their records.
+pub(super) const BY_STATE: TableDefinition<&[u8], &str> = TableDefinition::new("state_index");
+/// The first layout's index: the same keys without the batch. [`super::Store::open`] replaces it
+/// with [`BY_STATE`], rebuilt from the orders.
+pub(super) const LEGACY_BY_STATE: TableDefinition<&[u8], ()> = TableDefinition::new("by_state");
 /// (batch_id, state code) → number of the batch's orders in that state.
 pub(super) const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("counts");
 /// Small typed values (pause state, daily budget, last runs of jobs), as JSON.
@@ -124,6 +128,43 @@ pub(super) fn decode_order(bytes: &[u8]) -> Result<OrderRecord, serde_json::Erro
         return Ok(order);
     }
     serde_json::from_slice::<StoredOrder>(bytes).map(|StoredOrder::V1(order)| order)
+}
+
+/// What a commit needs of the stored version of an order it changes: which batch and seq it
+/// belongs to, and its state and due time (for its state index key and counter).
+#[derive(Deserialize)]
+pub(super) struct OrderHead {
+    pub batch_id: String,
+    pub seq: u32,
+    pub state: OrderState,
+    #[serde(default)]
+    pub next_check_ms: Option<i64>,
+}
+
+impl OrderHead {
+    pub fn kind(&self) -> StateKind {
+        self.state.kind()
+    }
+
+    pub fn due_ms(&self) -> i64 {
+        crate::engine::record::due_ms(&self.state, self.next_check_ms)
+    }
+}
+
+/// Reads only an order's [`OrderHead`]: a commit changes each order it names, and reading the
+/// whole record (input row, call, strings) costs several times as much.
+pub(super) fn decode_head(bytes: &[u8]) -> Result<OrderHead, serde_json::Error> {
+    if bytes.starts_with(V1_PREFIX)
+        && let Ok(head) = serde_json::from_slice(bytes)
+    {
+        return Ok(head);
+    }
+    decode_order(bytes).map(|o| OrderHead {
+        batch_id: o.batch_id,
+        seq: o.seq,
+        state: o.state,
+        next_check_ms: o.next_check_ms,
+    })
 }
 
 /// What a cross-batch duplicate check needs of an order.

@@ -24,9 +24,10 @@
 //!   `(batch_id, state code)`; both change in the same transaction as the record.
 //! - **The audit table is the truth, the file its mirror.** Audit lines are hash-chained (each
 //!   line's `prev` is the SHA-256 of the previous line's text) and written to the `audit` table in
-//!   the commit's transaction; the same lines are then appended to `audit.jsonl` and fsynced. A
-//!   crash between the two loses nothing: `open` appends what the file lacks. A file line the
-//!   table lacks or disagrees with is corruption.
+//!   the commit's transaction; the same lines are then appended to `audit.jsonl` (fsynced at
+//!   least once a second and on close, not per commit). A crash between the two loses nothing:
+//!   `open` appends what the file lacks. A file line the table lacks or disagrees with is
+//!   corruption.
 //! - **One process.** redb locks the file; a second open (in this or another process) fails at
 //!   once with [`StoreError::Locked`].
 //!
@@ -45,12 +46,13 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
 
 use self::audit::AuditMirror;
 use self::codec::{
-    AUDIT, AuditLine, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, META, ORDERS, OrderIdentity, decode_batch,
-    decode_identity, decode_order, encode_batch, encode_order, line_hash, split_state_key, state_key_of, state_range,
+    AUDIT, AuditLine, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, LEGACY_BY_STATE, META, ORDERS, OrderIdentity,
+    decode_batch, decode_head, decode_identity, decode_order, encode_batch, encode_order, line_hash, split_state_key,
+    state_key, state_key_of, state_range,
 };
 use crate::batch::validate::{KnownOrder, KnownOrders};
 use crate::engine::record::{BatchRecord, OrderRecord};
@@ -68,6 +70,26 @@ const CHUNK_ORDERS: usize = 20_000;
 /// redb's page cache. Its default (1 GiB) would let a report over a million orders grow the
 /// daemon to a gigabyte; the OS page cache serves re-reads anyway.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Which batches have their record (are visible), remembered for one walk: few batches are
+/// active at once, so a short list beats a map.
+#[derive(Default)]
+struct VisibleBatches(Vec<(String, bool)>);
+
+impl VisibleBatches {
+    fn check(
+        &mut self,
+        batch_id: &str,
+        batches: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<bool, redb::StorageError> {
+        if let Some((_, visible)) = self.0.iter().find(|(b, _)| b == batch_id) {
+            return Ok(*visible);
+        }
+        let visible = batches.get(batch_id)?.is_some();
+        self.0.push((batch_id.to_owned(), visible));
+        Ok(visible)
+    }
+}
 
 /// What can go wrong with the state store: one variant per decision the caller makes.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +179,7 @@ impl Store {
             creating: Mutex::new(()),
         };
         store.create_tables()?;
+        store.migrate_state_index()?;
         // Leftovers of a create_batch a crash interrupted: remove them now, so that only a
         // create_batch in progress can ever have orders without a batch record.
         for batch_id in store.leftover_batches()? {
@@ -279,7 +302,7 @@ impl Store {
                         .insert((batch_id, order.seq), order.order_id.as_str())
                         .map_err(|e| self.db_err(e))?;
                     by_state
-                        .insert(state_key_of(order).as_slice(), ())
+                        .insert(state_key_of(order).as_slice(), batch_id)
                         .map_err(|e| self.db_err(e))?;
                     *counts.entry(order.kind().code()).or_default() += 1;
                 }
@@ -579,10 +602,9 @@ impl Store {
     /// Orders in `kind` (optionally of one batch) whose `due_ms()` <= `due_by_ms` (`None`: any),
     /// in due order (then order_id), at most `limit`.
     ///
-    /// Walks the `by_state` index from the state's earliest due time; never all orders. The
-    /// batch filter reads each candidate's record and skips other batches' orders: cheap
-    /// because few batches are active at once, and a dedicated (batch, state) index would cost
-    /// every commit another write.
+    /// Walks the state index from the state's earliest due time; never all orders. The index
+    /// carries each order's batch, so other batches' orders are skipped without reading their
+    /// records; only the records returned are read.
     pub fn orders_by_state(
         &self,
         kind: StateKind,
@@ -590,69 +612,102 @@ impl Store {
         due_by_ms: Option<i64>,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self.read()?;
+        let mut ids = Vec::new();
+        self.walk_index(&tx, kind, batch_id, due_by_ms, &mut |_, order_id| {
+            ids.push(order_id.to_owned());
+            ids.len() < limit
+        })?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        ids.iter()
+            .map(|order_id| {
+                self.load_order(&orders, order_id)?
+                    .ok_or_else(|| self.corrupt(format!("the state index names order {order_id:?}, which is missing")))
+            })
+            .collect()
+    }
+
+    /// The (due time, order_id) of orders in `kind` (optionally of one batch) due by
+    /// `due_by_ms`, in index order, at most `limit`: what [`Store::orders_by_state`] would return,
+    /// without reading a record. For deciding whether there is work before loading it.
+    pub fn due_keys(
+        &self,
+        kind: StateKind,
+        batch_id: Option<&str>,
+        due_by_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        self.walk_state(kind, batch_id, due_by_ms, &mut |_, order| {
-            out.push(order);
+        let tx = self.read()?;
+        self.walk_index(&tx, kind, batch_id, due_by_ms, &mut |due, order_id| {
+            out.push((due, order_id.to_owned()));
             out.len() < limit
         })?;
+        Ok(out)
+    }
+
+    /// The visible orders among `order_ids`, in the order given; ids that do not exist (or whose
+    /// batch is still being created) are left out. One snapshot for all.
+    pub fn orders(&self, order_ids: &[String]) -> Result<Vec<OrderRecord>, StoreError> {
+        let tx = self.read()?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
+        let mut visible = VisibleBatches::default();
+        let mut out = Vec::with_capacity(order_ids.len());
+        for order_id in order_ids {
+            if let Some(order) = self.load_order(&orders, order_id)?
+                && visible.check(&order.batch_id, &batches).map_err(|e| self.db_err(e))?
+            {
+                out.push(order);
+            }
+        }
         Ok(out)
     }
 
     /// The earliest `due_ms` among orders in `kind` (optionally of one batch): how long the
     /// engine may sleep.
     pub fn next_due(&self, kind: StateKind, batch_id: Option<&str>) -> Result<Option<i64>, StoreError> {
+        let tx = self.read()?;
         let mut first = None;
-        self.walk_state(kind, batch_id, None, &mut |due, _| {
+        self.walk_index(&tx, kind, batch_id, None, &mut |due, _| {
             first = Some(due);
             false
         })?;
         Ok(first)
     }
 
-    /// Visits the visible orders of `kind` in index order until `visit` returns false.
-    fn walk_state(
+    /// Visits the index entries of visible orders in `kind` (of `batch_id`, if given) due by
+    /// `due_by_ms`, in index order, until `visit` returns false. Reads no order record.
+    fn walk_index(
         &self,
+        tx: &ReadTransaction,
         kind: StateKind,
         batch_id: Option<&str>,
         due_by_ms: Option<i64>,
-        visit: &mut dyn FnMut(i64, OrderRecord) -> bool,
+        visit: &mut dyn FnMut(i64, &str) -> bool,
     ) -> Result<(), StoreError> {
-        let tx = self.read()?;
         let index = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
-        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
         let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
-        // Whether each batch seen has its record (few batches: a short list beats a map).
-        let mut known: Vec<(String, bool)> = Vec::new();
+        let mut visible = VisibleBatches::default();
         let (start, end) = state_range(kind, due_by_ms);
         for entry in index
             .range(start.as_slice()..end.as_slice())
             .map_err(|e| self.db_err(e))?
         {
-            let (key, _) = entry.map_err(|e| self.db_err(e))?;
-            let key = key.value();
-            let (due, order_id) =
-                split_state_key(key).ok_or_else(|| self.corrupt(format!("malformed state index key {key:?}")))?;
-            let order = self
-                .load_order(&orders, order_id)?
-                .ok_or_else(|| self.corrupt(format!("the state index names order {order_id:?}, which is missing")))?;
-            if batch_id.is_some_and(|b| b != order.batch_id) {
+            let (key, batch) = entry.map_err(|e| self.db_err(e))?;
+            let (key, batch) = (key.value(), batch.value());
+            if batch_id.is_some_and(|b| b != batch) {
                 continue;
             }
-            let visible = match known.iter().find(|(b, _)| *b == order.batch_id) {
-                Some((_, visible)) => *visible,
-                None => {
-                    let visible = batches
-                        .get(order.batch_id.as_str())
-                        .map_err(|e| self.db_err(e))?
-                        .is_some();
-                    known.push((order.batch_id.clone(), visible));
-                    visible
-                }
-            };
-            if visible && !visit(due, order) {
+            let (due, order_id) =
+                split_state_key(key).ok_or_else(|| self.corrupt(format!("malformed state index key {key:?}")))?;
+            if visible.check(batch, &batches).map_err(|e| self.db_err(e))? && !visit(due, order_id) {
                 break;
             }
         }
@@ -708,7 +763,7 @@ impl Store {
         tx.commit().map_err(|e| self.db_err(e))?;
         // Only now, with the lines durable in the table, does the file get them: it never holds
         // a line the table lacks. The file's lock is taken after the commit, so the next commit
-        // proceeds while this one's lines are fsynced; should a later commit reach the file
+        // proceeds while this one's lines are written; should a later commit reach the file
         // first, it appends the earlier lines too (from the table), and the earlier one finds
         // nothing left to write.
         self.lock_audit().append(self, &lines);
@@ -735,7 +790,11 @@ impl Store {
             let order_id = new.order_id.as_str();
             let unknown = || StoreError::Db(format!("cannot commit order_id {order_id:?}: no such order"));
             // Read from the transaction, so a second change of one order sees the first.
-            let old = self.load_order(&orders, order_id)?.ok_or_else(unknown)?;
+            let old = match orders.get(order_id).map_err(|e| self.db_err(e))? {
+                Some(bytes) => decode_head(bytes.value())
+                    .map_err(|e| self.corrupt(format!("order {order_id:?} does not read back: {e}")))?,
+                None => return Err(unknown()),
+            };
             if old.batch_id != new.batch_id || old.seq != new.seq {
                 return Err(StoreError::Db(format!(
                     "cannot commit order_id {order_id:?}: batch and seq are fixed ({} #{}, not {} #{})",
@@ -764,14 +823,14 @@ impl Store {
 
             // Index: out with the key of the stored record, in with the new one.
             if by_state
-                .remove(state_key_of(&old).as_slice())
+                .remove(state_key(old_kind, old.due_ms(), order_id).as_slice())
                 .map_err(|e| self.db_err(e))?
                 .is_none()
             {
                 return Err(self.corrupt(format!("order {order_id:?} is missing from the state index")));
             }
             by_state
-                .insert(state_key_of(new).as_slice(), ())
+                .insert(state_key_of(new).as_slice(), new.batch_id.as_str())
                 .map_err(|e| self.db_err(e))?;
             if old_kind != new_kind {
                 *deltas.entry((new.batch_id.as_str(), old_kind)).or_default() -= 1;
@@ -884,6 +943,39 @@ impl Store {
             tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
         }
         tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Stores written before the state index carried each order's batch have the older
+    /// `by_state` table: rebuild the index from the orders (once, in one transaction) and drop it.
+    fn migrate_state_index(&self) -> Result<(), StoreError> {
+        let legacy = {
+            let tx = self.read()?;
+            tx.list_tables()
+                .map_err(|e| self.db_err(e))?
+                .any(|t| t.name() == LEGACY_BY_STATE.name())
+        };
+        if !legacy {
+            return Ok(());
+        }
+        let tx = self.write(Durability::Immediate)?;
+        let mut rebuilt = 0u64;
+        {
+            let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+            let mut index = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
+            for entry in orders.iter().map_err(|e| self.db_err(e))? {
+                let (order_id, bytes) = entry.map_err(|e| self.db_err(e))?;
+                let order = decode_order(bytes.value())
+                    .map_err(|e| self.corrupt(format!("order {:?} does not read back: {e}", order_id.value())))?;
+                index
+                    .insert(state_key_of(&order).as_slice(), order.batch_id.as_str())
+                    .map_err(|e| self.db_err(e))?;
+                rebuilt += 1;
+            }
+        }
+        tx.delete_table(LEGACY_BY_STATE).map_err(|e| self.db_err(e))?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        tracing::info!(orders = rebuilt, "rebuilt the state index in the current layout");
+        Ok(())
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {

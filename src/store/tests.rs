@@ -966,3 +966,89 @@ fn crash_child(dir: &Path) {
         println!("ACK {value} {}", names.join(" "));
     }
 }
+
+#[test]
+fn a_store_with_the_first_index_layout_is_rebuilt_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = batch("a", 1_000, 3);
+    let b = batch("b", 1_000, 2);
+    let (rows_a, rows_b) = (orders(&a, "a"), orders(&b, "b"));
+    {
+        let store = open(dir.path());
+        store.create_batch(&a, &rows_a).unwrap();
+        store.create_batch(&b, &rows_b).unwrap();
+        store
+            .commit(&[moved(
+                &rows_b[1],
+                OrderState::Deferred {
+                    until_ms: 77,
+                    reason: "r".into(),
+                },
+                9,
+                "hold",
+            )])
+            .unwrap();
+    }
+    // Turn the file back into the first layout: the index keyed the same, without the batch.
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let index = tx.open_table(BY_STATE).unwrap();
+            let mut legacy = tx.open_table(LEGACY_BY_STATE).unwrap();
+            for entry in index.iter().unwrap() {
+                let (key, _) = entry.unwrap();
+                legacy.insert(key.value(), ()).unwrap();
+            }
+        }
+        tx.delete_table(BY_STATE).unwrap();
+        tx.commit().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        ids(&store
+            .orders_by_state(StateKind::Planned, Some(&a.batch_id), None, 10)
+            .unwrap()),
+        ["a-0000", "a-0001", "a-0002"]
+    );
+    assert_eq!(
+        ids(&store
+            .orders_by_state(StateKind::Planned, Some(&b.batch_id), None, 10)
+            .unwrap()),
+        ["b-0000"]
+    );
+    assert_eq!(
+        store.next_due(StateKind::Deferred, Some(&b.batch_id)).unwrap(),
+        Some(77)
+    );
+    assert_eq!(store.next_due(StateKind::Deferred, Some(&a.batch_id)).unwrap(), None);
+    drop(store);
+    // The old table is gone: the next open has nothing to migrate.
+    let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+    let tx = db.begin_read().unwrap();
+    let names: Vec<String> = tx.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+    assert!(!names.iter().any(|n| n == "by_state"), "{names:?}");
+}
+
+#[test]
+fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = batch("a", 1_000, 3);
+    let b = batch("b", 1_000, 3);
+    let c = batch("c", 1_000, 2);
+    let (rows_a, rows_b) = (orders(&a, "a"), orders(&b, "b"));
+    store.create_batch(&a, &rows_a).unwrap();
+    store.create_batch(&b, &rows_b).unwrap();
+    // An interrupted creation: its orders are in the tables but invisible.
+    store.create_batch_with(&c, &orders(&c, "c"), 1, false).unwrap();
+    let keys = store.due_keys(StateKind::Planned, Some(&b.batch_id), None, 2).unwrap();
+    assert_eq!(
+        keys.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),
+        ["b-0000", "b-0001"]
+    );
+    let all = store.due_keys(StateKind::Planned, None, None, 100).unwrap();
+    assert_eq!(all.len(), 6, "leftovers of batch c are not listed: {all:?}");
+    let wanted: Vec<String> = ["b-0002", "c-0000", "nope", "a-0001"].map(String::from).to_vec();
+    assert_eq!(ids(&store.orders(&wanted).unwrap()), ["b-0002", "a-0001"]);
+}

@@ -525,11 +525,14 @@ impl Engine {
         }
         // Queued work wakes the loop at once only when a request could actually leave; with every
         // slot busy the loop waits for an answer instead of spinning.
-        if room_to_send
-            && self.gate.snapshot().1.is_none()
-            && self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some()
-        {
-            next = now;
+        if room_to_send && self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some() {
+            let (pause, closed) = self.gate.snapshot();
+            match (closed, pause.daily_until_ms) {
+                (None, _) => next = now,
+                // Paused for the daily cap: the first send of the new day leaves at the reset.
+                (Some(_), Some(until)) if until > now => next = next.min(until),
+                _ => {}
+            }
         }
         Ok(next)
     }

@@ -106,12 +106,27 @@ pub async fn watch(
     }
 }
 
-/// A notify watcher that wakes the scanner on any event in `dir`. `None` (with a warning) when
-/// the platform refuses (inotify limits): the rescans still find every file.
+/// Whether a file-system event in an inbox can mean a file arrived, changed or finished being
+/// written. Reads, opens and read-only closes cannot, and must not wake the scanner: the scan
+/// itself opens the folder, so waking on those would make every scan trigger the next one (an
+/// idle daemon spinning a core).
+fn wakes_scanner(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => true,
+    }
+}
+
+/// A notify watcher that wakes the scanner on events in `dir` that can bring a file (see
+/// [`wakes_scanner`]). `None` (with a warning) when the platform refuses (inotify limits): the
+/// rescans still find every file.
 fn start_watcher(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| wakes_scanner(&e.kind)) {
             wake.notify_one();
         }
     };
@@ -259,4 +274,48 @@ fn reject(
     shared.stats.count_inbox("rejected");
     tracing::warn!(file = %archived.display(), "rejected; the reason is in {}", Path::new(&error_path).display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn only_events_that_can_bring_a_file_wake_the_scanner() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(wakes_scanner(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+        ] {
+            assert!(!wakes_scanner(&kind), "{kind:?}");
+        }
+    }
+
+    /// The loop the filter prevents: listing the folder (what a scan does) must not wake the
+    /// scanner, while a file arriving must.
+    #[tokio::test]
+    async fn scanning_the_inbox_does_not_wake_its_own_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let wake = Arc::new(Notify::new());
+        let _watcher = start_watcher(dir.path(), wake.clone()).expect("inotify works here");
+        for _ in 0..3 {
+            let _ = std::fs::read_dir(dir.path()).unwrap().count();
+        }
+        let woken = tokio::time::timeout(Duration::from_millis(300), wake.notified()).await;
+        assert!(woken.is_err(), "a directory listing woke the scanner");
+        std::fs::write(dir.path().join("batch.csv"), "order_id\n").unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+        assert!(woken.is_ok(), "a new file did not wake the scanner");
+    }
 }

@@ -316,11 +316,13 @@ pub struct PreflightConfig {
 /// Request rates and retry behaviour toward CCPayment.
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
-    /// Withdrawal requests per second.
+    /// Requests per second to CCPayment, of every kind: withdrawal creates and reads share it, as
+    /// CCPayment's per-IP limit does.
     pub rate_per_second: u32,
-    /// Requests that may go out at once after a quiet spell.
+    /// Requests (of any kind) that may go out at once after a quiet spell.
     pub burst: u32,
-    /// Read requests (status queries, preflight) per second.
+    /// An extra cap on read requests (status queries, lookups) per second, within
+    /// `rate_per_second`.
     pub read_rate_per_second: u32,
     /// Requests in flight at once.
     pub concurrency: u32,

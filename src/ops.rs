@@ -91,6 +91,8 @@ pub fn build_engine(
     sandbox: bool,
 ) -> Result<Engine, StoreError> {
     let limits = &config.limits;
+    // Every request (creates and reads) takes a permit of the shared quota; reads are capped
+    // further by their own rate.
     let limiters = Arc::new(Limiters::new(
         Quota {
             per_second: limits.rate_per_second,
@@ -101,6 +103,7 @@ pub fn build_engine(
             burst: limits.burst,
         },
         limits.daily_request_budget,
+        clock.clone(),
     ));
     if let Some((day, used)) = store.meta_get::<(i64, u64)>(META_BUDGET)? {
         limiters.restore_budget(day, used);

@@ -212,6 +212,23 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// What a failed read tells every sender: 11004 slows the gate down; 11009 (CCPayment's daily
+    /// cap, reached by a status query before any create met it) pauses sending until the reset,
+    /// persisted like a create's 11009.
+    fn on_read_refused(&self, e: &CallError) -> Result<(), EngineError> {
+        match e.code() {
+            Some(11004) => self.gate.on_rate_limited(),
+            Some(11009) => {
+                let pause = self
+                    .gate
+                    .on_daily_limit(&self.settings.day, "CCPayment's daily request limit (11009)");
+                self.store.meta_put(META_PAUSE, &pause)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The client-side daily budget's (day, used) counter, for the caller to persist.
     pub fn budget_state(&self) -> Option<(i64, u64)> {
         self.limiters.budget_state()
@@ -289,7 +306,7 @@ impl Engine {
             let client = self.client.clone();
             let limiters = self.limiters.clone();
             let gate = self.gate.clone();
-            let now = self.now();
+            let clock = self.clock.clone();
             let day = self.settings.day;
             let cancel = cancel.clone();
             tasks.spawn(async move {
@@ -297,7 +314,7 @@ impl Engine {
                     &gate,
                     &limiters,
                     CallKind::Read,
-                    now,
+                    &clock,
                     &day,
                     &cancel,
                     "getAppWithdrawRecord",
@@ -353,9 +370,7 @@ impl Engine {
                 )?);
             }
             Err(e) => {
-                if e.code() == Some(11004) {
-                    self.gate.on_rate_limited();
-                }
+                self.on_read_refused(&e)?;
                 let mut order = order;
                 order.checks += 1;
                 order.next_check_ms =
@@ -526,12 +541,12 @@ impl Engine {
         // Queued work wakes the loop at once only when a request could actually leave; with every
         // slot busy the loop waits for an answer instead of spinning.
         if room_to_send && self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some() {
-            let (pause, closed) = self.gate.snapshot();
-            match (closed, pause.daily_until_ms) {
-                (None, _) => next = now,
-                // Paused for the daily cap: the first send of the new day leaves at the reset.
-                (Some(_), Some(until)) if until > now => next = next.min(until),
-                _ => {}
+            if self.gate.snapshot().1.is_none() {
+                next = now;
+            } else if let Some(opens) = self.gate.hold_until() {
+                // Paused (the daily cap, an 11004 backoff): the first send leaves when the gate
+                // opens, not at the next poll. The kill switch (i64::MAX) waits for the poll.
+                next = next.min(opens.max(now));
             }
         }
         Ok(next)
@@ -769,11 +784,12 @@ impl Engine {
                 let client = self.client.clone();
                 let limiters = self.limiters.clone();
                 let gate = self.gate.clone();
+                let clock = self.clock.clone();
                 let day = self.settings.day;
                 let cancel = cancel.clone();
                 tracking.tasks.spawn(async move {
                     if let Err(not_sent) =
-                        admit(&gate, &limiters, CallKind::Read, now, &day, &cancel, "status query").await
+                        admit(&gate, &limiters, CallKind::Read, &clock, &day, &cancel, "status query").await
                     {
                         return (chunk, Err(not_sent));
                     }
@@ -809,9 +825,7 @@ impl Engine {
                     statuses
                 }
                 Err(e) => {
-                    if e.code() == Some(11004) {
-                        self.gate.on_rate_limited();
-                    }
+                    self.on_read_refused(&e)?;
                     HashMap::new()
                 }
             };
@@ -886,7 +900,7 @@ async fn admit(
     gate: &Gate,
     limiters: &Limiters,
     kind: CallKind,
-    now_ms: i64,
+    clock: &SharedClock,
     day: &DayClock,
     cancel: &CancellationToken,
     endpoint: &str,
@@ -898,8 +912,9 @@ async fn admit(
     if !wait_open(gate, cancel).await {
         return Err(not_sent("cancelled".into()));
     }
+    // The time after the gate: a wait across a daily reset charges the new day's budget.
     limiters
-        .acquire(kind, now_ms, day)
+        .acquire(kind, clock.now_ms(), day)
         .await
         .map_err(|e| not_sent(e.to_string()))
 }

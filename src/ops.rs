@@ -222,17 +222,20 @@ pub async fn ingest(
     let mut known: BTreeMap<String, String> = store.meta_get(META_EXPLORERS)?.unwrap_or_default();
     known.extend(explorers);
     store.meta_put(META_EXPLORERS, &known)?;
-    let (batch, orders) = intake::build(&prepared, file, config.api.generation, now_ms);
+    let generation = config.api.generation;
+    let batch = intake::batch_record(&prepared, file, generation, now_ms);
     if batch.batch_id != batch_id {
         anyhow::bail!(
             "{} changed while it was being read; write batch files elsewhere and rename them into place",
             file.display()
         );
     }
-    if orders.is_empty() {
+    if batch.orders == 0 {
         return Ok(Ingested::NothingPayable { batch, plan: plan_text });
     }
-    store.create_batch(&batch, &orders)?;
+    // The orders are built as the store writes them, chunk by chunk: a big batch is never
+    // held as records.
+    store.create_batch_streamed(&batch, intake::orders(&prepared, generation, now_ms))?;
     Ok(Ingested::Created { batch, plan: plan_text })
 }
 

@@ -14,14 +14,16 @@
 //! - Cwallet transfers have no fee.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use super::validate::{self, Hold, Problem, Row, Validated};
 use crate::amount::plain;
-use crate::catalogue::{Catalogue, ChainRef};
+use crate::catalogue::{Catalogue, ChainRef, CoinEntry};
 use crate::policy::Policy;
 
 /// A fee quote for one coin on one chain.
@@ -95,7 +97,7 @@ impl Verdict {
     }
 }
 
-/// One row of the plan.
+/// One row of the plan, in full, as [`PlanRows`] gives it (and `check --json` prints it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowPlan {
     pub line: u64,
@@ -119,6 +121,138 @@ pub struct RowPlan {
     pub reference: String,
     #[serde(flatten)]
     pub verdict: Verdict,
+}
+
+/// What the plan decided for one row. The row's texts stay in the validated rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RowOutcome {
+    /// The row's fee quote, an index into [`PlanRows::fees`].
+    fee: Option<u32>,
+    verdict: Verdict,
+}
+
+/// The rows of a plan: one per validated row, in the same order.
+///
+/// Kept compact: a verdict and a fee-quote index per row, next to the validated rows (shared,
+/// not copied) whose texts they describe. Each [`RowPlan`] is built when it is asked for, so a
+/// million-row plan holds tens of megabytes rather than half a gigabyte of strings. Serializes
+/// as the list of [`RowPlan`]s.
+#[derive(Clone)]
+pub struct PlanRows {
+    validated: Arc<Validated>,
+    catalogue: Arc<Catalogue>,
+    /// The distinct fee quotes the rows use.
+    fees: Vec<FeeQuote>,
+    outcomes: Vec<RowOutcome>,
+}
+
+impl PlanRows {
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// The verdict of the `index`th row.
+    pub fn verdict(&self, index: usize) -> Option<&Verdict> {
+        self.outcomes.get(index).map(|o| &o.verdict)
+    }
+
+    /// Every row's verdict, in row order (the order of `Validated::rows`).
+    pub fn verdicts(&self) -> impl ExactSizeIterator<Item = &Verdict> + '_ {
+        self.outcomes.iter().map(|o| &o.verdict)
+    }
+
+    /// The `index`th row in full.
+    pub fn get(&self, index: usize) -> Option<RowPlan> {
+        let outcome = self.outcomes.get(index)?;
+        let row = self.validated.rows.get(index)?;
+        Some(self.row_plan(row, outcome))
+    }
+
+    /// Every row in full, built one at a time.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RowPlan> + '_ {
+        self.validated
+            .rows
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(row, outcome)| self.row_plan(row, outcome))
+    }
+
+    fn row_plan(&self, row: &Row, outcome: &RowOutcome) -> RowPlan {
+        let (v, cat) = (&*self.validated, &*self.catalogue);
+        let coin = row.coin.map(|c| cat.coin(c));
+        let fee = outcome.fee.and_then(|i| self.fees.get(i as usize));
+        let money = money(row, coin, fee);
+        RowPlan {
+            line: u64::from(row.line),
+            order_id: v.order_id(row).to_owned(),
+            coin: coin.map_or_else(String::new, |c| c.symbol.clone()),
+            chain: row.chain.map_or_else(String::new, |c| cat.chain_name(c).to_owned()),
+            recipient: v.recipient(row).to_owned(),
+            memo: v.memo(row).to_owned(),
+            amount: row.amount.canonical(),
+            merchant_pays_fee: row.merchant_pays_fee,
+            fee: fee.map(|f| plain(f.amount)),
+            fee_coin: fee.map(|f| f.symbol.clone()),
+            receiver_gets: money.receiver_gets.map(plain),
+            reference: v.reference(row).to_owned(),
+            verdict: outcome.verdict.clone(),
+        }
+    }
+}
+
+impl Serialize for PlanRows {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl fmt::Debug for PlanRows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// What paying a row moves: the debits (coin id, value) on the balances, and what the
+/// receiver gets (`None` when it cannot be told).
+struct Money {
+    /// The amount from the coin's balance, and a fee charged on top (in the coin itself when
+    /// the merchant pays it, or in another coin).
+    debits: [Option<(u64, Decimal)>; 2],
+    receiver_gets: Option<Decimal>,
+    /// The receiver pays the fee and the amount does not cover it.
+    fee_not_covered: bool,
+}
+
+fn money(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>) -> Money {
+    let amount = row.amount.value();
+    let Some(c) = coin else {
+        return Money {
+            debits: [None, None],
+            receiver_gets: None,
+            fee_not_covered: false,
+        };
+    };
+    let mut m = Money {
+        debits: [Some((c.coin_id, amount)), None],
+        receiver_gets: Some(amount),
+        fee_not_covered: false,
+    };
+    match fee {
+        Some(fee) if fee.coin_id != c.coin_id => m.debits[1] = Some((fee.coin_id, fee.amount)),
+        Some(fee) if row.merchant_pays_fee => m.debits[1] = Some((c.coin_id, fee.amount)),
+        Some(fee) => {
+            m.receiver_gets = Some(amount - fee.amount);
+            m.fee_not_covered = amount <= fee.amount;
+        }
+        // No quote (should not happen after a preflight): say so rather than guess.
+        None if matches!(row.chain, Some(ChainRef::Chain(_))) => m.receiver_gets = None,
+        None => {}
+    }
+    m
 }
 
 /// Totals for one coin.
@@ -167,7 +301,7 @@ pub struct Counts {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub counts: Counts,
-    pub rows: Vec<RowPlan>,
+    pub rows: PlanRows,
     /// Every problem, row-level and file-level, in line order.
     pub problems: Vec<Problem>,
     pub coins: Vec<CoinTotals>,
@@ -188,9 +322,17 @@ pub struct Plan {
 const ORDER_IDS_PER_QUERY: u64 = 20;
 const EXPECTED_TRACKING_ROUNDS: u64 = 2;
 
-/// Builds the plan.
-pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers, settings: &PlanSettings<'_>) -> Plan {
-    let mut rows = Vec::with_capacity(validated.rows.len());
+/// Builds the plan. The plan's rows share `validated` and `cat` (see [`PlanRows`]).
+pub fn build(
+    validated: &Arc<Validated>,
+    cat: &Arc<Catalogue>,
+    answers: &PreflightAnswers,
+    settings: &PlanSettings<'_>,
+) -> Plan {
+    let mut outcomes = Vec::with_capacity(validated.rows.len());
+    let mut fees: Vec<FeeQuote> = Vec::new();
+    // (coin id, chain) -> index in `fees`.
+    let mut fee_index: HashMap<(u64, &str), u32> = HashMap::new();
     let mut problems = validated.problems.clone();
     let mut counts = Counts {
         rows: validated.rows_seen,
@@ -205,8 +347,8 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
 
     for row in &validated.rows {
         let coin = row.coin.map(|c| cat.coin(c));
-        let coin_symbol = coin.map_or_else(String::new, |c| c.symbol.clone());
-        let chain_name = row.chain.map_or_else(String::new, |c| cat.chain_name(c).to_owned());
+        let coin_symbol = coin.map_or("", |c| c.symbol.as_str());
+        let chain_name = row.chain.map_or("", |c| cat.chain_name(c));
 
         let mut reasons: Vec<String> = answers
             .remote_problems
@@ -214,42 +356,34 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
             .cloned()
             .unwrap_or_default();
         if coin.is_some() {
-            reasons.extend(settings.policy.check_row(&coin_symbol, &chain_name, row.amount.value()));
+            reasons.extend(settings.policy.check_row(coin_symbol, chain_name, row.amount.value()));
         }
 
         // The fee, and what leaves which balance.
         let fee = match (coin, row.chain) {
-            (Some(c), Some(ChainRef::Chain(_))) => answers.fees.get(&(c.coin_id, chain_name.clone())).cloned(),
+            (Some(c), Some(ChainRef::Chain(_))) => match fee_index.get(&(c.coin_id, chain_name)) {
+                Some(&i) => Some(i),
+                None => answers.fees.get(&(c.coin_id, chain_name.to_owned())).map(|quote| {
+                    let i = u32::try_from(fees.len()).unwrap_or(u32::MAX);
+                    fees.push(quote.clone());
+                    fee_index.insert((c.coin_id, chain_name), i);
+                    i
+                }),
+            },
             _ => None,
         };
-        let amount = row.amount.value();
-        let mut debits: Vec<(u64, Decimal)> = Vec::new();
-        let mut receiver_gets = Some(amount);
-        if let Some(c) = coin {
-            debits.push((c.coin_id, amount));
-            if let Some(fee) = &fee {
-                if fee.coin_id != c.coin_id {
-                    debits.push((fee.coin_id, fee.amount));
-                } else if row.merchant_pays_fee {
-                    debits.push((c.coin_id, fee.amount));
-                } else {
-                    receiver_gets = Some(amount - fee.amount);
-                    if amount <= fee.amount {
-                        reasons.push(format!(
-                            "{} {} does not cover the network fee of {} {}; raise the amount or set merchant_pays_fee",
-                            row.amount,
-                            c.symbol,
-                            plain(fee.amount),
-                            fee.symbol
-                        ));
-                    }
-                }
-            } else if matches!(row.chain, Some(ChainRef::Chain(_))) {
-                // No quote (should not happen after a preflight): say so rather than guess.
-                receiver_gets = None;
-            }
-        } else {
-            receiver_gets = None;
+        let fee_quote = fee.and_then(|i| fees.get(i as usize));
+        let money = money(row, coin, fee_quote);
+        if money.fee_not_covered
+            && let (Some(c), Some(fee)) = (coin, fee_quote)
+        {
+            reasons.push(format!(
+                "{} {} does not cover the network fee of {} {}; raise the amount or set merchant_pays_fee",
+                row.amount,
+                c.symbol,
+                plain(fee.amount),
+                fee.symbol
+            ));
         }
 
         let verdict = if !reasons.is_empty() {
@@ -264,7 +398,7 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
             Verdict::Refused { reasons }
         } else if let Some(hold) = row.hold {
             Verdict::Held {
-                reason: hold_reason(hold, &coin_symbol, &chain_name),
+                reason: hold_reason(hold, coin_symbol, chain_name),
             }
         } else {
             Verdict::Payable
@@ -274,15 +408,15 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
             if let Some(c) = coin {
                 let entry = amount_by_coin.entry(c.coin_id).or_default();
                 entry.0 += 1;
-                entry.1 += amount;
-                entry.2 += receiver_gets.unwrap_or_default();
+                entry.1 += row.amount.value();
+                entry.2 += money.receiver_gets.unwrap_or_default();
             }
             // Every fee counts here; one the receiver pays comes out of the amount rather than
-            // on top of it, which `debits` already reflects.
-            if let Some(fee) = &fee {
+            // on top of it, which the debits already reflect.
+            if let Some(fee) = fee_quote {
                 *fees_by_coin.entry(fee.coin_id).or_default() += fee.amount;
             }
-            for (coin_id, value) in &debits {
+            for (coin_id, value) in money.debits.iter().flatten() {
                 *needed_by_coin.entry(*coin_id).or_default() += *value;
             }
             digest_row(&mut digest, row, validated, cat);
@@ -293,21 +427,7 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
             Verdict::Refused { .. } => counts.refused += 1,
             Verdict::Duplicate { .. } => counts.duplicate += 1,
         }
-        rows.push(RowPlan {
-            line: u64::from(row.line),
-            order_id: validated.order_id(row).to_owned(),
-            coin: coin_symbol,
-            chain: chain_name,
-            recipient: validated.recipient(row).to_owned(),
-            memo: validated.memo(row).to_owned(),
-            amount: row.amount.canonical(),
-            merchant_pays_fee: row.merchant_pays_fee,
-            fee: fee.as_ref().map(|f| plain(f.amount)),
-            fee_coin: fee.as_ref().map(|f| f.symbol.clone()),
-            receiver_gets: receiver_gets.map(plain),
-            reference: validated.reference(row).to_owned(),
-            verdict,
-        });
+        outcomes.push(RowOutcome { fee, verdict });
     }
     counts.refused += validated.refused_lines.len() as u64;
     counts.duplicate += validated.duplicates.len() as u64;
@@ -372,7 +492,12 @@ pub fn build(validated: &Validated, cat: &Catalogue, answers: &PreflightAnswers,
     let payable = blockers.is_empty() && counts.payable == counts.rows && counts.rows > 0;
     Plan {
         counts,
-        rows,
+        rows: PlanRows {
+            validated: Arc::clone(validated),
+            catalogue: Arc::clone(cat),
+            fees,
+            outcomes,
+        },
         problems,
         coins,
         blockers,

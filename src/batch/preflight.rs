@@ -65,7 +65,8 @@ pub enum CheckError {
 /// catalogue they refer to, and the chains (for explorer links).
 pub struct Prepared {
     pub report: CheckReport,
-    pub validated: Validated,
+    /// Shared with the plan's rows.
+    pub validated: Arc<Validated>,
     pub catalogue: Arc<Catalogue>,
     pub chains: Vec<crate::api::types::ChainInfo>,
 }
@@ -134,6 +135,7 @@ pub async fn prepare(
         .map_err(|e| CheckError::NotABatch(format!("{display}: validation stopped: {e}")))?
     };
     let (sha256, size_bytes) = hashed;
+    let validated = Arc::new(validated);
 
     let mut answers = PreflightAnswers::default();
     if !validated.rows.is_empty() {

@@ -65,13 +65,13 @@ fn rows_table(out: &mut String, plan: &Plan) {
             };
             [
                 r.line.to_string(),
-                r.order_id.clone(),
-                r.coin.clone(),
-                r.chain.clone(),
+                r.order_id,
+                r.coin,
+                r.chain,
                 shorten(&r.recipient, 44),
-                r.amount.clone(),
+                r.amount,
                 fee,
-                r.receiver_gets.clone().unwrap_or_else(|| "-".to_owned()),
+                r.receiver_gets.unwrap_or_else(|| "-".to_owned()),
                 verdict,
             ]
         })

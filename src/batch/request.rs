@@ -37,8 +37,14 @@ impl WithdrawCall {
     }
 }
 
+/// Whether `row` has what its API generation needs for a call (v2 needs a coin and a chain):
+/// exactly when [`withdraw_call`] returns `Some`.
+pub fn has_call(row: &Row, generation: ApiGeneration) -> bool {
+    generation == ApiGeneration::V1 || (row.coin.is_some() && row.chain.is_some())
+}
+
 /// Builds the call for `row`. `None` when the row lacks what its API generation needs (v2
-/// without coin or chain), which validation already refuses.
+/// without coin or chain, see [`has_call`]), which validation already refuses.
 pub fn withdraw_call(row: &Row, v: &Validated, cat: &Catalogue, generation: ApiGeneration) -> Option<WithdrawCall> {
     let order_id = v.order_id(row).to_owned();
     let recipient = v.recipient(row).to_owned();

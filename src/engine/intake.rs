@@ -2,6 +2,11 @@
 //! row in its first state, and a [`BatchRecord`] that remembers the plan, the refused rows and
 //! whether approval is needed.
 //!
+//! The two are computed apart so a big batch is never held as records: [`batch_record`] counts
+//! the orders without building them, and [`orders`] builds them one at a time for the store to
+//! write in chunks. Both decide each row's fate through the same function, so the record's
+//! `orders` is the number of records [`orders`] yields.
+//!
 //! Every initial state is reached through the state machine (`Release`, then `Hold` for rows
 //! on a chain in maintenance), so there is no second way into a state. Pure: no I/O.
 
@@ -12,109 +17,84 @@ use super::record::{Approval, BatchRecord, BatchState, InputRow, OrderRecord, Re
 use super::state::{Event, OrderState, transition};
 use crate::batch::plan::Verdict;
 use crate::batch::preflight::Prepared;
-use crate::batch::request::withdraw_call;
-use crate::batch::validate::payload_digest;
+use crate::batch::request::{has_call, withdraw_call};
+use crate::batch::validate::{Row, payload_digest};
 use crate::config::ApiGeneration;
 
 /// How long a row held at intake (chain in maintenance, coin suspended) waits before its first
 /// send is tried; CCPayment's answer then decides (14004 defers it again with backoff).
 pub const HOLD_RECHECK_MS: i64 = 60_000;
 
-/// The records for a prepared batch.
-pub fn build(
-    prepared: &Prepared,
-    source: &Path,
-    generation: ApiGeneration,
-    now_ms: i64,
-) -> (BatchRecord, Vec<OrderRecord>) {
+/// What intake makes of a validated row, given its plan verdict.
+enum Fate<'a> {
+    /// An order; `hold` is why its first send waits, if it does.
+    Order { hold: Option<&'a str> },
+    /// Refused by the plan (remote checks, policy, fees).
+    Refused(&'a [String]),
+    /// Already in an earlier batch with the same payload.
+    Duplicate(&'a str),
+    /// The row lacks what its API generation needs (validation refuses such rows already).
+    NoCall,
+}
+
+fn fate<'a>(row: &Row, verdict: &'a Verdict, generation: ApiGeneration) -> Fate<'a> {
+    match verdict {
+        Verdict::Refused { reasons } => Fate::Refused(reasons),
+        Verdict::Duplicate { earlier_batch } => Fate::Duplicate(earlier_batch),
+        _ if !has_call(row, generation) => Fate::NoCall,
+        Verdict::Payable => Fate::Order { hold: None },
+        Verdict::Held { reason } => Fate::Order { hold: Some(reason) },
+    }
+}
+
+/// The accepted rows with their holds, in file order: the rows that become orders.
+fn accepted(prepared: &Prepared, generation: ApiGeneration) -> impl Iterator<Item = (&Row, Option<&str>)> {
+    // Plan rows are built one per validated row, in the same order.
+    prepared
+        .validated
+        .rows
+        .iter()
+        .zip(prepared.report.plan.rows.verdicts())
+        .filter_map(move |(row, verdict)| match fate(row, verdict, generation) {
+            Fate::Order { hold } => Some((row, hold)),
+            _ => None,
+        })
+}
+
+/// The batch record for a prepared batch: counts, refused rows and approval, without building
+/// any order.
+pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneration, now_ms: i64) -> BatchRecord {
     let report = &prepared.report;
     let plan = &report.plan;
     let v = &prepared.validated;
-    let cat = &prepared.catalogue;
     let needs_approval = !plan.approval_reasons.is_empty();
 
-    let mut orders = Vec::with_capacity(v.rows.len());
+    let mut orders = 0u64;
     let mut refused: Vec<RefusedRow> = Vec::new();
-    // Plan rows are built one per validated row, in the same order.
-    for (row, row_plan) in v.rows.iter().zip(&plan.rows) {
+    for (row, verdict) in v.rows.iter().zip(plan.rows.verdicts()) {
         let line = u64::from(row.line);
-        let order_id = v.order_id(row).to_owned();
-        let (state, hold) = match &row_plan.verdict {
-            Verdict::Payable => (OrderState::Planned, None),
-            Verdict::Held { reason } => (OrderState::Planned, Some(reason.clone())),
-            Verdict::Refused { reasons } => {
-                refused.push(RefusedRow {
-                    line,
-                    order_id: Some(order_id),
-                    problems: reasons.clone(),
-                    duplicate_of_batch: None,
-                });
-                continue;
-            }
-            Verdict::Duplicate { earlier_batch } => {
-                refused.push(RefusedRow {
-                    line,
-                    order_id: Some(order_id),
-                    problems: vec![format!("already in batch {earlier_batch}")],
-                    duplicate_of_batch: Some(earlier_batch.clone()),
-                });
-                continue;
-            }
-        };
-        let Some(call) = withdraw_call(row, v, cat, generation) else {
-            refused.push(RefusedRow {
+        let order_id = || Some(v.order_id(row).to_owned());
+        match fate(row, verdict, generation) {
+            Fate::Order { .. } => orders += 1,
+            Fate::Refused(reasons) => refused.push(RefusedRow {
                 line,
-                order_id: Some(order_id),
+                order_id: order_id(),
+                problems: reasons.to_vec(),
+                duplicate_of_batch: None,
+            }),
+            Fate::Duplicate(earlier_batch) => refused.push(RefusedRow {
+                line,
+                order_id: order_id(),
+                problems: vec![format!("already in batch {earlier_batch}")],
+                duplicate_of_batch: Some(earlier_batch.to_owned()),
+            }),
+            Fate::NoCall => refused.push(RefusedRow {
+                line,
+                order_id: order_id(),
                 problems: vec!["the row lacks the coin or chain its API version needs".into()],
                 duplicate_of_batch: None,
-            });
-            continue;
-        };
-        // Release through the state machine; these transitions cannot fail from Planned.
-        let (mut state, attempts) =
-            transition(&state, 0, &Event::Release { needs_approval }).unwrap_or((OrderState::Planned, 0));
-        if let (Some(reason), OrderState::Queued) = (hold, &state) {
-            let until_ms = now_ms + HOLD_RECHECK_MS;
-            state = transition(&state, attempts, &Event::Hold { until_ms, reason }).map_or(state, |(s, _)| s);
+            }),
         }
-        let coin = row.coin.map(|c| cat.coin(c).symbol.clone()).unwrap_or_default();
-        let chain = row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default();
-        orders.push(OrderRecord {
-            order_id: order_id.clone(),
-            batch_id: report.sha256.clone(),
-            seq: u32::try_from(orders.len()).unwrap_or(u32::MAX),
-            line,
-            input: InputRow {
-                order_id,
-                recipient: v.recipient(row).to_owned(),
-                coin,
-                chain,
-                amount: row.amount.canonical(),
-                memo: v.memo(row).to_owned(),
-                merchant_pays_fee: if row.merchant_pays_fee {
-                    "true".into()
-                } else {
-                    "false".into()
-                },
-                reference: v.reference(row).to_owned(),
-                token_id: v.token_id(row).to_owned(),
-            },
-            call,
-            payload_digest: hex::encode(payload_digest(row, v, cat)),
-            state,
-            attempts,
-            record_id: None,
-            tx_id: None,
-            fee: None,
-            error: None,
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            first_sent_ms: None,
-            last_sent_ms: None,
-            final_ms: None,
-            next_check_ms: None,
-            checks: 0,
-        });
     }
 
     // Rows refused by validation, one entry per line with every problem.
@@ -148,7 +128,7 @@ pub fn build(
     let stem = source
         .file_stem()
         .map_or_else(|| "batch".to_owned(), |s| s.to_string_lossy().into_owned());
-    let batch = BatchRecord {
+    BatchRecord {
         batch_id: report.sha256.clone(),
         name: format!("{stem}-{}", &report.sha256[..12.min(report.sha256.len())]),
         source: source.display().to_string(),
@@ -161,7 +141,7 @@ pub fn build(
         created_ms: now_ms,
         updated_ms: now_ms,
         rows: plan.counts.rows,
-        orders: u32::try_from(orders.len()).unwrap_or(u32::MAX),
+        orders: u32::try_from(orders).unwrap_or(u32::MAX),
         refused,
         approval: if needs_approval {
             Approval::Required {
@@ -171,8 +151,96 @@ pub fn build(
             Approval::NotNeeded
         },
         state: BatchState::Open,
-    };
-    (batch, orders)
+    }
+}
+
+/// The order records of a prepared batch, built one at a time in file order (`seq` from 0):
+/// exactly `batch_record(..).orders` of them.
+pub fn orders(prepared: &Prepared, generation: ApiGeneration, now_ms: i64) -> impl Iterator<Item = OrderRecord> + '_ {
+    let needs_approval = !prepared.report.plan.approval_reasons.is_empty();
+    accepted(prepared, generation)
+        .enumerate()
+        .filter_map(move |(seq, (row, hold))| {
+            let seq = u32::try_from(seq).unwrap_or(u32::MAX);
+            order(prepared, row, hold, seq, needs_approval, generation, now_ms)
+        })
+}
+
+/// The records for a prepared batch, all at once: for small batches and tests. Ingest streams
+/// [`orders`] into the store instead.
+pub fn build(
+    prepared: &Prepared,
+    source: &Path,
+    generation: ApiGeneration,
+    now_ms: i64,
+) -> (BatchRecord, Vec<OrderRecord>) {
+    (
+        batch_record(prepared, source, generation, now_ms),
+        orders(prepared, generation, now_ms).collect(),
+    )
+}
+
+fn order(
+    prepared: &Prepared,
+    row: &Row,
+    hold: Option<&str>,
+    seq: u32,
+    needs_approval: bool,
+    generation: ApiGeneration,
+    now_ms: i64,
+) -> Option<OrderRecord> {
+    let v = &prepared.validated;
+    let cat = &prepared.catalogue;
+    // `accepted` passes only rows that have a call.
+    let call = withdraw_call(row, v, cat, generation)?;
+    // Release through the state machine; these transitions cannot fail from Planned.
+    let (mut state, attempts) =
+        transition(&OrderState::Planned, 0, &Event::Release { needs_approval }).unwrap_or((OrderState::Planned, 0));
+    if let (Some(reason), OrderState::Queued) = (hold, &state) {
+        let until_ms = now_ms + HOLD_RECHECK_MS;
+        let event = Event::Hold {
+            until_ms,
+            reason: reason.to_owned(),
+        };
+        state = transition(&state, attempts, &event).map_or(state, |(s, _)| s);
+    }
+    let order_id = v.order_id(row).to_owned();
+    Some(OrderRecord {
+        order_id: order_id.clone(),
+        batch_id: prepared.report.sha256.clone(),
+        seq,
+        line: u64::from(row.line),
+        input: InputRow {
+            order_id,
+            recipient: v.recipient(row).to_owned(),
+            coin: row.coin.map(|c| cat.coin(c).symbol.clone()).unwrap_or_default(),
+            chain: row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default(),
+            amount: row.amount.canonical(),
+            memo: v.memo(row).to_owned(),
+            merchant_pays_fee: if row.merchant_pays_fee {
+                "true".into()
+            } else {
+                "false".into()
+            },
+            reference: v.reference(row).to_owned(),
+            token_id: v.token_id(row).to_owned(),
+        },
+        call,
+        payload_digest: hex::encode(payload_digest(row, v, cat)),
+        state,
+        attempts,
+        record_id: None,
+        tx_id: None,
+        fee: None,
+        error: None,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+        first_sent_ms: None,
+        last_sent_ms: None,
+        final_ms: None,
+        next_check_ms: None,
+        checks: 0,
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +264,7 @@ mod tests {
     /// A prepared batch over the sample catalogue: POLYGON in maintenance when `polygon` says so.
     fn prepared(text: &str, polygon: &str, approval: ApprovalRule) -> Prepared {
         let catalogue = Arc::new(sample(polygon));
-        let validated = validate_csv(&catalogue, ApiGeneration::V2, false, text, &NoKnownOrders);
+        let validated = Arc::new(validate_csv(&catalogue, ApiGeneration::V2, false, text, &NoKnownOrders));
         let answers = PreflightAnswers {
             fees: HashMap::from([
                 (
@@ -288,5 +356,75 @@ mod tests {
         // The call each order sends is fixed at intake, amount in canonical form.
         assert_eq!(orders[1].call.amount(), "6");
         assert_eq!(orders[1].call.order_id(), "ap-0002");
+    }
+
+    #[test]
+    fn the_batch_record_counts_exactly_the_orders_that_are_streamed() {
+        // Payable, held, refused by validation, refused by the plan (the fee eats the amount),
+        // payable again: the orders skip the refused rows and number the rest from 0.
+        let text = format!(
+            "order_id,recipient,coin,chain,amount\nok-0001,{TRON},USDT,TRX,5\nheld-0001,{EVM},USDT,POLYGON,5\nbad-0001,{TRON},USDT,TRX,-5\nfee-0001,{TRON},USDT,TRX,1\nok-0002,{TRON},USDT,TRX,7\n"
+        );
+        let p = prepared(&text, "Maintenance", ApprovalRule::Never);
+        assert_eq!(p.report.plan.rows.len(), p.validated.rows.len());
+        let batch = batch_record(&p, Path::new("mix.csv"), ApiGeneration::V2, 5);
+        let streamed: Vec<OrderRecord> = orders(&p, ApiGeneration::V2, 5).collect();
+        assert_eq!(batch.orders as usize, streamed.len());
+        let ids: Vec<&str> = streamed.iter().map(|o| o.order_id.as_str()).collect();
+        assert_eq!(ids, ["ok-0001", "held-0001", "ok-0002"]);
+        assert!(streamed.iter().enumerate().all(|(i, o)| o.seq as usize == i));
+        assert!(streamed.iter().all(|o| o.batch_id == batch.batch_id));
+        let refused: Vec<(u64, bool)> = batch
+            .refused
+            .iter()
+            .map(|r| {
+                (
+                    r.line,
+                    r.problems.iter().any(|m| m.contains("does not cover the network fee")),
+                )
+            })
+            .collect();
+        assert_eq!(refused, [(4, false), (5, true)]);
+        // All at once, the same records.
+        assert_eq!(build(&p, Path::new("mix.csv"), ApiGeneration::V2, 5), (batch, streamed));
+    }
+
+    #[test]
+    fn the_plan_rows_are_built_in_full_on_demand() {
+        let text = format!(
+            "order_id,recipient,coin,chain,amount,merchant_pays_fee\nrow-0001,{TRON},USDT,TRX,5,false\nrow-0002,{EVM},USDT,POLYGON,5,true\n"
+        );
+        let p = prepared(&text, "Normal", ApprovalRule::Never);
+        let rows = &p.report.plan.rows;
+        let all: Vec<_> = rows.iter().collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(rows.get(1).as_ref(), Some(&all[1]));
+        assert_eq!(rows.get(2), None);
+        let first = &all[0];
+        assert_eq!(
+            (
+                first.line,
+                first.order_id.as_str(),
+                first.coin.as_str(),
+                first.chain.as_str()
+            ),
+            (2, "row-0001", "USDT", "TRX")
+        );
+        // The receiver pays the fee of 1 USDT out of 5; on the second row the merchant does.
+        assert_eq!(
+            (
+                first.fee.as_deref(),
+                first.fee_coin.as_deref(),
+                first.receiver_gets.as_deref()
+            ),
+            (Some("1"), Some("USDT"), Some("4"))
+        );
+        assert_eq!(all[1].receiver_gets.as_deref(), Some("5"));
+        assert_eq!(rows.verdict(0), Some(&Verdict::Payable));
+        // JSON: the list of full rows.
+        let json = serde_json::to_value(rows).unwrap();
+        assert_eq!(json, serde_json::to_value(&all).unwrap());
+        assert_eq!(json[1]["order_id"], "row-0002");
+        assert_eq!(json[1]["verdict"], "payable");
     }
 }

@@ -114,7 +114,14 @@ enum StoredBatchRef<'a> {
 const V1_PREFIX: &[u8] = br#"{"v":"1","#;
 
 pub(super) fn encode_order(order: &OrderRecord) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&StoredOrderRef::V1(order))
+    let mut out = Vec::with_capacity(1024);
+    encode_order_into(order, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_order`] appended to `out`, so a loop over many orders reuses one buffer.
+pub(super) fn encode_order_into(order: &OrderRecord, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, &StoredOrderRef::V1(order))
 }
 
 pub(super) fn decode_order(bytes: &[u8]) -> Result<OrderRecord, serde_json::Error> {

@@ -39,7 +39,8 @@ mod codec;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
 use std::ops::Bound;
@@ -197,66 +198,58 @@ impl Store {
 
     // ----- batches -----
 
-    /// Inserts a batch and all its orders, atomically in effect: orders go in chunks of
-    /// 20,000 per transaction and the batch record last, so a crash midway leaves orders that
-    /// every read ignores and the next `open` or `create_batch` removes.
-    ///
-    /// Refuses, before writing anything, an existing batch ([`StoreError::BatchExists`]), an
-    /// order_id that exists in another batch ([`StoreError::OrderExists`]), and orders that do not
-    /// belong to `batch` or repeat an order_id or seq.
+    /// Inserts a batch and all its orders, atomically in effect: [`Store::create_batch_streamed`]
+    /// over a slice.
     pub fn create_batch(&self, batch: &BatchRecord, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        self.create_batch_streamed(batch, orders)
+    }
+
+    /// Inserts a batch and all its orders, atomically in effect. `orders` is read as it is
+    /// written, in transactions of 20,000 orders, and the batch record goes last, so memory does
+    /// not grow with the batch, and a crash midway leaves orders that every read ignores and the
+    /// next `open` or `create_batch` removes.
+    ///
+    /// Refuses an existing batch ([`StoreError::BatchExists`]) before writing anything. An
+    /// order_id that exists in another batch ([`StoreError::OrderExists`]), an order that does
+    /// not belong to `batch`, a repeated order_id or seq, and a number of orders other than
+    /// `batch.orders` are found as the orders are written: the creation stops with that error
+    /// and removes what it wrote, so nothing of it is visible or left behind.
+    pub fn create_batch_streamed<I>(&self, batch: &BatchRecord, orders: I) -> Result<(), StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<OrderRecord>,
+    {
         self.create_batch_with(batch, orders, CHUNK_ORDERS, true)
     }
 
-    fn create_batch_with(
+    fn create_batch_with<I>(
         &self,
         batch: &BatchRecord,
-        orders: &[OrderRecord],
+        orders: I,
         chunk_orders: usize,
         write_marker: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<OrderRecord>,
+    {
         let _creating = lock(&self.creating);
         let batch_id = batch.batch_id.as_str();
-        check_batch_orders(batch_id, orders)?;
-
-        // Every refusal is decided before the first write.
-        let interrupted = {
+        {
             let tx = self.read()?;
             let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
-            let order_table = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
             if batches.get(batch_id).map_err(|e| self.db_err(e))?.is_some() {
                 return Err(StoreError::BatchExists(batch_id.to_owned()));
             }
-            let mut interrupted = BTreeSet::new();
-            for order in orders {
-                let Some(old) = self.load_order(&order_table, &order.order_id)? else {
-                    continue;
-                };
-                if old.batch_id == batch_id {
-                    continue; // our own leftover, removed below
-                }
-                if batches
-                    .get(old.batch_id.as_str())
-                    .map_err(|e| self.db_err(e))?
-                    .is_some()
-                {
-                    return Err(StoreError::OrderExists {
-                        order_id: old.order_id,
-                        batch_id: old.batch_id,
-                    });
-                }
-                // The order_id belongs to another interrupted creation, which never became a
-                // batch: its leftovers go too.
-                interrupted.insert(old.batch_id);
-            }
-            interrupted
-        };
-        self.remove_leftovers(batch_id)?;
-        for other in &interrupted {
-            self.remove_leftovers(other)?;
+        }
+        // Leftovers of interrupted creations, this batch's own included, go first: none is in
+        // progress (`creating` is held), and an order_id one of them holds must not block this
+        // batch. After this, an order_id met while writing belongs to a real batch or to ours.
+        for leftover in self.leftover_batches()? {
+            self.remove_leftovers(&leftover)?;
         }
 
-        let written = self.write_batch(batch, orders, chunk_orders.max(1), write_marker);
+        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker);
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
             // the next open. remove_leftovers checks that the batch record is absent, so a
@@ -271,36 +264,70 @@ impl Store {
     fn write_batch(
         &self,
         batch: &BatchRecord,
-        orders: &[OrderRecord],
+        orders: impl Iterator<Item: Borrow<OrderRecord>>,
         chunk_orders: usize,
         write_marker: bool,
     ) -> Result<(), StoreError> {
         let batch_id = batch.batch_id.as_str();
+        let expected = u64::from(batch.orders);
+        let mut orders = orders.peekable();
         let mut counts: BTreeMap<u8, u64> = BTreeMap::new();
-        for chunk in orders.chunks(chunk_orders) {
+        let mut written = 0u64;
+        // One encoding buffer for every order.
+        let mut bytes = Vec::with_capacity(1024);
+        while orders.peek().is_some() {
             // The chunks need not be durable on their own: the marker's Immediate commit below
             // makes every earlier commit durable, and without the marker they are leftovers.
+            // An error returns with the chunk's transaction open: dropping it aborts the chunk,
+            // and the caller removes the chunks committed before.
             let tx = self.write(Durability::None)?;
             {
                 let mut order_table = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
                 let mut batch_orders = tx.open_table(BATCH_ORDERS).map_err(|e| self.db_err(e))?;
                 let mut by_state = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;
-                for order in chunk {
-                    let bytes = encode_order(order).map_err(encode_error)?;
-                    let replaced = order_table
-                        .insert(order.order_id.as_str(), bytes.as_slice())
-                        .map_err(|e| self.db_err(e))?
-                        .is_some();
-                    if replaced {
-                        // Impossible after the checks above under `creating`; never overwrite.
+                for order in orders.by_ref().take(chunk_orders) {
+                    let order = order.borrow();
+                    let order_id = order.order_id.as_str();
+                    if order.batch_id != batch_id {
                         return Err(StoreError::Db(format!(
-                            "order_id {:?} appeared while batch {batch_id} was being created",
-                            order.order_id
+                            "order_id {order_id:?} belongs to batch {}, not {batch_id}",
+                            order.batch_id
                         )));
                     }
-                    batch_orders
-                        .insert((batch_id, order.seq), order.order_id.as_str())
-                        .map_err(|e| self.db_err(e))?;
+                    written += 1;
+                    if written > expected {
+                        return Err(miscount(batch_id, expected, "more"));
+                    }
+                    bytes.clear();
+                    codec::encode_order_into(order, &mut bytes).map_err(encode_error)?;
+                    if let Some(old) = order_table
+                        .insert(order_id, bytes.as_slice())
+                        .map_err(|e| self.db_err(e))?
+                    {
+                        // Never overwrite: the order_id is this batch's own (a repeat) or a
+                        // real batch's (leftovers were removed above).
+                        let owner = decode_identity(old.value())
+                            .map_err(|e| self.corrupt(format!("order {order_id:?} does not read back: {e}")))?
+                            .batch_id;
+                        return Err(if owner == batch_id {
+                            StoreError::Db(format!("order_id {order_id:?} appears twice in batch {batch_id}"))
+                        } else {
+                            StoreError::OrderExists {
+                                order_id: order_id.to_owned(),
+                                batch_id: owner,
+                            }
+                        });
+                    }
+                    if batch_orders
+                        .insert((batch_id, order.seq), order_id)
+                        .map_err(|e| self.db_err(e))?
+                        .is_some()
+                    {
+                        return Err(StoreError::Db(format!(
+                            "seq {} appears twice in batch {batch_id}",
+                            order.seq
+                        )));
+                    }
                     by_state
                         .insert(state_key_of(order).as_slice(), batch_id)
                         .map_err(|e| self.db_err(e))?;
@@ -308,6 +335,9 @@ impl Store {
                 }
             }
             tx.commit().map_err(|e| self.db_err(e))?;
+        }
+        if written < expected {
+            return Err(miscount(batch_id, expected, "fewer"));
         }
         if !write_marker {
             return Ok(()); // the test hook for an interrupted creation
@@ -342,12 +372,11 @@ impl Store {
     }
 
     #[cfg(test)]
-    fn create_batch_chunked(
-        &self,
-        batch: &BatchRecord,
-        orders: &[OrderRecord],
-        chunk_orders: usize,
-    ) -> Result<(), StoreError> {
+    fn create_batch_chunked<I>(&self, batch: &BatchRecord, orders: I, chunk_orders: usize) -> Result<(), StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<OrderRecord>,
+    {
         self.create_batch_with(batch, orders, chunk_orders, true)
     }
 
@@ -1080,32 +1109,11 @@ fn single(key: &str, mut found: Vec<BatchRecord>) -> Result<Option<BatchRecord>,
     }
 }
 
-/// The caller's bugs `create_batch` refuses before touching the store: an order of another
-/// batch, or a repeated order_id or seq (either would overwrite a record).
-fn check_batch_orders(batch_id: &str, orders: &[OrderRecord]) -> Result<(), StoreError> {
-    if let Some(o) = orders.iter().find(|o| o.batch_id != batch_id) {
-        return Err(StoreError::Db(format!(
-            "order_id {:?} belongs to batch {}, not {batch_id}",
-            o.order_id, o.batch_id
-        )));
-    }
-    let mut ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
-    ids.sort_unstable();
-    if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
-        return Err(StoreError::Db(format!(
-            "order_id {:?} appears twice in batch {batch_id}",
-            pair[0]
-        )));
-    }
-    let mut seqs: Vec<u32> = orders.iter().map(|o| o.seq).collect();
-    seqs.sort_unstable();
-    if let Some(pair) = seqs.windows(2).find(|w| w[0] == w[1]) {
-        return Err(StoreError::Db(format!(
-            "seq {} appears twice in batch {batch_id}",
-            pair[0]
-        )));
-    }
-    Ok(())
+/// The error of a batch whose record counts `expected` orders when `more` or fewer came.
+fn miscount(batch_id: &str, expected: u64, more: &str) -> StoreError {
+    StoreError::Db(format!(
+        "batch {batch_id} has {expected} orders by its record, but {more} were given"
+    ))
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {

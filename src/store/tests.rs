@@ -329,6 +329,141 @@ fn an_interrupted_creation_is_invisible_and_removed_on_retry_and_on_open() {
     assert!(store.leftover_batches().unwrap().is_empty());
 }
 
+/// Entries of the orders, batch_orders, by_state and counts tables, read raw: leftovers that
+/// every read ignores are counted too.
+fn raw_entries(store: &Store) -> [u64; 4] {
+    use redb::ReadableTableMetadata;
+    let tx = store.db.begin_read().unwrap();
+    [
+        tx.open_table(ORDERS).unwrap().len().unwrap(),
+        tx.open_table(BATCH_ORDERS).unwrap().len().unwrap(),
+        tx.open_table(BY_STATE).unwrap().len().unwrap(),
+        tx.open_table(COUNTS).unwrap().len().unwrap(),
+    ]
+}
+
+#[test]
+fn a_clash_found_in_a_later_chunk_stops_the_creation_and_leaves_nothing_visible_or_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = batch("first", 1_000, 3);
+    store.create_batch(&first, &orders(&first, "pay")).unwrap();
+    let before = raw_entries(&store);
+    assert_eq!(before, [3, 3, 3, 1]);
+
+    // Ten orders in chunks of 3: each fault is met after three chunks were committed.
+    let second = batch("second", 2_000, 10);
+    let faults = [
+        "an order_id of another batch",
+        "an order_id repeated from an earlier chunk",
+        "a seq repeated from an earlier chunk",
+        "an order of another batch",
+        "fewer orders than the record says",
+        "more orders than the record says",
+    ];
+    for fault in faults {
+        let mut rows = orders(&second, "new");
+        match fault {
+            "an order_id of another batch" => rows[9] = order(&second, 9, "pay-0001"),
+            "an order_id repeated from an earlier chunk" => rows[9].order_id = "new-0001".into(),
+            "a seq repeated from an earlier chunk" => rows[9].seq = 2,
+            "an order of another batch" => rows[9].batch_id = first.batch_id.clone(),
+            "fewer orders than the record says" => drop(rows.pop()),
+            _ => rows.push(order(&second, 10, "new-0010")),
+        }
+        let err = store.create_batch_chunked(&second, rows, 3).unwrap_err();
+        match (fault, &err) {
+            ("an order_id of another batch", StoreError::OrderExists { order_id, batch_id }) => {
+                assert_eq!(
+                    (order_id.as_str(), batch_id.as_str()),
+                    ("pay-0001", first.batch_id.as_str())
+                );
+            }
+            ("an order_id repeated from an earlier chunk", StoreError::Db(m)) => {
+                assert!(m.contains("\"new-0001\" appears twice"), "{m}");
+            }
+            ("a seq repeated from an earlier chunk", StoreError::Db(m)) => {
+                assert!(m.contains("seq 2 appears twice"), "{m}")
+            }
+            ("an order of another batch", StoreError::Db(m)) => assert!(m.contains("belongs to"), "{m}"),
+            ("fewer orders than the record says", StoreError::Db(m)) => assert!(m.contains("but fewer"), "{m}"),
+            ("more orders than the record says", StoreError::Db(m)) => assert!(m.contains("but more"), "{m}"),
+            _ => panic!("{fault}: {err:?}"),
+        }
+        // Nothing visible...
+        assert_eq!(store.batch(&second.batch_id).unwrap(), None, "{fault}");
+        assert_eq!(store.order("new-0000").unwrap(), None, "{fault}");
+        assert!(store.batch_orders(&second.batch_id).unwrap().is_empty(), "{fault}");
+        assert_eq!(count(&store, None, StateKind::Planned), 3, "{fault}");
+        // ...and nothing behind: the three committed chunks were removed.
+        assert!(store.leftover_batches().unwrap().is_empty(), "{fault}");
+        assert_eq!(raw_entries(&store), before, "{fault}");
+        // The other batch's order is untouched.
+        let kept = store.order("pay-0001").unwrap().unwrap();
+        assert_eq!(
+            (kept.batch_id.as_str(), kept.seq),
+            (first.batch_id.as_str(), 1),
+            "{fault}"
+        );
+    }
+
+    // The same batch, without the fault, goes in whole.
+    store.create_batch_chunked(&second, orders(&second, "new"), 3).unwrap();
+    assert_eq!(store.batch_orders(&second.batch_id).unwrap().len(), 10);
+    assert_eq!(raw_entries(&store), [13, 13, 13, 2]);
+}
+
+#[test]
+fn a_creation_dropped_midway_leaves_leftovers_that_reads_ignore_and_open_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let kept = batch("kept", 1_000, 2);
+    store.create_batch(&kept, &orders(&kept, "kept")).unwrap();
+    let big = batch("dropped", 2_000, 10);
+    let rows = orders(&big, "drop");
+
+    // The order source dies after seven orders (chunks of 3): as a crash would, the unwinding
+    // skips every clean-up, and two committed chunks stay behind without a batch record.
+    let dying = rows
+        .clone()
+        .into_iter()
+        .enumerate()
+        .map(|(i, order)| if i == 7 { panic!("the order source died") } else { order });
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.create_batch_chunked(&big, dying, 3)
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(store.leftover_batches().unwrap(), vec![big.batch_id.clone()]);
+    assert_eq!(
+        raw_entries(&store)[0],
+        2 + 6,
+        "two chunks of the dropped batch were committed"
+    );
+    assert_eq!(store.batch(&big.batch_id).unwrap(), None);
+    assert_eq!(store.order("drop-0000").unwrap(), None, "leftovers are not orders");
+    assert!(store.batch_orders(&big.batch_id).unwrap().is_empty());
+    assert_eq!(
+        store
+            .orders_by_state(StateKind::Planned, None, None, 100)
+            .unwrap()
+            .len(),
+        2,
+        "only the kept batch's orders are in the index's answers"
+    );
+    assert_eq!(count(&store, None, StateKind::Planned), 2);
+
+    drop(store);
+    let store = open(dir.path());
+    assert!(store.leftover_batches().unwrap().is_empty());
+    assert_eq!(raw_entries(&store), [2, 2, 2, 1], "open removed every leftover");
+    assert_eq!(store.batch_orders(&kept.batch_id).unwrap().len(), 2);
+
+    // The file comes again: the batch goes in whole.
+    store.create_batch_streamed(&big, rows).unwrap();
+    assert_eq!(store.batch_orders(&big.batch_id).unwrap().len(), 10);
+    assert_eq!(count(&store, Some(&big.batch_id), StateKind::Planned), 10);
+}
+
 #[test]
 fn commit_moves_orders_and_the_index_and_counters_follow() {
     let dir = tempfile::tempdir().unwrap();
@@ -1041,7 +1176,7 @@ fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
     store.create_batch(&a, &rows_a).unwrap();
     store.create_batch(&b, &rows_b).unwrap();
     // An interrupted creation: its orders are in the tables but invisible.
-    store.create_batch_with(&c, &orders(&c, "c"), 1, false).unwrap();
+    store.create_batch_with(&c, orders(&c, "c"), 1, false).unwrap();
     let keys = store.due_keys(StateKind::Planned, Some(&b.batch_id), None, 2).unwrap();
     assert_eq!(
         keys.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),

@@ -505,7 +505,7 @@ async fn rows_on_a_chain_in_maintenance_are_held_with_a_reason() {
         .await
         .unwrap();
     assert!(!report.plan.payable);
-    match &report.plan.rows[0].verdict {
+    match report.plan.rows.verdict(0).unwrap() {
         Verdict::Held { reason } => assert!(reason.contains("TRX is in maintenance"), "{reason}"),
         other => panic!("expected held, got {other:?}"),
     }

@@ -18,6 +18,10 @@ pub struct Proc {
     child: Option<Child>,
     what: String,
     log: Option<PathBuf>,
+    started: Instant,
+    /// This process's resident memory when it spawned the child: the floor of the child's
+    /// `ru_maxrss` (see [`lower_own_peak`]).
+    parent_rss_mb: f64,
 }
 
 /// How a child ended, with its own resource use (`wait4`).
@@ -43,12 +47,27 @@ impl Proc {
     /// Spawns `cmd`; `what` names it in errors, `log` (its stderr) is quoted in them.
     pub fn spawn(cmd: &mut Command, what: impl Into<String>, log: Option<&Path>) -> anyhow::Result<Proc> {
         let what = what.into();
+        let parent_rss_mb = lower_own_peak();
+        let started = Instant::now();
         let child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
         Ok(Proc {
             child: Some(child),
             what,
             log: log.map(Path::to_path_buf),
+            started,
+            parent_rss_mb,
         })
+    }
+
+    /// When the child was spawned.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// This process's resident memory at the spawn, in MB: a child's peak RSS from `wait4` is
+    /// never below it.
+    pub fn parent_rss_mb(&self) -> f64 {
+        self.parent_rss_mb
     }
 
     pub fn pid(&self) -> i32 {
@@ -161,6 +180,21 @@ impl Drop for Proc {
             let _ = child.wait();
         }
     }
+}
+
+/// On Linux a child's `ru_maxrss` includes the peak resident memory of the process that spawned
+/// it (exec keeps the old memory's high-water mark), so before each spawn this process gives its
+/// freed heap back (`malloc_trim`) and resets its own peak (`5` into `/proc/self/clear_refs`).
+/// A child's peak is then its own, or this process's resident memory at most, which this returns
+/// (MB; 0 if unknown).
+fn lower_own_peak() -> f64 {
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    rss_mb(std::process::id() as i32).unwrap_or(0.0)
 }
 
 /// The last 15 lines of a log file, indented, for an error message.

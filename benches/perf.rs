@@ -86,8 +86,19 @@ pub struct Ctx {
     pub quick: bool,
     /// The `ccpayout` binary cargo built for this benchmark.
     pub bin: PathBuf,
+    /// The scenarios selected to run.
+    pub selected: Vec<&'static str>,
     /// Orders per second of the throughput scenario, for the baseline's comparison.
     pub engine_orders_per_second: Option<f64>,
+    /// The rate-limit-unknown window, when quick mode runs it beside rate-limit-match.
+    pub rate_limit_unknown: Option<rate_limit::Pending>,
+}
+
+impl Ctx {
+    /// Whether `scenario` is selected to run.
+    pub fn selected(&self, scenario: &str) -> bool {
+        self.selected.contains(&scenario)
+    }
 }
 
 type Scenario = fn(&mut Ctx, &mut Report) -> anyhow::Result<()>;
@@ -164,10 +175,16 @@ fn main() -> ExitCode {
     }
     let started = Instant::now();
     let load_at_start = load_average();
+    let selected: Vec<(&'static str, Scenario)> = SCENARIOS
+        .into_iter()
+        .filter(|(name, _)| args.only.as_ref().is_none_or(|only| only.iter().any(|n| n == name)))
+        .collect();
     let mut ctx = Ctx {
         quick: args.quick,
         bin: PathBuf::from(env!("CARGO_BIN_EXE_ccpayout")),
+        selected: selected.iter().map(|(name, _)| *name).collect(),
         engine_orders_per_second: None,
+        rate_limit_unknown: None,
     };
     let mode = if args.quick { "quick" } else { "full" };
     println!(
@@ -175,10 +192,7 @@ fn main() -> ExitCode {
         ctx.bin.display()
     );
     let mut report = Report::default();
-    for (name, scenario) in SCENARIOS {
-        if args.only.as_ref().is_some_and(|only| !only.iter().any(|n| n == name)) {
-            continue;
-        }
+    for (name, scenario) in selected {
         report.begin(name);
         let scenario_started = Instant::now();
         let result = scenario(&mut ctx, &mut report).map_err(|e| e.context(format!("scenario {name}")));

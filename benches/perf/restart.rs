@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,14 +40,7 @@ pub fn run(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
 
     let (mut daemon, first) = start("daemon-1")?;
     add_start_figures(report, "first start", first);
-    let exit = daemon.terminate(Duration::from_secs(60))?;
-    if exit.status.code() != Some(0) {
-        bail!(
-            "the daemon ended with {} after SIGTERM{}",
-            exit.describe(),
-            daemon.log_tail()
-        );
-    }
+    let mut stops = vec![stop(&mut daemon, first)?];
 
     let (mut daemon, clean) = start("daemon-2")?;
     add_start_figures(report, "after a clean stop", clean);
@@ -55,14 +49,13 @@ pub fn run(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
 
     let (mut daemon, killed) = start("daemon-3")?;
     add_start_figures(report, "after SIGKILL", killed);
-    let exit = daemon.terminate(Duration::from_secs(60))?;
-    if exit.status.code() != Some(0) {
-        bail!(
-            "the daemon ended with {} after SIGTERM{}",
-            exit.describe(),
-            daemon.log_tail()
-        );
-    }
+    stops.push(stop(&mut daemon, killed)?);
+    let clean_exits = stops.iter().filter(|s| s.as_str() == "exit 0").count();
+    report.add(
+        Figure::new("SIGTERM stops ending in exit 0", clean_exits as f64, "of 2")
+            .at_least(2.0)
+            .note(stops.join("; ")),
+    );
     sandbox.ensure_running()
 }
 
@@ -86,6 +79,29 @@ fn store_batch(ccpayout: &Ccpayout, batch: &Path, rows: u64, report: &mut Report
         )),
     );
     Ok(())
+}
+
+/// SIGTERM right after a start, and how the daemon ended: `exit 0`, or killed by the SIGTERM
+/// itself (it came before the daemon handled the signal: a finding, not a crash). Anything else
+/// is an error.
+fn stop(daemon: &mut Proc, start: Start) -> anyhow::Result<String> {
+    let sent = daemon.started().elapsed();
+    let exit = daemon.terminate(Duration::from_secs(60))?;
+    if exit.status.code() == Some(0) {
+        return Ok("exit 0".to_owned());
+    }
+    if exit.status.signal() != Some(libc::SIGTERM) {
+        bail!(
+            "the daemon ended with {} after SIGTERM{}",
+            exit.describe(),
+            daemon.log_tail()
+        );
+    }
+    Ok(format!(
+        "killed by the SIGTERM itself, sent {} ms after spawn and {} ms after READY=1",
+        sent.as_millis(),
+        sent.saturating_sub(start.ready).as_millis()
+    ))
 }
 
 /// Times of one start, from spawn.

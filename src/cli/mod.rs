@@ -159,7 +159,8 @@ pub enum Command {
     /// Run the built-in CCPayment simulator on loopback.
     ///
     /// Prints its address and demo credentials, then serves the v2 and v1 API until Ctrl-C.
-    /// Its ledger of payouts and create attempts is at GET /sandbox/ledger.
+    /// Its ledger of payouts and create attempts is at GET /sandbox/ledger, its request counts
+    /// (by endpoint and result code, and per second) at GET /sandbox/stats.
     Sandbox(SandboxArgs),
 
     /// Configuration commands.
@@ -759,7 +760,7 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         config::ENV_APP_SECRET,
         secrecy::ExposeSecret::expose_secret(sandbox.app_secret())
     );
-    println!("ledger: {url}/sandbox/ledger   stop: Ctrl-C");
+    println!("ledger: {url}/sandbox/ledger   stats: {url}/sandbox/stats   stop: Ctrl-C");
     std::io::stdout().flush().map_err(anyhow::Error::from)?;
 
     tokio::select! {

@@ -24,7 +24,9 @@
 //!   error codes, and seeded faults: dropped connections before and after commit, HTTP 502,
 //!   11002, slow replies.
 //! - Withdrawal webhooks, signed and retried on CCPayment's schedule (time-scaled).
-//! - Debug endpoints: `GET /sandbox/ledger` (the [`Ledger`] as JSON) and `GET /sandbox/health`.
+//! - Debug endpoints: `GET /sandbox/ledger` (the [`Ledger`] as JSON), `GET /sandbox/stats`
+//!   (the [`SandboxStats`]: authenticated requests by endpoint and result code, and requests
+//!   accepted and answered 11004 per second) and `GET /sandbox/health`.
 //!
 //! [`DEMO_ADDRESSES`] lists a valid payee address per demo chain; payouts to
 //! [`DEMO_FAILING_ADDRESS`] always end `Failed` under the default configuration.
@@ -77,11 +79,11 @@
 //!   mutex, and a save whose change is already on disk writes nothing, so concurrent creates
 //!   share writes and an older snapshot never replaces a newer one. A failed write is logged;
 //!   a create whose payout could not be saved gets its connection dropped instead of a reply.
-//! - **Not persisted** (they belong to one run): the rate-limit bucket, forced errors,
-//!   orderIds held by slow replies, the webhook outbox and delivery log, faults and chain
-//!   statuses. Webhooks already queued when the process died are not resent; payouts that
-//!   were still `Processing` settle after the restart at their original due time, with the
-//!   outcome decided at commit, and send their final webhook then.
+//! - **Not persisted** (they belong to one run): the request statistics, the rate-limit
+//!   bucket, forced errors, orderIds held by slow replies, the webhook outbox and delivery log,
+//!   faults and chain statuses. Webhooks already queued when the process died are not resent;
+//!   payouts that were still `Processing` settle after the restart at their original due
+//!   time, with the outcome decided at commit, and send their final webhook then.
 //!
 //! The file is JSON, [`persist::Snapshot`] (amounts are exact decimal strings):
 //!
@@ -306,6 +308,65 @@ pub enum AttemptOutcome {
     /// A fault was injected: `drop_before_commit`, `http_5xx`, `internal_11002`,
     /// `drop_after_commit` or `slow`.
     Fault { fault: String },
+}
+
+/// What the sandbox answered since it started: `GET /sandbox/stats`. Counters only (one per
+/// endpoint and code, two per second), so it costs the same memory after a million requests as
+/// after ten. Only requests that passed authentication are counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStats {
+    /// Requests by endpoint and result code, sorted by endpoint, then code.
+    pub requests: Vec<RequestCount>,
+    /// Requests per second.
+    pub per_second: PerSecond,
+}
+
+impl SandboxStats {
+    /// Requests with this result code, over every endpoint.
+    pub fn with_code(&self, code: i64) -> u64 {
+        self.requests.iter().filter(|r| r.code == code).map(|r| r.count).sum()
+    }
+
+    /// Requests to this endpoint, whatever their result.
+    pub fn to_endpoint(&self, endpoint: &str) -> u64 {
+        self.requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .map(|r| r.count)
+            .sum()
+    }
+
+    /// Every request counted.
+    pub fn total(&self) -> u64 {
+        self.requests.iter().map(|r| r.count).sum()
+    }
+}
+
+/// Requests to one endpoint that got one result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCount {
+    /// The v2 method name, `v1/withdraw` or `v1/bill/info`.
+    pub endpoint: String,
+    /// [`STATS_SUCCESS`] for success (CCPayment's 10000), the error code otherwise, and
+    /// [`STATS_NO_REPLY`] when a fault sent no API reply (a dropped connection or HTTP 502).
+    pub code: i64,
+    pub count: u64,
+}
+
+/// [`RequestCount::code`] of a success.
+pub const STATS_SUCCESS: i64 = 0;
+/// [`RequestCount::code`] of a request a fault left without an API reply.
+pub const STATS_NO_REPLY: i64 = -1;
+
+/// A series of per-second counters: entry `i` is Unix second `start_sec + i`. It starts when the
+/// sandbox starts and keeps the last 24 hours.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerSecond {
+    pub start_sec: i64,
+    /// Requests that were not answered 11004.
+    pub accepted: Vec<u64>,
+    /// Requests answered 11004 (RateLimit).
+    pub rate_limited: Vec<u64>,
 }
 
 /// One webhook delivery attempt.

@@ -32,7 +32,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::persist::{self, Persister};
 use super::webhook::WebhookSender;
 use super::world::{Endpoint, Handled, Transport, World, error_body};
-use super::{Faults, Ledger, SandboxConfig, WebhookDelivery};
+use super::{Faults, Ledger, SandboxConfig, SandboxStats, WebhookDelivery};
 use crate::api::sign::{fingerprint, sign_v1, verify_v1, verify_v2};
 use crate::clock::SharedClock;
 
@@ -194,6 +194,7 @@ impl Sandbox {
         .map_err(io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        world.start_stats(clock.now_ms());
         let shared = Arc::new(Shared {
             world: Mutex::new(world),
             clock,
@@ -257,6 +258,11 @@ impl Sandbox {
     /// The ledger, after settling every payout that is due.
     pub fn ledger(&self) -> Ledger {
         self.shared.with_world(|w, _| w.ledger())
+    }
+
+    /// The request statistics: what `GET /sandbox/stats` answers.
+    pub fn stats(&self) -> SandboxStats {
+        self.shared.lock().stats()
     }
 
     /// Replaces the fault probabilities.
@@ -390,6 +396,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/ccpayment/v1/withdraw", post(v1_withdraw))
         .route("/ccpayment/v1/bill/info", post(v1_bill_info))
         .route("/sandbox/ledger", get(ledger))
+        .route("/sandbox/stats", get(stats))
         .route("/sandbox/health", get(health))
         .fallback(not_found)
         .with_state(shared)
@@ -435,6 +442,14 @@ async fn ledger(State(shared): State<Arc<Shared>>) -> Response {
         tracing::error!(error = %e, "sandbox state not saved after settling");
     }
     match serde_json::to_vec(&ledger) {
+        Ok(bytes) => json_response(bytes),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let stats = shared.lock().stats();
+    match serde_json::to_vec(&stats) {
         Ok(bytes) => json_response(bytes),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -622,7 +637,7 @@ mod tests {
     use crate::api::sign::sign_v2;
     use crate::api::types::method;
     use crate::clock::{Clock, ManualClock};
-    use crate::sandbox::{AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET};
+    use crate::sandbox::{AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET, SandboxStats};
     use serde_json::Value;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
@@ -851,6 +866,25 @@ mod tests {
         let ledger: Ledger = serde_json::from_slice(&response.bytes().await.expect("body")).expect("ledger");
         assert_eq!(ledger, h.sandbox.ledger());
         assert_eq!(ledger.payouts_for("srv-ledger-1").len(), 1);
+
+        // The 404 above never reached the world; a request that fails authentication is not
+        // counted either.
+        let path = format!("/ccpayment/v2/{}", method::GET_COIN_LIST);
+        h.post_raw(&path, "{}", None, None, None).await.expect("reply");
+        let response = h.http.get(h.url("/sandbox/stats")).send().await.expect("reply");
+        let stats: SandboxStats = serde_json::from_slice(&response.bytes().await.expect("body")).expect("stats");
+        assert_eq!(stats, h.sandbox.stats());
+        let counts: Vec<_> = stats
+            .requests
+            .iter()
+            .map(|r| (r.endpoint.as_str(), r.code, r.count))
+            .collect();
+        assert_eq!(counts, [(method::APPLY_APP_WITHDRAW_TO_NETWORK, 0, 1)]);
+        assert_eq!(stats.per_second.start_sec, T0 / 1000);
+        assert_eq!(
+            (stats.per_second.accepted, stats.per_second.rate_limited),
+            (vec![1], vec![0])
+        );
     }
 
     #[tokio::test]

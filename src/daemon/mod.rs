@@ -552,6 +552,9 @@ pub async fn run(
         );
     }
 
+    // The signal handlers are in place before READY=1: a SIGTERM right after it stops the daemon
+    // cleanly instead of killing it with the default disposition.
+    let stop_signal = shutdown_signal();
     sd_notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status("reconciling"),
@@ -663,7 +666,7 @@ pub async fn run(
 
     // Wait for a signal or a failure.
     let result = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = stop_signal => {
             tracing::info!("stopping: nothing new is sent; waiting for the requests in flight (a second signal quits at once)");
             Ok(())
         }
@@ -693,19 +696,26 @@ pub async fn run(
     result
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT (Ctrl-C) handlers now, and returns a future that resolves on
+/// the first of them. Installing at the call, not at the first poll, means a signal that arrives
+/// before anyone awaits the future is still caught (once caught, the process is never again
+/// killed by the default disposition). Must be called within the tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

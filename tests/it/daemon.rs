@@ -574,6 +574,64 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_the_moment_ready_is_sent_stops_the_daemon_cleanly() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let child = command(
+        &api,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "run",
+        ],
+    )
+    .env("NOTIFY_SOCKET", &socket_path)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let daemon = Daemon {
+        child,
+        log: dir.path().join("none.log"),
+    };
+    let mut buf = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).expect("READY=1 within 10 s");
+        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+            break;
+        }
+    }
+    // No pause, not even a `kill` process: the handler must already be in place when READY=1
+    // is sent (the default disposition of SIGTERM kills the process, which shows as no code).
+    let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
+    // SAFETY: kill(2) with a pid of our own child and a valid signal number has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut daemon = daemon;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a SIGTERM right after READY=1 is a clean stop, not a kill: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_dies_stops_the_daemon_with_a_log_line_naming_it() {
     let api = TestApi::start_live(sandbox_config()).await;
     let (_dir, state, config, inbox) = layout("");

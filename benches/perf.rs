@@ -41,8 +41,8 @@
 //!    (≤ 1 s), once with `submit` SIGTERMed during the pause and started again before the reset.
 //! 6. `ingest`: parse and validate a generated 1,000,000-row CSV (both modes) in a child process
 //!    (this program re-executed), so its peak RSS is its own: seconds (≤ 3) and peak RSS (≤ 200 MB).
-//! 7. `restart`: a state folder with 1,000,000 stored orders waiting for approval (quick: 200,000,
-//!    said in the output); the daemon's time from spawn to `READY=1` on a fake `NOTIFY_SOCKET`
+//! 7. `restart`: a state folder with 1,000,000 stored orders waiting for approval (in both modes),
+//!    and the daemon's time from spawn to `READY=1` on a fake `NOTIFY_SOCKET`
 //!    and to the first answered `status` on its control socket, first start, after SIGTERM and
 //!    after SIGKILL (≤ 2 s each); also how long storing the batch took and its peak RSS.
 //! 8. `idle`: the daemon on an empty inbox and state, sampled over 60 s (quick 15 s): peak VmRSS

@@ -232,8 +232,13 @@ impl Limiters<DefaultClock> {
     /// Limiters on the real monotonic clock. `shared` paces every request, `read` caps reads
     /// further; `daily_budget` is the most requests of any kind the client sends per API day
     /// (`None` leaves the daily cap to the API's 11009), counted by the days of `wall_clock`.
+    /// The engine's limiters, on the real clock, with the shared burst already spent (see
+    /// [`Limiters::spend_burst`]).
     pub fn new(shared: Quota, read: Quota, daily_budget: Option<u64>, wall_clock: SharedClock) -> Self {
-        Limiters::with_clock(shared, read, daily_budget, DefaultClock::default()).with_wall_clock(wall_clock)
+        let limiters =
+            Limiters::with_clock(shared, read, daily_budget, DefaultClock::default()).with_wall_clock(wall_clock);
+        limiters.spend_burst();
+        limiters
     }
 }
 
@@ -259,6 +264,18 @@ impl<C: Clock + Clone> Limiters<C> {
 }
 
 impl<C: Clock> Limiters<C> {
+    /// Takes the shared quota's burst, so sending starts at the steady rate: whoever used the API
+    /// just before (the preflight of this batch, a run that just stopped) may have drained its
+    /// bucket, and an opening burst on top of that is answered 11004. At most `burst` permits
+    /// are taken: at a high rate the clock refills the quota as fast as a loop could drain it.
+    pub fn spend_burst(&self) {
+        for _ in 0..self.shared.quota().burst.max(1) {
+            if self.shared.try_acquire().is_err() {
+                break;
+            }
+        }
+    }
+
     /// Charges the daily budget by the days of `clock` as well as by the callers' times (see
     /// [`Limiters::acquire`]).
     pub fn with_wall_clock(mut self, clock: SharedClock) -> Self {
@@ -596,6 +613,28 @@ mod tests {
         // The next day starts with a full budget.
         assert_eq!(limiters.acquire(CallKind::Withdraw, 30_000, &DAY).await, Ok(()));
         assert_eq!(limiters.budget_state(), Some((3, 1)));
+    }
+
+    #[test]
+    fn a_spent_burst_leaves_only_the_steady_rate() {
+        let clock = FakeRelativeClock::default();
+        let quota = Quota {
+            per_second: 50,
+            burst: 10,
+        };
+        let limiters = Limiters::with_clock(quota, quota, None, clock.clone());
+        assert!(limiters.shared.try_acquire().is_ok(), "a fresh quota has its burst");
+        limiters.spend_burst();
+        assert!(
+            limiters.shared.try_acquire().is_err(),
+            "nothing left after spending the burst"
+        );
+        clock.advance(Duration::from_millis(20));
+        assert!(
+            limiters.shared.try_acquire().is_ok(),
+            "one permit per 1/rate after that"
+        );
+        assert!(limiters.shared.try_acquire().is_err());
     }
 
     #[tokio::test(start_paused = true)]

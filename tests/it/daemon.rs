@@ -524,16 +524,19 @@ async fn verified_webhooks_make_the_daemon_ask_about_an_order_at_once() {
     drop(daemon);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn systemd_hears_ready_watchdog_and_stopping() {
-    let api = TestApi::start_live(sandbox_config()).await;
+/// `ccpayout run` with a fake systemd notification socket (and `extra` environment), the
+/// socket it reports to (10-second read timeout), and the folder both live in.
+fn daemon_with_notify_socket(
+    api: &TestApi,
+    extra: &[(&str, &str)],
+) -> (Daemon, std::os::unix::net::UnixDatagram, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
     let socket_path = dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let child = command(
-        &api,
+    let mut cmd = command(
+        api,
         &[
             "--config",
             config.to_str().unwrap(),
@@ -541,17 +544,23 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
             state.to_str().unwrap(),
             "run",
         ],
-    )
-    .env("NOTIFY_SOCKET", &socket_path)
-    .env("WATCHDOG_USEC", "400000")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    );
+    cmd.env("NOTIFY_SOCKET", &socket_path);
+    for (key, value) in extra {
+        cmd.env(key, value);
+    }
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let daemon = Daemon {
         child,
         log: dir.path().join("none.log"),
     };
+    (daemon, socket, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (daemon, socket, _dir) = daemon_with_notify_socket(&api, &[("WATCHDOG_USEC", "400000")]);
     let mut heard = String::new();
     let mut buf = [0u8; 512];
     let start = Instant::now();
@@ -576,30 +585,7 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_the_moment_ready_is_sent_stops_the_daemon_cleanly() {
     let api = TestApi::start_live(sandbox_config()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
-    let socket_path = dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let child = command(
-        &api,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "run",
-        ],
-    )
-    .env("NOTIFY_SOCKET", &socket_path)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let daemon = Daemon {
-        child,
-        log: dir.path().join("none.log"),
-    };
+    let (daemon, socket, _dir) = daemon_with_notify_socket(&api, &[]);
     let mut buf = [0u8; 512];
     loop {
         let n = socket.recv(&mut buf).expect("READY=1 within 10 s");

@@ -304,23 +304,10 @@ impl Engine {
         let mut tasks = JoinSet::new();
         for order in orders {
             let client = self.client.clone();
-            let limiters = self.limiters.clone();
-            let gate = self.gate.clone();
-            let clock = self.clock.clone();
-            let day = self.settings.day;
+            let pacing = self.pacing();
             let cancel = cancel.clone();
             tasks.spawn(async move {
-                let result = match admit(
-                    &gate,
-                    &limiters,
-                    CallKind::Read,
-                    &clock,
-                    &day,
-                    &cancel,
-                    "getAppWithdrawRecord",
-                )
-                .await
-                {
+                let result = match pacing.admit(CallKind::Read, &cancel, "getAppWithdrawRecord").await {
                     Ok(()) => lookup(&client, &order).await,
                     Err(not_sent) => Err(not_sent),
                 };
@@ -552,6 +539,16 @@ impl Engine {
         Ok(next)
     }
 
+    /// The gate, quotas, clock and day a request task passes through.
+    fn pacing(&self) -> Pacing {
+        Pacing {
+            gate: self.gate.clone(),
+            limiters: self.limiters.clone(),
+            clock: self.clock.clone(),
+            day: self.settings.day,
+        }
+    }
+
     /// Status queries in flight at once per batch.
     fn max_queries(&self) -> usize {
         self.settings.concurrency.max(1)
@@ -588,10 +585,12 @@ impl Engine {
     /// Starts the request of an order whose `Submitting` state is committed.
     fn spawn_send(&self, order: OrderRecord, inflight: &mut JoinSet<Sent>, cancel: &CancellationToken) {
         let client = self.client.clone();
-        let limiters = self.limiters.clone();
-        let gate = self.gate.clone();
-        let clock = self.clock.clone();
-        let day = self.settings.day;
+        let Pacing {
+            gate,
+            limiters,
+            clock,
+            day,
+        } = self.pacing();
         let cancel = cancel.clone();
         inflight.spawn(async move {
             // Cancelled while the gate held it: the request never left, so nothing exists.
@@ -782,15 +781,10 @@ impl Engine {
                 let chunk = chunk.to_vec();
                 tracking.asking.extend(chunk.iter().map(|o| o.order_id.clone()));
                 let client = self.client.clone();
-                let limiters = self.limiters.clone();
-                let gate = self.gate.clone();
-                let clock = self.clock.clone();
-                let day = self.settings.day;
+                let pacing = self.pacing();
                 let cancel = cancel.clone();
                 tracking.tasks.spawn(async move {
-                    if let Err(not_sent) =
-                        admit(&gate, &limiters, CallKind::Read, &clock, &day, &cancel, "status query").await
-                    {
+                    if let Err(not_sent) = pacing.admit(CallKind::Read, &cancel, "status query").await {
                         return (chunk, Err(not_sent));
                     }
                     let result = if v1 {
@@ -894,29 +888,32 @@ async fn wait_open(gate: &Gate, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// Lets one read request through: the gate, then the read quota. The error says why the request
-/// was not sent (cancelled, or the daily budget is used up); reads change nothing at CCPayment.
-async fn admit(
-    gate: &Gate,
-    limiters: &Limiters,
-    kind: CallKind,
-    clock: &SharedClock,
-    day: &DayClock,
-    cancel: &CancellationToken,
-    endpoint: &str,
-) -> Result<(), CallError> {
-    let not_sent = |detail: String| CallError::NotSent {
-        endpoint: endpoint.to_owned(),
-        detail,
-    };
-    if !wait_open(gate, cancel).await {
-        return Err(not_sent("cancelled".into()));
+/// What a request task needs to pass the gate and the quotas, cloned into each task.
+struct Pacing {
+    gate: Arc<Gate>,
+    limiters: Arc<Limiters>,
+    clock: SharedClock,
+    day: DayClock,
+}
+
+impl Pacing {
+    /// Lets one read request through: the gate, then the quota. The error says why the request
+    /// was not sent (cancelled, or the daily budget is used up); reads change nothing at
+    /// CCPayment.
+    async fn admit(&self, kind: CallKind, cancel: &CancellationToken, endpoint: &str) -> Result<(), CallError> {
+        let not_sent = |detail: String| CallError::NotSent {
+            endpoint: endpoint.to_owned(),
+            detail,
+        };
+        if !wait_open(&self.gate, cancel).await {
+            return Err(not_sent("cancelled".into()));
+        }
+        // The time after the gate: a wait across a daily reset charges the new day's budget.
+        self.limiters
+            .acquire(kind, self.clock.now_ms(), &self.day)
+            .await
+            .map_err(|e| not_sent(e.to_string()))
     }
-    // The time after the gate: a wait across a daily reset charges the new day's budget.
-    limiters
-        .acquire(kind, clock.now_ms(), day)
-        .await
-        .map_err(|e| not_sent(e.to_string()))
 }
 
 /// Sends a withdrawal call; the record id when CCPayment returns one.

@@ -163,7 +163,7 @@ impl DecimalSetting {
                 return None;
             }
         };
-        match crate::amount::Amount::parse(&text) {
+        match crate::rules::amount::Amount::parse(&text) {
             Ok(a) => Some(a.value()),
             Err(e) => {
                 problems.push(format!("{key}: {text:?}: {e}"));
@@ -185,14 +185,7 @@ struct ApiFile {
     request_timeout_ms: Option<u64>,
 }
 
-/// Which API generation payouts go through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiGeneration {
-    /// The current API (HMAC-SHA256). The default.
-    V2,
-    /// The legacy API, for accounts that get 11013 on v2.
-    V1,
-}
+pub use crate::model::ApiGeneration;
 
 /// Where the app secret came from; shown instead of the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +233,20 @@ pub struct Config {
     pub reports: ReportsConfig,
     pub daemon: DaemonConfig,
     pub webhook: WebhookConfig,
+}
+
+impl Config {
+    /// What a preflight (`check`, and every batch taken in) needs from the configuration.
+    pub fn preflight_settings(&self) -> crate::batch::preflight::Settings {
+        crate::batch::preflight::Settings {
+            generation: self.api.generation,
+            default_merchant_pays_fee: self.batch.default_merchant_pays_fee,
+            remote_checks: self.preflight.remote_checks,
+            balance_margin: self.preflight.balance_margin,
+            rate_per_second: self.limits.rate_per_second,
+            policy: self.policy.clone(),
+        }
+    }
 }
 
 /// How `ccpayout run` logs.
@@ -295,15 +302,7 @@ pub struct BatchConfig {
     pub default_merchant_pays_fee: bool,
 }
 
-/// When the preflight asks CCPayment about each recipient (address validity, Cwallet users).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteChecks {
-    Always,
-    Never,
-    /// Only for batches of at most this many rows: a million-row batch must not need a million
-    /// calls before it starts.
-    UpTo(u64),
-}
+pub use crate::batch::preflight::RemoteChecks;
 
 /// Preflight settings.
 #[derive(Debug, Clone)]
@@ -348,7 +347,7 @@ pub struct ReportsConfig {
     pub dir: Option<PathBuf>,
 }
 
-pub use crate::policy::{ApprovalRule, CoinPolicy, Policy};
+pub use crate::rules::policy::{ApprovalRule, CoinPolicy, Policy};
 
 /// Every problem found in the configuration, each naming its key or source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -586,7 +585,7 @@ fn resolve_daemon(file: DaemonFile, relative: &dyn Fn(PathBuf) -> PathBuf, probl
         given => {
             let text = given.unwrap_or(DEFAULT_METRICS_LISTEN);
             match text.parse::<std::net::SocketAddr>() {
-                Ok(addr) => match crate::metrics::check_loopback(&addr) {
+                Ok(addr) => match crate::util::net::check_loopback(&addr) {
                     Ok(()) => Some(addr),
                     Err(why) => {
                         problems.push(format!("daemon.metrics_listen: {why}"));

@@ -1,50 +1,48 @@
 //! ccpayout pays batches of people in crypto through the CCPayment merchant API, exactly once
 //! each, and proves it with reports.
 //!
-//! The pieces, one sentence each:
+//! The pieces, one sentence each, from the bottom layer up (a module imports only from the
+//! layers below its own; `ARCHITECTURE.md` states the rules and a test keeps them):
 //!
-//! - [`address`]: recipient format rules per chain family (EVM, TRON, XRP, Bitcoin, Solana) and
-//!   Cwallet IDs and e-mails; pure.
-//! - [`clock`]: wall-clock time behind a trait, so everything time-dependent runs on virtual time
-//!   in tests.
-//! - [`amount`]: exact amounts from strings by a strict grammar, and their canonical form.
-//! - [`catalogue`]: the coins, networks and chains CCPayment offers, indexed for validation.
-//! - [`policy`]: allow-lists, limits per order, batch and day, and the approval rule.
-//! - [`batch`]: batch files: parsing, validation, preflight and the plan of `ccpayout check`.
-//! - [`api`]: the CCPayment client: signing, typed v2 and v1 calls, and the classification of
-//!   every error code and transport failure into what the engine does about it.
-//! - [`report`]: per-batch result CSV and JSON and a summary of exact totals, written atomically.
-//! - [`sandbox`]: a faithful simulator of the CCPayment API (signatures, catalogue, balances,
-//!   orderId uniqueness, settlement, rate limits, daily caps, seeded faults, webhooks) used by the
-//!   tests, by newcomers, and by `--sandbox` mode.
+//! - [`util`]: clocks, RFC 3339 time on chrono, atomic file writes, address checks.
+//! - [`rules`]: recipient formats, exact amounts and the operator's policy, as pure functions.
+//! - [`model`]: order and batch records, order states and the one transition function, the
+//!   withdrawal call.
+//! - [`api`]: the CCPayment client (signing, typed v2 and v1 calls, error classes), the
+//!   [`api::Payouts`] trait the engine talks to, and the one pacing every request passes.
+//! - [`batch`]: batch files: parsing, validation, the catalogue, preflight and the plan.
+//! - [`report`]: per-batch result CSV and JSON and a summary of exact totals.
 //! - [`store`]: batches, orders, their state index and the audit trail, durable in one redb file.
-//! - [`inbox`]: inbox folders: batch-file candidates, atomic claims, archives (for the daemon).
-//! - [`ops`]: operations shared by the one-shot commands and the daemon: building the engine,
-//!   taking a file into the store, reports, and the operator's views and controls as text.
-//! - [`daemon`]: `ccpayout run`: inbox watching, batch tasks, the control socket, lifecycle.
-//! - [`jobs`]: scheduled jobs: job files, cron schedules in IANA zones, catch-up, firing.
-//! - [`webhook`]: the optional webhook listener: verified hints for the engine.
-//! - [`metrics`]: Prometheus text for the daemon's loopback metrics endpoint.
+//! - [`engine`]: the exactly-once loop: reconcile, send, track; it owns the order and batch
+//!   lifecycle.
 //! - [`config`]: the TOML configuration and the environment overrides, with the app secret held
 //!   in a secret type.
+//! - [`inbox`]: inbox folders: batch-file candidates, atomic claims, archives.
+//! - [`jobs`]: scheduled jobs: job files, cron schedules in IANA zones, catch-up, firing.
+//! - [`app`]: what both faces share: wiring, taking a file in, paying a batch, and the one
+//!   operator (status, approve, cancel, pause, resume, report).
+//! - [`daemon`]: `ccpayout run`: inbox watching, batch tasks, the control socket, webhooks,
+//!   metrics, lifecycle.
 //! - [`cli`]: the `ccpayout` command line; `main.rs` only calls it.
+//! - [`sandbox`]: a faithful simulator of the CCPayment API (signatures, catalogue, balances,
+//!   orderId uniqueness, settlement, rate limits, daily caps, seeded faults, webhooks), served
+//!   over HTTP or driven in process; used by the tests, newcomers, `--sandbox` and benchmarks.
+//! - [`sim`]: the deterministic simulation: the engine against the sandbox's world in process,
+//!   on virtual time, with seeded faults and crashes, and the invariants checked after each run.
 
-pub mod address;
-pub mod amount;
 pub mod api;
+pub mod app;
 pub mod batch;
-pub mod catalogue;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod inbox;
 pub mod jobs;
-pub mod metrics;
-pub mod ops;
-pub mod policy;
+pub mod model;
 pub mod report;
+pub mod rules;
 pub mod sandbox;
+pub mod sim;
 pub mod store;
-pub mod webhook;
+pub mod util;

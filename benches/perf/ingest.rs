@@ -8,9 +8,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ccpayout::batch::catalogue::Catalogue;
 use ccpayout::batch::parse::{Format, Limits};
 use ccpayout::batch::validate::{NoKnownOrders, Rules, validate};
-use ccpayout::catalogue::Catalogue;
 use ccpayout::config::ApiGeneration;
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +118,7 @@ pub fn child(path: &Path) -> ExitCode {
 }
 
 fn validate_file(path: &Path) -> anyhow::Result<ChildReport> {
-    let demo = ccpayout::sandbox::catalogue::Catalogue::demo();
+    let demo = ccpayout::sandbox::demo::Catalogue::demo();
     let catalogue =
         Catalogue::from_api(&demo.coins, &demo.chains).map_err(|e| anyhow::anyhow!("demo catalogue: {e:?}"))?;
     let limits = Limits::default();

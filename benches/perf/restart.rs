@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ccpayout::daemon::control::{Request, socket_path};
-use ccpayout::ops::Reply;
+use ccpayout::app::Reply;
+use ccpayout::daemon::socket::{Request, socket_path};
 
 use crate::Ctx;
 use crate::data::write_trx_batch;

@@ -156,7 +156,7 @@ fn client_for(url: &str) -> anyhow::Result<Client> {
     };
     let config = Config::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let client_config = config.client_config().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Client::new(client_config, ccpayout::clock::system())
+    Client::new(client_config, ccpayout::util::clock::system())
 }
 
 /// One order: intent durable, create, result durable, then its record until final, durable.

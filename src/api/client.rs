@@ -39,7 +39,7 @@ use super::codes::SUCCESS;
 use super::error::{ApiError, CallError};
 use super::sign;
 use super::types::*;
-use crate::clock::SharedClock;
+use crate::util::clock::SharedClock;
 
 /// The default v2 base URL.
 pub const DEFAULT_V2_BASE_URL: &str = "https://ccpayment.com";
@@ -623,7 +623,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
+    use crate::util::clock::ManualClock;
 
     fn client(v2: &str) -> Client {
         let config = ClientConfig {
@@ -750,111 +750,6 @@ mod tests {
             *answered.entry(endpoint).or_insert(0) += n;
         }
         assert_eq!(answered, c.request_counts());
-    }
-
-    const T0: i64 = 1_700_000_000_000;
-
-    async fn sandbox_client() -> (crate::sandbox::Sandbox, Client, Arc<ManualClock>) {
-        use crate::sandbox::{Sandbox, SandboxConfig};
-        let clock = ManualClock::new(T0);
-        let sandbox = Sandbox::start(SandboxConfig::default(), clock.clone())
-            .await
-            .expect("sandbox starts");
-        let config = ClientConfig {
-            v2_base_url: sandbox.base_url(),
-            v1_base_url: sandbox.base_url(),
-            app_id: sandbox.app_id().to_owned(),
-            app_secret: sandbox.app_secret().clone(),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-        };
-        let client = Client::new(config, clock.clone()).expect("client builds");
-        (sandbox, client, clock)
-    }
-
-    #[tokio::test]
-    async fn requests_are_counted_once_by_endpoint_and_code() {
-        let (sandbox, c, clock) = sandbox_client().await;
-        assert_eq!(c.request_stats(), RequestStats::default());
-
-        // Two successes, the second through a clone: clones share the counts.
-        c.get_coin_list().await.expect("coin list");
-        clock.advance(Duration::from_secs(5));
-        c.clone().get_coin_list().await.expect("coin list");
-        let last_success = clock.now_ms();
-
-        // An API error code.
-        clock.advance(Duration::from_secs(5));
-        sandbox.force_error(method::GET_COIN_LIST, 11004, "RateLimit", 1);
-        let err = c.get_coin_list().await.unwrap_err();
-        assert_eq!(err.code(), Some(11004), "{err}");
-
-        // A v1 call: its success reply is a signed envelope, counted by its code too.
-        clock.advance(Duration::from_secs(5));
-        let bills = c.v1_bill_info(&["none".to_owned()]).await.expect("bill info");
-        assert!(bills.is_empty());
-        let v1_success = clock.now_ms();
-
-        // An HTTP error without a CCPayment reply counts by its status.
-        clock.advance(Duration::from_secs(5));
-        sandbox.set_faults(crate::sandbox::Faults {
-            http_5xx: 1.0,
-            on_reads: true,
-            ..Default::default()
-        });
-        let err = c.get_fiat_list().await.unwrap_err();
-        assert!(err.is_ambiguous(), "{err}");
-        sandbox.set_faults(crate::sandbox::Faults::default());
-
-        let stats = c.request_stats();
-        assert_eq!(
-            stats.by_endpoint_and_code,
-            counts(&[
-                ("getCoinList", "10000", 2),
-                ("getCoinList", "11004", 1),
-                ("getFiatList", "http_502", 1),
-                ("v1/bill/info", "10000", 1),
-            ])
-        );
-        // The time of the last accepted success, not of the later failures.
-        assert!(v1_success > last_success);
-        assert_eq!(stats.last_success_ms, Some(v1_success));
-        assert_outcomes_add_up(&c);
-
-        // A transport failure: the sandbox is gone.
-        sandbox.shutdown().await;
-        let err = c.get_coin_list().await.unwrap_err();
-        assert!(matches!(err, CallError::NotSent { .. }), "{err}");
-        let stats = c.request_stats();
-        assert_eq!(
-            stats.by_endpoint_and_code[&("getCoinList".to_owned(), "transport".to_owned())],
-            1
-        );
-        assert_eq!(stats.last_success_ms, Some(v1_success));
-        assert_outcomes_add_up(&c);
-    }
-
-    #[tokio::test]
-    async fn send_raw_then_interpret_is_one_request() {
-        let (sandbox, c, _clock) = sandbox_client().await;
-        let ep = Endpoint::v2(method::GET_COIN_LIST);
-        let reply = c.send_raw(ep, b"{}".to_vec()).await.expect("reply");
-        let coins: CoinList = c.interpret(ep, &reply).expect("coins");
-        assert!(!coins.coins.is_empty());
-        sandbox.force_error(method::GET_COIN_LIST, 11009, "ReqDailyLimit", 1);
-        let reply = c.send_raw(ep, b"{}".to_vec()).await.expect("reply");
-        let err = c.interpret::<CoinList>(ep, &reply).unwrap_err();
-        assert_eq!(err.code(), Some(11009), "{err}");
-        let stats = c.request_stats();
-        assert_eq!(
-            stats.by_endpoint_and_code,
-            counts(&[("getCoinList", "10000", 1), ("getCoinList", "11009", 1)])
-        );
-        assert_eq!(stats.last_success_ms, Some(T0));
-        // interpret alone counts nothing.
-        let _ = c.interpret::<CoinList>(ep, &reply);
-        assert_eq!(c.request_stats(), stats);
-        sandbox.shutdown().await;
     }
 
     #[tokio::test]

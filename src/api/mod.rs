@@ -9,6 +9,7 @@
 pub mod client;
 pub mod codes;
 pub mod error;
+pub mod pacing;
 pub mod sign;
 pub mod types;
 

@@ -14,6 +14,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::call;
+use crate::model::record::Fee;
+
 /// The v2 method names, as they appear after `/ccpayment/v2/`.
 pub mod method {
     pub const APPLY_APP_WITHDRAW_TO_NETWORK: &str = "applyAppWithdrawToNetwork";
@@ -657,6 +660,59 @@ pub fn v1_status(status: &str) -> RecordStatus {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The stored call and fee (crate::model) and their wire forms
+
+impl From<&call::NetworkWithdrawal> for NetworkWithdrawRequest {
+    fn from(c: &call::NetworkWithdrawal) -> Self {
+        NetworkWithdrawRequest {
+            order_id: c.order_id.clone(),
+            coin_id: c.coin_id,
+            chain: c.chain.clone(),
+            address: c.address.clone(),
+            memo: c.memo.clone(),
+            amount: c.amount.clone(),
+            merchant_pay_network_fee: c.merchant_pay_network_fee,
+            network_fee_inquiry_id: c.network_fee_inquiry_id.clone(),
+            notify_url: c.notify_url.clone(),
+        }
+    }
+}
+
+impl From<&call::CwalletTransfer> for CwalletWithdrawRequest {
+    fn from(c: &call::CwalletTransfer) -> Self {
+        CwalletWithdrawRequest {
+            order_id: c.order_id.clone(),
+            coin_id: c.coin_id,
+            cwallet_user: c.cwallet_user.clone(),
+            amount: c.amount.clone(),
+        }
+    }
+}
+
+impl From<&call::V1Withdrawal> for V1WithdrawRequest {
+    fn from(c: &call::V1Withdrawal) -> Self {
+        V1WithdrawRequest {
+            merchant_order_id: c.merchant_order_id.clone(),
+            address: c.address.clone(),
+            token_id: c.token_id.clone(),
+            value: c.value.clone(),
+            memo: c.memo.clone(),
+            merchant_pays_fee: c.merchant_pays_fee,
+        }
+    }
+}
+
+impl From<FeeAmount> for Fee {
+    fn from(f: FeeAmount) -> Self {
+        Fee {
+            coin_id: f.coin_id,
+            coin_symbol: f.coin_symbol,
+            amount: f.amount,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,5 +777,57 @@ mod tests {
     #[test]
     fn empty_body_is_an_empty_object() {
         assert_eq!(serde_json::to_string(&Empty {}).unwrap(), "{}");
+    }
+
+    /// What is stored and what is sent are separate types; the conversion must send exactly
+    /// the stored call, field for field, byte for byte.
+    #[test]
+    fn a_stored_call_is_sent_as_exactly_its_stored_form() {
+        let network = call::NetworkWithdrawal {
+            order_id: "o-1".into(),
+            coin_id: 1280,
+            chain: "TRX".into(),
+            address: "TAddr".into(),
+            memo: Some("m".into()),
+            amount: "12.5".into(),
+            merchant_pay_network_fee: Some(true),
+            network_fee_inquiry_id: Some("q".into()),
+            notify_url: Some("https://example.com/n".into()),
+        };
+        let wire = NetworkWithdrawRequest::from(&network);
+        assert_eq!(
+            serde_json::to_value(&wire).unwrap(),
+            serde_json::to_value(&network).unwrap()
+        );
+        let cwallet = call::CwalletTransfer {
+            order_id: "o-2".into(),
+            coin_id: 1280,
+            cwallet_user: "9558861".into(),
+            amount: "3".into(),
+        };
+        let wire = CwalletWithdrawRequest::from(&cwallet);
+        assert_eq!(
+            serde_json::to_value(&wire).unwrap(),
+            serde_json::to_value(&cwallet).unwrap()
+        );
+        let v1 = call::V1Withdrawal {
+            merchant_order_id: "o-3".into(),
+            address: "a".into(),
+            token_id: "t".into(),
+            value: "1.25".into(),
+            memo: None,
+            merchant_pays_fee: Some(false),
+        };
+        let wire = V1WithdrawRequest::from(&v1);
+        assert_eq!(serde_json::to_value(&wire).unwrap(), serde_json::to_value(&v1).unwrap());
+        let fee = Fee::from(FeeAmount {
+            coin_id: 1280,
+            coin_symbol: "USDT".into(),
+            amount: "0.1".into(),
+        });
+        assert_eq!(
+            (fee.coin_id, fee.coin_symbol.as_str(), fee.amount.as_str()),
+            (1280, "USDT", "0.1")
+        );
     }
 }

@@ -1,14 +1,19 @@
 //! Batch files: parsing, validation and the plan.
 //!
+//! - [`catalogue`]: the coins, networks and chains CCPayment offers, indexed for validation (pure).
 //! - [`parse`]: CSV, JSON and JSON Lines readers that hand over rows one at a time (pure).
 //! - [`validate`]: local rules per row, duplicates, compact rows (pure).
 //! - [`plan`]: fees, totals, balances, policy, verdicts and the plan digest (pure).
 //! - [`preflight`]: the API questions a check asks, and the `check` orchestration (I/O).
 //! - [`render`]: the plan as text (pure).
+//! - [`request`]: the withdrawal call a validated row becomes (pure).
+//! - [`records`]: the order and batch records of a checked batch (pure).
 
+pub mod catalogue;
 pub mod parse;
 pub mod plan;
 pub mod preflight;
+pub mod records;
 pub mod render;
 pub mod request;
 pub mod validate;

@@ -22,9 +22,9 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use super::validate::{self, Hold, Problem, Row, Validated};
-use crate::amount::plain;
-use crate::catalogue::{Catalogue, ChainRef, CoinEntry};
-use crate::policy::Policy;
+use crate::batch::catalogue::{Catalogue, ChainRef, CoinEntry};
+use crate::rules::amount::plain;
+use crate::rules::policy::Policy;
 
 /// A fee quote for one coin on one chain.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,14 +22,40 @@ use sha2::{Digest, Sha256};
 use super::parse::{Format, Limits};
 use super::plan::{self, FeeQuote, Plan, PlanSettings, PreflightAnswers, RemoteCheckSummary};
 use super::validate::{self, KnownOrders, Rules, Validated};
-use crate::address::{CwalletRecipient, parse_cwallet_recipient};
-use crate::amount::parse_api_decimal;
 use crate::api::{CallError, Client};
-use crate::catalogue::{Catalogue, ChainRef};
-use crate::config::{Config, RemoteChecks};
+use crate::batch::catalogue::{Catalogue, ChainRef};
+use crate::model::ApiGeneration;
+use crate::rules::address::{CwalletRecipient, parse_cwallet_recipient};
+use crate::rules::amount::parse_api_decimal;
+use crate::rules::policy::Policy;
 
 /// Remote checks in flight at once.
 const REMOTE_CHECK_CONCURRENCY: usize = 4;
+
+/// When the preflight asks CCPayment about each recipient (address validity, Cwallet users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteChecks {
+    Always,
+    Never,
+    /// Only for batches of at most this many rows: a million-row batch must not need a million
+    /// calls before it starts.
+    UpTo(u64),
+}
+
+/// What a preflight needs from the configuration (`Config::preflight_settings` builds it).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which API the rows are for (v1 rows name a token instead of coin and chain).
+    pub generation: ApiGeneration,
+    /// `merchant_pays_fee` of rows that leave the column empty.
+    pub default_merchant_pays_fee: bool,
+    pub remote_checks: RemoteChecks,
+    /// Extra balance required on top of what the batch needs, as a fraction (0.02 = 2 %).
+    pub balance_margin: Decimal,
+    /// The configured request rate, for the plan's time estimate.
+    pub rate_per_second: u32,
+    pub policy: Policy,
+}
 
 /// The result of `ccpayout check`.
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +84,7 @@ pub enum CheckError {
     Api(CallError),
     /// CCPayment's catalogue is unusable: exit 2.
     #[error(transparent)]
-    Catalogue(#[from] crate::catalogue::CatalogueError),
+    Catalogue(#[from] crate::batch::catalogue::CatalogueError),
 }
 
 /// A checked batch with what submission needs besides the report: the validated rows, the
@@ -81,17 +107,17 @@ impl From<CallError> for CheckError {
 /// Reads, validates and plans the batch at `path`.
 pub async fn check_file(
     client: &Client,
-    config: &Config,
+    settings: &Settings,
     path: &Path,
     known: Arc<dyn KnownOrders + Send + Sync>,
 ) -> Result<CheckReport, CheckError> {
-    prepare(client, config, path, known).await.map(|p| p.report)
+    prepare(client, settings, path, known).await.map(|p| p.report)
 }
 
 /// [`check_file`], keeping the validated rows for submission.
 pub async fn prepare(
     client: &Client,
-    config: &Config,
+    settings: &Settings,
     path: &Path,
     known: Arc<dyn KnownOrders + Send + Sync>,
 ) -> Result<Prepared, CheckError> {
@@ -115,8 +141,8 @@ pub async fn prepare(
     // Validation is CPU work over the whole file: keep it off the async workers.
     let (validated, hashed) = {
         let catalogue = catalogue.clone();
-        let generation = config.api.generation;
-        let default_fee = config.batch.default_merchant_pays_fee;
+        let generation = settings.generation;
+        let default_fee = settings.default_merchant_pays_fee;
         tokio::task::spawn_blocking(move || {
             let mut reader = HashingReader::new(std::io::BufReader::with_capacity(1 << 16, file));
             let limits = Limits::default();
@@ -147,15 +173,15 @@ pub async fn prepare(
                 .balances
                 .insert(asset.coin_id, parse_api_decimal(&asset.available).unwrap_or_default());
         }
-        remote_checks(client, config, &catalogue, &validated, &mut answers).await?;
+        remote_checks(client, settings, &catalogue, &validated, &mut answers).await?;
     }
     requests += answers.requests;
 
     let paid_today = |_: &str| Decimal::ZERO;
     let settings = PlanSettings {
-        policy: &config.policy,
-        balance_margin: config.preflight.balance_margin,
-        rate_per_second: config.limits.rate_per_second,
+        policy: &settings.policy,
+        balance_margin: settings.balance_margin,
+        rate_per_second: settings.rate_per_second,
         paid_today: &paid_today,
     };
     let plan = plan::build(&validated, &catalogue, &answers, &settings);
@@ -224,13 +250,13 @@ async fn ask_fees(
 /// for a batch of this size.
 async fn remote_checks(
     client: &Client,
-    config: &Config,
+    settings: &Settings,
     cat: &Catalogue,
     v: &Validated,
     answers: &mut PreflightAnswers,
 ) -> Result<(), CallError> {
     let n_rows = v.rows.len() as u64;
-    let skipped = match config.preflight.remote_checks {
+    let skipped = match settings.remote_checks {
         RemoteChecks::Never => Some("preflight.remote_checks is \"never\"".to_owned()),
         RemoteChecks::UpTo(max) if n_rows > max => Some(format!(
             "the batch has {n_rows} rows, more than preflight.remote_checks_max_rows ({max}); addresses were checked locally only"
@@ -273,7 +299,7 @@ async fn remote_checks(
         .map(|((chain, address), lines)| (Question::Address(chain, address), lines))
         .chain(users.into_iter().map(|(user, lines)| (Question::User(user), lines)))
         .collect();
-    let rate = config.limits.rate_per_second.max(1);
+    let rate = settings.rate_per_second.max(1);
     let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let pace = Arc::new(tokio::sync::Mutex::new(pace));

@@ -4,38 +4,9 @@
 //! order_id, always. Pure.
 
 use super::validate::{Row, Validated};
-use crate::api::types::{CwalletWithdrawRequest, NetworkWithdrawRequest, V1WithdrawRequest};
-use crate::catalogue::{Catalogue, ChainRef};
-use crate::config::ApiGeneration;
-
-/// A withdrawal call, ready to sign and send.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "api", content = "request", rename_all = "snake_case")]
-pub enum WithdrawCall {
-    Network(NetworkWithdrawRequest),
-    Cwallet(CwalletWithdrawRequest),
-    V1(V1WithdrawRequest),
-}
-
-impl WithdrawCall {
-    /// The amount string that goes on the wire.
-    pub fn amount(&self) -> &str {
-        match self {
-            WithdrawCall::Network(r) => &r.amount,
-            WithdrawCall::Cwallet(r) => &r.amount,
-            WithdrawCall::V1(r) => &r.value,
-        }
-    }
-
-    /// The orderId that goes on the wire.
-    pub fn order_id(&self) -> &str {
-        match self {
-            WithdrawCall::Network(r) => &r.order_id,
-            WithdrawCall::Cwallet(r) => &r.order_id,
-            WithdrawCall::V1(r) => &r.merchant_order_id,
-        }
-    }
-}
+use crate::batch::catalogue::{Catalogue, ChainRef};
+use crate::model::ApiGeneration;
+pub use crate::model::call::{CwalletTransfer, NetworkWithdrawal, V1Withdrawal, WithdrawCall};
 
 /// Whether `row` has what its API generation needs for a call (v2 needs a coin and a chain):
 /// exactly when [`withdraw_call`] returns `Some`.
@@ -51,7 +22,7 @@ pub fn withdraw_call(row: &Row, v: &Validated, cat: &Catalogue, generation: ApiG
     let memo = Some(v.memo(row).to_owned()).filter(|m| !m.is_empty());
     let amount = row.amount.canonical();
     if generation == ApiGeneration::V1 {
-        return Some(WithdrawCall::V1(V1WithdrawRequest {
+        return Some(WithdrawCall::V1(V1Withdrawal {
             merchant_order_id: order_id,
             address: recipient,
             token_id: v.token_id(row).to_owned(),
@@ -62,13 +33,13 @@ pub fn withdraw_call(row: &Row, v: &Validated, cat: &Catalogue, generation: ApiG
     }
     let coin_id = cat.coin(row.coin?).coin_id;
     Some(match row.chain? {
-        ChainRef::Cwallet => WithdrawCall::Cwallet(CwalletWithdrawRequest {
+        ChainRef::Cwallet => WithdrawCall::Cwallet(CwalletTransfer {
             order_id,
             coin_id,
             cwallet_user: recipient,
             amount,
         }),
-        chain @ ChainRef::Chain(_) => WithdrawCall::Network(NetworkWithdrawRequest {
+        chain @ ChainRef::Chain(_) => WithdrawCall::Network(NetworkWithdrawal {
             order_id,
             coin_id,
             chain: cat.chain_name(chain).to_owned(),
@@ -87,8 +58,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::batch::catalogue::tests::sample;
     use crate::batch::validate::{NoKnownOrders, validate_csv};
-    use crate::catalogue::tests::sample;
 
     fn one_row(amount: &str) -> (Validated, Catalogue) {
         let cat = sample("Normal");
@@ -143,7 +114,7 @@ mod tests {
             prop_assert!(!sent.contains('.') || !sent.ends_with('0'));
             prop_assert!(!sent.ends_with('.'));
             // Canonical means stable: reading what was sent gives the same string again.
-            prop_assert_eq!(crate::amount::Amount::parse(sent).unwrap().canonical(), sent);
+            prop_assert_eq!(crate::rules::amount::Amount::parse(sent).unwrap().canonical(), sent);
         }
     }
 }

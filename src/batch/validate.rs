@@ -14,10 +14,11 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::parse::{self, Column, Format, Limits, ParseProblem, RawRow};
-use crate::address::{self, AddressFamily};
-use crate::amount::Amount;
-use crate::catalogue::{Catalogue, ChainRef, CoinIdx};
-use crate::config::ApiGeneration;
+use crate::batch::catalogue::{Catalogue, ChainRef, CoinIdx};
+use crate::model::ApiGeneration;
+pub use crate::model::known::{KnownOrder, KnownOrders, NoKnownOrders};
+use crate::rules::address::{self, AddressFamily};
+use crate::rules::amount::Amount;
 
 /// Characters allowed in an order_id besides ASCII letters and digits. CCPayment asks for 3–64
 /// characters and names no set; these are safe in every report format and shell.
@@ -203,31 +204,6 @@ pub struct Row {
     pub amount: Amount,
     pub merchant_pays_fee: bool,
     pub hold: Option<Hold>,
-}
-
-/// What the store knows about an order_id from an earlier batch. The store arrives with the
-/// engine; until then [`NoKnownOrders`] knows nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownOrder {
-    /// The batch it was first seen in.
-    pub batch: String,
-    /// [`payload_digest`] of the row there.
-    pub payload_digest: [u8; 32],
-}
-
-/// Looks up order_ids from earlier batches.
-pub trait KnownOrders {
-    fn lookup(&self, order_id: &str) -> Option<KnownOrder>;
-}
-
-/// A store that knows no orders.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoKnownOrders;
-
-impl KnownOrders for NoKnownOrders {
-    fn lookup(&self, _order_id: &str) -> Option<KnownOrder> {
-        None
-    }
 }
 
 /// What validation needs to know besides the rows.
@@ -814,7 +790,7 @@ pub(crate) fn validate_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::tests::sample;
+    use crate::batch::catalogue::tests::sample;
 
     fn run(text: &str, generation: ApiGeneration) -> Validated {
         validate_csv(&sample("Normal"), generation, true, text, &NoKnownOrders)

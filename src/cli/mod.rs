@@ -16,11 +16,11 @@ use secrecy::SecretString;
 
 use crate::api::types::{Envelope, method};
 use crate::api::{CallError, Client, Endpoint};
-use crate::clock;
 use crate::config::{self, Config, ConfigError};
-use crate::daemon::control::Request;
 use crate::daemon::shutdown_signal;
+use crate::daemon::socket::Request;
 use crate::sandbox::{self, Faults, RateLimit, Sandbox, SandboxConfig};
+use crate::util::clock;
 
 mod run;
 mod submit;
@@ -361,9 +361,9 @@ pub fn main() -> ExitCode {
 /// Sends `request` to a running daemon; `None` when none runs on `state_dir`.
 async fn via_daemon(
     state_dir: &std::path::Path,
-    request: crate::daemon::control::Request,
+    request: crate::daemon::socket::Request,
 ) -> Result<Option<Outcome>, CliError> {
-    match crate::daemon::control::call(state_dir, &request).await {
+    match crate::daemon::socket::call(state_dir, &request).await {
         Ok(Some(reply)) => submit::show(reply).map(Some),
         Ok(None) => Ok(None),
         Err(e) => Err(anyhow::anyhow!("{e}").into()),
@@ -528,7 +528,7 @@ async fn check_command(
         }
         None => std::sync::Arc::new(NoKnownOrders),
     };
-    let report = match preflight::check_file(&client, &config, &args.file, known).await {
+    let report = match preflight::check_file(&client, &config.preflight_settings(), &args.file, known).await {
         Ok(report) => report,
         Err(preflight::CheckError::NotABatch(message)) => {
             eprintln!("error: {message}");

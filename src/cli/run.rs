@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{CliError, Outcome, api_client, init_logging, load_config, state_dir_or_default};
-use crate::clock;
+use crate::app;
 use crate::config::LogFormat;
 use crate::daemon::{self, DaemonError, Options};
-use crate::ops;
 use crate::store::Store;
+use crate::util::clock;
 
 /// The demo batch `run --sandbox` drops into its temporary inbox.
 const DEMO_BATCH: &str = include_str!("../../examples/payroll.csv");
@@ -42,7 +42,7 @@ pub async fn run(
         // Missing credentials are a configuration error, found before anything starts.
         config.client_config()?;
     }
-    let persist = args.sandbox.then(|| state_dir.join(ops::SANDBOX_STATE_FILE));
+    let persist = args.sandbox.then(|| state_dir.join(app::SANDBOX_STATE_FILE));
     let (client, _sandbox) = api_client(&config, args.sandbox, persist).await?;
 
     let mut inboxes = args.inbox.clone();

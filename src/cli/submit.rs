@@ -15,15 +15,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Outcome, api_client, shutdown_signal};
-use crate::clock;
+use crate::api::pacing::gate::PersistedPause;
+use crate::app::{self, Ingested, Reply};
 use crate::config::Config;
-use crate::engine::gate::PersistedPause;
-use crate::engine::record::{Approval, BatchRecord, BatchState};
 use crate::engine::runner::{META_PAUSE, Progress, RunEnd};
-use crate::engine::state::StateKind;
-use crate::ops::{self, Ingested, Reply};
+use crate::model::record::{Approval, BatchRecord, BatchState};
+use crate::model::state::StateKind;
 use crate::report::ReportPaths;
 use crate::store::Store;
+use crate::util::clock;
 
 /// Where the state lives when no `--state-dir` is given: `$STATE_DIRECTORY` under systemd,
 /// else `$XDG_STATE_HOME/ccpayout`, else `~/.local/state/ccpayout`. Sandbox runs keep their own
@@ -55,13 +55,13 @@ pub async fn submit(
     let (client, _sandbox) = api_client(
         config,
         sandbox,
-        sandbox.then(|| state_dir.join(ops::SANDBOX_STATE_FILE)),
+        sandbox.then(|| state_dir.join(app::SANDBOX_STATE_FILE)),
     )
     .await?;
     let clock = clock::system();
-    let reports = ops::reports_dir(config, state_dir);
+    let reports = app::reports_dir(config, state_dir);
 
-    let batch = match ops::ingest(&client, config, &store, file, clock.now_ms()).await? {
+    let batch = match app::ingest(&client, config, &store, file, clock.now_ms()).await? {
         Ingested::Known(batch) => {
             eprintln!(
                 "batch {} is already known (same file contents): resuming; nothing is paid twice",
@@ -81,7 +81,7 @@ pub async fn submit(
         Ingested::NothingPayable { batch, plan } => {
             let _ = std::io::stdout().lock().write_all(plan.as_bytes());
             eprintln!("nothing to submit: no row of the batch is payable");
-            ops::write_reports(&reports, &store, &batch, clock.now_ms())?;
+            app::write_reports(&reports, &store, &batch, clock.now_ms())?;
             return Ok(Outcome::Refused);
         }
         Ingested::Created { batch, plan } => {
@@ -118,7 +118,7 @@ pub async fn submit(
     }
 
     let engine =
-        ops::build_engine(config, &store, client.clone(), clock.clone(), sandbox).map_err(anyhow::Error::from)?;
+        app::build_engine(config, &store, client.clone(), clock.clone(), sandbox).map_err(anyhow::Error::from)?;
     let cancel = CancellationToken::new();
     let watcher = {
         let cancel = cancel.clone();
@@ -141,7 +141,7 @@ pub async fn submit(
     watcher.abort();
     progress.message("");
     drop(progress);
-    ops::save_budget(&store, &engine).map_err(anyhow::Error::from)?;
+    app::save_budget(&store, &engine).map_err(anyhow::Error::from)?;
 
     let mut batch = store
         .batch(&batch.batch_id)
@@ -152,7 +152,7 @@ pub async fn submit(
         batch.updated_ms = clock.now_ms();
         store.put_batch(&batch).map_err(anyhow::Error::from)?;
     }
-    let paths = ops::write_reports(&reports, &store, &batch, clock.now_ms())?;
+    let paths = app::write_reports(&reports, &store, &batch, clock.now_ms())?;
     let counts = store.counts(Some(&batch.batch_id)).map_err(anyhow::Error::from)?;
     print_outcome(&batch, &counts, &paths);
     let sent = client.request_counts();
@@ -229,7 +229,7 @@ pub fn show(reply: Reply) -> Result<Outcome, CliError> {
 /// `ccpayout status [BATCH|ORDER]` on the store directly.
 pub fn status(state_dir: &Path, target: Option<&str>) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
-    let reply = ops::status(
+    let reply = app::status(
         &store,
         &state_dir.display().to_string(),
         target,
@@ -242,30 +242,30 @@ pub fn status(state_dir: &Path, target: Option<&str>) -> Result<Outcome, CliErro
 /// `ccpayout approve BATCH --digest D` on the store directly.
 pub fn approve(state_dir: &Path, target: &str, digest: &str) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
-    let batch = match ops::find_batch(&store, &state_dir.display().to_string(), target).map_err(anyhow::Error::from)? {
+    let batch = match app::find_batch(&store, &state_dir.display().to_string(), target).map_err(anyhow::Error::from)? {
         Ok(batch) => batch,
         Err(reply) => return show(reply),
     };
     let next = format!("run `ccpayout submit {}` to pay them", batch.source);
-    let reply = ops::approve(&store, batch, digest, clock::system().now_ms(), &next).map_err(anyhow::Error::from)?;
+    let reply = app::approve(&store, batch, digest, clock::system().now_ms(), &next).map_err(anyhow::Error::from)?;
     show(reply)
 }
 
 /// `ccpayout cancel BATCH` on the store directly.
 pub fn cancel(state_dir: &Path, target: &str) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
-    let batch = match ops::find_batch(&store, &state_dir.display().to_string(), target).map_err(anyhow::Error::from)? {
+    let batch = match app::find_batch(&store, &state_dir.display().to_string(), target).map_err(anyhow::Error::from)? {
         Ok(batch) => batch,
         Err(reply) => return show(reply),
     };
-    show(ops::cancel(&store, &batch, clock::system().now_ms()).map_err(anyhow::Error::from)?)
+    show(app::cancel(&store, &batch, clock::system().now_ms()).map_err(anyhow::Error::from)?)
 }
 
 /// `ccpayout pause` / `ccpayout resume` on the store directly.
 pub fn pause(state_dir: &Path, on: bool, reason: Option<String>) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
     crate::engine::control::set_kill_switch(&store, on, reason).map_err(anyhow::Error::from)?;
-    show(Reply::ok(ops::kill_switch_text(on)))
+    show(Reply::ok(app::kill_switch_text(on)))
 }
 
 /// `ccpayout report BATCH`.
@@ -275,8 +275,8 @@ pub fn report(config: &Config, state_dir: &Path, target: &str) -> Result<Outcome
         .find_batch(target)
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| anyhow::anyhow!("no batch matches {target:?} in {}", state_dir.display()))?;
-    let paths = ops::write_reports(
-        &ops::reports_dir(config, state_dir),
+    let paths = app::write_reports(
+        &app::reports_dir(config, state_dir),
         &store,
         &batch,
         clock::system().now_ms(),

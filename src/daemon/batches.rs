@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Fatal, Shared};
-use crate::engine::record::BatchState;
+use crate::app;
 use crate::engine::runner::{NoProgress, RunEnd};
-use crate::ops;
+use crate::model::record::BatchState;
 
 /// How long a batch stopped by a problem every order would meet (credentials, IP whitelist,
 /// clock) waits before it is tried again.
@@ -177,7 +177,7 @@ impl Batches {
             .engine
             .run_reconciled_batch(batch_id, true, cancel, &NoProgress)
             .await?;
-        ops::save_budget(&shared.store, &shared.engine)?;
+        app::save_budget(&shared.store, &shared.engine)?;
         match end {
             RunEnd::Finished | RunEnd::AllSubmitted => {
                 let mut batch = shared.store.batch(batch_id)?.unwrap_or(batch);

@@ -4,7 +4,7 @@
 //! scanned at start and every `daemon.rescan_secs`, so a lost event (or a folder on a file
 //! system without events) delays a batch but never loses it. A file is claimed by renaming it
 //! into `processing/` (see [`crate::inbox`]); claimed files go one at a time through
-//! [`crate::ops::ingest`]; a file that is not a valid batch, or is blocked, moves to
+//! [`crate::app::ingest`]; a file that is not a valid batch, or is blocked, moves to
 //! `rejected/` with an error report; a paid one moves to `done/` beside its reports.
 
 use std::path::{Path, PathBuf};
@@ -15,10 +15,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use crate::app::{self, Ingested};
 use crate::config::Config;
 use crate::inbox::{Finish, Inbox};
-use crate::ops::{self, Ingested};
-use crate::report;
 
 /// How long a file whose preflight could not reach the API waits before it is tried again.
 const RETRY_PREFLIGHT: Duration = Duration::from_secs(30);
@@ -174,7 +173,7 @@ async fn take(
     }
     let now = shared.clock.now_ms();
     let ingested = tokio::select! {
-        r = ops::ingest(&shared.client, &spec.config, &shared.store, path, now) => r,
+        r = app::ingest(&shared.client, &spec.config, &shared.store, path, now) => r,
         _ = cancel.cancelled() => return Ok(()),
     };
     match ingested {
@@ -256,11 +255,11 @@ fn reject(
     spec: usize,
     path: &Path,
     text: &str,
-    batch: Option<&crate::engine::record::BatchRecord>,
+    batch: Option<&crate::model::record::BatchRecord>,
 ) -> anyhow::Result<()> {
     let inbox = &shared.inboxes[spec].inbox;
     if let Some(batch) = batch {
-        ops::write_reports(
+        app::write_reports(
             &inbox.dir().join(crate::inbox::REJECTED),
             &shared.store,
             batch,
@@ -270,7 +269,7 @@ fn reject(
     let archived = inbox.finish(path, Finish::Rejected)?;
     let mut error_path = archived.clone().into_os_string();
     error_path.push(".error.txt");
-    report::write_atomic(Path::new(&error_path), text.as_bytes())?;
+    crate::util::atomic::write_atomic(Path::new(&error_path), text.as_bytes())?;
     shared.stats.count_inbox("rejected");
     tracing::warn!(file = %archived.display(), "rejected; the reason is in {}", Path::new(&error_path).display());
     Ok(())

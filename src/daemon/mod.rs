@@ -12,7 +12,7 @@
 //!   time zone, catches up a missed run once (or skips it), never overlaps itself.
 //! - **control socket** — `status`, `approve`, `cancel`, `pause`, `resume`, `report` from the
 //!   CLI ([`control`]).
-//! - **metrics** — Prometheus text on a loopback port ([`crate::metrics`]).
+//! - **metrics** — Prometheus text on a loopback port ([`crate::daemon::metrics`]).
 //! - **webhook** — optional; a verified webhook is a hint that triggers a record query.
 //! - **watchdog** — `WATCHDOG=1` to systemd while the runtime is alive.
 //!
@@ -22,8 +22,10 @@
 //! Submitting before it left, and is reconciled at the next start). A second signal exits at once.
 
 pub mod batches;
-pub mod control;
 pub mod intake;
+pub mod metrics;
+pub mod socket;
+pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,19 +38,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::Client;
-use crate::clock::SharedClock;
+use crate::app::{self, Reply};
 use crate::config::Config;
-use crate::engine::record::BatchState;
 use crate::engine::runner::{Engine, META_PAUSE, NoProgress};
-use crate::engine::state::StateKind;
 use crate::inbox::{Finish, Inbox};
 use crate::jobs::{self, Job};
-use crate::ops::{self, Reply};
+use crate::model::record::BatchState;
+use crate::model::state::StateKind;
 use crate::store::Store;
+use crate::util::clock::SharedClock;
 
 use self::batches::Batches;
-use self::control::Request;
 use self::intake::InboxSpec;
+use self::socket::Request;
 
 /// What `ccpayout run` was asked to do beyond the config.
 #[derive(Debug, Clone, Default)]
@@ -126,7 +128,7 @@ pub struct Shared {
     /// Batch id → the inbox and claimed file it came from, until the file is archived.
     origins: Mutex<HashMap<String, (usize, PathBuf)>>,
     batches: OnceLock<Arc<Batches>>,
-    webhook_stats: OnceLock<Arc<crate::webhook::WebhookStats>>,
+    webhook_stats: OnceLock<Arc<crate::daemon::webhook::WebhookStats>>,
 }
 
 impl Shared {
@@ -154,8 +156,8 @@ impl Shared {
             return Ok(());
         };
         let now = self.clock.now_ms();
-        let paths = ops::write_reports(
-            &ops::reports_dir(&self.config, &self.state_dir),
+        let paths = app::write_reports(
+            &app::reports_dir(&self.config, &self.state_dir),
             &self.store,
             &batch,
             now,
@@ -181,7 +183,7 @@ impl Shared {
         {
             let inbox: &Inbox = &self.inboxes[spec].inbox;
             // Reports first: once the file is in done/, its reports are beside it.
-            ops::write_reports(&inbox.dir().join(crate::inbox::DONE), &self.store, &batch, now)?;
+            app::write_reports(&inbox.dir().join(crate::inbox::DONE), &self.store, &batch, now)?;
             let archived = inbox.finish(&path, Finish::Done)?;
             batch.source = archived.display().to_string();
             batch.updated_ms = now;
@@ -196,7 +198,7 @@ impl Shared {
     fn status(&self, target: Option<&str>) -> anyhow::Result<Reply> {
         use std::fmt::Write as _;
         let now = self.clock.now_ms();
-        let mut reply = ops::status(&self.store, &self.state_dir.display().to_string(), target, now)?;
+        let mut reply = app::status(&self.store, &self.state_dir.display().to_string(), target, now)?;
         if target.is_some() || reply.exit != 0 {
             return Ok(reply);
         }
@@ -219,7 +221,7 @@ impl Shared {
         let stats = self.client.request_stats();
         match stats.last_success_ms {
             Some(t) => {
-                let _ = writeln!(out, "last successful API call: {}", crate::report::rfc3339_ms(t));
+                let _ = writeln!(out, "last successful API call: {}", crate::util::time::rfc3339_ms(t));
             }
             None => {
                 let _ = writeln!(out, "last successful API call: none yet");
@@ -245,7 +247,7 @@ impl Shared {
     }
 
     /// The metrics snapshot.
-    fn snapshot(&self) -> crate::metrics::Snapshot {
+    fn snapshot(&self) -> crate::daemon::metrics::Snapshot {
         let now = self.clock.now_ms();
         let counts = self.store.counts(None).unwrap_or_default();
         let count = |k| counts.get(&k).copied().unwrap_or(0);
@@ -262,7 +264,7 @@ impl Shared {
         let (persisted, held) = self.engine.gate().snapshot();
         let pauses = self.engine.gate().pause_counts();
         let requests = self.client.request_stats();
-        crate::metrics::Snapshot {
+        crate::daemon::metrics::Snapshot {
             orders_by_state: StateKind::ALL
                 .iter()
                 .map(|k| (k.as_str().to_owned(), count(*k)))
@@ -291,7 +293,7 @@ struct ControlHandler {
     shared: Arc<Shared>,
 }
 
-impl control::Handler for ControlHandler {
+impl socket::Handler for ControlHandler {
     async fn handle(&self, request: Request) -> Reply {
         match self.answer(request).await {
             Ok(reply) => reply,
@@ -309,26 +311,26 @@ impl ControlHandler {
         match request {
             Request::Status { target } => shared.status(target.as_deref()),
             Request::Approve { batch, digest } => {
-                let batch = match ops::find_batch(store, &where_, &batch)? {
+                let batch = match app::find_batch(store, &where_, &batch)? {
                     Ok(b) => b,
                     Err(reply) => return Ok(reply),
                 };
                 let id = batch.batch_id.clone();
-                let reply = ops::approve(store, batch, &digest, now, "the daemon sends them now")?;
+                let reply = app::approve(store, batch, &digest, now, "the daemon sends them now")?;
                 if reply.exit == 0 {
                     shared.batches().launch(&id);
                 }
                 Ok(reply)
             }
             Request::Cancel { batch } => {
-                let batch = match ops::find_batch(store, &where_, &batch)? {
+                let batch = match app::find_batch(store, &where_, &batch)? {
                     Ok(b) => b,
                     Err(reply) => return Ok(reply),
                 };
                 // Stop its sends first (the requests in flight are recorded), so the cancel and
                 // the engine never change the same orders at once; then follow the rest.
                 shared.batches().hold(&batch.batch_id).await;
-                let reply = ops::cancel(store, &batch, now);
+                let reply = app::cancel(store, &batch, now);
                 shared.batches().release(&batch.batch_id);
                 Ok(reply?)
             }
@@ -336,21 +338,21 @@ impl ControlHandler {
                 let persisted = shared.engine.gate().set_kill_switch(true, reason);
                 store.meta_put(META_PAUSE, &persisted)?;
                 tracing::warn!("submission paused by an operator");
-                Ok(Reply::ok(ops::kill_switch_text(true)))
+                Ok(Reply::ok(app::kill_switch_text(true)))
             }
             Request::Resume => {
                 let persisted = shared.engine.gate().set_kill_switch(false, None);
                 store.meta_put(META_PAUSE, &persisted)?;
                 tracing::info!("submission resumed by an operator");
-                Ok(Reply::ok(ops::kill_switch_text(false)))
+                Ok(Reply::ok(app::kill_switch_text(false)))
             }
             Request::Report { batch } => {
-                let batch = match ops::find_batch(store, &where_, &batch)? {
+                let batch = match app::find_batch(store, &where_, &batch)? {
                     Ok(b) => b,
                     Err(reply) => return Ok(reply),
                 };
                 let paths =
-                    ops::write_reports(&ops::reports_dir(&shared.config, &shared.state_dir), store, &batch, now)?;
+                    app::write_reports(&app::reports_dir(&shared.config, &shared.state_dir), store, &batch, now)?;
                 Ok(Reply::ok(format!(
                     "reports of batch {}:\n  {}\n  {}\n  {}\n",
                     batch.name,
@@ -427,7 +429,7 @@ pub async fn run(
     }
 
     let engine = Arc::new(
-        ops::build_engine(&config, &store, client.clone(), clock.clone(), options.sandbox)
+        app::build_engine(&config, &store, client.clone(), clock.clone(), options.sandbox)
             .map_err(|e| start(e.to_string()))?,
     );
     let shared = Arc::new(Shared {
@@ -462,7 +464,7 @@ pub async fn run(
     let _ = shared.batches.set(batches.clone());
 
     // Listeners are bound before READY, so a port in use is a start-up error, not a dead task.
-    let socket = control::bind(state_dir, config.daemon.socket_mode)
+    let socket = socket::bind(state_dir, config.daemon.socket_mode)
         .await
         .map_err(|e| start(format!("control socket: {e}")))?;
     let metrics_listener = match config.daemon.metrics_listen {
@@ -496,11 +498,11 @@ pub async fn run(
     // The control socket.
     {
         let handler = Arc::new(ControlHandler { shared: shared.clone() });
-        let path = control::socket_path(state_dir);
+        let path = socket::socket_path(state_dir);
         let cancel = shutdown.clone();
         spawn(
             "control socket".into(),
-            Box::pin(async move { Ok(control::serve(socket, path, handler, cancel).await?) }),
+            Box::pin(async move { Ok(socket::serve(socket, path, handler, cancel).await?) }),
         );
     }
     // Metrics.
@@ -508,24 +510,24 @@ pub async fn run(
         let addr = listener.local_addr().map_err(|e| start(e.to_string()))?;
         tracing::info!("metrics on http://{addr}/metrics");
         let source_shared = shared.clone();
-        let router = crate::metrics::router(Arc::new(move || source_shared.snapshot()));
+        let router = crate::daemon::metrics::router(Arc::new(move || source_shared.snapshot()));
         let cancel = shutdown.clone();
         spawn(
             "metrics".into(),
-            Box::pin(async move { Ok(crate::metrics::serve(listener, router, cancel).await?) }),
+            Box::pin(async move { Ok(crate::daemon::metrics::serve(listener, router, cancel).await?) }),
         );
     }
     // Webhooks.
     if let Some(listener) = webhook_listener {
         // The account the client signs for (the sandbox's under --sandbox) signs the webhooks.
         let (app_id, secret) = (shared.client.app_id().to_owned(), shared.client.app_secret().clone());
-        let settings = crate::webhook::WebhookSettings {
+        let settings = crate::daemon::webhook::WebhookSettings {
             listen: config.webhook.listen,
             path: config.webhook.path.clone(),
             max_body_bytes: config.webhook.max_body_bytes,
             window: config.webhook.window,
         };
-        let verifier = Arc::new(crate::webhook::Verifier::new(
+        let verifier = Arc::new(crate::daemon::webhook::Verifier::new(
             app_id,
             secret,
             config.api.generation,
@@ -534,12 +536,12 @@ pub async fn run(
         ));
         let _ = shared.webhook_stats.set(verifier.stats());
         let hint_engine = engine.clone();
-        let on_hint: Arc<dyn Fn(crate::webhook::Hint) + Send + Sync> = Arc::new(move |hint| {
+        let on_hint: Arc<dyn Fn(crate::daemon::webhook::Hint) + Send + Sync> = Arc::new(move |hint| {
             if let Some(order_id) = &hint.order_id {
                 hint_engine.hint(order_id);
             }
         });
-        let router = crate::webhook::router(verifier, &settings, on_hint);
+        let router = crate::daemon::webhook::router(verifier, &settings, on_hint);
         tracing::info!(
             "webhook listener on http://{}{}",
             listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -548,7 +550,7 @@ pub async fn run(
         let cancel = shutdown.clone();
         spawn(
             "webhook".into(),
-            Box::pin(async move { Ok(crate::webhook::serve(listener, router, cancel).await?) }),
+            Box::pin(async move { Ok(crate::daemon::webhook::serve(listener, router, cancel).await?) }),
         );
     }
 
@@ -687,7 +689,7 @@ pub async fn run(
             drain.as_secs()
         );
     }
-    if let Err(e) = ops::save_budget(&store, &engine) {
+    if let Err(e) = app::save_budget(&store, &engine) {
         tracing::warn!(error = %e, "cannot save the daily budget counter");
     }
     if result.is_ok() {

@@ -4,10 +4,10 @@
 //! Each works on the store: directly from the CLI when no daemon runs, or inside the daemon when
 //! the command came through its control socket. Every order change goes through the state machine.
 
-use super::gate::PersistedPause;
-use super::record::{Approval, BatchRecord};
 use super::runner::{EngineError, META_PAUSE, apply_event};
-use super::state::{Event, StateKind};
+use crate::api::pacing::gate::PersistedPause;
+use crate::model::record::{Approval, BatchRecord};
+use crate::model::state::{Event, StateKind};
 use crate::store::Store;
 
 /// Orders changed per store transaction.

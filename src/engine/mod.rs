@@ -11,12 +11,6 @@
 //! - [`runner`]: the loop that sends, reconciles and tracks (I/O).
 //! - [`control`]: approve, cancel and the kill switch, on the store.
 
-pub mod backoff;
 pub mod control;
-pub mod gate;
-pub mod intake;
-pub mod limiter;
 pub mod outcome;
-pub mod record;
 pub mod runner;
-pub mod state;

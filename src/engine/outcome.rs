@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use super::backoff::Backoff;
-use super::state::Event;
+use crate::api::pacing::backoff::Backoff;
 use crate::api::{CallError, ErrorClass};
+use crate::model::state::Event;
 
 /// What the engine as a whole must do after an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,20 +24,20 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::{Backoff, Jitter};
-use super::gate::{DayClock, Gate};
-use super::limiter::{CallKind, Limiters};
 use super::outcome::{RetryPolicy, Signal, classify};
-use super::record::{ErrorInfo, OrderRecord};
-use super::state::{Event, FinalStatus, StateKind, transition};
+use crate::api::pacing::backoff::{Backoff, Jitter};
+use crate::api::pacing::gate::{DayClock, Gate};
+use crate::api::pacing::limiter::{CallKind, Limiters};
 use crate::api::types::{
     MAX_ORDER_IDS_PER_LIST_QUERY, RecordStatus, V1_MAX_ORDER_IDS_PER_QUERY, WithdrawRecord, WithdrawRecordListQuery,
     WithdrawRecordQuery, v1_status,
 };
 use crate::api::{CallError, Client};
-use crate::batch::request::WithdrawCall;
-use crate::clock::SharedClock;
+use crate::model::call::WithdrawCall;
+use crate::model::record::{ErrorInfo, OrderRecord};
+use crate::model::state::{Event, FinalStatus, StateKind, transition};
 use crate::store::{Change, Store, StoreError};
+use crate::util::clock::SharedClock;
 
 /// The key under which the pause gate's persistent part is stored.
 pub const META_PAUSE: &str = "pause";
@@ -920,15 +920,15 @@ impl Pacing {
 async fn send(client: &Client, call: &WithdrawCall) -> Result<Option<String>, CallError> {
     match call {
         WithdrawCall::Network(req) => client
-            .apply_app_withdraw_to_network(req)
+            .apply_app_withdraw_to_network(&req.into())
             .await
             .map(|r| Some(r.record_id)),
         WithdrawCall::Cwallet(req) => client
-            .apply_app_withdraw_to_cwallet(req)
+            .apply_app_withdraw_to_cwallet(&req.into())
             .await
             .map(|r| Some(r.record_id)),
         WithdrawCall::V1(req) => client
-            .v1_withdraw(req)
+            .v1_withdraw(&req.into())
             .await
             .map(|r| Some(r.record_id).filter(|id| !id.is_empty())),
     }
@@ -1025,7 +1025,7 @@ fn with_record(mut order: OrderRecord, record: &WithdrawRecord) -> OrderRecord {
         order.tx_id = Some(record.tx_id.clone());
     }
     if let Some(fee) = &record.fee {
-        order.fee = Some(fee.clone());
+        order.fee = Some(fee.clone().into());
     }
     order
 }

@@ -493,7 +493,7 @@ mod tests {
         let job = crate::jobs::parse_job(
             Path::new("/jobs/payroll.toml"),
             "inbox = \"/srv/in\"\nschedule = \"0 0 9 1 * *\"\ntimezone = \"Europe/Berlin\"\n[release]\nstaging = \"/srv/st\"\n",
-            &crate::policy::Policy::default(),
+            &crate::rules::policy::Policy::default(),
             &mut problems,
         )
         .unwrap();

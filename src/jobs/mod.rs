@@ -16,8 +16,8 @@
 //!
 //! See `jobs/README.md` for the file format as users see it.
 
+pub mod driver;
 pub mod fire;
-pub mod runner;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -29,10 +29,10 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use crate::config::{PolicyFile, override_policy};
-use crate::policy::Policy;
+use crate::rules::policy::Policy;
 
+pub use driver::{FireFn, JobError, LastRun, LastRuns, describe, fire_fn, next_fires, run_job};
 pub use fire::execute;
-pub use runner::{FireFn, JobError, LastRun, LastRuns, describe, fire_fn, next_fires, run_job};
 pub use schedule::{Missed, Schedule};
 
 /// The default time limit of a `[command]`.
@@ -598,7 +598,7 @@ impl Problems<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::ApprovalRule;
+    use crate::rules::policy::ApprovalRule;
     use rust_decimal::Decimal;
 
     const FILE: &str = "/etc/ccpayout/jobs/payroll.toml";

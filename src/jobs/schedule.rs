@@ -2,7 +2,7 @@
 //! missed while the daemon was down, and which instants a late wake-up or a slow run coalesces.
 //!
 //! Everything here is pure: time comes in as Unix milliseconds and goes out the same way, so the
-//! loop in [`super::runner`] and the tests decide what "now" is.
+//! loop in [`super::driver`] and the tests decide what "now" is.
 //!
 //! The cron engine is [croner](https://docs.rs/croner/4). A schedule is evaluated in its IANA
 //! time zone (never a fixed UTC offset), so "09:00 Europe/Berlin" stays 09:00 local time across

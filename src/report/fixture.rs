@@ -17,10 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::types::{CwalletWithdrawRequest, FeeAmount, NetworkWithdrawRequest};
-use crate::batch::request::WithdrawCall;
-use crate::engine::record::{Approval, BatchRecord, BatchState, ErrorInfo, InputRow, OrderRecord, RefusedRow};
-use crate::engine::state::OrderState;
+use crate::model::call::WithdrawCall;
+use crate::model::call::{CwalletTransfer, NetworkWithdrawal};
+use crate::model::record::Fee;
+use crate::model::record::{Approval, BatchRecord, BatchState, ErrorInfo, InputRow, OrderRecord, RefusedRow};
+use crate::model::state::OrderState;
 
 pub const CREATED_MS: i64 = 1_795_257_160_123; // 2026-11-21T10:32:40.123Z
 pub const BATCH_ID: &str = "abababababababababababababababababababababababababababababababab";
@@ -31,7 +32,7 @@ pub fn batch() -> BatchRecord {
         name: "payroll-abababababab".into(),
         source: "inbox/payroll.csv".into(),
         format: "csv".into(),
-        api: "v2".into(),
+        api: crate::model::ApiGeneration::V2,
         plan_digest: "d".repeat(64),
         created_ms: CREATED_MS,
         updated_ms: CREATED_MS,
@@ -72,8 +73,8 @@ pub fn explorers() -> BTreeMap<String, String> {
     ])
 }
 
-fn fee(symbol: &str, coin_id: u64, amount: &str) -> Option<FeeAmount> {
-    Some(FeeAmount {
+fn fee(symbol: &str, coin_id: u64, amount: &str) -> Option<Fee> {
+    Some(Fee {
         coin_id,
         coin_symbol: symbol.into(),
         amount: amount.into(),
@@ -90,14 +91,14 @@ fn order(seq: u32, line: u64, coin: &str, chain: &str, amount: &str, amount_sent
         format!("addr-{line}")
     };
     let call = if chain == "CWALLET" {
-        WithdrawCall::Cwallet(CwalletWithdrawRequest {
+        WithdrawCall::Cwallet(CwalletTransfer {
             order_id: order_id.clone(),
             coin_id,
             cwallet_user: recipient.clone(),
             amount: amount_sent.into(),
         })
     } else {
-        WithdrawCall::Network(NetworkWithdrawRequest {
+        WithdrawCall::Network(NetworkWithdrawal {
             order_id: order_id.clone(),
             coin_id,
             chain: chain.to_ascii_uppercase(),
@@ -141,7 +142,7 @@ fn order(seq: u32, line: u64, coin: &str, chain: &str, amount: &str, amount_sent
 }
 
 /// Marks an order sent once and final `state`.
-fn finished(mut o: OrderRecord, state: OrderState, tx: Option<&str>, fee: Option<FeeAmount>) -> OrderRecord {
+fn finished(mut o: OrderRecord, state: OrderState, tx: Option<&str>, fee: Option<Fee>) -> OrderRecord {
     o.state = state;
     o.attempts = 1;
     o.record_id = Some(format!("rec-{}", o.line));

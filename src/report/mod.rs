@@ -5,20 +5,16 @@
 //! - [`row`]: report rows from order records and refused rows, and their line-order merge (pure).
 //! - [`result`]: the result CSV and JSON, streamed to any writer.
 //! - [`summary`]: counts and exact decimal totals, and their JSON.
-//! - [`time`]: UTC RFC 3339 timestamps with milliseconds (pure).
-//! - [`atomic`]: atomic file replacement (I/O).
 //!
-//! [`write_batch_reports`] ties them together and is, with [`atomic`], the only code here that
-//! touches the file system. It makes one pass over the batch's orders, feeding both result files
+//! [`write_batch_reports`] ties them together and is the only code here that touches the file
+//! system (through [`crate::util::atomic`]). It makes one pass over the batch's orders, feeding both result files
 //! and the summary at once, so a batch of a million orders is never in memory; it checks that
 //! the orders it is shown are the batch's orders, all of them, in order, and replaces no file
 //! unless they are.
 
-pub mod atomic;
 pub mod result;
 pub mod row;
 pub mod summary;
-pub mod time;
 
 #[cfg(test)]
 mod fixture;
@@ -27,13 +23,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use atomic::{AtomicFile, write_atomic, write_atomic_with};
+use crate::util::atomic::AtomicFile;
 pub use result::{CsvRows, JsonRows, result_csv, result_json};
 pub use row::{COLUMNS, CoinKey, ReportRow, RowStatus, explorer_link, report_rows};
 pub use summary::{Summary, summary_json};
-pub use time::rfc3339_ms;
 
-use crate::engine::record::{BatchRecord, OrderRecord};
+use crate::model::record::{BatchRecord, OrderRecord};
 use row::Interleave;
 
 /// Where a batch's reports are.
@@ -242,7 +237,7 @@ mod tests {
         let batch = fixture::batch();
         let mut orders = fixture::orders();
         write(dir.path(), &batch, &orders).unwrap();
-        orders[4].state = crate::engine::state::OrderState::Success;
+        orders[4].state = crate::model::state::OrderState::Success;
         let paths = write(dir.path(), &batch, &orders).unwrap();
         let summary: serde_json::Value = serde_json::from_slice(&fs::read(&paths.summary_json).unwrap()).unwrap();
         assert_eq!(summary["final"], true);

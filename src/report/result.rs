@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::row::{ATTEMPTS_COLUMN, COLUMNS, LINE_COLUMN, ReportRow};
-use super::time::rfc3339_ms;
-use crate::engine::record::BatchRecord;
+use crate::model::record::BatchRecord;
+use crate::util::time::rfc3339_ms;
 
 /// Writes the result CSV of `rows` to `out`. The CSV has no batch header (it would break CSV
 /// readers); `batch` is taken for symmetry with [`result_json`].
@@ -168,7 +168,7 @@ impl<'a> BatchHeader<'a> {
             name: &batch.name,
             source: &batch.source,
             format: &batch.format,
-            api: &batch.api,
+            api: batch.api.as_str(),
             plan_digest: &batch.plan_digest,
             created_at: rfc3339_ms(batch.created_ms),
             rows: batch.rows,

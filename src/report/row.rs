@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Peekable;
 
-use super::time::rfc3339_ms;
-use crate::api::types::FeeAmount;
-use crate::batch::request::WithdrawCall;
-use crate::engine::record::{BatchRecord, OrderRecord, RefusedRow};
-use crate::engine::state::{OrderState, StateKind};
+use crate::model::call::WithdrawCall;
+use crate::model::record::Fee;
+use crate::model::record::{BatchRecord, OrderRecord, RefusedRow};
+use crate::model::state::{OrderState, StateKind};
+use crate::util::time::rfc3339_ms;
 
 /// The status column: an order's state, or why a row never became an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -352,12 +352,12 @@ fn lookup_explorer<'a>(explorers: &'a BTreeMap<String, String>, chain: &str) -> 
 /// The fee and fee coin cells. Amounts are shown in plain digits like every other amount
 /// (`"1.000"` from the API is `1`); text that is not a decimal is kept verbatim, so nothing
 /// CCPayment said is lost.
-fn fee_cells(fee: Option<&FeeAmount>) -> (String, String) {
+fn fee_cells(fee: Option<&Fee>) -> (String, String) {
     let Some(fee) = fee else {
         return (String::new(), String::new());
     };
-    let amount = crate::amount::parse_api_decimal(&fee.amount)
-        .map(crate::amount::plain)
+    let amount = crate::rules::amount::parse_api_decimal(&fee.amount)
+        .map(crate::rules::amount::plain)
         .unwrap_or_else(|| fee.amount.clone());
     let coin = if !fee.coin_symbol.is_empty() {
         fee.coin_symbol.clone()
@@ -456,8 +456,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::ChainInfo;
-    use crate::engine::record::ErrorInfo;
+    use crate::model::record::ErrorInfo;
     use crate::report::fixture;
 
     #[test]
@@ -473,27 +472,6 @@ mod tests {
         assert!(RowStatus::Refused.is_final() && RowStatus::Duplicate.is_final());
         assert_eq!(COLUMNS[LINE_COLUMN], "line");
         assert_eq!(COLUMNS[ATTEMPTS_COLUMN], "attempts");
-    }
-
-    #[test]
-    fn explorer_links_follow_chain_info_tx_url() {
-        for (base, tx) in [
-            ("https://polygonscan.com/tx/%s", "0xabc"),
-            ("https://tronscan.org/#/transaction/", "abc"),
-            ("https://x/%s?again=%s", "t"),
-            ("", "t"),
-            ("https://x/%s", ""),
-        ] {
-            let chain = ChainInfo {
-                base_url: base.into(),
-                ..ChainInfo::default()
-            };
-            assert_eq!(
-                explorer_link(base, tx),
-                chain.tx_url(tx).unwrap_or_default(),
-                "{base} {tx}"
-            );
-        }
     }
 
     #[test]
@@ -551,7 +529,7 @@ mod tests {
     #[test]
     fn fees_are_plain_digits_or_kept_verbatim() {
         let fee = |amount: &str, symbol: &str, id| {
-            fee_cells(Some(&FeeAmount {
+            fee_cells(Some(&Fee {
                 coin_id: id,
                 coin_symbol: symbol.into(),
                 amount: amount.into(),

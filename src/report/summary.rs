@@ -1,7 +1,7 @@
 //! The batch summary: how many rows ended how, and exact totals per coin and status.
 //!
 //! Totals are sums of the canonical amount strings (`amount_sent`) and of the fees, in
-//! [`Decimal`], never floats, and printed with [`crate::amount::plain`]. A sum that `Decimal`
+//! [`Decimal`], never floats, and printed with [`crate::rules::amount::plain`]. A sum that `Decimal`
 //! could only round (more than 28 significant digits) or a fee CCPayment wrote in a form that is
 //! not a plain decimal is not guessed at: the row is listed under `unsummed`, so a total is
 //! either exact or visibly incomplete. Refused and duplicate rows are counted but have no amount
@@ -19,9 +19,9 @@ use serde::ser::SerializeMap;
 
 use super::result::BatchHeader;
 use super::row::{CoinKey, ReportRow, RowStatus};
-use super::time::rfc3339_ms;
-use crate::amount::{parse_api_decimal, plain};
-use crate::engine::record::BatchRecord;
+use crate::model::record::BatchRecord;
+use crate::rules::amount::{parse_api_decimal, plain};
+use crate::util::time::rfc3339_ms;
 
 /// At most this many unsummed rows are listed (all are counted): a systematic problem must not
 /// turn the summary into a second copy of the result file.
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn a_batch_is_final_when_no_row_can_change() {
         let mut orders = fixture::orders();
-        orders[4].state = crate::engine::state::OrderState::Success;
+        orders[4].state = crate::model::state::OrderState::Success;
         let s = Summary::of(report_rows(&fixture::batch(), orders, &BTreeMap::new()));
         assert!(s.is_final());
         assert!(Summary::new().is_final());

@@ -115,10 +115,10 @@
 //! - [`persist`]: the state file: its format, loading, atomic ordered saves.
 //! - [`webhook`]: the webhook sender.
 
-pub mod catalogue;
+pub mod demo;
+pub mod notifier;
 pub mod persist;
 pub mod server;
-pub mod webhook;
 pub mod world;
 
 use std::net::IpAddr;
@@ -130,7 +130,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::types::{FeeAmount, RecordStatus};
 
-pub use catalogue::{DEMO_ADDRESSES, DEMO_FAILING_ADDRESS};
+pub use demo::{DEMO_ADDRESSES, DEMO_FAILING_ADDRESS};
 pub use server::Sandbox;
 
 /// The app id the sandbox accepts by default.

@@ -129,7 +129,7 @@ pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
 /// Writes the state atomically with the same helper the reports use (temp file, fsync, rename,
 /// directory fsync), naming the file in the error.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::report::write_atomic(path, bytes)
+    crate::util::atomic::write_atomic(path, bytes)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot write sandbox state {}: {e}", path.display())))
 }
 

@@ -29,12 +29,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::notifier::WebhookSender;
 use super::persist::{self, Persister};
-use super::webhook::WebhookSender;
 use super::world::{Endpoint, Handled, Transport, World, error_body};
 use super::{Faults, Ledger, SandboxConfig, SandboxStats, WebhookDelivery};
 use crate::api::sign::{fingerprint, sign_v1, verify_v1, verify_v2};
-use crate::clock::SharedClock;
+use crate::util::clock::SharedClock;
 
 /// The body of the simulated gateway error, as a reverse proxy in front of an API writes it.
 const BAD_GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n\
@@ -636,8 +636,8 @@ mod tests {
     use super::*;
     use crate::api::sign::sign_v2;
     use crate::api::types::method;
-    use crate::clock::{Clock, ManualClock};
     use crate::sandbox::{AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET, SandboxStats};
+    use crate::util::clock::{Clock, ManualClock};
     use serde_json::Value;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;

@@ -17,13 +17,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::catalogue::{Catalogue, hot_wallet};
+use super::demo::{Catalogue, hot_wallet};
 use super::persist::{DaySnapshot, DebitSnapshot, PayoutSnapshot, RngSnapshot, SNAPSHOT_VERSION, Snapshot};
 use super::{
     AttemptOutcome, CreateAttempt, Faults, Ledger, LedgerPayout, PerSecond, RateLimit, RequestCount, STATS_NO_REPLY,
     STATS_SUCCESS, SandboxConfig, SandboxStats,
 };
-use crate::address::{AddressFamily, check_address, parse_cwallet_recipient};
 use crate::api::codes;
 use crate::api::types::{
     AddressValidity, AddressValidityQuery, ChainList, ChainListQuery, CoinAsset, CoinAssetData, CoinAssetList,
@@ -34,6 +33,7 @@ use crate::api::types::{
     WithdrawFeeQuery, WithdrawReceipt, WithdrawRecord, WithdrawRecordData, WithdrawRecordListQuery, WithdrawRecordPage,
     WithdrawRecordQuery, method,
 };
+use crate::rules::address::{AddressFamily, check_address, parse_cwallet_recipient};
 
 /// The reason a failed payout carries.
 pub const FAILURE_REASON: &str = "the network rejected the transfer";
@@ -1812,7 +1812,7 @@ fn decode_cursor(cursor: &str) -> Option<usize> {
 /// `yyyyMMddHHmmss` in UTC: the prefix of CCPayment record ids.
 fn utc_compact(now_ms: i64) -> String {
     // "2026-11-21T10:32:40.123Z" → "20261121103240"
-    crate::report::rfc3339_ms(now_ms)
+    crate::util::time::rfc3339_ms(now_ms)
         .chars()
         .take(19)
         .filter(char::is_ascii_digit)

@@ -7,8 +7,8 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::record::{BatchRecord, OrderRecord};
-use crate::engine::state::{OrderState, StateKind};
+use crate::model::record::{BatchRecord, OrderRecord};
+use crate::model::state::{OrderState, StateKind};
 
 /// order_id → versioned [`OrderRecord`] JSON.
 pub(super) const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
@@ -154,7 +154,7 @@ impl OrderHead {
     }
 
     pub fn due_ms(&self) -> i64 {
-        crate::engine::record::due_ms(&self.state, self.next_check_ms)
+        crate::model::record::due_ms(&self.state, self.next_check_ms)
     }
 }
 

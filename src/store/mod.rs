@@ -55,9 +55,9 @@ use self::codec::{
     decode_batch, decode_head, decode_identity, decode_order, encode_batch, encode_order, line_hash, split_state_key,
     state_key, state_key_of, state_range,
 };
-use crate::batch::validate::{KnownOrder, KnownOrders};
-use crate::engine::record::{BatchRecord, OrderRecord};
-use crate::engine::state::StateKind;
+use crate::model::known::{KnownOrder, KnownOrders};
+use crate::model::record::{BatchRecord, OrderRecord};
+use crate::model::state::StateKind;
 
 /// The redb file inside the state directory.
 pub const DB_FILE: &str = "ccpayout.redb";

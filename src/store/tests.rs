@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::codec::line_hash;
 use super::*;
-use crate::api::types::NetworkWithdrawRequest;
-use crate::batch::request::WithdrawCall;
-use crate::engine::record::{Approval, BatchState, InputRow};
-use crate::engine::state::OrderState;
+use crate::model::call::NetworkWithdrawal;
+use crate::model::call::WithdrawCall;
+use crate::model::record::{Approval, BatchState, InputRow};
+use crate::model::state::OrderState;
 
 fn batch_id(seed: &str) -> String {
     line_hash(seed)
@@ -25,7 +25,7 @@ fn batch(seed: &str, created_ms: i64, orders: u32) -> BatchRecord {
         batch_id,
         source: format!("/inbox/{seed}.csv"),
         format: "csv".into(),
-        api: "v2".into(),
+        api: crate::model::ApiGeneration::V2,
         plan_digest: line_hash(&format!("plan {seed}")),
         created_ms,
         updated_ms: created_ms,
@@ -52,7 +52,7 @@ fn order(batch: &BatchRecord, seq: u32, order_id: &str) -> OrderRecord {
             amount: amount.clone(),
             ..InputRow::default()
         },
-        call: WithdrawCall::Network(NetworkWithdrawRequest {
+        call: WithdrawCall::Network(NetworkWithdrawal {
             order_id: order_id.into(),
             coin_id: 1280,
             chain: "TRX".into(),

@@ -26,13 +26,24 @@ async fn check_bytes(api: &TestApi, name: &str, bytes: &[u8]) -> Result<CheckRep
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
-    check_file(&api.client, &default_config(), &path, Arc::new(NoKnownOrders)).await
+    check_file(
+        &api.client,
+        &default_config().preflight_settings(),
+        &path,
+        Arc::new(NoKnownOrders),
+    )
+    .await
 }
 
 async fn check_path(api: &TestApi, path: &Path) -> CheckReport {
-    check_file(&api.client, &default_config(), path, Arc::new(NoKnownOrders))
-        .await
-        .expect("check runs")
+    check_file(
+        &api.client,
+        &default_config().preflight_settings(),
+        path,
+        Arc::new(NoKnownOrders),
+    )
+    .await
+    .expect("check runs")
 }
 
 fn csv(rows: &[&str]) -> Vec<u8> {

@@ -328,3 +328,161 @@ async fn concurrent_duplicate_creates_make_exactly_one_payout() {
     assert_eq!(ledger.attempts_for("dup-0001").len(), 16);
     assert_eq!(api.client.get_app_coin_asset(USDT).await.unwrap().available, "999997");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Request statistics, counted by the client against a real sandbox
+
+mod stats {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ccpayout::api::client::RequestStats;
+    use ccpayout::api::types::*;
+    use ccpayout::api::{CallError, Client, ClientConfig, Endpoint};
+    use ccpayout::sandbox::{Sandbox, SandboxConfig};
+    use ccpayout::util::clock::{Clock, ManualClock};
+
+    fn counts(entries: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+        entries
+            .iter()
+            .map(|&(endpoint, code, n)| ((endpoint.to_owned(), code.to_owned()), n))
+            .collect()
+    }
+
+    /// Per endpoint, the outcomes add up to the requests sent.
+    fn assert_outcomes_add_up(c: &Client) {
+        let mut answered: BTreeMap<String, u64> = BTreeMap::new();
+        for ((endpoint, _), n) in c.request_stats().by_endpoint_and_code {
+            *answered.entry(endpoint).or_insert(0) += n;
+        }
+        assert_eq!(answered, c.request_counts());
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    async fn sandbox_client() -> (Sandbox, Client, Arc<ManualClock>) {
+        let clock = ManualClock::new(T0);
+        let sandbox = Sandbox::start(SandboxConfig::default(), clock.clone())
+            .await
+            .expect("sandbox starts");
+        let config = ClientConfig {
+            v2_base_url: sandbox.base_url(),
+            v1_base_url: sandbox.base_url(),
+            app_id: sandbox.app_id().to_owned(),
+            app_secret: sandbox.app_secret().clone(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        };
+        let client = Client::new(config, clock.clone()).expect("client builds");
+        (sandbox, client, clock)
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_once_by_endpoint_and_code() {
+        let (sandbox, c, clock) = sandbox_client().await;
+        assert_eq!(c.request_stats(), RequestStats::default());
+
+        // Two successes, the second through a clone: clones share the counts.
+        c.get_coin_list().await.expect("coin list");
+        clock.advance(Duration::from_secs(5));
+        c.clone().get_coin_list().await.expect("coin list");
+        let last_success = clock.now_ms();
+
+        // An API error code.
+        clock.advance(Duration::from_secs(5));
+        sandbox.force_error(method::GET_COIN_LIST, 11004, "RateLimit", 1);
+        let err = c.get_coin_list().await.unwrap_err();
+        assert_eq!(err.code(), Some(11004), "{err}");
+
+        // A v1 call: its success reply is a signed envelope, counted by its code too.
+        clock.advance(Duration::from_secs(5));
+        let bills = c.v1_bill_info(&["none".to_owned()]).await.expect("bill info");
+        assert!(bills.is_empty());
+        let v1_success = clock.now_ms();
+
+        // An HTTP error without a CCPayment reply counts by its status.
+        clock.advance(Duration::from_secs(5));
+        sandbox.set_faults(ccpayout::sandbox::Faults {
+            http_5xx: 1.0,
+            on_reads: true,
+            ..Default::default()
+        });
+        let err = c.get_fiat_list().await.unwrap_err();
+        assert!(err.is_ambiguous(), "{err}");
+        sandbox.set_faults(ccpayout::sandbox::Faults::default());
+
+        let stats = c.request_stats();
+        assert_eq!(
+            stats.by_endpoint_and_code,
+            counts(&[
+                ("getCoinList", "10000", 2),
+                ("getCoinList", "11004", 1),
+                ("getFiatList", "http_502", 1),
+                ("v1/bill/info", "10000", 1),
+            ])
+        );
+        // The time of the last accepted success, not of the later failures.
+        assert!(v1_success > last_success);
+        assert_eq!(stats.last_success_ms, Some(v1_success));
+        assert_outcomes_add_up(&c);
+
+        // A transport failure: the sandbox is gone.
+        sandbox.shutdown().await;
+        let err = c.get_coin_list().await.unwrap_err();
+        assert!(matches!(err, CallError::NotSent { .. }), "{err}");
+        let stats = c.request_stats();
+        assert_eq!(
+            stats.by_endpoint_and_code[&("getCoinList".to_owned(), "transport".to_owned())],
+            1
+        );
+        assert_eq!(stats.last_success_ms, Some(v1_success));
+        assert_outcomes_add_up(&c);
+    }
+
+    #[tokio::test]
+    async fn send_raw_then_interpret_is_one_request() {
+        let (sandbox, c, _clock) = sandbox_client().await;
+        let ep = Endpoint::v2(method::GET_COIN_LIST);
+        let reply = c.send_raw(ep, b"{}".to_vec()).await.expect("reply");
+        let coins: CoinList = c.interpret(ep, &reply).expect("coins");
+        assert!(!coins.coins.is_empty());
+        sandbox.force_error(method::GET_COIN_LIST, 11009, "ReqDailyLimit", 1);
+        let reply = c.send_raw(ep, b"{}".to_vec()).await.expect("reply");
+        let err = c.interpret::<CoinList>(ep, &reply).unwrap_err();
+        assert_eq!(err.code(), Some(11009), "{err}");
+        let stats = c.request_stats();
+        assert_eq!(
+            stats.by_endpoint_and_code,
+            counts(&[("getCoinList", "10000", 1), ("getCoinList", "11009", 1)])
+        );
+        assert_eq!(stats.last_success_ms, Some(T0));
+        // interpret alone counts nothing.
+        let _ = c.interpret::<CoinList>(ep, &reply);
+        assert_eq!(c.request_stats(), stats);
+        sandbox.shutdown().await;
+    }
+}
+
+/// Reports build explorer links themselves (they may not import the client's types); they
+/// must agree with what the client reads from CCPayment's chain list.
+#[test]
+fn report_explorer_links_follow_chain_info_tx_url() {
+    for (base, tx) in [
+        ("https://polygonscan.com/tx/%s", "0xabc"),
+        ("https://tronscan.org/#/transaction/", "abc"),
+        ("https://x/%s?again=%s", "t"),
+        ("", "t"),
+        ("https://x/%s", ""),
+    ] {
+        let chain = ChainInfo {
+            base_url: base.into(),
+            ..ChainInfo::default()
+        };
+        assert_eq!(
+            ccpayout::report::explorer_link(base, tx),
+            chain.tx_url(tx).unwrap_or_default(),
+            "{base} {tx}"
+        );
+    }
+}

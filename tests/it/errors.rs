@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ccpayout::api::types::*;
 use ccpayout::api::{CallError, ErrorClass};
-use ccpayout::clock::OffsetClock;
 use ccpayout::sandbox::{Faults, RateLimit, SandboxConfig};
+use ccpayout::util::clock::OffsetClock;
 
 use crate::helpers::*;
 

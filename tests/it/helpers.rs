@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ccpayout::api::{Client, ClientConfig};
-use ccpayout::clock::{ManualClock, SharedClock};
 use ccpayout::sandbox::{Sandbox, SandboxConfig};
+use ccpayout::util::clock::{ManualClock, SharedClock};
 use secrecy::SecretString;
 
 /// A running sandbox with a client for it, both on one manual clock that starts at the real
@@ -69,12 +69,12 @@ impl TestApi {
     /// binary signs with the real time and the sandbox settles payouts as time passes.
     pub async fn start_live(config: SandboxConfig) -> TestApi {
         let clock = ManualClock::starting_now();
-        let sandbox = Sandbox::start(config, ccpayout::clock::system())
+        let sandbox = Sandbox::start(config, ccpayout::util::clock::system())
             .await
             .expect("sandbox starts");
         let client = client_for(
             &sandbox,
-            ccpayout::clock::system(),
+            ccpayout::util::clock::system(),
             sandbox.app_id(),
             sandbox.app_secret().clone(),
         );

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ccpayout::clock::{SharedClock, TokioClock};
 use ccpayout::jobs::fire::execute_with_env;
 use ccpayout::jobs::{
     Action, FireFn, Job, JobError, LastRun, LastRuns, Missed, Schedule, execute, load_jobs, next_fires, run_job,
 };
-use ccpayout::policy::{ApprovalRule, Policy};
+use ccpayout::rules::policy::{ApprovalRule, Policy};
 use ccpayout::store::Store;
+use ccpayout::util::clock::{SharedClock, TokioClock};
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 

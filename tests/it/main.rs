@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod independent_client;
 mod jobs;
+mod layers;
 mod secrets;
 mod submit;
 mod webhook;

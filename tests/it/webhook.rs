@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use ccpayout::api::sign::sign_v2;
 use ccpayout::api::types::{RecordStatus, V1WithdrawRequest};
-use ccpayout::clock::{Clock, SharedClock};
 use ccpayout::config::ApiGeneration;
+use ccpayout::daemon::webhook::{self, Hint, Verifier, WebhookSettings, WebhookStats};
 use ccpayout::sandbox::{DEMO_APP_ID, DEMO_APP_SECRET, SandboxConfig};
-use ccpayout::webhook::{self, Hint, Verifier, WebhookSettings, WebhookStats};
+use ccpayout::util::clock::{Clock, SharedClock};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ struct Listener {
 
 impl Listener {
     async fn start(app_id: &str, secret: &str, generation: ApiGeneration, settings: WebhookSettings) -> Listener {
-        let clock: SharedClock = ccpayout::clock::system();
+        let clock: SharedClock = ccpayout::util::clock::system();
         let verifier = Arc::new(Verifier::new(
             app_id,
             SecretString::from(secret.to_owned()),
@@ -104,7 +104,7 @@ fn http() -> reqwest::Client {
 }
 
 fn now_secs() -> String {
-    ccpayout::clock::SystemClock.now_secs().to_string()
+    ccpayout::util::clock::SystemClock.now_secs().to_string()
 }
 
 /// POSTs `body` with the given headers; (status, content type, body text).

@@ -84,7 +84,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::backoff::{Backoff, Jitter};
-use crate::clock::SharedClock;
+use crate::util::clock::SharedClock;
 
 /// The daily cap's day boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -453,7 +453,7 @@ fn duration_ms(d: Duration) -> i64 {
 
 /// UTC RFC 3339 with milliseconds, for messages.
 pub(crate) fn utc(ms: i64) -> String {
-    crate::report::rfc3339_ms(ms)
+    crate::util::time::rfc3339_ms(ms)
 }
 
 /// The longest single sleep in [`Gate::wait_open`]: a waiter re-reads the crate clock at least
@@ -580,7 +580,7 @@ mod tests {
 
     use super::super::limiter::{CallKind, Limiter, Limiters, Quota};
     use super::*;
-    use crate::clock::{Clock, ManualClock};
+    use crate::util::clock::{Clock, ManualClock};
 
     /// 50 requests per second configured.
     const BASE_SPACING: Duration = Duration::from_millis(20);

@@ -4,7 +4,7 @@
 //!
 //! The daemon builds a [`Snapshot`] on every scrape from its store (orders and batches by
 //! state), the API client ([`crate::api::Client::request_stats`]), the pause gate
-//! ([`crate::engine::gate::Gate::pause_counts`] and [`crate::engine::gate::Gate::snapshot`]) and
+//! ([`crate::api::pacing::gate::Gate::pause_counts`] and [`crate::api::pacing::gate::Gate::snapshot`]) and
 //! its own counters (webhooks, inbox files, jobs). Counters count since the daemon started;
 //! Prometheus handles the reset at a restart (`rate()`, `increase()`).
 //!
@@ -41,12 +41,11 @@
 //!
 //! The endpoint has no authentication and tells anyone who can reach it how much is being paid
 //! out and when. It is bound to a loopback address (default `127.0.0.1:9187`) for a local
-//! Prometheus or agent to scrape; [`check_loopback`] is the check the configuration makes, which
+//! Prometheus or agent to scrape; [`crate::util::net::check_loopback`] is the check the configuration makes, which
 //! refuses any other address (put a proxy in front to expose the metrics).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -71,10 +70,10 @@ pub struct Snapshot {
     /// API requests by (endpoint label, outcome), from
     /// [`crate::api::client::RequestStats::by_endpoint_and_code`].
     pub requests: BTreeMap<(String, String), u64>,
-    /// Pauses begun after an 11004, from [`crate::engine::gate::PauseCounts::rate_limit`].
+    /// Pauses begun after an 11004, from [`crate::api::pacing::gate::PauseCounts::rate_limit`].
     pub rate_limit_pauses: u64,
     /// Pauses begun until the daily reset, from
-    /// [`crate::engine::gate::PauseCounts::daily_limit`].
+    /// [`crate::api::pacing::gate::PauseCounts::daily_limit`].
     pub daily_limit_pauses: u64,
     /// Sending is paused now, for any reason (rate limit, daily limit, kill switch).
     pub paused: bool,
@@ -333,7 +332,7 @@ async fn scrape(source: SnapshotSource) -> Response {
 /// requests in progress finish and returns.
 ///
 /// Bind `listener` to a loopback address: the endpoint has no authentication (see
-/// "Exposure" in the module documentation and [`check_loopback`]).
+/// "Exposure" in the module documentation and [`crate::util::net::check_loopback`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -342,20 +341,6 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
-}
-
-/// `Ok` when `addr` is a loopback address (`127.0.0.0/8`, `::1`, or `::ffff:127.x.y.z`);
-/// otherwise an explanation for the operator. The configuration refuses any other address for
-/// `daemon.metrics_listen`.
-pub fn check_loopback(addr: &SocketAddr) -> Result<(), String> {
-    if addr.ip().to_canonical().is_loopback() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the metrics address {addr} is not a loopback address: the endpoint has no authentication and \
-             shows payout activity to anyone who can reach it; bind it to 127.0.0.1 or ::1 and scrape it locally"
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -772,19 +757,6 @@ ccpayout_build_info{version="0.1.0"} 1
         assert_eq!(check_exposition(&format!("{family}m{{a=\"x\\n\"}} 1.5\n")).len(), 1);
     }
 
-    #[test]
-    fn only_loopback_addresses_pass() {
-        for ok in ["127.0.0.1:9464", "127.1.2.3:1", "[::1]:9464", "[::ffff:127.0.0.1]:9464"] {
-            let addr: SocketAddr = ok.parse().unwrap();
-            assert_eq!(check_loopback(&addr), Ok(()), "{ok}");
-        }
-        for bad in ["0.0.0.0:9464", "192.168.1.10:9464", "[::]:9464", "[2001:db8::1]:9464"] {
-            let addr: SocketAddr = bad.parse().unwrap();
-            let err = check_loopback(&addr).unwrap_err();
-            assert!(err.contains(bad) && err.contains("loopback"), "{err}");
-        }
-    }
-
     #[tokio::test]
     async fn metrics_are_served_on_loopback_and_stop_on_cancel() {
         crate::api::ensure_crypto_provider();
@@ -799,7 +771,7 @@ ccpayout_build_info{version="0.1.0"} 1
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        check_loopback(&addr).expect("bound to loopback");
+        crate::util::net::check_loopback(&addr).expect("bound to loopback");
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(listener, router(source), cancel.clone()));
 

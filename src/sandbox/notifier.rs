@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::WebhookDelivery;
 use super::world::{WebhookJob, WebhookScheme};
 use crate::api::sign::{sign_v1, sign_v2};
-use crate::clock::SharedClock;
+use crate::util::clock::SharedClock;
 
 /// The documented intervals between the first attempt and each of the 6 retries.
 pub const RETRY_INTERVALS: [Duration; 6] = [

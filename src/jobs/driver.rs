@@ -16,7 +16,7 @@
 //!
 //! Sleeps are at most [`MAX_SLEEP`] long and the wall clock is read again after each, so a clock
 //! that jumps (NTP, suspend) is noticed within a minute, and tests drive the loop across days of
-//! virtual time with [`crate::clock::TokioClock`].
+//! virtual time with [`crate::util::clock::TokioClock`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::schedule::{self, Schedule};
 use super::{Action, Job};
-use crate::clock::{Clock, SharedClock};
 use crate::store::Store;
+use crate::util::clock::{Clock, SharedClock};
 
 /// The longest single sleep: after it the wall clock is read again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -299,7 +299,7 @@ pub fn describe(job: &Job, now_ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::jobs::Missed;
-    use crate::policy::Policy;
+    use crate::rules::policy::Policy;
     use std::path::PathBuf;
 
     fn job(schedule: Option<&str>, enabled: bool) -> Job {
@@ -375,7 +375,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sleep_until_reads_the_clock_in_chunks_and_stops_on_cancel() {
-        let clock = crate::clock::TokioClock::new(0);
+        let clock = crate::util::clock::TokioClock::new(0);
         let cancel = CancellationToken::new();
         assert!(sleep_until(&*clock, 3_600_000, &cancel).await);
         assert_eq!(clock.now_ms(), 3_600_000);

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ApiGeneration;
+use super::call::WithdrawCall;
 use super::state::{OrderState, StateKind};
-use crate::api::types::FeeAmount;
-use crate::batch::request::WithdrawCall;
 
 /// A row's columns exactly as the batch file gave them, for the reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,16 @@ pub struct InputRow {
     pub reference: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token_id: String,
+}
+
+/// The network fee CCPayment charged for a payout: in which coin, and how much (the amount
+/// string exactly as CCPayment gave it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Fee {
+    pub coin_id: u64,
+    pub coin_symbol: String,
+    pub amount: String,
 }
 
 /// The last error an order met.
@@ -60,7 +70,7 @@ pub struct OrderRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fee: Option<FeeAmount>,
+    pub fee: Option<Fee>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
     pub created_ms: i64,
@@ -144,8 +154,8 @@ pub struct BatchRecord {
     /// The file as it was given.
     pub source: String,
     pub format: String,
-    /// "v2" or "v1".
-    pub api: String,
+    /// The API generation its orders go through (stored as `"v2"` or `"v1"`).
+    pub api: ApiGeneration,
     pub plan_digest: String,
     pub created_ms: i64,
     pub updated_ms: i64,

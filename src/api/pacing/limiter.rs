@@ -45,7 +45,7 @@ use governor::state::{InMemoryState, NotKeyed};
 
 pub use super::gate::DayClock;
 use super::gate::utc;
-use crate::clock::SharedClock;
+use crate::util::clock::SharedClock;
 
 /// Requests per second and burst for one quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -665,7 +665,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_caller_that_read_the_time_before_the_reset_is_charged_to_the_new_day() {
         let governor_clock = FakeRelativeClock::default();
-        let wall = crate::clock::ManualClock::new(25_000);
+        let wall = crate::util::clock::ManualClock::new(25_000);
         let limiters = Limiters::with_clock(quota(100, 100), quota(100, 100), Some(2), governor_clock)
             .with_wall_clock(wall.clone());
         assert_eq!(limiters.acquire(CallKind::Withdraw, 25_000, &DAY).await, Ok(()));
@@ -704,7 +704,12 @@ mod tests {
             per_second: 10,
             burst: 2,
         };
-        let limiters = Arc::new(Limiters::new(quota, quota, Some(10), crate::clock::ManualClock::new(0)));
+        let limiters = Arc::new(Limiters::new(
+            quota,
+            quota,
+            Some(10),
+            crate::util::clock::ManualClock::new(0),
+        ));
         let task = {
             let limiters = Arc::clone(&limiters);
             // The burst is there at once, so this test does not depend on real time passing.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::Reply;
+use crate::app::Reply;
 
 /// The socket's file name inside the state directory.
 pub const SOCKET_FILE: &str = "control.sock";

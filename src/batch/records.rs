@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::record::{Approval, BatchRecord, BatchState, InputRow, OrderRecord, RefusedRow};
-use super::state::{Event, OrderState, transition};
 use crate::batch::plan::Verdict;
 use crate::batch::preflight::Prepared;
 use crate::batch::request::{has_call, withdraw_call};
 use crate::batch::validate::{Row, payload_digest};
-use crate::config::ApiGeneration;
+use crate::model::ApiGeneration;
+use crate::model::record::{Approval, BatchRecord, BatchState, InputRow, OrderRecord, RefusedRow};
+use crate::model::state::{Event, OrderState, transition};
 
 /// How long a row held at intake (chain in maintenance, coin suspended) waits before its first
 /// send is tried; CCPayment's answer then decides (14004 defers it again with backoff).
@@ -133,10 +133,7 @@ pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneratio
         name: format!("{stem}-{}", &report.sha256[..12.min(report.sha256.len())]),
         source: source.display().to_string(),
         format: report.format.clone(),
-        api: match generation {
-            ApiGeneration::V2 => "v2".into(),
-            ApiGeneration::V1 => "v1".into(),
-        },
+        api: generation,
         plan_digest: plan.digest.clone(),
         created_ms: now_ms,
         updated_ms: now_ms,
@@ -251,12 +248,12 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
+    use crate::batch::catalogue::tests::sample;
     use crate::batch::plan::{self, FeeQuote, PlanSettings, PreflightAnswers};
     use crate::batch::preflight::CheckReport;
     use crate::batch::validate::{NoKnownOrders, validate_csv};
-    use crate::catalogue::tests::sample;
-    use crate::engine::state::StateKind;
-    use crate::policy::{ApprovalRule, Policy};
+    use crate::model::state::StateKind;
+    use crate::rules::policy::{ApprovalRule, Policy};
 
     const TRON: &str = "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K";
     const EVM: &str = "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d";

@@ -88,8 +88,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::sign::{verify_v1, verify_v2};
 use crate::api::types::v1_status;
-use crate::clock::SharedClock;
-use crate::config::ApiGeneration;
+use crate::model::ApiGeneration;
+use crate::util::clock::SharedClock;
 
 /// The default path CCPayment posts to.
 pub const DEFAULT_PATH: &str = "/ccpayment/webhook";
@@ -677,7 +677,7 @@ fn pass_on(rx: &Receiver, hint: Hint) {
 mod tests {
     use super::*;
     use crate::api::sign::{sign_v1, sign_v2};
-    use crate::clock::ManualClock;
+    use crate::util::clock::ManualClock;
 
     const APP_ID: &str = "test_app";
     const SECRET: &str = "s3cret-webhook-key-XYZ";

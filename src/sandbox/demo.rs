@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::address::AddressFamily;
 use crate::api::types::{ChainInfo, Coin, CoinNetwork, Fiat, SwapCoin};
+use crate::rules::address::AddressFamily;
 
 /// A TRON address that the default sandbox configuration always fails at settlement.
 pub const DEMO_FAILING_ADDRESS: &str = "TWRqh3zEVj4v3qr1pLoFXs4x2ZjcTCAUsZ";
@@ -615,7 +615,7 @@ pub fn hot_wallet(chain: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::{check_address, parse_cwallet_recipient};
+    use crate::rules::address::{check_address, parse_cwallet_recipient};
     use rust_decimal::Decimal;
 
     #[test]

@@ -15,20 +15,20 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::api::Client;
+use crate::api::pacing::backoff::{Backoff, Jitter};
+use crate::api::pacing::gate::{DayClock, Gate, GateState, PersistedPause};
+use crate::api::pacing::limiter::{Limiters, Quota};
+use crate::batch::records;
 use crate::batch::{preflight, render};
-use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::engine::backoff::{Backoff, Jitter};
 use crate::engine::control::{self, Approved, ControlError};
-use crate::engine::gate::{DayClock, Gate, GateState, PersistedPause};
-use crate::engine::intake;
-use crate::engine::limiter::{Limiters, Quota};
 use crate::engine::outcome::RetryPolicy;
-use crate::engine::record::{Approval, BatchRecord, OrderRecord};
 use crate::engine::runner::{Engine, EngineSettings, META_PAUSE};
-use crate::engine::state::StateKind;
+use crate::model::record::{Approval, BatchRecord, OrderRecord};
+use crate::model::state::StateKind;
 use crate::report::{self, ReportPaths};
 use crate::store::{Store, StoreError};
+use crate::util::clock::SharedClock;
 
 /// Meta key: explorer URL templates per chain, saved at submission so reports work offline.
 pub const META_EXPLORERS: &str = "explorers";
@@ -201,7 +201,7 @@ pub async fn ingest(
     if let Some(batch) = store.batch(&batch_id)? {
         return Ok(Ingested::Known(batch));
     }
-    let prepared = match preflight::prepare(client, config, file, store.known_orders()).await {
+    let prepared = match preflight::prepare(client, &config.preflight_settings(), file, store.known_orders()).await {
         Ok(p) => p,
         Err(preflight::CheckError::NotABatch(message)) => return Ok(Ingested::NotABatch { message }),
         Err(preflight::CheckError::Api(crate::api::CallError::Api(e))) => {
@@ -223,7 +223,7 @@ pub async fn ingest(
     known.extend(explorers);
     store.meta_put(META_EXPLORERS, &known)?;
     let generation = config.api.generation;
-    let batch = intake::batch_record(&prepared, file, generation, now_ms);
+    let batch = records::batch_record(&prepared, file, generation, now_ms);
     if batch.batch_id != batch_id {
         anyhow::bail!(
             "{} changed while it was being read; write batch files elsewhere and rename them into place",
@@ -235,7 +235,7 @@ pub async fn ingest(
     }
     // The orders are built as the store writes them, chunk by chunk: a big batch is never
     // held as records.
-    store.create_batch_streamed(&batch, intake::orders(&prepared, generation, now_ms))?;
+    store.create_batch_streamed(&batch, records::orders(&prepared, generation, now_ms))?;
     Ok(Ingested::Created { batch, plan: plan_text })
 }
 
@@ -274,7 +274,7 @@ pub fn pause_text(pause: &PersistedPause, now_ms: i64) -> String {
     } else if let Some(until) = pause.daily_until_ms.filter(|&t| t > now_ms) {
         format!(
             "submission is paused until {} (daily request limit)\n",
-            report::rfc3339_ms(until)
+            crate::util::time::rfc3339_ms(until)
         )
     } else {
         String::new()
@@ -323,7 +323,11 @@ pub fn status(store: &Store, where_: &str, target: Option<&str>, now_ms: i64) ->
             "  source:      {} ({}, api {})",
             batch.source, batch.format, batch.api
         );
-        let _ = writeln!(out, "  created:     {}", report::rfc3339_ms(batch.created_ms));
+        let _ = writeln!(
+            out,
+            "  created:     {}",
+            crate::util::time::rfc3339_ms(batch.created_ms)
+        );
         let _ = writeln!(out, "  plan digest: {}", batch.plan_digest);
         match &batch.approval {
             Approval::NotNeeded => {
@@ -338,7 +342,11 @@ pub fn status(store: &Store, where_: &str, target: Option<&str>, now_ms: i64) ->
                 );
             }
             Approval::Approved { at_ms, .. } => {
-                let _ = writeln!(out, "  approval:    approved at {}", report::rfc3339_ms(*at_ms));
+                let _ = writeln!(
+                    out,
+                    "  approval:    approved at {}",
+                    crate::util::time::rfc3339_ms(*at_ms)
+                );
             }
         }
         for kind in StateKind::ALL {

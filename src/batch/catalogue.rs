@@ -11,9 +11,9 @@ use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 
-use crate::address::AddressFamily;
-use crate::amount::parse_api_decimal;
 use crate::api::types::{ChainInfo, Coin};
+use crate::rules::address::AddressFamily;
+use crate::rules::amount::parse_api_decimal;
 
 /// The chain name a batch uses for transfers to Cwallet accounts.
 pub const CWALLET: &str = "CWALLET";

@@ -1,0 +1,43 @@
+//! The shared model: what an order and a batch are, the states an order moves through and the
+//! one function that moves it, and the withdrawal call it makes. Every layer above speaks these
+//! types; this module imports only [`crate::rules`] and [`crate::util`], and does no I/O.
+//!
+//! - [`state`]: every order state and event, and the one transition function.
+//! - [`record`]: the order and batch records the store keeps.
+//! - [`call`]: the withdrawal call an order stores and sends.
+//! - [`known`]: the question "was this order_id seen before?", asked by validation, answered by
+//!   the store.
+
+pub mod call;
+pub mod known;
+pub mod record;
+pub mod state;
+
+use serde::{Deserialize, Serialize};
+
+/// Which generation of CCPayment's API payouts go through. Stored in batch records as `"v2"`
+/// or `"v1"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiGeneration {
+    /// The current API (HMAC-SHA256). The default.
+    V2,
+    /// The legacy API, for accounts that get 11013 on v2.
+    V1,
+}
+
+impl ApiGeneration {
+    /// `"v2"` or `"v1"`, as configured and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiGeneration::V2 => "v2",
+            ApiGeneration::V1 => "v1",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiGeneration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,9 +1,12 @@
-//! The HTTP client of the CCPayment API: builds, signs and sends requests, and turns replies
+//! The client of the CCPayment API: builds, paces, signs and sends requests, and turns replies
 //! into typed data or a [`CallError`].
 //!
-//! Every attempt is signed afresh with the current timestamp over the exact bytes it sends;
-//! nothing here retries, because only the engine knows whether a retry is safe (it owns the
-//! orderId and the state). Connections are pooled and reused by one `reqwest::Client`.
+//! Every attempt passes the client's [`Pacing`] (when it has one: every client the product
+//! builds does) and is then signed afresh, with the timestamp of the moment it leaves, over the
+//! exact bytes it sends; nothing here retries, because only the engine knows whether a retry is
+//! safe (it owns the orderId and the state). The bytes travel through a [`Transport`]: HTTP with
+//! one pooled `reqwest::Client` ([`HttpTransport`]), or the sandbox's world in the same process
+//! (`crate::sandbox::direct`, for the deterministic simulation).
 //!
 //! # Request statistics
 //!
@@ -26,8 +29,12 @@
 //! its `request_counts`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -37,6 +44,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::codes::SUCCESS;
 use super::error::{ApiError, CallError};
+use super::pacing::Pacing;
+use super::pacing::limiter::CallKind;
 use super::sign;
 use super::types::*;
 use crate::util::clock::SharedClock;
@@ -76,6 +85,14 @@ impl<'a> Endpoint<'a> {
         Endpoint {
             version: ApiVersion::V1,
             name,
+        }
+    }
+
+    /// Whether this call creates a withdrawal (it takes the pacing's turn for creates).
+    pub fn creates_payout(&self) -> bool {
+        match self.version {
+            ApiVersion::V2 => method::creates_payout(self.name),
+            ApiVersion::V1 => self.name == method::V1_WITHDRAW,
         }
     }
 
@@ -180,6 +197,15 @@ impl Drop for InFlight {
     }
 }
 
+/// The code of a CCPayment envelope, if `body` is one.
+fn envelope_code(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_slice::<Code>(body).ok().map(|c| c.code)
+}
+
 /// The outcome label of a reply: its envelope's code, else `http_<status>`.
 fn outcome_label(code: Option<i64>, http_status: u16) -> String {
     match code {
@@ -188,19 +214,30 @@ fn outcome_label(code: Option<i64>, http_status: u16) -> String {
     }
 }
 
-/// The CCPayment API client. Cheap to clone; clones share the connection pool and the request
-/// counts.
-#[derive(Debug, Clone)]
-pub struct Client {
-    http: reqwest::Client,
-    config: ClientConfig,
-    clock: SharedClock,
-    counters: SharedCounters,
+/// Where a signed request goes and its reply comes from.
+///
+/// The client hands over the URL, the signed headers and the exact body; the transport returns
+/// the reply as it came, or a [`CallError`] that says whether the request may have been
+/// processed (`Ambiguous`) or certainly was not (`NotSent`). It never retries.
+pub trait Transport: Send + Sync + fmt::Debug {
+    fn post<'a>(
+        &'a self,
+        endpoint: Endpoint<'a>,
+        url: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<RawReply, CallError>>;
 }
 
-impl Client {
-    /// A client for `config`, taking timestamps from `clock`.
-    pub fn new(config: ClientConfig, clock: SharedClock) -> anyhow::Result<Client> {
+/// The real transport: HTTPS with rustls, pooled connections, connect and total timeouts.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    http: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// A transport with `config`'s timeouts.
+    pub fn new(config: &ClientConfig) -> anyhow::Result<HttpTransport> {
         super::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -210,12 +247,96 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        Ok(Client {
-            http,
-            config,
+        Ok(HttpTransport { http })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn post<'a>(
+        &'a self,
+        endpoint: Endpoint<'a>,
+        url: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<RawReply, CallError>> {
+        Box::pin(async move {
+            let label = endpoint.label();
+            let response = self
+                .http
+                .post(url)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| transport_error(&label, &e))?;
+            let http_status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|e| CallError::Ambiguous {
+                endpoint: label.clone(),
+                detail: format!("reading the reply failed: {}", error_chain(&e)),
+            })?;
+            Ok(RawReply {
+                http_status,
+                headers,
+                body,
+            })
+        })
+    }
+}
+
+/// The CCPayment API client. Cheap to clone; clones share the transport (its connection pool),
+/// the pacing and the request counts.
+#[derive(Debug, Clone)]
+pub struct Client {
+    transport: Arc<dyn Transport>,
+    config: Arc<ClientConfig>,
+    clock: SharedClock,
+    counters: SharedCounters,
+    pacing: Option<Arc<Pacing>>,
+    /// Ends a wait at the pacing's gate (an 11009 pause can last hours); see [`Client::with_cancel`].
+    cancel: Option<CancellationToken>,
+}
+
+impl Client {
+    /// An HTTP client for `config`, taking timestamps from `clock`, without pacing (tests and
+    /// diagnostics; the product paces every client with [`Client::paced`]).
+    pub fn new(config: ClientConfig, clock: SharedClock) -> anyhow::Result<Client> {
+        let transport = Arc::new(HttpTransport::new(&config)?);
+        Ok(Client::with_transport(config, clock, transport))
+    }
+
+    /// A client that sends through `transport`.
+    pub fn with_transport(config: ClientConfig, clock: SharedClock, transport: Arc<dyn Transport>) -> Client {
+        Client {
+            transport,
+            config: Arc::new(config),
             clock,
             counters: Arc::default(),
-        })
+            pacing: None,
+            cancel: None,
+        }
+    }
+
+    /// This client with every request passing `pacing` first (see [`crate::api::pacing`]).
+    /// Clones share it.
+    pub fn paced(mut self, pacing: Arc<Pacing>) -> Client {
+        self.pacing = Some(pacing);
+        self
+    }
+
+    /// A clone whose waits at the pacing's gate end when `cancel` fires: the request is then
+    /// not sent (`CallError::NotSent`). A request that has passed the gate is never abandoned
+    /// by this: its answer decides what happened.
+    pub fn with_cancel(&self, cancel: CancellationToken) -> Client {
+        Client {
+            cancel: Some(cancel),
+            ..self.clone()
+        }
+    }
+
+    /// The pacing every request of this client passes, if it has one.
+    pub fn pacing(&self) -> Option<&Arc<Pacing>> {
+        self.pacing.as_ref()
     }
 
     /// The app id requests are signed for.
@@ -263,10 +384,19 @@ impl Client {
         Ok(reply)
     }
 
-    /// Signs and sends; returns the reply and the request's [`InFlight`] count, which the caller
-    /// finishes with the outcome. Transport errors drop it, which counts them.
+    /// Paces, signs and sends; returns the reply and the request's [`InFlight`] count, which the
+    /// caller finishes with the outcome. Transport errors drop it, which counts them.
     async fn send(&self, endpoint: Endpoint<'_>, body: Vec<u8>) -> Result<(RawReply, InFlight), CallError> {
         let label = endpoint.label();
+        if let Some(pacing) = &self.pacing {
+            let kind = if endpoint.creates_payout() {
+                CallKind::Withdraw
+            } else {
+                CallKind::Read
+            };
+            pacing.admit(kind, self.cancel.as_ref(), &label).await?;
+        }
+        // Signed after the wait at the pacing: the timestamp is the moment the request leaves.
         let timestamp = self.clock.now_secs().to_string();
         let signature = match endpoint.version {
             ApiVersion::V2 => sign::sign_v2(&self.config.app_id, &self.config.app_secret, &timestamp, &body),
@@ -298,33 +428,24 @@ impl Client {
             finished: false,
         };
         let started = Instant::now();
-        let response = self
-            .http
-            .post(self.url(endpoint))
-            .headers(header_map)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&label, &e))?;
-        let http_status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| CallError::Ambiguous {
-            endpoint: label.clone(),
-            detail: format!("reading the reply failed: {}", error_chain(&e)),
-        })?;
+        let reply = self
+            .transport
+            .post(endpoint, self.url(endpoint), header_map, body)
+            .await;
+        if let Some(pacing) = &self.pacing {
+            // What the answer says about the rate, for every sender; no answer says nothing.
+            let code = reply.as_ref().ok().and_then(|r| envelope_code(&r.body));
+            pacing.on_answer(code);
+        }
+        let reply = reply?;
         tracing::debug!(
             endpoint = %label,
-            http_status,
+            http_status = reply.http_status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sign = sign::fingerprint(&signature),
             "reply received"
         );
-        tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&body), "reply body");
-        let reply = RawReply {
-            http_status,
-            headers,
-            body,
-        };
+        tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&reply.body), "reply body");
         Ok((reply, in_flight))
     }
 
@@ -760,7 +881,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let mut c = client(&format!("http://{addr}"));
-        c.config.v1_base_url = format!("http://{addr}");
+        std::sync::Arc::make_mut(&mut c.config).v1_base_url = format!("http://{addr}");
 
         let err = c.v1_bill_info(&["a".to_owned()]).await.unwrap_err();
         assert!(err.is_ambiguous(), "{err}");

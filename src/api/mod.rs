@@ -4,18 +4,24 @@
 //! - [`codes`]: the result-code table and the [`ErrorClass`] the engine acts on (pure).
 //! - [`types`]: wire types of requests and replies, shared with the sandbox.
 //! - [`error`]: [`CallError`], which separates "not sent" from "may have been processed".
-//! - [`client`]: [`Client`], the signed HTTP calls.
+//! - [`client`]: [`Client`], the paced, signed calls over a [`Transport`] (HTTP, or the
+//!   sandbox's world in process).
+//! - [`payouts`]: [`Payouts`], what the engine asks, implemented by the client.
+//! - [`pacing`]: the one [`Pacing`] every request passes: pause gate, quotas, daily budget.
 
 pub mod client;
 pub mod codes;
 pub mod error;
 pub mod pacing;
+pub mod payouts;
 pub mod sign;
 pub mod types;
 
-pub use client::{ApiVersion, Client, ClientConfig, Endpoint, RawReply};
+pub use client::{ApiVersion, Client, ClientConfig, Endpoint, HttpTransport, RawReply, Transport};
 pub use codes::ErrorClass;
 pub use error::{ApiError, CallError};
+pub use pacing::Pacing;
+pub use payouts::Payouts;
 
 /// Installs the process-wide rustls crypto provider (ring) once. Every HTTP client in the crate
 /// is built after calling this; a second call is a no-op.

@@ -358,16 +358,28 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sends `request` to a running daemon; `None` when none runs on `state_dir`.
-async fn via_daemon(
+/// An operator command: to the daemon when one runs on `state_dir` (it holds the store), else
+/// to the store directly; the one operator answers either way.
+async fn operate(
+    config_path: Option<PathBuf>,
     state_dir: &std::path::Path,
-    request: crate::daemon::socket::Request,
-) -> Result<Option<Outcome>, CliError> {
+    request: Request,
+) -> Result<Outcome, CliError> {
     match crate::daemon::socket::call(state_dir, &request).await {
-        Ok(Some(reply)) => submit::show(reply).map(Some),
-        Ok(None) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("{e}").into()),
+        Ok(Some(reply)) => return submit::show(reply),
+        Ok(None) => {}
+        Err(e) => return Err(anyhow::anyhow!("{e}").into()),
     }
+    let config = load_config(config_path)?;
+    let store = submit::open_store(state_dir)?;
+    let operator = crate::app::Operator::new(
+        store,
+        state_dir.to_path_buf(),
+        crate::app::reports_dir(&config, state_dir),
+        clock::system(),
+        crate::app::Offline,
+    );
+    submit::show(operator.handle(request).await)
 }
 
 /// Runs a parsed command line.
@@ -384,50 +396,27 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         // store directly.
         Command::Status { target, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            if let Some(outcome) = via_daemon(&dir, Request::Status { target: target.clone() }).await? {
-                return Ok(outcome);
-            }
-            submit::status(&dir, target.as_deref())
+            operate(cli.config, &dir, Request::Status { target }).await
         }
         Command::Approve { batch, digest, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            let request = Request::Approve {
-                batch: batch.clone(),
-                digest: digest.clone(),
-            };
-            if let Some(outcome) = via_daemon(&dir, request).await? {
-                return Ok(outcome);
-            }
-            submit::approve(&dir, &batch, &digest)
+            operate(cli.config, &dir, Request::Approve { batch, digest }).await
         }
         Command::Cancel { batch, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            if let Some(outcome) = via_daemon(&dir, Request::Cancel { batch: batch.clone() }).await? {
-                return Ok(outcome);
-            }
-            submit::cancel(&dir, &batch)
+            operate(cli.config, &dir, Request::Cancel { batch }).await
         }
         Command::Pause { reason, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            if let Some(outcome) = via_daemon(&dir, Request::Pause { reason: reason.clone() }).await? {
-                return Ok(outcome);
-            }
-            submit::pause(&dir, true, reason)
+            operate(cli.config, &dir, Request::Pause { reason }).await
         }
         Command::Resume { sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            if let Some(outcome) = via_daemon(&dir, Request::Resume).await? {
-                return Ok(outcome);
-            }
-            submit::pause(&dir, false, None)
+            operate(cli.config, &dir, Request::Resume).await
         }
         Command::Report { batch, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            if let Some(outcome) = via_daemon(&dir, Request::Report { batch: batch.clone() }).await? {
-                return Ok(outcome);
-            }
-            let config = load_config(cli.config)?;
-            submit::report(&config, &dir, &batch)
+            operate(cli.config, &dir, Request::Report { batch }).await
         }
         Command::Api(args) => api_command(cli.config, args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
@@ -512,6 +501,8 @@ async fn check_command(
     use crate::batch::{preflight, render, validate::NoKnownOrders};
     let config = load_config(config_path)?;
     let (client, _sandbox) = api_client(&config, args.sandbox, None).await?;
+    // Every request passes the one pacing, a check's too.
+    let client = crate::app::wiring::paced_client(&config, client, clock::system());
     // Order ids of earlier batches come from the store, when there is one to read.
     let dir = match state_dir {
         Some(dir) => Some(dir),
@@ -558,7 +549,12 @@ async fn check_command(
 /// `ccpayout api METHOD [JSON]`.
 async fn api_command(config_path: Option<PathBuf>, args: ApiArgs) -> Result<Outcome, CliError> {
     let config = load_config(config_path)?;
-    let client = Client::new(config.client_config()?, clock::system())?;
+    // A raw call passes the same pacing as everything else: no side door to the API.
+    let client = crate::app::wiring::paced_client(
+        &config,
+        Client::new(config.client_config()?, clock::system())?,
+        clock::system(),
+    );
     let endpoint = parse_endpoint(&args.method)?;
     let body = request_body(args.json)?;
 

@@ -74,7 +74,21 @@ pub async fn run(
         inboxes,
         sandbox: args.sandbox,
     };
-    match daemon::run(config, store, &state_dir, client, clock::system(), options).await {
+    // The signal handlers are in place before the daemon says READY=1: a SIGTERM right after it
+    // stops the daemon cleanly instead of killing it. A second signal quits at once.
+    let first = daemon::shutdown_signal();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        first.await;
+        let _ = stop_tx.send(());
+        daemon::shutdown_signal().await;
+        eprintln!("second signal: quitting at once; the next start reconciles what was in flight");
+        std::process::exit(130);
+    });
+    let shutdown = async move {
+        let _ = stop_rx.await;
+    };
+    match daemon::run(config, store, &state_dir, client, clock::system(), options, shutdown).await {
         Ok(()) => Ok(Outcome::Success),
         Err(DaemonError::Config(message)) => Err(crate::config::ConfigError {
             path: None,

@@ -1,4 +1,4 @@
-//! `submit`, `status` and `report`: the CLI face of the engine and the store.
+//! `submit`: the CLI face of the engine and the store, and how operator replies are shown.
 //!
 //! `submit FILE` is the whole job in the foreground: check the file (or recognise it by its
 //! SHA-256 and resume), store the plan, reconcile, send, track, write the reports, and map the
@@ -15,11 +15,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Outcome, api_client, shutdown_signal};
-use crate::api::pacing::gate::PersistedPause;
-use crate::app::{self, Ingested, Reply};
+use crate::app::{self, Ingested, Reconcile, Reply, Reports, Verdict};
 use crate::config::Config;
-use crate::engine::runner::{META_PAUSE, Progress, RunEnd};
-use crate::model::record::{Approval, BatchRecord, BatchState};
+use crate::engine::{Progress, RunEnd};
+use crate::model::record::{Approval, BatchRecord};
 use crate::model::state::StateKind;
 use crate::report::ReportPaths;
 use crate::store::Store;
@@ -52,6 +51,15 @@ pub async fn submit(
     wait: bool,
 ) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
+    // The operator's pause holds every request, a preflight's too: say so instead of waiting.
+    let pause = app::wiring::restored_pacing(&store).map_err(anyhow::Error::from)?.pause;
+    if pause.kill_switch {
+        eprintln!(
+            "submission is paused by an operator{}; nothing was sent. `ccpayout resume` lifts the pause",
+            pause.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        return Ok(Outcome::Refused);
+    }
     let (client, _sandbox) = api_client(
         config,
         sandbox,
@@ -60,8 +68,15 @@ pub async fn submit(
     .await?;
     let clock = clock::system();
     let reports = app::reports_dir(config, state_dir);
+    // One pacing for the preflight and the payouts.
+    let wired = app::wire(config, &store, client, clock.clone(), sandbox).map_err(anyhow::Error::from)?;
 
-    let batch = match app::ingest(&client, config, &store, file, clock.now_ms()).await? {
+    let ingested = app::ingest(&wired.client, config, &store, file, clock.now_ms())
+        .await
+        .map_err(anyhow::Error::from)?;
+    // The preflight may have met an 11009: its pause is stored before anything else happens.
+    wired.engine.save_pacing(true).map_err(anyhow::Error::from)?;
+    let batch = match ingested {
         Ingested::Known(batch) => {
             eprintln!(
                 "batch {} is already known (same file contents): resuming; nothing is paid twice",
@@ -81,7 +96,7 @@ pub async fn submit(
         Ingested::NothingPayable { batch, plan } => {
             let _ = std::io::stdout().lock().write_all(plan.as_bytes());
             eprintln!("nothing to submit: no row of the batch is payable");
-            app::write_reports(&reports, &store, &batch, clock.now_ms())?;
+            app::write_reports(&reports, &store, &batch, clock.now_ms()).map_err(anyhow::Error::from)?;
             return Ok(Outcome::Refused);
         }
         Ingested::Created { batch, plan } => {
@@ -105,20 +120,6 @@ pub async fn submit(
         return Ok(Outcome::Refused);
     }
 
-    let pause: PersistedPause = store
-        .meta_get(META_PAUSE)
-        .map_err(anyhow::Error::from)?
-        .unwrap_or_default();
-    if pause.kill_switch {
-        eprintln!(
-            "submission is paused by an operator{}; nothing was sent. `ccpayout resume` lifts the pause",
-            pause.reason.map(|r| format!(" ({r})")).unwrap_or_default()
-        );
-        return Ok(Outcome::Refused);
-    }
-
-    let engine =
-        app::build_engine(config, &store, client.clone(), clock.clone(), sandbox).map_err(anyhow::Error::from)?;
     let cancel = CancellationToken::new();
     let watcher = {
         let cancel = cancel.clone();
@@ -134,38 +135,37 @@ pub async fn submit(
         })
     };
     let progress = make_progress(u64::from(batch.orders));
-    let end = engine
-        .run_batch(&batch.batch_id, wait, &cancel, progress.as_ref())
-        .await
-        .map_err(anyhow::Error::from)?;
+    let paid = app::pay(
+        &wired.engine,
+        &batch,
+        Reconcile::First,
+        wait,
+        &reports,
+        Reports::Always,
+        &cancel,
+        progress.as_ref(),
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
     watcher.abort();
     progress.message("");
     drop(progress);
-    app::save_budget(&store, &engine).map_err(anyhow::Error::from)?;
 
-    let mut batch = store
-        .batch(&batch.batch_id)
-        .map_err(anyhow::Error::from)?
-        .unwrap_or(batch);
-    if end == RunEnd::Finished {
-        batch.state = BatchState::Done;
-        batch.updated_ms = clock.now_ms();
-        store.put_batch(&batch).map_err(anyhow::Error::from)?;
+    let batch = &paid.batch;
+    if let Some(paths) = &paid.reports {
+        print_outcome(batch, &paid.counts, paths);
     }
-    let paths = app::write_reports(&reports, &store, &batch, clock.now_ms())?;
-    let counts = store.counts(Some(&batch.batch_id)).map_err(anyhow::Error::from)?;
-    print_outcome(&batch, &counts, &paths);
-    let sent = client.request_counts();
+    let sent = wired.client.request_counts();
     let total: u64 = sent.values().sum();
     let by_endpoint: Vec<String> = sent.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!("API requests this run: {total} ({})", by_endpoint.join(", "));
 
-    let count = |k: StateKind| counts.get(&k).copied().unwrap_or(0);
+    let count = |k: StateKind| paid.counts.get(&k).copied().unwrap_or(0);
     let bad = count(StateKind::Failed)
         + count(StateKind::Rejected)
         + count(StateKind::Cancelled)
         + batch.refused.len() as u64;
-    match end {
+    match paid.end {
         RunEnd::Finished | RunEnd::AllSubmitted => Ok(if bad == 0 { Outcome::Success } else { Outcome::Refused }),
         RunEnd::AwaitingApproval => Ok(Outcome::Refused),
         RunEnd::Interrupted => Err(anyhow::anyhow!(
@@ -211,79 +211,19 @@ fn print_outcome(batch: &BatchRecord, counts: &BTreeMap<StateKind, u64>, paths: 
     }
 }
 
-/// Prints a reply and maps it to the exit code.
+/// Prints an operator's reply and maps it to the exit code.
 pub fn show(reply: Reply) -> Result<Outcome, CliError> {
-    match reply.exit {
-        0 => {
-            print!("{}", reply.text);
+    match reply.verdict {
+        Verdict::Done => {
+            print!("{}", reply.shown());
             Ok(Outcome::Success)
         }
-        1 => {
-            eprint!("error: {}", reply.text);
+        Verdict::Refused => {
+            eprint!("error: {}", reply.shown());
             Ok(Outcome::Refused)
         }
-        _ => Err(anyhow::anyhow!("{}", reply.text.trim_end()).into()),
+        Verdict::Failed => Err(anyhow::anyhow!("{}", reply.shown().trim_end()).into()),
     }
-}
-
-/// `ccpayout status [BATCH|ORDER]` on the store directly.
-pub fn status(state_dir: &Path, target: Option<&str>) -> Result<Outcome, CliError> {
-    let store = open_store(state_dir)?;
-    let reply = app::status(
-        &store,
-        &state_dir.display().to_string(),
-        target,
-        clock::system().now_ms(),
-    )
-    .map_err(anyhow::Error::from)?;
-    show(reply)
-}
-
-/// `ccpayout approve BATCH --digest D` on the store directly.
-pub fn approve(state_dir: &Path, target: &str, digest: &str) -> Result<Outcome, CliError> {
-    let store = open_store(state_dir)?;
-    let batch = match app::find_batch(&store, &state_dir.display().to_string(), target).map_err(anyhow::Error::from)? {
-        Ok(batch) => batch,
-        Err(reply) => return show(reply),
-    };
-    let next = format!("run `ccpayout submit {}` to pay them", batch.source);
-    let reply = app::approve(&store, batch, digest, clock::system().now_ms(), &next).map_err(anyhow::Error::from)?;
-    show(reply)
-}
-
-/// `ccpayout cancel BATCH` on the store directly.
-pub fn cancel(state_dir: &Path, target: &str) -> Result<Outcome, CliError> {
-    let store = open_store(state_dir)?;
-    let batch = match app::find_batch(&store, &state_dir.display().to_string(), target).map_err(anyhow::Error::from)? {
-        Ok(batch) => batch,
-        Err(reply) => return show(reply),
-    };
-    show(app::cancel(&store, &batch, clock::system().now_ms()).map_err(anyhow::Error::from)?)
-}
-
-/// `ccpayout pause` / `ccpayout resume` on the store directly.
-pub fn pause(state_dir: &Path, on: bool, reason: Option<String>) -> Result<Outcome, CliError> {
-    let store = open_store(state_dir)?;
-    crate::engine::control::set_kill_switch(&store, on, reason).map_err(anyhow::Error::from)?;
-    show(Reply::ok(app::kill_switch_text(on)))
-}
-
-/// `ccpayout report BATCH`.
-pub fn report(config: &Config, state_dir: &Path, target: &str) -> Result<Outcome, CliError> {
-    let store = open_store(state_dir)?;
-    let batch = store
-        .find_batch(target)
-        .map_err(anyhow::Error::from)?
-        .ok_or_else(|| anyhow::anyhow!("no batch matches {target:?} in {}", state_dir.display()))?;
-    let paths = app::write_reports(
-        &app::reports_dir(config, state_dir),
-        &store,
-        &batch,
-        clock::system().now_ms(),
-    )?;
-    let counts = store.counts(Some(&batch.batch_id)).map_err(anyhow::Error::from)?;
-    print_outcome(&batch, &counts, &paths);
-    Ok(Outcome::Success)
 }
 
 /// A progress bar on a terminal, plain lines (at most one every 2 s) otherwise.

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Fatal, Shared};
-use crate::app;
-use crate::engine::runner::{NoProgress, RunEnd};
+use crate::app::{self, Reconcile, Reports};
+use crate::engine::{NoProgress, RunEnd};
 use crate::model::record::BatchState;
 
 /// How long a batch stopped by a problem every order would meet (credentials, IP whitelist,
@@ -168,23 +168,36 @@ impl Batches {
         let Some(batch) = shared.store.batch(batch_id)? else {
             anyhow::bail!("batch {batch_id} is not in the store");
         };
+        let reports_dir = shared.reports_dir();
         if batch.state == BatchState::Done {
-            shared.batch_finished(batch_id)?;
+            // Finished before the last stop; its file may still wait to be archived.
+            let paths = app::write_reports(&reports_dir, &shared.store, &batch, shared.clock.now_ms())?;
+            shared.batch_finished(batch_id, "already done", &paths.result_csv)?;
             return Ok(None);
         }
         tracing::info!(batch = %batch.name, orders = batch.orders, "paying batch");
-        let end = shared
-            .engine
-            .run_reconciled_batch(batch_id, true, cancel, &NoProgress)
-            .await?;
-        app::save_budget(&shared.store, &shared.engine)?;
-        match end {
+        let paid = app::pay(
+            &shared.engine,
+            &batch,
+            Reconcile::AlreadyDone,
+            true,
+            &reports_dir,
+            Reports::WhenFinished,
+            cancel,
+            &NoProgress,
+        )
+        .await?;
+        match paid.end {
             RunEnd::Finished | RunEnd::AllSubmitted => {
-                let mut batch = shared.store.batch(batch_id)?.unwrap_or(batch);
-                batch.state = BatchState::Done;
-                batch.updated_ms = shared.clock.now_ms();
-                shared.store.put_batch(&batch)?;
-                shared.batch_finished(batch_id)?;
+                if let Some(paths) = &paid.reports {
+                    let summary: Vec<String> = paid
+                        .counts
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(k, n)| format!("{n} {k}"))
+                        .collect();
+                    shared.batch_finished(batch_id, &summary.join(", "), &paths.result_csv)?;
+                }
                 Ok(None)
             }
             RunEnd::AwaitingApproval => {

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::app::{self, Ingested};
+use crate::app::{self, IngestError, Ingested};
 use crate::config::Config;
 use crate::inbox::{Finish, Inbox};
 
@@ -223,10 +223,10 @@ async fn take(
             let text = format!("{plan}\nnothing was submitted: no row of the batch is payable\n");
             reject(shared, claimed.spec, path, &text, Some(&batch))?;
         }
-        Err(e) => {
+        Err(e) if e.retry_later() => {
             tracing::warn!(
                 file = %path.display(),
-                "cannot take the batch in now ({e:#}); trying again in {} s",
+                "cannot take the batch in now ({e}); trying again in {} s",
                 RETRY_PREFLIGHT.as_secs()
             );
             let tx = tx.clone();
@@ -238,6 +238,14 @@ async fn take(
                     _ = cancel.cancelled() => {}
                 }
             });
+        }
+        Err(IngestError::Store(e)) => {
+            // Nothing can be trusted to be recorded: stop the daemon (exit 2) for a person.
+            return Err(anyhow::Error::from(e).context(format!("taking {} in", path.display())));
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "cannot take the batch in: {e}");
+            reject(shared, claimed.spec, path, &format!("{e}\n"), None)?;
         }
     }
     Ok(())

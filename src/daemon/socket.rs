@@ -1,5 +1,6 @@
 //! The control socket: how `status`, `approve`, `cancel`, `pause`, `resume` and `report` reach
-//! a running daemon, which holds the state store (redb locks it to one process).
+//! a running daemon, which holds the state store (redb locks it to one process). The daemon
+//! answers with the same one operator (`crate::app::operator`) the CLI uses on the store.
 //!
 //! The socket is `<state-dir>/control.sock`, mode 0600 (or 0660 with `daemon.socket_mode`), so
 //! only the service's user (and its group) can steer payouts. The protocol is one JSON request
@@ -11,12 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Reply;
+use crate::app::operator::{Operator, Runtime};
+pub use crate::app::operator::{Reply, Request};
 
 /// The socket's file name inside the state directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -24,18 +25,6 @@ pub const SOCKET_FILE: &str = "control.sock";
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// How long a client waits for the daemon's answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One operator command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Request {
-    Status { target: Option<String> },
-    Approve { batch: String, digest: String },
-    Cancel { batch: String },
-    Pause { reason: Option<String> },
-    Resume,
-    Report { batch: String },
-}
 
 /// The socket path of a state directory.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -105,9 +94,15 @@ pub async fn bind(state_dir: &Path, mode: u32) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Something that answers requests: the daemon.
+/// Something that answers requests: the daemon's operator.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> impl std::future::Future<Output = Reply> + Send;
+}
+
+impl<R: Runtime + 'static> Handler for Operator<R> {
+    async fn handle(&self, request: Request) -> Reply {
+        Operator::handle(self, request).await
+    }
 }
 
 /// Accepts connections until `cancel`, answering each with `handler`; removes the socket file at
@@ -202,7 +197,7 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        assert_eq!(reply.exit, 0);
+        assert_eq!(reply.verdict, crate::app::Verdict::Done);
         assert!(reply.text.contains("Approve"), "{}", reply.text);
         cancel.cancel();
         server.await.unwrap().unwrap();

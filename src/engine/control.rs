@@ -1,11 +1,9 @@
-//! Operator controls over stored batches: approve exactly the plan that was checked, cancel
-//! what has not been sent, and the kill switch that stops all submission.
-//!
-//! Each works on the store: directly from the CLI when no daemon runs, or inside the daemon when
-//! the command came through its control socket. Every order change goes through the state machine.
+//! Operator controls over stored batches: approve exactly the plan that was checked, and cancel
+//! what has not been sent. The engine owns these because they change order states, which only
+//! the state machine does; the one operator (`crate::app::operator`) calls them, on the store
+//! directly or inside the daemon.
 
-use super::runner::{EngineError, META_PAUSE, apply_event};
-use crate::api::pacing::gate::PersistedPause;
+use super::{EngineError, apply_event};
 use crate::model::record::{Approval, BatchRecord};
 use crate::model::state::{Event, StateKind};
 use crate::store::Store;
@@ -89,15 +87,6 @@ pub fn cancel(store: &Store, batch: &BatchRecord, now_ms: i64) -> Result<u64, Co
         now_ms,
         "cancelled by an operator",
     )
-}
-
-/// Turns the kill switch on or off; persisted, so a restart keeps it.
-pub fn set_kill_switch(store: &Store, on: bool, reason: Option<String>) -> Result<PersistedPause, ControlError> {
-    let mut pause: PersistedPause = store.meta_get(META_PAUSE)?.unwrap_or_default();
-    pause.kill_switch = on;
-    pause.reason = if on { reason } else { None };
-    store.meta_put(META_PAUSE, &pause)?;
-    Ok(pause)
 }
 
 fn change_all(

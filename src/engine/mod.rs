@@ -1,16 +1,274 @@
-//! The exactly-once engine: order state machine, records, pacing, submission and tracking.
+//! The exactly-once engine: reconcile what may exist at CCPayment, send queued orders within the
+//! one pacing, follow submitted ones to their final status, and stop cleanly when told. It owns
+//! the order lifecycle (every state change goes through [`crate::model::state::transition`]) and
+//! the batch's Open → Done step.
 //!
-//! - [`state`]: every order state and the one transition function (pure).
-//! - [`record`]: the order and batch records the store keeps (pure data).
-//! - [`backoff`]: capped exponential backoff with full jitter (pure).
-//! - [`limiter`]: the governor quota every request shares, the extra cap on reads, and the daily
-//!   budget.
-//! - [`gate`]: the pause gate for 11004 backoff, 11009 daily pauses and the kill switch.
+//! The durability protocol, in the order things happen:
+//! 1. An order's `Send` transition (`Submitting{attempt}`) is committed — in a group with other
+//!    orders, but always before any of their requests leave. No request runs inside a store
+//!    transaction.
+//! 2. The request is sent; its answer becomes an event (see [`outcome`]) and the new state is
+//!    committed, again in groups.
+//! 3. Outcomes are durable before anything depends on them: reports are written from the store
+//!    after the commits, and a batch is marked done only when every order is final.
+//! 4. At start, every `Submitting` or `Unknown` order — of any batch — is resolved by orderId
+//!    before anything new is sent: found → `Submitted` (or final), `11003 NotFound` → queued for
+//!    a resend with the same orderId, any other answer → still unknown, asked again later.
+//!
+//! Submitted orders are followed with `getAppWithdrawRecordList`, 20 orderIds per request (v1:
+//! `bill/info`, 100), first after `track_first_delay` and then on a growing schedule, which
+//! keeps tracking near one request per 20 orders.
+//!
+//! The engine talks to CCPayment only through [`Payouts`], whose every call passes the one
+//! [`Pacing`]; it never holds a concrete client, so the deterministic simulation runs this very
+//! loop in process against the sandbox's world. Every `select!` here is `biased` and every random
+//! draw comes from a seeded [`Jitter`], so a run on paused time replays exactly.
+//!
 //! - [`outcome`]: what an answer to a send means for the order and the engine (pure).
-//! - [`intake`]: records for a checked batch (pure).
-//! - [`runner`]: the loop that sends, reconciles and tracks (I/O).
-//! - [`control`]: approve, cancel and the kill switch, on the store.
+//! - [`control`]: approve, cancel and the kill switch, on the store, through the state machine.
+//! - `run`: the loop of one batch; `reconcile`: unknown orders by orderId; `send`: intents and
+//!   creates; `track`: status queries.
 
 pub mod control;
 pub mod outcome;
-pub mod runner;
+mod reconcile;
+mod run;
+mod send;
+mod track;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::pacing::backoff::{Backoff, Jitter};
+use crate::api::pacing::gate::PersistedPause;
+use crate::api::{CallError, Pacing, Payouts};
+use crate::model::record::{ErrorInfo, OrderRecord};
+use crate::model::state::{Event, StateKind, transition};
+use crate::store::{Change, Store, StoreError};
+use crate::util::clock::SharedClock;
+
+use self::outcome::RetryPolicy;
+
+/// The meta key under which the pacing's pause (11009 until the reset, the kill switch) is
+/// stored, so a restart neither hammers the API nor forgets the operator's pause.
+pub const META_PAUSE: &str = "pause";
+/// The meta key of the client-side daily budget's (day, used) counter.
+pub const META_BUDGET: &str = "daily_budget";
+
+/// How the engine paces itself.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    /// First status query after an order is created.
+    pub track_first_delay: Duration,
+    /// Later status queries: the ceiling of this backoff for the number of checks made.
+    pub track_backoff: Backoff,
+    /// Re-asking about unknown orders after an unhelpful answer.
+    pub reconcile_backoff: Backoff,
+    /// Seeds the retry jitter: from entropy in the product, fixed in the simulation.
+    pub seed: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every order of the batch is final; the batch is marked done.
+    Finished,
+    /// Every order is submitted or final (`--no-wait`).
+    AllSubmitted,
+    /// The batch waits for approval.
+    AwaitingApproval,
+    /// Cancelled (Ctrl-C, SIGTERM): nothing new was sent after it; the state is resumable.
+    Interrupted,
+    /// A problem every order would meet (credentials, IP whitelist, clock): sending stopped.
+    Stopped { code: i64, message: String },
+}
+
+/// What went wrong with the engine itself.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("engine invariant broken: {0}")]
+    Invariant(String),
+}
+
+/// Told about progress; the CLI draws a bar or prints lines.
+pub trait Progress: Send + Sync {
+    fn update(&self, counts: &BTreeMap<StateKind, u64>);
+    fn message(&self, text: &str);
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn update(&self, _: &BTreeMap<StateKind, u64>) {}
+    fn message(&self, _: &str) {}
+}
+
+/// The exactly-once engine. One per process: every batch being paid shares its pacing.
+pub struct Engine {
+    store: Arc<Store>,
+    payouts: Arc<dyn Payouts>,
+    pacing: Arc<Pacing>,
+    clock: SharedClock,
+    settings: EngineSettings,
+    jitter: Mutex<Jitter>,
+    /// Order ids a webhook said changed: asked about at the next tracking pass.
+    hints: Mutex<HashSet<String>>,
+    /// When the daily budget's counter was last stored.
+    budget_saved_ms: Mutex<i64>,
+}
+
+/// At most this many hinted order ids are remembered; more are dropped (polling still finds them).
+const MAX_HINTS: usize = 10_000;
+
+/// The daily budget's counter is stored at least this often while requests are made (and at
+/// the end of every run), so a crash loses at most this much of the count.
+const BUDGET_SAVE_INTERVAL_MS: i64 = 10_000;
+
+impl Engine {
+    /// The engine over `store`, asking `payouts`, whose requests pass `pacing`.
+    pub fn new(
+        store: Arc<Store>,
+        payouts: Arc<dyn Payouts>,
+        pacing: Arc<Pacing>,
+        clock: SharedClock,
+        settings: EngineSettings,
+    ) -> Engine {
+        let jitter = Jitter::new(settings.seed);
+        Engine {
+            store,
+            payouts,
+            pacing,
+            clock,
+            settings,
+            jitter: Mutex::new(jitter),
+            hints: Mutex::new(HashSet::new()),
+            budget_saved_ms: Mutex::new(i64::MIN),
+        }
+    }
+
+    /// The one pacing (pause gate, quotas, daily budget), shared by every batch and request.
+    pub fn pacing(&self) -> &Arc<Pacing> {
+        &self.pacing
+    }
+
+    /// The store the engine works on.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// A hint (from a verified webhook) that an order's status changed: it is asked about at
+    /// the next tracking pass of its batch instead of at its scheduled check. Idempotent; only
+    /// the record query that follows changes anything.
+    pub fn hint(&self, order_id: &str) {
+        if let Ok(mut hints) = self.hints.lock()
+            && hints.len() < MAX_HINTS
+        {
+            hints.insert(order_id.to_owned());
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The time by the engine's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn unit(&self) -> f64 {
+        self.jitter.lock().map(|mut j| j.next_unit()).unwrap_or(0.5)
+    }
+
+    /// Applies `event` to `order`, returning the change to commit. An event that does not apply
+    /// is a bug: it is refused with the state named, and nothing is written.
+    fn apply(&self, order: OrderRecord, event: &Event, detail: Option<String>) -> Result<Change, EngineError> {
+        apply_event(order, event, self.now(), detail)
+    }
+
+    /// Commits `changes` in one durable transaction, after storing the pacing's pause if it
+    /// changed: an 11009 pause is on disk before the deferrals it caused, so a restart does not
+    /// hammer the API.
+    fn commit(&self, changes: &[Change]) -> Result<(), EngineError> {
+        self.save_pacing(false)?;
+        if !changes.is_empty() {
+            self.store.commit(changes)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the pacing's pause if it changed, and the daily budget's counter if it is due
+    /// (`force`: now).
+    pub fn save_pacing(&self, force: bool) -> Result<(), StoreError> {
+        if let Some(pause) = self.pacing.unsaved_pause() {
+            self.store.meta_put(META_PAUSE, &pause)?;
+            self.pacing.pause_saved(pause);
+        }
+        if let Some(budget) = self.pacing.budget_state() {
+            let now = self.now();
+            let mut saved = self
+                .budget_saved_ms
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if force || now - *saved >= BUDGET_SAVE_INTERVAL_MS {
+                self.store.meta_put(META_BUDGET, &budget)?;
+                *saved = now;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pause the pacing holds now, as it would be stored.
+    pub fn pause(&self) -> PersistedPause {
+        self.pacing.gate().snapshot().0
+    }
+
+    /// Status queries (and lookups) in flight at once per batch.
+    fn max_queries(&self) -> usize {
+        self.settings.concurrency.max(1)
+    }
+}
+
+/// Applies `event` to `order` at `now_ms` through the state machine, returning the change to
+/// commit. The one place (with the store's commit) where an order's state changes.
+pub fn apply_event(
+    mut order: OrderRecord,
+    event: &Event,
+    now_ms: i64,
+    detail: Option<String>,
+) -> Result<Change, EngineError> {
+    let from = order.kind();
+    let (state, attempts) = transition(&order.state, order.attempts, event)
+        .map_err(|e| EngineError::Invariant(format!("order {}: {e}", order.order_id)))?;
+    order.state = state;
+    order.attempts = attempts;
+    order.updated_ms = now_ms;
+    if order.state.is_final() {
+        order.final_ms = Some(now_ms);
+        order.next_check_ms = None;
+    }
+    Ok(Change {
+        order,
+        from: Some(from),
+        event: event.name(),
+        detail,
+    })
+}
+
+fn error_info(e: &CallError) -> ErrorInfo {
+    ErrorInfo {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}

@@ -144,6 +144,17 @@ pub struct PersistedPause {
     pub reason: Option<String>,
 }
 
+impl PersistedPause {
+    /// This pause with the operator's kill switch turned on (with the operator's note) or off
+    /// (the note goes with it). The one rule for the kill switch, live in the gate and offline
+    /// on the stored value alike.
+    pub fn with_kill_switch(mut self, on: bool, reason: Option<String>) -> PersistedPause {
+        self.kill_switch = on;
+        self.reason = if on { reason } else { None };
+        self
+    }
+}
+
 /// How many pauses began since the gate was created (see "Counting pauses" in the module
 /// documentation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -381,8 +392,7 @@ impl GateState {
     ///
     /// `reason` replaces the stored reason either way (`None` clears it).
     pub fn set_kill_switch(&mut self, on: bool, reason: Option<String>) -> PersistedPause {
-        self.persisted.kill_switch = on;
-        self.persisted.reason = reason;
+        self.persisted = std::mem::take(&mut self.persisted).with_kill_switch(on, reason);
         self.persisted()
     }
 
@@ -510,9 +520,11 @@ impl Gate {
             };
             let wait_ms = u64::try_from(hold_until.saturating_sub(now_ms)).unwrap_or(0).max(1);
             let wait = Duration::from_millis(wait_ms).min(MAX_SLEEP);
+            // Biased: the same order every time, so a run on paused time replays exactly.
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                biased;
                 () = &mut changed => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

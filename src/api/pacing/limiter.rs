@@ -28,10 +28,10 @@
 //! pause gate in [`super::gate`], which sits in front of these limiters and, like the shared
 //! quota, counts every kind of call.
 //!
-//! The limiter is generic over governor's clock so tests drive it with
-//! [`governor::clock::FakeRelativeClock`]: governor measures time with its own clock, not tokio's,
-//! so tokio's paused time alone would not move it. Waiting uses `tokio::time::sleep`, which does
-//! follow tokio's paused time. Apart from that sleep this module does no I/O and reads no
+//! The limiter is generic over governor's clock. The one it runs on is [`TokioTime`], governor's
+//! clock read from tokio's, so a runtime with paused time (the tests of the engine, the
+//! deterministic simulation) moves the quotas exactly as it moves every sleep; unit tests here
+//! also drive it with [`governor::clock::FakeRelativeClock`]. Waiting uses `tokio::time::sleep`. Apart from that sleep this module does no I/O and reads no
 //! clock of its own: the daily budget is told the time by its caller, and reads the crate's
 //! injected [`SharedClock`] when it is given one (see [`Limiters::acquire`]).
 
@@ -39,7 +39,7 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 
@@ -66,6 +66,30 @@ impl Quota {
     }
 }
 
+/// governor's clock on tokio's time: the time since the clock was made, read from
+/// `tokio::time::Instant`. Outside a runtime with paused time that is the monotonic clock; inside
+/// one, it moves only when tokio's time does, so quotas, gates and sleeps all keep one time.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioTime {
+    start: tokio::time::Instant,
+}
+
+impl Default for TokioTime {
+    fn default() -> Self {
+        TokioTime {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioTime {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
 /// The shortest sleep between two tries in [`Limiter::acquire`]. A zero wait can come back when
 /// the permit became free between governor's decision and our reading of its clock; retrying at
 /// once would be right, but a floor keeps a misbehaving clock from turning the loop into a spin.
@@ -75,7 +99,7 @@ type Governor<C> = governor::RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddlew
 
 /// A client-side rate limiter over one governor direct (not keyed) limiter, generic over
 /// governor's clock so tests use [`governor::clock::FakeRelativeClock`].
-pub struct Limiter<C: Clock = DefaultClock> {
+pub struct Limiter<C: Clock = TokioTime> {
     inner: Governor<C>,
     quota: Quota,
     /// Whose turn it is in [`Limiter::acquire`]. Tokio's mutex is fair (first come, first
@@ -91,10 +115,10 @@ impl<C: Clock> std::fmt::Debug for Limiter<C> {
     }
 }
 
-impl Limiter<DefaultClock> {
-    /// A limiter on the real monotonic clock.
+impl Limiter<TokioTime> {
+    /// A limiter on tokio's clock.
     pub fn new(quota: Quota) -> Self {
-        Limiter::with_clock(quota, DefaultClock::default())
+        Limiter::with_clock(quota, TokioTime::default())
     }
 }
 
@@ -206,7 +230,7 @@ pub const BURST_RESERVE: u32 = 1;
 
 /// The engine's limiters: one quota for every request to CCPayment, an extra cap on reads, and
 /// an optional client-side daily request budget that stops before the API's daily cap.
-pub struct Limiters<C: Clock = DefaultClock> {
+pub struct Limiters<C: Clock = TokioTime> {
     /// Every request, creates and reads alike: `limits.rate_per_second` and `burst`.
     pub shared: Limiter<C>,
     /// The extra cap on reads (record queries, lookups): `limits.read_rate_per_second`.
@@ -228,15 +252,15 @@ impl<C: Clock> std::fmt::Debug for Limiters<C> {
     }
 }
 
-impl Limiters<DefaultClock> {
-    /// Limiters on the real monotonic clock. `shared` paces every request, `read` caps reads
+impl Limiters<TokioTime> {
+    /// Limiters on tokio's clock. `shared` paces every request, `read` caps reads
     /// further; `daily_budget` is the most requests of any kind the client sends per API day
     /// (`None` leaves the daily cap to the API's 11009), counted by the days of `wall_clock`.
-    /// The engine's limiters, on the real clock, with the shared burst already spent (see
+    /// The engine's limiters, on tokio's clock, with the shared burst already spent (see
     /// [`Limiters::spend_burst`]).
     pub fn new(shared: Quota, read: Quota, daily_budget: Option<u64>, wall_clock: SharedClock) -> Self {
         let limiters =
-            Limiters::with_clock(shared, read, daily_budget, DefaultClock::default()).with_wall_clock(wall_clock);
+            Limiters::with_clock(shared, read, daily_budget, TokioTime::default()).with_wall_clock(wall_clock);
         limiters.spend_burst();
         limiters
     }

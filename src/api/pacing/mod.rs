@@ -1,5 +1,19 @@
 //! One pacing for every request to CCPayment.
 //!
+//! CCPayment limits requests per IP over all endpoints, per second (11004) and per day (11009).
+//! So every request ccpayout makes — a withdrawal, a status query, a lookup by orderId, every
+//! preflight question (coins, chains, fees, balances, addresses, Cwallet users), each page of a
+//! paged answer, a raw `ccpayout api` call — passes the same [`Pacing`] before it leaves: the
+//! pause gate first (11004 backoff, 11009 pause until the daily reset, the operator's kill
+//! switch), then the client-side daily budget, then the shared quota (and the extra cap on
+//! reads). The [`crate::api::Client`] does this itself in its one `send`, so there is no side door:
+//! a caller cannot reach CCPayment without passing it. Its answers feed back the same way: an
+//! 11004 slows everyone down, an 11009 closes the gate until the reset, any other answer from
+//! CCPayment lets the gate ramp back up.
+//!
+//! The pause must survive a restart: [`Pacing::unsaved_pause`] says when it changed since the
+//! owner (the engine, or whoever took a file in) last stored it.
+//!
 //! - [`backoff`]: capped exponential backoff with full jitter (pure).
 //! - [`limiter`]: the governor quota every request shares, the extra cap on reads, and the
 //!   daily request budget.
@@ -8,3 +22,175 @@
 pub mod backoff;
 pub mod gate;
 pub mod limiter;
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use self::gate::{DayClock, Gate, GateState, PersistedPause};
+use self::limiter::{CallKind, Limiters, Quota};
+use super::error::{ApiError, CallError};
+use crate::util::clock::SharedClock;
+
+/// The pace the operator configured (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacingSettings {
+    /// Requests per second of every kind, creates and reads alike.
+    pub rate_per_second: u32,
+    /// Requests that may go out back to back after a quiet spell.
+    pub burst: u32,
+    /// The extra cap on reads, so status queries never take the whole rate from withdrawals.
+    pub read_rate_per_second: u32,
+    /// The most requests of any kind per API day; `None` leaves the daily cap to the API.
+    pub daily_budget: Option<u64>,
+    /// The API's day, for 11009 pauses and the budget.
+    pub day: DayClock,
+}
+
+/// What was stored of the pacing at the last run: the pause and the daily budget's counter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub pause: PersistedPause,
+    /// (day index, requests used that day).
+    pub budget: Option<(i64, u64)>,
+}
+
+/// The one pacing: pause gate, quotas and daily budget, shared by every request of the process.
+#[derive(Debug)]
+pub struct Pacing {
+    gate: Gate,
+    limiters: Limiters,
+    clock: SharedClock,
+    day: DayClock,
+    /// The pause as its owner last stored it.
+    saved: Mutex<PersistedPause>,
+}
+
+impl Pacing {
+    /// The pacing for `settings`, resuming what was stored. `seed` seeds the gate's jitter.
+    ///
+    /// The shared quota starts with its burst spent: whoever used the API just before (a run that
+    /// just stopped) may have drained CCPayment's bucket, and an opening burst on top of that is
+    /// answered 11004.
+    pub fn new(settings: &PacingSettings, restored: Restored, clock: SharedClock, seed: u64) -> Pacing {
+        let limiters = Limiters::new(
+            Quota {
+                per_second: settings.rate_per_second,
+                burst: settings.burst,
+            },
+            Quota {
+                per_second: settings.read_rate_per_second,
+                burst: settings.burst,
+            },
+            settings.daily_budget,
+            clock.clone(),
+        );
+        if let Some((day, used)) = restored.budget {
+            limiters.restore_budget(day, used);
+        }
+        let spacing = Duration::from_secs(1) / settings.rate_per_second.max(1);
+        let gate = Gate::new(GateState::new(restored.pause.clone(), spacing), clock.clone(), seed);
+        Pacing {
+            gate,
+            limiters,
+            clock,
+            day: settings.day,
+            saved: Mutex::new(restored.pause),
+        }
+    }
+
+    /// The pause gate, for views (why sending is held, the rate in use) and the kill switch.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The API's day.
+    pub fn day(&self) -> DayClock {
+        self.day
+    }
+
+    /// Lets one request through: the gate (until it opens or `cancel` fires), the daily budget,
+    /// then the quotas. `Err` says why the request was not sent; nothing reached CCPayment.
+    ///
+    /// A withdrawal refused by the daily budget is answered like CCPayment's own 11009 (the
+    /// engine defers it to the reset), a read as not sent; either closes the gate until the
+    /// reset.
+    pub async fn admit(
+        &self,
+        kind: CallKind,
+        cancel: Option<&CancellationToken>,
+        endpoint: &str,
+    ) -> Result<(), CallError> {
+        let not_sent = |detail: String| CallError::NotSent {
+            endpoint: endpoint.to_owned(),
+            detail,
+        };
+        let opened = match cancel {
+            Some(cancel) => {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => false,
+                    () = self.gate.wait_open() => true,
+                }
+            }
+            None => {
+                self.gate.wait_open().await;
+                true
+            }
+        };
+        if !opened {
+            return Err(not_sent("cancelled before sending".into()));
+        }
+        // The time after the gate: a wait across a daily reset charges the new day's budget.
+        match self.limiters.acquire(kind, self.clock.now_ms(), &self.day).await {
+            Ok(()) => Ok(()),
+            Err(exhausted) => {
+                self.gate
+                    .on_daily_limit(&self.day, "the client-side daily request budget is used up");
+                Err(match kind {
+                    CallKind::Withdraw => {
+                        CallError::Api(ApiError::new("client daily budget", 11009, exhausted.to_string()))
+                    }
+                    CallKind::Read => not_sent(exhausted.to_string()),
+                })
+            }
+        }
+    }
+
+    /// What an answer tells every sender: `Some(code)` is CCPayment's envelope code, `None` a
+    /// request that got no answer (which says nothing about the rate).
+    pub fn on_answer(&self, code: Option<i64>) {
+        match code {
+            Some(11004) => self.gate.on_rate_limited(),
+            Some(11009) => {
+                self.gate
+                    .on_daily_limit(&self.day, "CCPayment's daily request limit (11009)");
+            }
+            Some(_) => self.gate.on_success(),
+            None => {}
+        }
+    }
+
+    /// The pause to store when it changed since [`Pacing::pause_saved`] was last told.
+    pub fn unsaved_pause(&self) -> Option<PersistedPause> {
+        let now = self.gate.snapshot().0;
+        let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        (*saved != now).then_some(now)
+    }
+
+    /// The owner stored `pause`.
+    pub fn pause_saved(&self, pause: PersistedPause) {
+        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = pause;
+    }
+
+    /// Turns the kill switch on or off and wakes the waiters; returns the pause to store.
+    pub fn set_kill_switch(&self, on: bool, reason: Option<String>) -> PersistedPause {
+        self.gate.set_kill_switch(on, reason)
+    }
+
+    /// The client-side daily budget's (day, used) counter, to store; `None` without a budget.
+    pub fn budget_state(&self) -> Option<(i64, u64)> {
+        self.limiters.budget_state()
+    }
+}

@@ -1,0 +1,157 @@
+//! Taking a batch file in: recognise known contents by SHA-256, otherwise validate, preflight
+//! (through the one pacing) and plan it, and store the batch with its orders — every intent on
+//! disk before anything is sent.
+//!
+//! What can go wrong is an [`IngestError`] with one variant per decision the caller makes: try
+//! the file again later (CCPayment did not answer, or refused for a reason a person must fix),
+//! reject the file (it changed while it was read, or cannot be read), or stop (the store
+//! failed: nothing can be trusted to be recorded).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::api::{CallError, Client, ErrorClass};
+use crate::batch::{preflight, records, render};
+use crate::config::Config;
+use crate::model::record::BatchRecord;
+use crate::store::{Store, StoreError};
+
+/// Meta key: explorer URL templates per chain, saved at submission so reports work offline.
+pub const META_EXPLORERS: &str = "explorers";
+
+/// What taking a batch file into the store came to.
+#[derive(Debug)]
+pub enum Ingested {
+    /// The same contents were stored before: the batch resumes, nothing is paid twice.
+    Known(BatchRecord),
+    /// A new batch, stored with its plan; `plan` is the rendered check report.
+    Created { batch: BatchRecord, plan: String },
+    /// Not a batch at all (unreadable, not CSV/JSON, broken structure): nothing stored.
+    NotABatch { message: String },
+    /// Valid enough to plan, but blocked (file problems or policy blockers): nothing stored.
+    Blocked { plan: String },
+    /// No row is payable; the batch record (never stored) still yields reports.
+    NothingPayable { batch: BatchRecord, plan: String },
+}
+
+/// Why a file could not be taken in, by what the caller does about it.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// CCPayment did not answer the preflight usefully (no reply, rate limited, a 5xx, an
+    /// unusable catalogue): nothing was stored; try the file again later.
+    #[error("preflight failed: {0}")]
+    PreflightUnavailable(String),
+    /// CCPayment refused the preflight for a reason a person must fix (credentials, IP
+    /// whitelist, clock): nothing was stored; try again once it is fixed.
+    #[error("preflight refused: {message}{}", .hint.map(|h| format!("\n  check: {h}")).unwrap_or_default())]
+    PreflightRefused {
+        message: String,
+        hint: Option<&'static str>,
+    },
+    /// The file changed while it was read (a producer writing in place): reject it.
+    #[error("{0} changed while it was being read; write batch files elsewhere and rename them into place")]
+    FileChanged(String),
+    /// The file cannot be read: reject it.
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: String, source: std::io::Error },
+    /// The state store failed: stop, nothing can be trusted to be recorded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// Whether trying the same file again later may succeed (the file itself is fine).
+    pub fn retry_later(&self) -> bool {
+        matches!(
+            self,
+            IngestError::PreflightUnavailable(_) | IngestError::PreflightRefused { .. }
+        )
+    }
+}
+
+/// The SHA-256 of a file, hex: a batch's identity.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Takes `file` into the store: recognises known contents by SHA-256, otherwise validates,
+/// preflights and plans it with `config` and stores the batch with its orders. `client` must be
+/// the process's paced client: the preflight's questions share the pacing with everything else.
+pub async fn ingest(
+    client: &Client,
+    config: &Config,
+    store: &Arc<Store>,
+    file: &Path,
+    now_ms: i64,
+) -> Result<Ingested, IngestError> {
+    let unreadable = |source| IngestError::Unreadable {
+        path: file.display().to_string(),
+        source,
+    };
+    let batch_id = file_sha256(file).map_err(unreadable)?;
+    if let Some(batch) = store.batch(&batch_id)? {
+        return Ok(Ingested::Known(batch));
+    }
+    let prepared = match preflight::prepare(client, &config.preflight_settings(), file, store.known_orders()).await {
+        Ok(p) => p,
+        Err(preflight::CheckError::NotABatch(message)) => return Ok(Ingested::NotABatch { message }),
+        Err(preflight::CheckError::Io { source, .. }) => return Err(unreadable(source)),
+        Err(preflight::CheckError::Api(e)) => return Err(api_error(e)),
+        Err(preflight::CheckError::Catalogue(e)) => return Err(IngestError::PreflightUnavailable(e.to_string())),
+    };
+    let plan_text = render::check_report(&prepared.report);
+    if !prepared.report.plan.blockers.is_empty() || prepared.validated.has_file_problem() {
+        return Ok(Ingested::Blocked { plan: plan_text });
+    }
+    let explorers: BTreeMap<String, String> = prepared
+        .chains
+        .iter()
+        .map(|c| (c.chain.clone(), c.base_url.clone()))
+        .collect();
+    let mut known: BTreeMap<String, String> = store.meta_get(META_EXPLORERS)?.unwrap_or_default();
+    known.extend(explorers);
+    store.meta_put(META_EXPLORERS, &known)?;
+    let generation = config.api.generation;
+    let batch = records::batch_record(&prepared, file, generation, now_ms);
+    if batch.batch_id != batch_id {
+        return Err(IngestError::FileChanged(file.display().to_string()));
+    }
+    if batch.orders == 0 {
+        return Ok(Ingested::NothingPayable { batch, plan: plan_text });
+    }
+    // The orders are built as the store writes them, chunk by chunk: a big batch is never
+    // held as records.
+    store.create_batch_streamed(&batch, records::orders(&prepared, generation, now_ms))?;
+    Ok(Ingested::Created { batch, plan: plan_text })
+}
+
+/// A preflight call that failed, by what to do about it.
+fn api_error(e: CallError) -> IngestError {
+    match &e {
+        CallError::Api(api) if matches!(api.class, ErrorClass::OperatorAction | ErrorClass::Clock) => {
+            IngestError::PreflightRefused {
+                message: api.to_string(),
+                hint: api.hint(),
+            }
+        }
+        CallError::Api(api) => {
+            let hint = api.hint().map(|h| format!("\n  check: {h}")).unwrap_or_default();
+            IngestError::PreflightUnavailable(format!("{api}{hint}"))
+        }
+        _ => IngestError::PreflightUnavailable(e.to_string()),
+    }
+}

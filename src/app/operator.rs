@@ -1,0 +1,485 @@
+//! The one operator: `status`, `approve`, `cancel`, `pause`, `resume` and `report`, answered by
+//! one type whichever way the command arrived.
+//!
+//! The logic is written once, in [`Operator`]. What differs between working on the store directly
+//! (no daemon runs; the CLI opened the store itself) and working inside a running daemon (the
+//! command came through its control socket) is a [`Runtime`]: a daemon holds the live pacing, can
+//! stop one batch's loop before changing its orders and start it again after, pays an approved
+//! batch at once, and knows things worth showing above `status`. [`Offline`] is the store-only
+//! runtime. Both back ends answer with the same [`Reply`]: the same words for the same state, plus
+//! the runtime's own [`Reply::context`].
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::reports::{ReportError, write_reports};
+use crate::api::Pacing;
+use crate::api::pacing::gate::PersistedPause;
+use crate::engine::META_PAUSE;
+use crate::engine::control::{self, Approved, ControlError};
+use crate::model::record::{Approval, BatchRecord};
+use crate::model::state::StateKind;
+use crate::store::{Store, StoreError};
+use crate::util::clock::SharedClock;
+use crate::util::time::rfc3339_ms;
+
+/// One operator command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Every batch, one batch (name or id prefix) or one order (order_id).
+    Status {
+        target: Option<String>,
+    },
+    /// Releases exactly the plan with this digest.
+    Approve {
+        batch: String,
+        digest: String,
+    },
+    /// Cancels every order of the batch not sent yet.
+    Cancel {
+        batch: String,
+    },
+    /// The kill switch: nothing is sent until `Resume`.
+    Pause {
+        reason: Option<String>,
+    },
+    Resume,
+    /// Writes the batch's reports.
+    Report {
+        batch: String,
+    },
+}
+
+/// How a command ended, as an exit code: 0, 1 or 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Verdict {
+    /// Done as asked.
+    Done,
+    /// Refused for a reason in the text (a wrong digest): exit 1.
+    Refused,
+    /// Could not be done (no such batch, the store failed): exit 2.
+    Failed,
+}
+
+impl From<Verdict> for u8 {
+    fn from(v: Verdict) -> u8 {
+        match v {
+            Verdict::Done => 0,
+            Verdict::Refused => 1,
+            Verdict::Failed => 2,
+        }
+    }
+}
+
+impl TryFrom<u8> for Verdict {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Verdict, String> {
+        match n {
+            0 => Ok(Verdict::Done),
+            1 => Ok(Verdict::Refused),
+            2 => Ok(Verdict::Failed),
+            other => Err(format!("no verdict has exit code {other}")),
+        }
+    }
+}
+
+/// What an operator command says. On the control socket it is one JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The exit code the CLI maps it to.
+    #[serde(rename = "exit")]
+    pub verdict: Verdict,
+    /// The answer, the same for the same state whichever back end gave it.
+    pub text: String,
+    /// What only this back end knows or does next (the daemon's status lines, what happens
+    /// after an approval); shown before the text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context: String,
+}
+
+impl Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply::new(Verdict::Done, text)
+    }
+
+    pub fn refused(text: impl Into<String>) -> Reply {
+        Reply::new(Verdict::Refused, text)
+    }
+
+    pub fn error(text: impl Into<String>) -> Reply {
+        Reply::new(Verdict::Failed, text)
+    }
+
+    fn new(verdict: Verdict, text: impl Into<String>) -> Reply {
+        Reply {
+            verdict,
+            text: text.into(),
+            context: String::new(),
+        }
+    }
+
+    fn with_context(mut self, context: String) -> Reply {
+        self.context = context;
+        self
+    }
+
+    /// The whole answer as shown: the context, then the text.
+    pub fn shown(&self) -> String {
+        format!("{}{}", self.context, self.text)
+    }
+}
+
+/// What differs between answering on the store directly and inside a running daemon.
+pub trait Runtime: Send + Sync {
+    /// The live pacing, when something sends from this store now.
+    fn pacing(&self) -> Option<&Pacing>;
+
+    /// Stops paying `batch_id` and waits until its requests in flight are recorded, so a
+    /// change to its orders never races the engine; keeps it from being paid again until
+    /// [`Runtime::release`].
+    fn hold(&self, batch_id: &str) -> impl Future<Output = ()> + Send;
+
+    /// Ends a [`Runtime::hold`]: the batch is followed again.
+    fn release(&self, batch_id: &str);
+
+    /// `batch_id` was approved: pay it now, if this runtime pays.
+    fn launch(&self, batch_id: &str);
+
+    /// What happens to an approved batch next, in words.
+    fn after_approval(&self, batch: &BatchRecord) -> String;
+
+    /// Lines only this runtime can tell, shown above the overview of `status`.
+    fn status_context(&self) -> String;
+}
+
+/// The runtime of an operator working on the store alone (no daemon runs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Offline;
+
+impl Runtime for Offline {
+    fn pacing(&self) -> Option<&Pacing> {
+        None
+    }
+
+    async fn hold(&self, _batch_id: &str) {}
+
+    fn release(&self, _batch_id: &str) {}
+
+    fn launch(&self, _batch_id: &str) {}
+
+    fn after_approval(&self, batch: &BatchRecord) -> String {
+        format!("run `ccpayout submit {}` to pay them\n", batch.source)
+    }
+
+    fn status_context(&self) -> String {
+        String::new()
+    }
+}
+
+/// Why an operator command could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Reports(#[from] ReportError),
+}
+
+/// The one operator, over a store and a runtime.
+pub struct Operator<R> {
+    store: Arc<Store>,
+    /// The state directory as the operator named it, for messages.
+    state_dir: PathBuf,
+    reports_dir: PathBuf,
+    clock: SharedClock,
+    runtime: R,
+}
+
+impl<R: Runtime> Operator<R> {
+    pub fn new(store: Arc<Store>, state_dir: PathBuf, reports_dir: PathBuf, clock: SharedClock, runtime: R) -> Self {
+        Operator {
+            store,
+            state_dir,
+            reports_dir,
+            clock,
+            runtime,
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// Answers `request`. A failure becomes a reply with [`Verdict::Failed`] naming it.
+    pub async fn handle(&self, request: Request) -> Reply {
+        match self.answer(request).await {
+            Ok(reply) => reply,
+            Err(e) => Reply::error(format!("{e}")),
+        }
+    }
+
+    async fn answer(&self, request: Request) -> Result<Reply, OperatorError> {
+        let now = self.clock.now_ms();
+        match request {
+            Request::Status { target } => Ok(self.status(target.as_deref(), now)?),
+            Request::Approve { batch, digest } => {
+                let batch = match self.find_batch(&batch)? {
+                    Ok(b) => b,
+                    Err(reply) => return Ok(reply),
+                };
+                self.approve(batch, &digest, now)
+            }
+            Request::Cancel { batch } => {
+                let batch = match self.find_batch(&batch)? {
+                    Ok(b) => b,
+                    Err(reply) => return Ok(reply),
+                };
+                // Stop its sends first (the requests in flight are recorded), so the cancel and
+                // the engine never change the same orders at once; then follow the rest.
+                self.runtime.hold(&batch.batch_id).await;
+                let cancelled = control::cancel(&self.store, &batch, now);
+                self.runtime.release(&batch.batch_id);
+                let n = cancelled?;
+                tracing::info!(batch = %batch.name, orders = n, "unsent orders cancelled by an operator");
+                Ok(Reply::ok(format!(
+                    "cancelled {n} unsent orders of batch {}; orders already sent are followed to their end\n",
+                    batch.name
+                )))
+            }
+            Request::Pause { reason } => self.kill_switch(true, reason),
+            Request::Resume => self.kill_switch(false, None),
+            Request::Report { batch } => {
+                let batch = match self.find_batch(&batch)? {
+                    Ok(b) => b,
+                    Err(reply) => return Ok(reply),
+                };
+                let paths = write_reports(&self.reports_dir, &self.store, &batch, now)?;
+                Ok(Reply::ok(format!(
+                    "{}\nreports:\n  {}\n  {}\n  {}\n",
+                    batch_line(&batch, &self.store.counts(Some(&batch.batch_id))?),
+                    paths.result_csv.display(),
+                    paths.result_json.display(),
+                    paths.summary_json.display()
+                )))
+            }
+        }
+    }
+
+    fn where_(&self) -> String {
+        self.state_dir.display().to_string()
+    }
+
+    /// Finds a batch by name or id prefix, or says none matches.
+    fn find_batch(&self, target: &str) -> Result<Result<BatchRecord, Reply>, StoreError> {
+        Ok(self
+            .store
+            .find_batch(target)?
+            .ok_or_else(|| Reply::error(format!("no batch matches {target:?} in {}\n", self.where_()))))
+    }
+
+    /// `approve BATCH --digest D`: releases exactly the approved plan.
+    fn approve(&self, batch: BatchRecord, digest: &str, now: i64) -> Result<Reply, OperatorError> {
+        match control::approve(&self.store, batch.clone(), digest, now) {
+            Ok(Approved::Released(n)) => {
+                tracing::info!(batch = %batch.name, orders = n, "batch approved by an operator");
+                self.runtime.launch(&batch.batch_id);
+                Ok(Reply::ok(format!(
+                    "approved batch {} (plan digest {}): {n} orders released\n",
+                    batch.name, batch.plan_digest
+                ))
+                .with_context(self.runtime.after_approval(&batch)))
+            }
+            Ok(Approved::NotNeeded) => Ok(Reply::ok(format!("batch {} needs no approval\n", batch.name))),
+            Ok(Approved::Already) => Ok(Reply::ok(format!("batch {} is already approved\n", batch.name))),
+            Err(e @ ControlError::WrongDigest { .. }) => Ok(Reply::refused(format!("{e}\n"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `pause` / `resume`: the kill switch, in the live pacing when a daemon holds one (its
+    /// waiters wake at once), and in the store, so a restart keeps it.
+    fn kill_switch(&self, on: bool, reason: Option<String>) -> Result<Reply, OperatorError> {
+        let pause = match self.runtime.pacing() {
+            Some(pacing) => pacing.set_kill_switch(on, reason),
+            None => self
+                .store
+                .meta_get::<PersistedPause>(META_PAUSE)?
+                .unwrap_or_default()
+                .with_kill_switch(on, reason),
+        };
+        self.store.meta_put(META_PAUSE, &pause)?;
+        if let Some(pacing) = self.runtime.pacing() {
+            pacing.pause_saved(pause);
+        }
+        if on {
+            tracing::warn!("submission paused by an operator");
+        } else {
+            tracing::info!("submission resumed by an operator");
+        }
+        Ok(Reply::ok(if on {
+            "submission paused: nothing is sent until `ccpayout resume`\n"
+        } else {
+            "submission resumed\n"
+        }))
+    }
+
+    /// `status [TARGET]`: every batch, one batch (name or id prefix) or one order (order_id).
+    fn status(&self, target: Option<&str>, now_ms: i64) -> Result<Reply, StoreError> {
+        let store = &self.store;
+        let pause: PersistedPause = store.meta_get(META_PAUSE)?.unwrap_or_default();
+        let mut out = pause_text(&pause, now_ms);
+        let Some(target) = target else {
+            let batches = store.batches()?;
+            if batches.is_empty() {
+                let _ = writeln!(out, "no batches in {}", self.where_());
+            } else {
+                let totals = store.counts(None)?;
+                let count = |k| totals.get(&k).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "orders: {} queued, {} deferred, {} in flight or unknown, {} submitted, {} awaiting approval, {} final",
+                    count(StateKind::Queued),
+                    count(StateKind::Deferred),
+                    count(StateKind::Submitting) + count(StateKind::Unknown),
+                    count(StateKind::Submitted),
+                    count(StateKind::AwaitingApproval),
+                    StateKind::ALL
+                        .iter()
+                        .filter(|k| k.is_final())
+                        .map(|k| count(*k))
+                        .sum::<u64>()
+                );
+                for batch in batches {
+                    let counts = store.counts(Some(&batch.batch_id))?;
+                    let _ = writeln!(out, "{}", batch_line(&batch, &counts));
+                }
+            }
+            return Ok(Reply::ok(out).with_context(self.runtime.status_context()));
+        };
+        if let Some(batch) = store.find_batch(target)? {
+            batch_status(&mut out, &batch, &store.counts(Some(&batch.batch_id))?);
+            return Ok(Reply::ok(out));
+        }
+        if let Some(order) = store.order(target)? {
+            let _ = writeln!(
+                out,
+                "order {} (batch {}, line {})",
+                order.order_id,
+                &order.batch_id[..12.min(order.batch_id.len())],
+                order.line
+            );
+            let _ = writeln!(
+                out,
+                "  state:     {}",
+                serde_json::to_string(&order.state).unwrap_or_default()
+            );
+            let _ = writeln!(out, "  attempts:  {}", order.attempts);
+            let _ = writeln!(
+                out,
+                "  amount:    {} {} on {} to {}",
+                order.input.amount, order.input.coin, order.input.chain, order.input.recipient
+            );
+            if let Some(id) = &order.record_id {
+                let _ = writeln!(out, "  record id: {id}");
+            }
+            if let Some(tx) = &order.tx_id {
+                let _ = writeln!(out, "  tx id:     {tx}");
+            }
+            if let Some(error) = &order.error {
+                let _ = writeln!(out, "  last error: {}", error.message);
+            }
+            return Ok(Reply::ok(out));
+        }
+        Ok(Reply::error(format!(
+            "no batch or order matches {target:?} in {}\n",
+            self.where_()
+        )))
+    }
+}
+
+/// One batch in detail, for `status BATCH`.
+fn batch_status(out: &mut String, batch: &BatchRecord, counts: &std::collections::BTreeMap<StateKind, u64>) {
+    let _ = writeln!(out, "{}", batch_line(batch, counts));
+    let _ = writeln!(out, "  id:          {}", batch.batch_id);
+    let _ = writeln!(
+        out,
+        "  source:      {} ({}, api {})",
+        batch.source, batch.format, batch.api
+    );
+    let _ = writeln!(out, "  created:     {}", rfc3339_ms(batch.created_ms));
+    let _ = writeln!(out, "  plan digest: {}", batch.plan_digest);
+    match &batch.approval {
+        Approval::NotNeeded => {
+            let _ = writeln!(out, "  approval:    not needed");
+        }
+        Approval::Required { reasons } => {
+            let _ = writeln!(out, "  approval:    REQUIRED ({})", reasons.join("; "));
+            let _ = writeln!(
+                out,
+                "  approve with: ccpayout approve {} --digest {}",
+                batch.name, batch.plan_digest
+            );
+        }
+        Approval::Approved { at_ms, .. } => {
+            let _ = writeln!(out, "  approval:    approved at {}", rfc3339_ms(*at_ms));
+        }
+    }
+    for kind in StateKind::ALL {
+        if let Some(n) = counts.get(&kind).filter(|n| **n > 0) {
+            let _ = writeln!(out, "  {:<18} {n}", kind.as_str());
+        }
+    }
+    if !batch.refused.is_empty() {
+        let _ = writeln!(out, "  {:<18} {}", "refused (rows)", batch.refused.len());
+    }
+}
+
+/// One line per batch: name, state and counts.
+pub fn batch_line(batch: &BatchRecord, counts: &std::collections::BTreeMap<StateKind, u64>) -> String {
+    let total: u64 = counts.values().sum();
+    let done = StateKind::ALL
+        .iter()
+        .filter(|k| k.is_final())
+        .map(|k| counts.get(k).copied().unwrap_or(0))
+        .sum::<u64>();
+    let count = |k| counts.get(&k).copied().unwrap_or(0);
+    let waiting = if count(StateKind::AwaitingApproval) > 0 {
+        "  AWAITING APPROVAL"
+    } else {
+        ""
+    };
+    format!(
+        "{}  {:?}  {done}/{total} final  ({} success, {} failed, {} rejected; {} refused rows){waiting}",
+        batch.name,
+        batch.state,
+        count(StateKind::Success),
+        count(StateKind::Failed),
+        count(StateKind::Rejected),
+        batch.refused.len()
+    )
+}
+
+/// The pause line of `status`, empty when nothing is paused.
+pub fn pause_text(pause: &PersistedPause, now_ms: i64) -> String {
+    if pause.kill_switch {
+        format!(
+            "submission is PAUSED by an operator{}; `ccpayout resume` lifts it\n",
+            pause.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+        )
+    } else if let Some(until) = pause.daily_until_ms.filter(|&t| t > now_ms) {
+        format!(
+            "submission is paused until {} (daily request limit)\n",
+            rfc3339_ms(until)
+        )
+    } else {
+        String::new()
+    }
+}

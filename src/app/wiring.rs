@@ -1,0 +1,126 @@
+//! Wiring: the one pacing, the client through it and the engine over the store, built from the
+//! configuration and what the store kept of the last run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::pacing::backoff::{Backoff, Jitter};
+use crate::api::pacing::gate::{DayClock, PersistedPause};
+use crate::api::pacing::{PacingSettings, Restored};
+use crate::api::{Client, Pacing};
+use crate::config::Config;
+use crate::engine::outcome::RetryPolicy;
+use crate::engine::{Engine, EngineSettings, META_BUDGET, META_PAUSE};
+use crate::store::{Store, StoreError};
+use crate::util::clock::SharedClock;
+
+/// The simulated account of `--sandbox` runs, kept beside their state store.
+pub const SANDBOX_STATE_FILE: &str = "sandbox-account.json";
+
+/// The pace of `[limits]`.
+pub fn pacing_settings(config: &Config) -> PacingSettings {
+    let limits = &config.limits;
+    PacingSettings {
+        rate_per_second: limits.rate_per_second,
+        burst: limits.burst,
+        read_rate_per_second: limits.read_rate_per_second,
+        daily_budget: limits.daily_request_budget,
+        day: DayClock {
+            reset_offset_ms: limits.daily_reset_offset_ms,
+            day_length_ms: limits.day_length_ms,
+        },
+    }
+}
+
+/// What the store kept of the last run's pacing: the pause (11009 until the reset, the kill
+/// switch) and the daily budget's counter.
+pub fn restored_pacing(store: &Store) -> Result<Restored, StoreError> {
+    Ok(Restored {
+        pause: store.meta_get::<PersistedPause>(META_PAUSE)?.unwrap_or_default(),
+        budget: store.meta_get::<(i64, u64)>(META_BUDGET)?,
+    })
+}
+
+/// A seed from the system's time, for the jitter of one process.
+pub fn entropy_seed() -> u64 {
+    Jitter::from_entropy().next_u64()
+}
+
+/// The engine's schedules for `config`. `sandbox` shortens the first status check to suit the
+/// simulator, which settles payouts in seconds.
+pub fn engine_settings(config: &Config, sandbox: bool, seed: u64) -> EngineSettings {
+    let limits = &config.limits;
+    let first_check = if sandbox {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(limits.track_first_check_secs)
+    };
+    EngineSettings {
+        concurrency: limits.concurrency as usize,
+        retry: RetryPolicy {
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+            },
+            max_attempts: limits.max_attempts,
+        },
+        track_first_delay: first_check,
+        track_backoff: Backoff {
+            base: first_check,
+            cap: Duration::from_secs(limits.track_max_interval_secs),
+        },
+        reconcile_backoff: Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        },
+        seed,
+    }
+}
+
+/// One process's connection to CCPayment and the engine: every request of the process, the
+/// engine's and every preflight's, passes `pacing`.
+pub struct Wired {
+    pub pacing: Arc<Pacing>,
+    /// The client through the pacing.
+    pub client: Client,
+    pub engine: Arc<Engine>,
+}
+
+/// Wires `client` (not yet paced) to a pacing resumed from `store` and builds the engine.
+pub fn wire(
+    config: &Config,
+    store: &Arc<Store>,
+    client: Client,
+    clock: SharedClock,
+    sandbox: bool,
+) -> Result<Wired, StoreError> {
+    let seed = entropy_seed();
+    let pacing = Arc::new(Pacing::new(
+        &pacing_settings(config),
+        restored_pacing(store)?,
+        clock.clone(),
+        seed,
+    ));
+    let client = client.paced(pacing.clone());
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        Arc::new(client.clone()),
+        pacing.clone(),
+        clock,
+        engine_settings(config, sandbox, seed.rotate_left(17)),
+    ));
+    Ok(Wired { pacing, client, engine })
+}
+
+/// A client paced by `config` alone, for work without a store (`check`): a fresh pacing, no
+/// pause restored.
+pub fn paced_client(config: &Config, client: Client, clock: SharedClock) -> Client {
+    let pacing = Pacing::new(&pacing_settings(config), Restored::default(), clock, entropy_seed());
+    client.paced(Arc::new(pacing))
+}
+
+/// Where reports go: `reports.dir`, else `<state dir>/reports`.
+pub fn reports_dir(config: &Config, state_dir: &Path) -> PathBuf {
+    config.reports.dir.clone().unwrap_or_else(|| state_dir.join("reports"))
+}

@@ -1,0 +1,155 @@
+//! What the daemon adds to the one operator and to metrics: [`Live`], the operator's runtime
+//! inside a running daemon (its pacing, its batch tasks, the lines only it can tell), and the
+//! metrics [`snapshot`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use crate::api::Pacing;
+use crate::app::Runtime;
+use crate::jobs;
+use crate::model::record::{BatchRecord, BatchState};
+use crate::model::state::StateKind;
+use crate::util::time::rfc3339_ms;
+
+/// The operator's runtime inside a running daemon.
+pub struct Live {
+    shared: Arc<Shared>,
+}
+
+impl Live {
+    pub(super) fn new(shared: Arc<Shared>) -> Live {
+        Live { shared }
+    }
+}
+
+impl Runtime for Live {
+    fn pacing(&self) -> Option<&Pacing> {
+        Some(self.shared.engine.pacing())
+    }
+
+    async fn hold(&self, batch_id: &str) {
+        self.shared.batches().hold(batch_id).await;
+    }
+
+    fn release(&self, batch_id: &str) {
+        self.shared.batches().release(batch_id);
+    }
+
+    fn launch(&self, batch_id: &str) {
+        self.shared.batches().launch(batch_id);
+    }
+
+    fn after_approval(&self, _batch: &BatchRecord) -> String {
+        "the daemon sends them now\n".to_owned()
+    }
+
+    fn status_context(&self) -> String {
+        let shared = &self.shared;
+        let now = shared.clock.now_ms();
+        let mut out = String::new();
+        let uptime = Duration::from_millis(u64::try_from(now - shared.started_ms).unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "daemon: up {}, pid {}, state {}",
+            human_duration(uptime),
+            std::process::id(),
+            shared.state_dir.display()
+        );
+        let gate = shared.engine.pacing().gate();
+        if let Some(reason) = gate.snapshot().1 {
+            let _ = writeln!(out, "sending held: {reason}");
+        }
+        if let Some(rate) = gate.allowed_rate() {
+            let _ = writeln!(out, "rate limited by CCPayment: sending at about {rate:.1}/s");
+        }
+        match shared.client.request_stats().last_success_ms {
+            Some(t) => {
+                let _ = writeln!(out, "last successful API call: {}", rfc3339_ms(t));
+            }
+            None => {
+                let _ = writeln!(out, "last successful API call: none yet");
+            }
+        }
+        let running = shared.batches().running();
+        if !running.is_empty() {
+            let _ = writeln!(out, "batches being paid: {}", running.len());
+        }
+        for spec in &shared.inboxes {
+            let _ = writeln!(
+                out,
+                "inbox {}{}",
+                spec.inbox.dir().display(),
+                spec.job.as_ref().map(|j| format!(" (job {j})")).unwrap_or_default()
+            );
+        }
+        for job in &shared.jobs {
+            let _ = writeln!(out, "job {}", jobs::describe(job, now));
+        }
+        out
+    }
+}
+
+/// The metrics snapshot, taken at one moment.
+pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
+    let now = shared.clock.now_ms();
+    let counts = shared.store.counts(None).unwrap_or_default();
+    let count = |k| counts.get(&k).copied().unwrap_or(0);
+    let mut batches_by_state: BTreeMap<String, u64> = [(BatchState::Open, 0), (BatchState::Done, 0)]
+        .into_iter()
+        .map(|(state, n)| (batch_state_label(state).to_owned(), n))
+        .collect();
+    if let Ok(batches) = shared.store.batches() {
+        for b in batches {
+            *batches_by_state
+                .entry(batch_state_label(b.state).to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    let gate = shared.engine.pacing().gate();
+    let (persisted, held) = gate.snapshot();
+    let pauses = gate.pause_counts();
+    let requests = shared.client.request_stats();
+    super::metrics::Snapshot {
+        orders_by_state: StateKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_owned(), count(*k)))
+            .collect(),
+        batches_by_state,
+        queue_depth: count(StateKind::Queued) + count(StateKind::Deferred),
+        requests: requests.by_endpoint_and_code,
+        rate_limit_pauses: pauses.rate_limit,
+        daily_limit_pauses: pauses.daily_limit,
+        paused: held.is_some(),
+        kill_switch: persisted.kill_switch,
+        last_success_ms: requests.last_success_ms,
+        webhooks: shared.webhook_stats.get().map(|s| s.snapshot()).unwrap_or_default(),
+        inbox_files: shared.stats.inbox.lock().map(|m| m.clone()).unwrap_or_default(),
+        job_runs: shared.stats.job_runs.lock().map(|m| m.clone()).unwrap_or_default(),
+        job_last_run_ms: shared.stats.job_last_run.lock().map(|m| m.clone()).unwrap_or_default(),
+        started_ms: shared.started_ms,
+        now_ms: now,
+        build_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// The metric label of a batch state.
+fn batch_state_label(state: BatchState) -> &'static str {
+    match state {
+        BatchState::Open => "open",
+        BatchState::Done => "done",
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}

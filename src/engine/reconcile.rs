@@ -1,0 +1,155 @@
+//! Orders whose outcome is unknown (`Submitting` left by a crash, `Unknown` after an ambiguous
+//! answer) are resolved by asking CCPayment about their orderId, never by sending again blind.
+//!
+//! Only `11003 NotFound` for the orderId sends an order back to the queue (to be resent with the
+//! same orderId); a found record makes it `Submitted` (or final); any other answer leaves it
+//! unknown, asked again later with backoff.
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::track::{final_status, statuses_v1, with_record};
+use super::{Engine, EngineError, Progress, error_info, ms};
+use crate::api::types::WithdrawRecord;
+use crate::api::{CallError, Payouts};
+use crate::model::record::OrderRecord;
+use crate::model::state::{Event, StateKind};
+
+/// An unknown order and what CCPayment said when asked about it.
+type Lookup = (OrderRecord, Result<Option<WithdrawRecord>, CallError>);
+
+impl Engine {
+    /// Resolves every order that may exist at CCPayment (`Submitting`, `Unknown`) by orderId,
+    /// across all batches, before anything new is sent. Keeps asking (with backoff) until each
+    /// has an answer or `cancel` fires; returns whether all were resolved.
+    pub async fn reconcile_pending(
+        &self,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<bool, EngineError> {
+        // An order left in Submitting may or may not have been sent: it is unknown.
+        loop {
+            let submitting = self.store.orders_by_state(StateKind::Submitting, None, None, 1000)?;
+            if submitting.is_empty() {
+                break;
+            }
+            let detail = "interrupted while sending; the request may have reached CCPayment".to_owned();
+            let changes = submitting
+                .into_iter()
+                .map(|o| self.apply(o, &Event::Ambiguous { detail: detail.clone() }, Some(detail.clone())))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.commit(&changes)?;
+        }
+        let mut announced = false;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(false);
+            }
+            let unknown = self.store.orders_by_state(StateKind::Unknown, None, None, 200)?;
+            if unknown.is_empty() {
+                return Ok(true);
+            }
+            if !announced {
+                progress.message("reconciling orders whose outcome is unknown before sending anything new");
+                announced = true;
+            }
+            let now = self.now();
+            let due: Vec<OrderRecord> = unknown
+                .into_iter()
+                .filter(|o| o.next_check_ms.is_none_or(|t| t <= now))
+                .collect();
+            if due.is_empty() {
+                let next = self.store.next_due(StateKind::Unknown, None)?.unwrap_or(now + 1000);
+                self.sleep_until(next, cancel).await;
+                continue;
+            }
+            self.reconcile_orders(due, cancel).await?;
+        }
+    }
+
+    /// Asks CCPayment about each unknown order (at most `concurrency` at once) and commits what
+    /// it says.
+    pub(super) async fn reconcile_orders(
+        &self,
+        orders: Vec<OrderRecord>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let mut tasks = JoinSet::new();
+        for order in orders {
+            let payouts = self.payouts.clone();
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                let result = lookup(payouts.as_ref(), &order, &cancel).await;
+                (order, result)
+            });
+            if tasks.len() >= self.max_queries() {
+                self.finish_reconcile(tasks.join_next().await)?;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            self.finish_reconcile(Some(done))?;
+        }
+        Ok(())
+    }
+
+    fn finish_reconcile(&self, done: Option<Result<Lookup, tokio::task::JoinError>>) -> Result<(), EngineError> {
+        let Some(done) = done else { return Ok(()) };
+        let (order, result) = done.map_err(|e| EngineError::Invariant(format!("a reconcile task failed: {e}")))?;
+        let mut changes = Vec::new();
+        match result {
+            Ok(Some(record)) => {
+                let found = self.apply(
+                    with_record(order, &record),
+                    &Event::Found,
+                    Some("found by orderId".into()),
+                )?;
+                let mut order = found.order.clone();
+                changes.push(found);
+                match final_status(&record.status, &record.reason) {
+                    Some(status) => changes.push(self.apply(order, &Event::Final(status), None)?),
+                    None => {
+                        // Now followed like any submitted order.
+                        order.next_check_ms = Some(self.now() + ms(self.settings.track_first_delay));
+                        if let Some(last) = changes.last_mut() {
+                            last.order = order;
+                        }
+                    }
+                }
+            }
+            Ok(None) => {
+                changes.push(self.apply(
+                    order,
+                    &Event::NotFound,
+                    Some("CCPayment has no such order; it will be sent again with the same orderId".into()),
+                )?);
+            }
+            Err(e) => {
+                let mut order = order;
+                order.checks += 1;
+                order.next_check_ms =
+                    Some(self.now() + ms(self.settings.reconcile_backoff.delay(order.checks, self.unit())));
+                order.error = Some(error_info(&e));
+                changes.push(self.apply(order, &Event::Ambiguous { detail: e.to_string() }, Some(e.to_string()))?);
+            }
+        }
+        self.commit(&changes)
+    }
+}
+
+/// Looks one order up by orderId: `Ok(None)` only when CCPayment says it does not exist.
+async fn lookup(
+    payouts: &dyn Payouts,
+    order: &OrderRecord,
+    cancel: &CancellationToken,
+) -> Result<Option<WithdrawRecord>, CallError> {
+    if order.call.is_v1() {
+        // v1 has no NotFound code: an id absent from bill/info was never created.
+        let mut found = statuses_v1(payouts, std::slice::from_ref(order), cancel).await?;
+        return Ok(found.remove(&order.order_id));
+    }
+    match payouts.record(&order.order_id, cancel).await {
+        Ok(record) => Ok(Some(record)),
+        Err(CallError::Api(e)) if e.code == 11003 => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -88,14 +88,16 @@ pub struct Wired {
 }
 
 /// Wires `client` (not yet paced) to a pacing resumed from `store` and builds the engine.
+/// `seed` seeds every random draw of the pacing and the engine ([`entropy_seed`] in the
+/// product; the simulation's own seed there, so a run replays exactly).
 pub fn wire(
     config: &Config,
     store: &Arc<Store>,
     client: Client,
     clock: SharedClock,
     sandbox: bool,
+    seed: u64,
 ) -> Result<Wired, StoreError> {
-    let seed = entropy_seed();
     let pacing = Arc::new(Pacing::new(
         &pacing_settings(config),
         restored_pacing(store)?,

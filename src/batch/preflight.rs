@@ -8,7 +8,7 @@
 //! Cwallet ID. Every answer is asked once per run. Remote checks are paced at the configured
 //! request rate so a preflight does not trip the API's rate limit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -138,12 +138,15 @@ pub async fn prepare(
     requests += 2;
     let catalogue = Arc::new(Catalogue::from_api(&coins, &chains)?);
 
-    // Validation is CPU work over the whole file: keep it off the async workers.
-    let (validated, hashed) = {
+    // Validation is CPU work over the whole file: on a multi-threaded runtime (the CLI, the
+    // daemon) it runs on the blocking pool, off the async workers. A current-thread runtime (the
+    // deterministic simulation, tests) has no workers to keep free, and a replay needs the work
+    // to happen at a known point rather than whenever another thread finishes it: in place.
+    let validate = {
         let catalogue = catalogue.clone();
         let generation = settings.generation;
         let default_fee = settings.default_merchant_pays_fee;
-        tokio::task::spawn_blocking(move || {
+        move || {
             let mut reader = HashingReader::new(std::io::BufReader::with_capacity(1 << 16, file));
             let limits = Limits::default();
             let rules = Rules {
@@ -156,9 +159,13 @@ pub async fn prepare(
             // Whatever the parser left unread still belongs to the file's identity.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
             (validated, reader.finish())
-        })
-        .await
-        .map_err(|e| CheckError::NotABatch(format!("{display}: validation stopped: {e}")))?
+        }
+    };
+    let (validated, hashed) = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => validate(),
+        _ => tokio::task::spawn_blocking(validate)
+            .await
+            .map_err(|e| CheckError::NotABatch(format!("{display}: validation stopped: {e}")))?,
     };
     let (sha256, size_bytes) = hashed;
     let validated = Arc::new(validated);
@@ -273,8 +280,10 @@ async fn remote_checks(
     }
 
     // Distinct questions, each with the lines that depend on the answer.
-    let mut addresses: HashMap<(String, String), Vec<u64>> = HashMap::new();
-    let mut users: HashMap<String, Vec<u64>> = HashMap::new();
+    // Ordered maps: the questions go out in the same order every time (a replayed simulation
+    // sees the same requests), and the answers' problems land in line order.
+    let mut addresses: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    let mut users: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for row in &v.rows {
         let recipient = v.recipient(row).to_owned();
         match row.chain {

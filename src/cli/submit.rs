@@ -69,7 +69,15 @@ pub async fn submit(
     let clock = clock::system();
     let reports = app::reports_dir(config, state_dir);
     // One pacing for the preflight and the payouts.
-    let wired = app::wire(config, &store, client, clock.clone(), sandbox).map_err(anyhow::Error::from)?;
+    let wired = app::wire(
+        config,
+        &store,
+        client,
+        clock.clone(),
+        sandbox,
+        app::wiring::entropy_seed(),
+    )
+    .map_err(anyhow::Error::from)?;
 
     let ingested = app::ingest(&wired.client, config, &store, file, clock.now_ms())
         .await

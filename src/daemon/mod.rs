@@ -232,7 +232,15 @@ pub async fn build(
         tracing::warn!("no inbox and no job configured: the daemon only resumes stored batches and answers commands");
     }
 
-    let wired = app::wire(&config, &store, client, clock.clone(), options.sandbox).map_err(|e| start(e.to_string()))?;
+    let wired = app::wire(
+        &config,
+        &store,
+        client,
+        clock.clone(),
+        options.sandbox,
+        app::wiring::entropy_seed(),
+    )
+    .map_err(|e| start(e.to_string()))?;
     let shared = Arc::new(Shared {
         store: store.clone(),
         client: wired.client,

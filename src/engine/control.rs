@@ -3,7 +3,7 @@
 //! the state machine does; the one operator (`crate::app::operator`) calls them, on the store
 //! directly or inside the daemon.
 
-use super::{EngineError, apply_event};
+use super::{EngineError, all_final, apply_event, mark_done};
 use crate::model::record::{Approval, BatchRecord};
 use crate::model::state::{Event, StateKind};
 use crate::store::Store;
@@ -71,7 +71,8 @@ pub fn approve(store: &Store, mut batch: BatchRecord, digest: &str, now_ms: i64)
 }
 
 /// Cancels every order of the batch that has not been sent; returns how many. Orders that may
-/// exist at CCPayment are left to finish: the state machine refuses to cancel them.
+/// exist at CCPayment are left to finish: the state machine refuses to cancel them. When nothing
+/// is left to send or follow, the batch is done.
 pub fn cancel(store: &Store, batch: &BatchRecord, now_ms: i64) -> Result<u64, ControlError> {
     let kinds = [
         StateKind::Planned,
@@ -79,14 +80,18 @@ pub fn cancel(store: &Store, batch: &BatchRecord, now_ms: i64) -> Result<u64, Co
         StateKind::Queued,
         StateKind::Deferred,
     ];
-    change_all(
+    let cancelled = change_all(
         store,
         &batch.batch_id,
         &kinds,
         &Event::Cancel,
         now_ms,
         "cancelled by an operator",
-    )
+    )?;
+    if all_final(store, &batch.batch_id)? {
+        mark_done(store, &batch.batch_id, now_ms)?;
+    }
+    Ok(cancelled)
 }
 
 fn change_all(

@@ -43,7 +43,7 @@ use std::time::Duration;
 use crate::api::pacing::backoff::{Backoff, Jitter};
 use crate::api::pacing::gate::PersistedPause;
 use crate::api::{CallError, Pacing, Payouts};
-use crate::model::record::{ErrorInfo, OrderRecord};
+use crate::model::record::{BatchState, ErrorInfo, OrderRecord};
 use crate::model::state::{Event, StateKind, transition};
 use crate::store::{Change, Store, StoreError};
 use crate::util::clock::SharedClock;
@@ -260,6 +260,29 @@ pub fn apply_event(
         event: event.name(),
         detail,
     })
+}
+
+/// Stores the batch as done: the one place a batch leaves `Open`, called by the engine when
+/// every order of the batch is final (at the end of its loop, or after a cancel left nothing
+/// to send or follow). Idempotent.
+pub(crate) fn mark_done(store: &Store, batch_id: &str, now_ms: i64) -> Result<(), EngineError> {
+    let Some(mut batch) = store.batch(batch_id)? else {
+        return Err(EngineError::Invariant(format!("batch {batch_id} is not in the store")));
+    };
+    if batch.state != BatchState::Done {
+        batch.state = BatchState::Done;
+        batch.updated_ms = now_ms;
+        store.put_batch(&batch)?;
+    }
+    Ok(())
+}
+
+/// Whether every order of the batch is final.
+pub(crate) fn all_final(store: &Store, batch_id: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .counts(Some(batch_id))?
+        .iter()
+        .all(|(kind, n)| kind.is_final() || *n == 0))
 }
 
 fn error_info(e: &CallError) -> ErrorInfo {

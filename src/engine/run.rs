@@ -10,9 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::send::{Sent, StopReason};
 use super::track::{Checked, Tracking};
-use super::{Engine, EngineError, Progress, RunEnd, ms};
+use super::{Engine, EngineError, Progress, RunEnd, mark_done, ms};
 use crate::api::types::MAX_ORDER_IDS_PER_LIST_QUERY;
-use crate::model::record::BatchState;
 use crate::model::state::{Event, StateKind};
 
 impl Engine {
@@ -47,23 +46,10 @@ impl Engine {
     ) -> Result<RunEnd, EngineError> {
         let end = self.batch_loop(batch_id, wait_final, cancel, progress).await?;
         if end == RunEnd::Finished {
-            self.mark_done(batch_id)?;
+            mark_done(&self.store, batch_id, self.now())?;
         }
         self.save_pacing(true)?;
         Ok(end)
-    }
-
-    /// Stores the batch as done (every order is final). Idempotent.
-    fn mark_done(&self, batch_id: &str) -> Result<(), EngineError> {
-        let Some(mut batch) = self.store.batch(batch_id)? else {
-            return Err(EngineError::Invariant(format!("batch {batch_id} is not in the store")));
-        };
-        if batch.state != BatchState::Done {
-            batch.state = BatchState::Done;
-            batch.updated_ms = self.now();
-            self.store.put_batch(&batch)?;
-        }
-        Ok(())
     }
 
     async fn batch_loop(

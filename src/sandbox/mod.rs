@@ -116,6 +116,7 @@
 //! - [`webhook`]: the webhook sender.
 
 pub mod demo;
+pub mod direct;
 pub mod notifier;
 pub mod persist;
 pub mod server;

@@ -658,3 +658,67 @@ fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut text).unwrap();
     text
 }
+
+/// Issue 11: every request of the daemon — the creates and status queries of a batch being paid,
+/// and the preflight of a batch that arrives meanwhile (coins, chains, fees, balances, and one
+/// address check per recipient) — passes one pacing. With CCPayment's limit equal to the
+/// configured rate, nothing is answered 11004.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_batch_arriving_while_one_is_paid_costs_no_rate_limit_refusal() {
+    use ccpayout::sandbox::RateLimit;
+    const RATE: u32 = 20;
+    const BURST: u32 = 5;
+    let api = TestApi::start_live(SandboxConfig {
+        settle_delay: Duration::from_millis(300),
+        rate_limit: Some(RateLimit {
+            per_second: f64::from(RATE),
+            burst: BURST,
+        }),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, inbox) = (dir.path().join("state"), dir.path().join("inbox"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    let config = dir.path().join("ccpayout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[preflight]\nremote_checks = \"always\"\n\
+             [limits]\nrate_per_second = {RATE}\nburst = {BURST}\nread_rate_per_second = {RATE}\nconcurrency = 8\n\
+             track_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+             [daemon]\nsettle_secs = 0\nrescan_secs = 1\ndrain_secs = 20\nmetrics_listen = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+
+    // The first batch: 160 creates (8 s at 20/s) plus their status queries.
+    drop_file(&inbox, "first.csv", &batch_text("first", 160));
+    daemon.wait_for("the first batch paying", Duration::from_secs(30), || {
+        api.sandbox.ledger().payouts.len() >= 20
+    });
+    // The second arrives mid-way, with 60 distinct addresses for the preflight to check.
+    let mut second = String::from("order_id,recipient,coin,chain,amount\n");
+    for i in 0..60 {
+        second.push_str(&format!("second-{i:04},0x{:040x},USDT,BSC,1.5\n", 0xabc0_0000u64 + i));
+    }
+    drop_file(&inbox, "second.csv", &second);
+    daemon.wait_for("both batches in done/", Duration::from_secs(90), || {
+        inbox.join("done/first.csv").exists() && inbox.join("done/second.csv").exists()
+    });
+    let stats = api.sandbox.stats();
+    let paid = paid_once(&api.sandbox.ledger());
+    assert_eq!(paid.len(), 220, "every row paid once");
+    assert!(
+        stats.to_endpoint("checkWithdrawalAddressValidity") >= 60,
+        "the second batch's addresses were checked remotely: {stats:?}"
+    );
+    assert_eq!(
+        stats.with_code(11004),
+        0,
+        "requests answered 11004 with the API's limit equal to the configured rate: {stats:?}\n{}",
+        daemon.log()
+    );
+    drop(daemon);
+}

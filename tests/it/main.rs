@@ -10,6 +10,7 @@ mod helpers;
 mod independent_client;
 mod jobs;
 mod layers;
+mod operator;
 mod secrets;
 mod submit;
 mod webhook;

@@ -1,0 +1,278 @@
+//! The sandbox's world in the same process: a [`Transport`] that hands the client's signed bytes
+//! straight to [`World::handle`], with no sockets and no HTTP, on the caller's clock.
+//!
+//! This is what the deterministic simulation (`crate::sim`) runs the engine against. Everything
+//! the world decides (balances, orderId uniqueness, settlement, the rate-limit bucket, the daily
+//! caps, seeded faults) is decided exactly as over HTTP; what the HTTP server does around it is
+//! done here too: the signature is verified over the exact bytes, payouts due are settled before
+//! each request, a reply held back keeps its orderId busy until it is out or abandoned, v1
+//! success replies are signed. On top, the network is modelled: each request takes a seeded
+//! latency on the way in and on the way back, on tokio's time. A caller that is dropped while
+//! its request travels (the simulation's crash) loses the request before it reached the world
+//! or the reply after the world committed it — the two cases a real crash or a cut connection
+//! produces.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use secrecy::SecretString;
+
+use super::world::{Endpoint as Route, Transport as Delivery, WebhookJob, World, error_body};
+use crate::api::CallError;
+use crate::api::client::{ApiVersion, Endpoint, RawReply, Transport};
+use crate::api::codes::SUCCESS;
+use crate::api::sign::{sign_v1, verify_v1, verify_v2};
+use crate::util::clock::SharedClock;
+
+/// Network latency, one way, drawn uniformly from `min..=max` for each leg of each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    /// No latency: replies in zero time.
+    pub const NONE: Latency = Latency {
+        min: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+}
+
+/// The world and what its transport needs, shared by every clone of the client.
+#[derive(Debug)]
+pub struct Direct {
+    world: Arc<Mutex<World>>,
+    clock: SharedClock,
+    app_id: String,
+    secret: SecretString,
+    latency: Latency,
+    /// Draws the latencies; seeded, so a run replays exactly.
+    rng: Mutex<u64>,
+    /// Webhooks the world produced, for the caller to deliver (or not).
+    webhooks: Mutex<Vec<WebhookJob>>,
+    /// The client's request timeout: a reply held back longer is never seen.
+    timeout: Option<Duration>,
+}
+
+impl Direct {
+    /// A transport into `world`, which authenticates `app_id` and `secret`.
+    pub fn new(
+        world: Arc<Mutex<World>>,
+        clock: SharedClock,
+        app_id: String,
+        secret: SecretString,
+        latency: Latency,
+        seed: u64,
+    ) -> Direct {
+        Direct {
+            world,
+            clock,
+            app_id,
+            secret,
+            latency,
+            rng: Mutex::new(seed),
+            webhooks: Mutex::new(Vec::new()),
+            timeout: None,
+        }
+    }
+
+    /// Replies held back longer than `timeout` (a slow fault) time out, as with the HTTP
+    /// client's request timeout: the request is then ambiguous.
+    pub fn with_timeout(mut self, timeout: Duration) -> Direct {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The world.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+
+    /// The webhooks the world produced so far, taken out.
+    pub fn take_webhooks(&self) -> Vec<WebhookJob> {
+        std::mem::take(&mut *self.webhooks.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// One leg's latency.
+    fn leg(&self) -> Duration {
+        let spread = self.latency.max.saturating_sub(self.latency.min);
+        if spread.is_zero() {
+            return self.latency.min;
+        }
+        let draw = {
+            let mut state = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            splitmix(&mut state)
+        };
+        let spread_us = u64::try_from(spread.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.latency.min + Duration::from_micros(draw % (spread_us + 1))
+    }
+
+    async fn travel(&self) {
+        let leg = self.leg();
+        if !leg.is_zero() {
+            tokio::time::sleep(leg).await;
+        }
+    }
+
+    /// The checks the HTTP server makes before a request costs anything: the app id, then the
+    /// signature over the exact bytes (the timestamp window is the world's clock's, the same).
+    fn authenticate(&self, route: Route, headers: &HeaderMap, body: &[u8]) -> Result<(), (i64, &'static str)> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (app_id, timestamp, sign) = (header("Appid"), header("Timestamp"), header("Sign"));
+        if app_id.is_empty() || timestamp.is_empty() || sign.is_empty() {
+            return Err((11001, "HeaderInvalidArgument"));
+        }
+        if app_id != self.app_id {
+            return Err((12001, "MerchantNotFound"));
+        }
+        let ts: i64 = timestamp.parse().unwrap_or(0);
+        if (self.clock.now_secs() - ts).abs() > 120 {
+            return Err((11006, "ReqExpired"));
+        }
+        let valid = if route.is_v1() {
+            verify_v1(app_id, &self.secret, timestamp, body, sign)
+        } else {
+            verify_v2(app_id, &self.secret, timestamp, body, sign)
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err((11005, "VerifySignFailed"))
+        }
+    }
+
+    fn reply(&self, route: Route, code: i64, body: Vec<u8>) -> RawReply {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if route.is_v1() && code == SUCCESS {
+            // v1 success replies are signed over the exact bytes sent, as CCPayment does.
+            let timestamp = self.clock.now_secs().to_string();
+            let sign = sign_v1(&self.app_id, &self.secret, &timestamp, &body);
+            for (name, value) in [
+                ("appid", self.app_id.as_str()),
+                ("timestamp", &timestamp),
+                ("sign", &sign),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+        }
+        RawReply {
+            http_status: 200,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+}
+
+impl Transport for Direct {
+    fn post<'a>(
+        &'a self,
+        endpoint: Endpoint<'a>,
+        _url: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<RawReply, CallError>> {
+        Box::pin(async move {
+            let label = endpoint.label();
+            let route = match endpoint.version {
+                ApiVersion::V2 => Route::v2(endpoint.name),
+                ApiVersion::V1 if endpoint.name == crate::api::types::method::V1_WITHDRAW => Some(Route::V1Withdraw),
+                ApiVersion::V1 if endpoint.name == crate::api::types::method::V1_BILL_INFO => Some(Route::V1BillInfo),
+                ApiVersion::V1 => None,
+            };
+            // The request travels; a caller dropped now never reached the world.
+            self.travel().await;
+            let Some(route) = route else {
+                return Ok(RawReply {
+                    http_status: 404,
+                    headers: HeaderMap::new(),
+                    body: Bytes::from_static(b"404 page not found"),
+                });
+            };
+            if let Err((code, msg)) = self.authenticate(route, &headers, &body) {
+                self.travel().await;
+                return Ok(self.reply(route, code, error_body(code, msg)));
+            }
+            // The world decides (and commits) under its lock, at the clock's time.
+            let handled = {
+                let mut world = lock(&self.world);
+                let now_ms = self.clock.now_ms();
+                world.settle_due(now_ms);
+                let handled = world.handle(route, &body, now_ms);
+                self.webhooks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(world.take_webhooks());
+                handled
+            };
+            // A held-back reply keeps its orderId busy (11007 to duplicates) until it is out or
+            // abandoned: the guard releases it either way.
+            let _in_flight = handled.in_flight.clone().map(|order_id| InFlight {
+                world: self.world.clone(),
+                order_id,
+            });
+            match handled.transport {
+                Delivery::Reply => {}
+                Delivery::Slow(delay) => match self.timeout {
+                    Some(timeout) if delay >= timeout => {
+                        tokio::time::sleep(timeout).await;
+                        return Err(CallError::Ambiguous {
+                            endpoint: label,
+                            detail: format!("timed out after {} ms", timeout.as_millis()),
+                        });
+                    }
+                    _ => tokio::time::sleep(delay).await,
+                },
+                Delivery::Drop => {
+                    return Err(CallError::Ambiguous {
+                        endpoint: label,
+                        detail: "sandbox fault: connection dropped".into(),
+                    });
+                }
+                Delivery::BadGateway => {
+                    self.travel().await;
+                    return Ok(RawReply {
+                        http_status: 502,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+                    });
+                }
+            }
+            // The reply travels; a caller dropped now lost a reply the world committed.
+            self.travel().await;
+            Ok(self.reply(route, handled.code, handled.body))
+        })
+    }
+}
+
+/// Releases a held orderId when its reply is out or abandoned.
+struct InFlight {
+    world: Arc<Mutex<World>>,
+    order_id: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.world).release_in_flight(&self.order_id);
+    }
+}
+
+fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
+    // A panic while holding the lock is a bug elsewhere; the world is still the best there is.
+    world.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// splitmix64: a small, good, seedable generator.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

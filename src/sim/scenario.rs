@@ -1,0 +1,241 @@
+//! A run's world, drawn from its seed: the batches (valid rows on several chains and Cwallet,
+//! rows that fail on chain, rows validation refuses), the settings ccpayout runs with, the API's
+//! limits, the faults, the network's latency, and where the crashes fall.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::api::pacing::backoff::Jitter;
+use crate::sandbox::direct::Latency;
+use crate::sandbox::{DEMO_FAILING_ADDRESS, Faults, RateLimit};
+
+/// Valid TRON addresses the sandbox pays.
+const TRON: &[&str] = &[
+    "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K",
+    "TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr",
+    "TVqoGi64Ad2mSiPNsqVnqB2VkLGi7Mx1vq",
+    "TUiQkecwEdPGdN1ckK9Fs7UxP1GMwxuiKt",
+    "TBaAYksiw4hhcrL8S8AzVWMPukTj1u1rea",
+];
+/// Valid EVM addresses.
+const EVM: &[&str] = &[
+    "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d",
+    "0x09a939da0a61353314b90d4bdcc7d7450c847008",
+];
+/// Cwallet IDs the sandbox knows.
+const CWALLET: &[&str] = &["9558861", "35255142"];
+
+/// The seeded random source of a scenario (splitmix64, the crate's jitter generator).
+pub struct Draw(Jitter);
+
+impl Draw {
+    pub fn new(seed: u64) -> Draw {
+        Draw(Jitter::new(seed))
+    }
+
+    pub fn u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.0.next_unit() < p
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        self.0.next_unit()
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.u64() % items.len() as u64) as usize]
+    }
+}
+
+/// A row of a batch file, and what should become of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub order_id: String,
+    pub recipient: String,
+    pub chain: &'static str,
+    pub amount: String,
+    /// Validation refuses it (a bad address, or the same order_id twice in the file).
+    pub refused: bool,
+}
+
+/// One batch file.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    pub name: String,
+    pub rows: Vec<Row>,
+}
+
+impl BatchSpec {
+    /// The file's text (CSV).
+    pub fn csv(&self) -> String {
+        let mut out = String::from("order_id,recipient,coin,chain,amount\n");
+        for row in &self.rows {
+            let _ = writeln!(
+                out,
+                "{},{},USDT,{},{}",
+                row.order_id, row.recipient, row.chain, row.amount
+            );
+        }
+        out
+    }
+}
+
+/// Everything a run is made of.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub seed: u64,
+    pub batches: Vec<BatchSpec>,
+    /// `limits.rate_per_second` and `burst`.
+    pub rate: u32,
+    pub burst: u32,
+    pub concurrency: u32,
+    /// The API's own rate limit: equal to ours, lower (so 11004 comes), or none.
+    pub api_rate: Option<RateLimit>,
+    /// Requests the API accepts per (shortened) day; 11009 beyond.
+    pub daily_requests: Option<u64>,
+    pub day_length: Duration,
+    pub faults: Faults,
+    /// Share of payouts that fail on chain.
+    pub fail_rate: f64,
+    pub settle_delay: Duration,
+    pub latency: Latency,
+    /// Remote checks (addresses, Cwallet users) in the preflight.
+    pub remote_checks: bool,
+    /// The polls each life gets before it is crashed, in order; the life after the last runs to
+    /// the end.
+    pub crashes: Vec<u64>,
+    /// Virtual time between a crash and the restart.
+    pub restart_delay: Duration,
+}
+
+impl Scenario {
+    /// The scenario of `seed`. `max_rows` bounds the rows of each batch.
+    pub fn draw(seed: u64, max_rows: u64) -> Scenario {
+        let mut d = Draw::new(seed);
+        let n_batches = d.range(1, 3);
+        let batches = (0..n_batches)
+            .map(|b| {
+                let n_rows = d.range(1, max_rows.max(1));
+                batch(&mut d, seed, b, n_rows)
+            })
+            .collect();
+        let rate = *d.pick(&[5u32, 10, 20, 50]);
+        let burst = d.range(1, 10) as u32;
+        let api_rate = match d.range(0, 2) {
+            0 => None,
+            1 => Some(RateLimit {
+                per_second: f64::from(rate),
+                burst,
+            }),
+            _ => Some(RateLimit {
+                per_second: f64::from(rate) * (0.3 + 0.6 * d.unit()),
+                burst: d.range(1, burst.into()) as u32,
+            }),
+        };
+        let on = |d: &mut Draw, p: f64, max: f64| if d.chance(p) { max * d.unit() } else { 0.0 };
+        let faults = Faults {
+            drop_after_commit: on(&mut d, 0.6, 0.2),
+            drop_before_commit: on(&mut d, 0.4, 0.1),
+            http_5xx: on(&mut d, 0.4, 0.1),
+            internal_11002: on(&mut d, 0.4, 0.1),
+            slow: on(&mut d, 0.3, 0.1),
+            slow_delay_ms: d.range(100, 5_000),
+            on_reads: d.chance(0.5),
+        };
+        let n_crashes = d.range(0, 6) as usize;
+        let crashes = (0..n_crashes)
+            .map(|_| {
+                // Log-uniform from 1 to ~4000 polls: crashes right at the start (during the
+                // preflight, the store's first commits) as often as deep into a run.
+                let exp = d.unit() * 12.0;
+                exp.exp2() as u64 + 1
+            })
+            .collect();
+        let latency_max = d.range(0, 200);
+        Scenario {
+            seed,
+            batches,
+            rate,
+            burst,
+            concurrency: d.range(1, 8) as u32,
+            api_rate,
+            daily_requests: d.chance(0.25).then(|| d.range(20, 200)),
+            day_length: Duration::from_secs(d.range(30, 300)),
+            faults,
+            fail_rate: if d.chance(0.5) { 0.2 * d.unit() } else { 0.0 },
+            settle_delay: Duration::from_millis(d.range(50, 5_000)),
+            latency: Latency {
+                min: Duration::from_millis(latency_max / 3),
+                max: Duration::from_millis(latency_max),
+            },
+            remote_checks: d.chance(0.5),
+            crashes,
+            restart_delay: Duration::from_millis(d.range(0, 3_000)),
+        }
+    }
+
+    /// Every order_id of every batch that validation accepts.
+    pub fn accepted(&self) -> impl Iterator<Item = &Row> {
+        self.batches.iter().flat_map(|b| b.rows.iter()).filter(|r| !r.refused)
+    }
+}
+
+/// A batch of `n_rows` rows: mostly valid payouts on TRX, POLYGON, BSC and to Cwallet IDs, some
+/// to the sandbox's always-failing address, some refused by validation.
+fn batch(d: &mut Draw, seed: u64, b: u64, n_rows: u64) -> BatchSpec {
+    let mut rows: Vec<Row> = Vec::new();
+    for i in 0..n_rows {
+        let order_id = format!("sim{seed:x}-b{b}-{i:04}");
+        let cents = d.range(100, 50_000);
+        let amount = if cents % 100 == 0 {
+            (cents / 100).to_string()
+        } else {
+            format!("{}.{:02}", cents / 100, cents % 100)
+        };
+        let kind = d.range(0, 99);
+        let (chain, recipient, refused) = match kind {
+            0..=39 => ("TRX", (*d.pick(TRON)).to_owned(), false),
+            40..=59 => ("POLYGON", (*d.pick(EVM)).to_owned(), false),
+            60..=69 => ("BSC", (*d.pick(EVM)).to_owned(), false),
+            70..=84 => ("CWALLET", (*d.pick(CWALLET)).to_owned(), false),
+            85..=91 => ("TRX", DEMO_FAILING_ADDRESS.to_owned(), false),
+            // Not a TRON address: refused by validation, never paid.
+            92..=96 => ("TRX", "TNotAnAddressAtAll000000000000000".to_owned(), true),
+            // The same order_id as an earlier row of this file: both are refused as duplicates.
+            _ => match rows.iter().rposition(|r| !r.refused) {
+                Some(j) => {
+                    rows[j].refused = true;
+                    let earlier = rows[j].clone();
+                    rows.push(Row {
+                        refused: true,
+                        amount,
+                        ..earlier
+                    });
+                    continue;
+                }
+                None => ("TRX", (*d.pick(TRON)).to_owned(), false),
+            },
+        };
+        rows.push(Row {
+            order_id,
+            recipient,
+            chain,
+            amount,
+            refused,
+        });
+    }
+    BatchSpec {
+        name: format!("sim-{seed:x}-{b}.csv"),
+        rows,
+    }
+}

@@ -39,8 +39,8 @@
 //! `mod.rs` opens the store and holds what the other files share: the errors, [`Change`], the
 //! transaction helpers. `batches.rs` creates, finds and replaces batches and removes leftovers;
 //! `orders.rs` reads orders and answers the state-index queries; `commit.rs` writes groups of
-//! changes with their audit lines and verifies the trail; `meta.rs` keeps small typed values.
-//! `codec.rs` is the on-disk layout and `audit.rs` the audit file's mirror.
+//! changes with their audit lines and verifies the trail; `meta.rs` keeps small typed values
+//! under [`Key`]s. `codec.rs` is the on-disk layout and `audit.rs` the audit file's mirror.
 
 mod audit;
 mod batches;
@@ -63,6 +63,7 @@ use self::codec::{
     AUDIT, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, LEGACY_BY_STATE, META, ORDERS, decode_batch, decode_order,
     state_key_of,
 };
+pub use self::meta::Key;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::StateKind;
 

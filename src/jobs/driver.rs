@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::schedule::{self, Schedule};
 use super::{Action, Job};
-use crate::store::Store;
+use crate::store::{Key, Store};
 use crate::util::clock::{Clock, SharedClock};
 
 /// The longest single sleep: after it the wall clock is read again.
@@ -77,19 +77,20 @@ enum StoredLastRun {
     V1(LastRun),
 }
 
-/// The meta key of a job's last run.
-pub fn meta_key(job: &str) -> String {
-    format!("job:{job}")
+/// The meta key of a job's last run, `job:<name>`. Jobs come and go with their files, so the key
+/// is made per job here, next to the type it holds, rather than declared as a constant.
+fn meta_key(job: &str) -> Key<StoredLastRun> {
+    Key::dynamic(format!("job:{job}"))
 }
 
 impl LastRuns for Store {
     fn last_run(&self, job: &str) -> Result<Option<LastRun>, String> {
-        let stored: Option<StoredLastRun> = self.meta_get(&meta_key(job)).map_err(|e| e.to_string())?;
+        let stored = self.get(&meta_key(job)).map_err(|e| e.to_string())?;
         Ok(stored.map(|StoredLastRun::V1(run)| run))
     }
 
     fn record(&self, job: &str, run: &LastRun) -> Result<(), String> {
-        self.meta_put(&meta_key(job), &StoredLastRun::V1(run.clone()))
+        self.put(&meta_key(job), &StoredLastRun::V1(run.clone()))
             .map_err(|e| e.to_string())
     }
 }
@@ -371,6 +372,26 @@ mod tests {
         store.record("payroll", &run).unwrap();
         assert_eq!(store.last_run("payroll").unwrap(), Some(run));
         assert_eq!(store.last_run("affiliates").unwrap(), None);
+    }
+
+    #[test]
+    fn a_run_recorded_under_the_previous_name_reads_back() {
+        // The previous release wrote runs under `job:<name>`; the typed key must keep that name,
+        // or an upgrade would forget every job's last run. (The store's own tests show that a
+        // value written by `meta_put` reads back through a key.)
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = LastRun {
+            scheduled_ms: 10,
+            started_ms: 11,
+            finished_ms: None,
+            outcome: None,
+            ok: None,
+        };
+        let by_name: Key<StoredLastRun> = Key::dynamic("job:payroll".to_owned());
+        store.put(&by_name, &StoredLastRun::V1(run.clone())).unwrap();
+        assert_eq!(store.last_run("payroll").unwrap(), Some(run));
+        assert_eq!(meta_key("payroll").name(), "job:payroll");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 //! The store's on-disk layout: table definitions, key encodings and the versioned record
-//! envelopes. Nothing here does I/O; `mod.rs` and `audit.rs` do the reading and writing.
+//! envelopes. Nothing here does I/O; the other files of the module do the reading and writing.
 
 use std::borrow::Cow;
 

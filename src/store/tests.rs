@@ -655,6 +655,61 @@ fn meta_values_round_trip_and_survive_reopening() {
     ));
 }
 
+/// A value with a typed key, as the callers declare them: the key is a constant next to its type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Budget {
+    day: i64,
+    used: u64,
+}
+
+const BUDGET: Key<Budget> = Key::new("budget");
+
+#[test]
+fn a_typed_key_round_trips_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(BUDGET.name(), "budget");
+    assert_eq!(store.get(&BUDGET).unwrap(), None);
+    let budget = Budget { day: 20_000, used: 7 };
+    store.put(&BUDGET, &budget).unwrap();
+    assert_eq!(store.get(&BUDGET).unwrap(), Some(budget.clone()));
+    // A dynamic key with the same name is the same value.
+    let same: Key<Budget> = Key::dynamic(format!("bud{}", "get"));
+    assert_eq!(store.get(&same).unwrap(), Some(budget.clone()));
+    let next = Budget { day: 20_001, used: 0 };
+    store.put(&same, &next).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.get(&BUDGET).unwrap(), Some(next));
+    // Dynamic keys of one family are separate values.
+    let first: Key<u64> = Key::dynamic("job:first".to_owned());
+    let second: Key<u64> = Key::dynamic("job:second".to_owned());
+    store.put(&first, &1).unwrap();
+    assert_eq!(
+        (store.get(&first).unwrap(), store.get(&second).unwrap()),
+        (Some(1), None)
+    );
+}
+
+#[test]
+fn a_value_written_by_the_previous_release_reads_back_through_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // The previous release wrote its values with `meta_put` and a bare name.
+    let budget = Budget { day: 20_000, used: 7 };
+    store.meta_put("budget", &budget).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.get(&BUDGET).unwrap(), Some(budget.clone()));
+    // And the other way round, while both ways exist.
+    let next = Budget { day: 20_001, used: 3 };
+    store.put(&BUDGET, &next).unwrap();
+    assert_eq!(store.meta_get::<Budget>("budget").unwrap(), Some(next));
+    // A stored value of another shape is damage, not a silent default, through a key too.
+    store.meta_put("budget", &"not a budget").unwrap();
+    assert!(matches!(store.get(&BUDGET), Err(StoreError::Corrupt { .. })));
+}
+
 #[test]
 fn a_second_open_of_the_same_state_is_locked_and_names_the_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,140 +1,22 @@
-//! The daemon's optional webhook listener: CCPayment pushes a signed notice when a withdrawal
-//! changes status, and a verified notice makes the engine query that record at once instead of
-//! waiting for its next polling round.
-//!
-//! # A hint, never the truth
-//!
-//! A webhook only says "look at order X now". The engine answers a [`Hint`] by querying the
-//! record (`getAppWithdrawRecord` / v1 `bill/info`) and acts on what the query says, never on the
-//! webhook's `status`. So a lost, late, duplicated or re-ordered webhook changes nothing but
-//! latency, and polling always runs as well: Cwallet payouts get no webhook at all (ccpayment-api
-//! §2.3), v1 sends only the final one, and CCPayment itself advises polling when a webhook is
-//! missing.
-//!
-//! # What is verified, in this order
-//!
-//! 1. **Size**: bodies above [`WebhookSettings::max_body_bytes`] (default 64 KiB; real webhooks
-//!    are a few hundred bytes) are refused with 413 before the signature is computed, from the
-//!    `Content-Length` header when there is one and by [`DefaultBodyLimit`] while reading.
-//! 2. **Headers**: `Appid` (any case, so also `AppId`), `Timestamp` and `Sign` must be present and
-//!    non-empty (400 otherwise).
-//! 3. **App id**: must be this account's (401).
-//! 4. **Timestamp**: exactly 10 ASCII digits (Unix seconds; a 13-digit millisecond value is
-//!    refused) within ±[`WebhookSettings::window`] (default 120 s, CCPayment's "valid for 2
-//!    minutes") of the injected clock (401). This bounds how long a captured webhook can be
-//!    replayed; CCPayment's retries carry a fresh timestamp and signature.
-//! 5. **Signature** over the **exact raw body bytes**, never a re-serialisation, with the
-//!    account's formula ([`ApiGeneration`]): v2 `hex(HMAC-SHA256(appSecret, appId + timestamp +
-//!    body))`, v1 `hex(SHA-256(appId + appSecret + timestamp + body))`, compared in constant time
-//!    by [`crate::api::sign`] (401).
-//! 6. Only then is the body parsed as JSON. v2: `{"type":"ApiWithdrawal","msg":{"recordId",
-//!    "orderId","coinId","coinSymbol","status"}}`. v1: the flat body with `order_type` `"API
-//!    Withdrawal"`, `merchant_order_id` (our orderId; v1's `order_id` is CCPayment's own id),
-//!    `record_id` and `pay_status` (`success`/`failed`, reported as `Success`/`Failed`).
-//!
-//! # Replies
-//!
-//! CCPayment counts a delivery as done on HTTP 200 with `success` in the body, and re-pushes up to
-//! 6 times otherwise. Every verified webhook is answered `200`, `Content-Type: text/plain;
-//! charset=utf-8`, body `success`: withdrawal notices, other types (`ApiDeposit`,
-//! `DirectDeposit`, …, acknowledged and ignored) and signed bodies that cannot be read as a
-//! webhook ([`Refusal::BadJson`], logged at warn), because re-pushing them cannot help. Refusals
-//! get 400 (missing header), 401 (app id, timestamp, signature) or 413 (too large) with a short
-//! plain-text reason, and a warn line with the reason and the remote address. Log lines and
-//! [`Refusal`] texts never contain the secret, and show at most an 8-character
-//! [fingerprint](crate::api::sign::fingerprint) of a received `Sign`. Other paths answer 404,
-//! other methods 405.
-//!
-//! # Duplicates
-//!
-//! CCPayment may deliver one webhook several times (retries after a lost reply, manual resends).
-//! Every copy is acknowledged, but the listener remembers the last [`DEDUP_CAPACITY`] (recordId,
-//! status) pairs it passed on for [`DEDUP_TTL`] (10 minutes), and a copy seen again within that
-//! time does not call the hint callback again, so a burst of re-pushes costs one record query.
-//! The memory is bounded and lost on restart; as the engine treats hints idempotently, a copy that
-//! slips through only costs one more query. A `Processing` then a `Success` notice for the same
-//! record are different pairs and both pass.
-//!
-//! # Exposing it
-//!
-//! The listener speaks plain HTTP/1.1 and by default binds to loopback
-//! ([`DEFAULT_LISTEN`]). Put it behind a reverse proxy that terminates TLS (CCPayment needs an
-//! `https://` URL), forwards only the webhook path, and ideally admits only CCPayment's documented
-//! sender addresses (ccpayment-api §2.5: 54.150.123.157, 35.72.150.75, 18.176.186.244). The
-//! signature check is what makes a notice trustworthy; the address filter only keeps noise out.
-//! Behind a proxy the logged remote address is the proxy's.
-//!
-//! # Counters
-//!
-//! [`WebhookStats::snapshot`] gives the counters for metrics: `accepted` (verified withdrawal
-//! notices, duplicates included), `duplicate` (of those, the ones de-duplicated), `ignored`
-//! (verified other types), `unreadable` (verified but not a readable webhook) and one
-//! `refused_<reason>` per [`Refusal`] cause.
+//! Verifying a webhook: size, headers, app id, timestamp window and signature over the raw body,
+//! in that order, then reading the body into a [`Hint`] or saying why not with a [`Refusal`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
 
+use super::WebhookSettings;
+use super::counters::{Counter, WebhookStats};
 use crate::api::sign::{verify_v1, verify_v2};
 use crate::api::types::v1_status;
 use crate::model::ApiGeneration;
 use crate::util::clock::SharedClock;
 
-/// The default path CCPayment posts to.
-pub const DEFAULT_PATH: &str = "/ccpayment/webhook";
-/// The default body limit: 64 KiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// The default timestamp window: ±120 s.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
-/// The default listen address: loopback only, for a reverse proxy in front.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8787);
-/// How many (recordId, status) pairs the de-duplication remembers.
-pub const DEDUP_CAPACITY: usize = 1024;
-/// How long the de-duplication remembers a pair.
-pub const DEDUP_TTL: Duration = Duration::from_secs(600);
-/// How long [`serve`] waits for open connections after cancellation before dropping them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// The `type` of a v2 withdrawal webhook, and the [`Hint::kind`] of every withdrawal hint (v1
 /// ones included).
 pub const KIND_WITHDRAWAL: &str = "ApiWithdrawal";
-
-const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-
-/// Where and how the listener runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookSettings {
-    /// The address to bind. Default [`DEFAULT_LISTEN`].
-    pub listen: SocketAddr,
-    /// The one path that accepts webhooks (exact match). Default [`DEFAULT_PATH`].
-    pub path: String,
-    /// Larger bodies answer 413. Default [`DEFAULT_MAX_BODY_BYTES`].
-    pub max_body_bytes: usize,
-    /// Accepted `|Timestamp − now|`. Default [`DEFAULT_WINDOW`].
-    pub window: Duration,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        WebhookSettings {
-            listen: DEFAULT_LISTEN,
-            path: DEFAULT_PATH.to_owned(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            window: DEFAULT_WINDOW,
-        }
-    }
-}
 
 /// What a verified webhook says. Only a hint: the engine queries the record for the truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,62 +106,6 @@ impl Refusal {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Counters
-
-#[derive(Debug, Clone, Copy)]
-enum Counter {
-    Accepted,
-    Duplicate,
-    Ignored,
-    Unreadable,
-    RefusedMissingHeader,
-    RefusedAppId,
-    RefusedTimestamp,
-    RefusedStale,
-    RefusedSignature,
-    RefusedTooLarge,
-}
-
-const COUNTER_NAMES: [&str; 10] = [
-    "accepted",
-    "duplicate",
-    "ignored",
-    "unreadable",
-    "refused_missing_header",
-    "refused_app_id",
-    "refused_timestamp",
-    "refused_stale",
-    "refused_signature",
-    "refused_too_large",
-];
-
-/// What the listener did with the webhooks it received, as monotonic counters. Shared with the
-/// metrics endpoint through [`Verifier::stats`].
-#[derive(Debug, Default)]
-pub struct WebhookStats {
-    counters: [AtomicU64; COUNTER_NAMES.len()],
-}
-
-impl WebhookStats {
-    /// Every counter by name (see "Counters" in the module documentation); all names are always
-    /// present, zeros included.
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        COUNTER_NAMES
-            .iter()
-            .zip(&self.counters)
-            .map(|(name, value)| ((*name).to_owned(), value.load(Ordering::Relaxed)))
-            .collect()
-    }
-
-    fn count(&self, counter: Counter) {
-        self.counters[counter as usize].fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Verification
-
 /// Checks webhooks for one account: app id, timestamp window, signature, then the body.
 pub struct Verifier {
     app_id: String,
@@ -287,8 +113,10 @@ pub struct Verifier {
     generation: ApiGeneration,
     window_secs: i64,
     max_body_bytes: usize,
-    clock: SharedClock,
-    stats: Arc<WebhookStats>,
+    // The listener reads the clock for de-duplication and counts what it refuses before
+    // verification, so these two are shared with `http.rs`.
+    pub(super) clock: SharedClock,
+    pub(super) stats: Arc<WebhookStats>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -329,9 +157,9 @@ impl Verifier {
         Arc::clone(&self.stats)
     }
 
-    /// Verifies one webhook over its exact raw `body` and reads it (see the module documentation
-    /// for the order of the checks). `Ok` with [`Hint::is_withdrawal`] false means verified and
-    /// ignored. Counts the outcome in [`Verifier::stats`].
+    /// Verifies one webhook over its exact raw `body` and reads it (see the [module
+    /// documentation](super) for the order of the checks). `Ok` with [`Hint::is_withdrawal`] false
+    /// means verified and ignored. Counts the outcome in [`Verifier::stats`].
     ///
     /// # Errors
     ///
@@ -454,223 +282,6 @@ fn parse_v1(body: &[u8]) -> Result<Hint, Refusal> {
         status: text_field(&event, "pay_status").map(|s| v1_status(&s).as_str().to_owned()),
         kind: KIND_WITHDRAWAL.to_owned(),
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// De-duplication
-
-type DedupKey = (String, String);
-
-/// The last `capacity` keys passed on, each remembered for `ttl_ms`. Keys are never refreshed by
-/// a duplicate, so a key is let through again at most once per `ttl_ms`.
-#[derive(Debug)]
-struct Dedup {
-    capacity: usize,
-    ttl_ms: i64,
-    seen: HashMap<DedupKey, i64>,
-    order: VecDeque<(DedupKey, i64)>,
-}
-
-impl Dedup {
-    fn new(capacity: usize, ttl: Duration) -> Dedup {
-        Dedup {
-            capacity,
-            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    /// Whether `key` was not passed on within the last `ttl_ms`; remembers it if so.
-    fn first_sighting(&mut self, key: DedupKey, now_ms: i64) -> bool {
-        while let Some((_, at)) = self.order.front()
-            && now_ms.saturating_sub(*at) >= self.ttl_ms
-        {
-            self.evict_front();
-        }
-        if let Some(at) = self.seen.get(&key)
-            && now_ms.saturating_sub(*at) < self.ttl_ms
-        {
-            return false;
-        }
-        self.seen.insert(key.clone(), now_ms);
-        self.order.push_back((key, now_ms));
-        while self.order.len() > self.capacity {
-            self.evict_front();
-        }
-        true
-    }
-
-    fn evict_front(&mut self) {
-        if let Some((key, at)) = self.order.pop_front()
-            && self.seen.get(&key) == Some(&at)
-        {
-            self.seen.remove(&key);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP
-
-type OnHint = Arc<dyn Fn(Hint) + Send + Sync>;
-
-struct Receiver {
-    verifier: Arc<Verifier>,
-    on_hint: OnHint,
-    path: String,
-    max_body_bytes: usize,
-    dedup: Mutex<Dedup>,
-}
-
-/// The listener's routes: `POST settings.path` verifies a webhook and, for a new withdrawal
-/// notice, calls `on_hint` (synchronously, so it should only queue the hint); every other path
-/// answers 404 and other methods 405. Serve it with [`serve`], which supplies the remote address
-/// for log lines.
-pub fn router(verifier: Arc<Verifier>, settings: &WebhookSettings, on_hint: Arc<dyn Fn(Hint) + Send + Sync>) -> Router {
-    let receiver = Arc::new(Receiver {
-        verifier,
-        on_hint,
-        path: settings.path.clone(),
-        max_body_bytes: settings.max_body_bytes,
-        dedup: Mutex::new(Dedup::new(DEDUP_CAPACITY, DEDUP_TTL)),
-    });
-    // One fallback handler matching the path itself: a configured path is compared exactly and
-    // can never make the router panic the way an invalid route pattern would.
-    Router::new()
-        .fallback(receive)
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .with_state(receiver)
-}
-
-/// Serves `router` on `listener` until `cancel` fires, then stops accepting, lets open requests
-/// finish for up to [`SHUTDOWN_GRACE`] and returns.
-///
-/// # Errors
-///
-/// The server failed.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
-    tokio::select! {
-        result = std::future::IntoFuture::into_future(server) => result,
-        () = async {
-            cancel.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!("webhook listener: connections still open after the grace period, dropped");
-            Ok(())
-        }
-    }
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, TEXT_PLAIN)], text).into_response()
-}
-
-fn refused(status: StatusCode, refusal: &Refusal) -> Response {
-    (status, [(header::CONTENT_TYPE, TEXT_PLAIN)], refusal.to_string()).into_response()
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-async fn receive(State(rx): State<Arc<Receiver>>, request: Request) -> Response {
-    if request.uri().path() != rx.path {
-        return plain(StatusCode::NOT_FOUND, "not found");
-    }
-    if request.method() != Method::POST {
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
-    }
-    let remote = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
-    let headers = request.headers().clone();
-    // Like `fingerprint`, but by characters, so even a garbage header is never logged whole.
-    let sign_fp = headers
-        .get("Sign")
-        .map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .chars()
-                .take(8)
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-
-    // Size first: from the declared length before reading, then by the body limit while reading.
-    let limit = u64::try_from(rx.max_body_bytes).unwrap_or(u64::MAX);
-    let too_large = declared_length(&headers).is_some_and(|n| n > limit);
-    let body = if too_large {
-        None
-    } else {
-        match Bytes::from_request(request, &()).await {
-            Ok(body) => Some(body),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => None,
-            Err(rejection) => {
-                tracing::warn!(%remote, error = %rejection, "webhook refused: body could not be read");
-                return plain(StatusCode::BAD_REQUEST, "body could not be read");
-            }
-        }
-    };
-    let Some(body) = body else {
-        rx.verifier.stats.count(Counter::RefusedTooLarge);
-        let refusal = Refusal::TooLarge;
-        tracing::warn!(%remote, reason = %refusal, limit = rx.max_body_bytes, "webhook refused");
-        return refused(refusal.http_status(), &refusal);
-    };
-
-    match rx.verifier.verify(&headers, &body) {
-        Ok(hint) if hint.is_withdrawal() => {
-            pass_on(&rx, hint);
-            plain(StatusCode::OK, "success")
-        }
-        Ok(hint) => {
-            tracing::debug!(%remote, kind = ?hint.kind, "webhook verified and ignored: not a withdrawal");
-            plain(StatusCode::OK, "success")
-        }
-        Err(refusal) if refusal.is_verified() => {
-            tracing::warn!(%remote, reason = %refusal, "webhook verified but not readable; acknowledged and ignored");
-            plain(StatusCode::OK, "success")
-        }
-        Err(refusal) => {
-            tracing::warn!(%remote, reason = %refusal, sign = ?sign_fp, "webhook refused");
-            refused(refusal.http_status(), &refusal)
-        }
-    }
-}
-
-/// Calls the hint callback unless the same (record, status) was passed on recently.
-fn pass_on(rx: &Receiver, hint: Hint) {
-    let id = hint
-        .record_id
-        .clone()
-        .or_else(|| hint.order_id.clone())
-        .unwrap_or_default();
-    let key = (id, hint.status.clone().unwrap_or_default());
-    let now_ms = rx.verifier.clock.now_ms();
-    let first = rx
-        .dedup
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .first_sighting(key, now_ms);
-    if !first {
-        rx.verifier.stats.count(Counter::Duplicate);
-        tracing::debug!(order_id = ?hint.order_id, record_id = ?hint.record_id, status = ?hint.status,
-            "webhook repeated; acknowledged, hint already passed on");
-        return;
-    }
-    tracing::debug!(order_id = ?hint.order_id, record_id = ?hint.record_id, status = ?hint.status, "webhook hint");
-    (rx.on_hint)(hint);
 }
 
 #[cfg(test)]
@@ -1020,39 +631,5 @@ mod tests {
         let debug = format!("{v:?}");
         assert!(!debug.contains(SECRET), "{debug}");
         assert!(debug.contains(APP_ID));
-    }
-
-    #[test]
-    fn the_snapshot_names_every_counter() {
-        let v = verifier(ApiGeneration::V2);
-        let names: Vec<String> = v.stats().snapshot().into_keys().collect();
-        let mut expected: Vec<String> = COUNTER_NAMES.iter().map(|s| (*s).to_owned()).collect();
-        expected.sort();
-        assert_eq!(names, expected);
-        assert!(v.stats().snapshot().values().all(|n| *n == 0));
-    }
-
-    #[test]
-    fn dedup_remembers_pairs_for_the_ttl_and_up_to_the_capacity() {
-        let key = |r: &str, s: &str| (r.to_owned(), s.to_owned());
-        let mut d = Dedup::new(3, Duration::from_secs(600));
-        assert!(d.first_sighting(key("1", "Processing"), 0));
-        assert!(!d.first_sighting(key("1", "Processing"), 1_000));
-        assert!(d.first_sighting(key("1", "Success"), 1_000), "another status is news");
-        assert!(!d.first_sighting(key("1", "Processing"), 599_999));
-        // Expired: passed on again, and remembered from then.
-        assert!(d.first_sighting(key("1", "Processing"), 600_000));
-        assert!(!d.first_sighting(key("1", "Processing"), 600_001));
-        // The capacity bounds the memory: the oldest pair is forgotten first.
-        assert!(d.first_sighting(key("2", "Success"), 600_002));
-        assert!(d.first_sighting(key("3", "Success"), 600_003));
-        assert!(d.order.len() <= 3 && d.seen.len() <= 3);
-        // (1, Success) was the oldest of four and is forgotten although its time is not up.
-        assert!(d.first_sighting(key("1", "Success"), 600_004), "evicted by capacity");
-        assert!(!d.first_sighting(key("3", "Success"), 600_005));
-        for i in 0..10_000 {
-            d.first_sighting(key(&i.to_string(), "Success"), 700_000 + i);
-        }
-        assert_eq!((d.order.len(), d.seen.len()), (3, 3));
     }
 }

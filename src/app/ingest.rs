@@ -18,10 +18,11 @@ use crate::api::{CallError, Client, ErrorClass};
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
 use crate::model::record::BatchRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{Key, Store, StoreError};
 
-/// Meta key: explorer URL templates per chain, saved at submission so reports work offline.
-pub const META_EXPLORERS: &str = "explorers";
+/// Explorer URL templates per chain (from CCPayment's chain list), saved when a batch is taken
+/// in so reports can link transactions without asking the API.
+pub const EXPLORERS: Key<BTreeMap<String, String>> = Key::new("explorers");
 
 /// What taking a batch file into the store came to.
 #[derive(Debug)]
@@ -122,9 +123,9 @@ pub async fn ingest(
         .iter()
         .map(|c| (c.chain.clone(), c.base_url.clone()))
         .collect();
-    let mut known: BTreeMap<String, String> = store.meta_get(META_EXPLORERS)?.unwrap_or_default();
+    let mut known = store.get(&EXPLORERS)?.unwrap_or_default();
     known.extend(explorers);
-    store.meta_put(META_EXPLORERS, &known)?;
+    store.put(&EXPLORERS, &known)?;
     let generation = config.api.generation;
     let batch = records::batch_record(&prepared, file, generation, now_ms);
     if batch.batch_id != batch_id {

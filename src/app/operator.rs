@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::reports::{ReportError, write_reports};
 use crate::api::Pacing;
 use crate::api::pacing::gate::PersistedPause;
-use crate::engine::META_PAUSE;
+use crate::engine::PAUSE;
 use crate::engine::control::{self, Approved, ControlError};
 use crate::model::record::{Approval, BatchRecord};
 use crate::model::state::StateKind;
@@ -309,13 +309,9 @@ impl<R: Runtime> Operator<R> {
     fn kill_switch(&self, on: bool, reason: Option<String>) -> Result<Reply, OperatorError> {
         let pause = match self.runtime.pacing() {
             Some(pacing) => pacing.set_kill_switch(on, reason),
-            None => self
-                .store
-                .meta_get::<PersistedPause>(META_PAUSE)?
-                .unwrap_or_default()
-                .with_kill_switch(on, reason),
+            None => self.store.get(&PAUSE)?.unwrap_or_default().with_kill_switch(on, reason),
         };
-        self.store.meta_put(META_PAUSE, &pause)?;
+        self.store.put(&PAUSE, &pause)?;
         if let Some(pacing) = self.runtime.pacing() {
             pacing.pause_saved(pause);
         }
@@ -334,7 +330,7 @@ impl<R: Runtime> Operator<R> {
     /// `status [TARGET]`: every batch, one batch (name or id prefix) or one order (order_id).
     fn status(&self, target: Option<&str>, now_ms: i64) -> Result<Reply, StoreError> {
         let store = &self.store;
-        let pause: PersistedPause = store.meta_get(META_PAUSE)?.unwrap_or_default();
+        let pause = store.get(&PAUSE)?.unwrap_or_default();
         let mut out = pause_text(&pause, now_ms);
         let Some(target) = target else {
             let batches = store.batches()?;

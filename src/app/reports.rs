@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::ingest::META_EXPLORERS;
+use super::ingest::EXPLORERS;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::report::{self, ReportPaths};
 use crate::store::{Store, StoreError};
@@ -25,7 +25,7 @@ pub fn write_reports(dir: &Path, store: &Store, batch: &BatchRecord, now_ms: i64
         dir: dir.to_path_buf(),
         source,
     })?;
-    let explorers: BTreeMap<String, String> = store.meta_get(META_EXPLORERS)?.unwrap_or_default();
+    let explorers: BTreeMap<String, String> = store.get(&EXPLORERS)?.unwrap_or_default();
     let mut visit = |f: &mut dyn FnMut(&OrderRecord) -> std::io::Result<()>| -> std::io::Result<()> {
         store
             .for_each_batch_order(&batch.batch_id, &mut |order| {

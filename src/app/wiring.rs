@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::pacing::backoff::{Backoff, Jitter};
-use crate::api::pacing::gate::{DayClock, PersistedPause};
+use crate::api::pacing::gate::DayClock;
 use crate::api::pacing::{PacingSettings, Restored};
 use crate::api::{Client, Pacing};
 use crate::config::Config;
 use crate::engine::outcome::RetryPolicy;
-use crate::engine::{Engine, EngineSettings, META_BUDGET, META_PAUSE};
+use crate::engine::{BUDGET, Engine, EngineSettings, PAUSE};
 use crate::store::{Store, StoreError};
 use crate::util::clock::SharedClock;
 
@@ -37,8 +37,8 @@ pub fn pacing_settings(config: &Config) -> PacingSettings {
 /// switch) and the daily budget's counter.
 pub fn restored_pacing(store: &Store) -> Result<Restored, StoreError> {
     Ok(Restored {
-        pause: store.meta_get::<PersistedPause>(META_PAUSE)?.unwrap_or_default(),
-        budget: store.meta_get::<(i64, u64)>(META_BUDGET)?,
+        pause: store.get(&PAUSE)?.unwrap_or_default(),
+        budget: store.get(&BUDGET)?,
     })
 }
 

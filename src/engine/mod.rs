@@ -45,16 +45,16 @@ use crate::api::pacing::gate::PersistedPause;
 use crate::api::{CallError, Pacing, Payouts};
 use crate::model::record::{BatchState, ErrorInfo, OrderRecord};
 use crate::model::state::{Event, StateKind, transition};
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, Key, Store, StoreError};
 use crate::util::clock::SharedClock;
 
 use self::outcome::RetryPolicy;
 
-/// The meta key under which the pacing's pause (11009 until the reset, the kill switch) is
-/// stored, so a restart neither hammers the API nor forgets the operator's pause.
-pub const META_PAUSE: &str = "pause";
-/// The meta key of the client-side daily budget's (day, used) counter.
-pub const META_BUDGET: &str = "daily_budget";
+/// The pacing's pause (11009 until the reset, the operator's kill switch), stored so a restart
+/// neither hammers the API nor forgets the operator's pause.
+pub const PAUSE: Key<PersistedPause> = Key::new("pause");
+/// The client-side daily budget's (day index, requests used) counter.
+pub const BUDGET: Key<(i64, u64)> = Key::new("daily_budget");
 
 /// How the engine paces itself.
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ impl Engine {
     /// (`force`: now).
     pub fn save_pacing(&self, force: bool) -> Result<(), StoreError> {
         if let Some(pause) = self.pacing.unsaved_pause() {
-            self.store.meta_put(META_PAUSE, &pause)?;
+            self.store.put(&PAUSE, &pause)?;
             self.pacing.pause_saved(pause);
         }
         if let Some(budget) = self.pacing.budget_state() {
@@ -218,7 +218,7 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if force || now - *saved >= BUDGET_SAVE_INTERVAL_MS {
-                self.store.meta_put(META_BUDGET, &budget)?;
+                self.store.put(&BUDGET, &budget)?;
                 *saved = now;
             }
         }

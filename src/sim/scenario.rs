@@ -197,7 +197,7 @@ fn batch(d: &mut Draw, seed: u64, b: u64, n_rows: u64) -> BatchSpec {
     for i in 0..n_rows {
         let order_id = format!("sim{seed:x}-b{b}-{i:04}");
         let cents = d.range(100, 50_000);
-        let amount = if cents % 100 == 0 {
+        let amount = if cents.is_multiple_of(100) {
             (cents / 100).to_string()
         } else {
             format!("{}.{:02}", cents / 100, cents % 100)

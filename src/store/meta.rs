@@ -20,8 +20,8 @@ use super::{Store, StoreError, encode_error};
 /// such as `job:<name>`, by one function next to that type), and every read and write goes
 /// through it: so a key can only be read as the type it was written as, and no caller can spell a
 /// name differently or pick another type for it. The name is what is stored, so renaming a key
-/// orphans its old value; the stored JSON is the same as [`Store::meta_put`] wrote, so values of
-/// earlier releases read back through their key.
+/// orphans its old value; the stored JSON is the same as earlier releases wrote under the same names, so
+/// their values read back through their key.
 pub struct Key<T> {
     name: Cow<'static, str>,
     // `fn() -> T` rather than `T`: a key holds no value of its type, so it is `Send + Sync`
@@ -85,18 +85,16 @@ impl Store {
         self.write_meta(key.name(), value)
     }
 
-    // Being replaced by typed keys: the remaining callers move to `Key` constants with
-    // `Store::get`, after which this goes. Hidden so that no new caller starts using it.
-    #[doc(hidden)]
-    pub fn meta_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    /// A value by its bare name, as releases before typed keys read it: for the tests that hold
+    /// the stored form to what those releases wrote.
+    #[cfg(test)]
+    pub(crate) fn meta_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         self.read_meta(key)
     }
 
-    // Being replaced by typed keys: the remaining callers move to `Key` constants with
-    // `Store::put`, after which this goes. Hidden so that no new caller starts using it.
-    /// Stores a small value durably.
-    #[doc(hidden)]
-    pub fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+    /// Stores a value under a bare name, as releases before typed keys wrote it: for the tests.
+    #[cfg(test)]
+    pub(crate) fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
         self.write_meta(key, value)
     }
 

@@ -256,8 +256,10 @@ async fn the_daily_limit_pause_survives_a_restart_and_lifts_at_the_reset() {
     child.wait().unwrap();
 
     let store = ccpayout::store::Store::open(&state).unwrap();
-    let pause: ccpayout::api::pacing::gate::PersistedPause =
-        store.meta_get("pause").unwrap().expect("the pause is persisted");
+    let pause = store
+        .get(&ccpayout::engine::PAUSE)
+        .unwrap()
+        .expect("the pause is persisted");
     let until = pause.daily_until_ms.expect("a daily pause");
     assert!(until > first_11009, "the pause lasts until the reset");
     drop(store);

@@ -31,7 +31,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::notifier::WebhookSender;
 use super::persist::{self, Persister};
-use super::world::{Endpoint, Handled, Transport, World, error_body};
+use super::world::{Handled, Route, Transport, World, error_body};
 use super::{Faults, Ledger, SandboxConfig, SandboxStats, WebhookDelivery};
 use crate::api::sign::{fingerprint, sign_v1, verify_v1, verify_v2};
 use crate::util::clock::SharedClock;
@@ -410,8 +410,8 @@ async fn v2_call(
     body: Bytes,
 ) -> Response {
     // Unknown methods look like the Go router CCPayment runs behind: a plain-text 404.
-    match Endpoint::v2(&method) {
-        Some(endpoint) => api_call(shared, peer, endpoint, headers, body).await,
+    match Route::v2(&method) {
+        Some(route) => api_call(shared, peer, route, headers, body).await,
         None => not_found().await,
     }
 }
@@ -422,7 +422,7 @@ async fn v1_withdraw(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    api_call(shared, peer, Endpoint::V1Withdraw, headers, body).await
+    api_call(shared, peer, Route::V1Withdraw, headers, body).await
 }
 
 async fn v1_bill_info(
@@ -431,7 +431,7 @@ async fn v1_bill_info(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    api_call(shared, peer, Endpoint::V1BillInfo, headers, body).await
+    api_call(shared, peer, Route::V1BillInfo, headers, body).await
 }
 
 async fn ledger(State(shared): State<Arc<Shared>>) -> Response {
@@ -481,18 +481,12 @@ impl Drop for InFlightGuard {
     }
 }
 
-async fn api_call(
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    endpoint: Endpoint,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err((code, msg)) = authenticate(&shared, peer.ip(), endpoint, &headers, &body) {
-        tracing::info!(method = endpoint.name(), code, %peer, "sandbox refused an unauthenticated request");
+async fn api_call(shared: Arc<Shared>, peer: SocketAddr, route: Route, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err((code, msg)) = authenticate(&shared, peer.ip(), route, &headers, &body) {
+        tracing::info!(method = route.name(), code, %peer, "sandbox refused an unauthenticated request");
         return json_response(error_body(code, &msg));
     }
-    let (mut handled, changed): (Handled, _) = shared.with_world_tracked(|w, now_ms| w.handle(endpoint, &body, now_ms));
+    let (mut handled, changed): (Handled, _) = shared.with_world_tracked(|w, now_ms| w.handle(route, &body, now_ms));
     if handled.created.is_some() {
         // The settlement task may be sleeping past this payout's due time.
         shared.wake.notify_one();
@@ -513,7 +507,7 @@ async fn api_call(
         }
     }
     tracing::debug!(
-        method = endpoint.name(),
+        method = route.name(),
         order_id = %handled.order_id,
         code = handled.code,
         record_id = handled.created.as_deref().unwrap_or(""),
@@ -521,10 +515,10 @@ async fn api_call(
         "sandbox request handled"
     );
     match handled.transport {
-        Transport::Reply => api_response(&shared, endpoint, handled),
+        Transport::Reply => api_response(&shared, route, handled),
         Transport::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            api_response(&shared, endpoint, handled)
+            api_response(&shared, route, handled)
         }
         Transport::Drop => dropped_connection(),
         Transport::BadGateway => (
@@ -541,7 +535,7 @@ async fn api_call(
 fn authenticate(
     shared: &Shared,
     peer: IpAddr,
-    endpoint: Endpoint,
+    route: Route,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), (i64, String)> {
@@ -576,7 +570,7 @@ fn authenticate(
     if (shared.clock.now_secs() - ts).abs() > shared.window_secs {
         return Err((11006, "ReqExpired".to_owned()));
     }
-    let valid = if endpoint.is_v1() {
+    let valid = if route.is_v1() {
         verify_v1(app_id, &shared.secret, timestamp, body, sign)
     } else {
         verify_v2(app_id, &shared.secret, timestamp, body, sign)
@@ -584,7 +578,7 @@ fn authenticate(
     if !valid {
         // Only a fingerprint of the signature is logged, never the whole of it.
         tracing::debug!(
-            method = endpoint.name(),
+            method = route.name(),
             sign = fingerprint(sign),
             "sandbox signature mismatch"
         );
@@ -598,10 +592,10 @@ fn json_response(bytes: Vec<u8>) -> Response {
 }
 
 /// The API reply; v1 success replies are signed over the exact bytes sent, as CCPayment does.
-fn api_response(shared: &Shared, endpoint: Endpoint, handled: Handled) -> Response {
+fn api_response(shared: &Shared, route: Route, handled: Handled) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if endpoint.is_v1() && handled.code == crate::api::codes::SUCCESS {
+    if route.is_v1() && handled.code == crate::api::codes::SUCCESS {
         let timestamp = shared.clock.now_secs().to_string();
         let sign = sign_v1(&shared.app_id, &shared.secret, &timestamp, &handled.body);
         // The app id came from the configuration; one that is not a valid header value

@@ -49,9 +49,10 @@ const STATS_SECONDS: usize = 24 * 60 * 60;
 // ---------------------------------------------------------------------------------------------
 // Endpoints, replies, transport
 
-/// The API route a request came in on.
+/// The API route a request came in on. Named apart from the client's `api::Endpoint`, which
+/// is the address a client sends to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
+pub enum Route {
     /// `/ccpayment/v2/{method}` with one of [`method::ALL`].
     V2(&'static str),
     /// `/ccpayment/v1/withdraw`.
@@ -60,33 +61,33 @@ pub enum Endpoint {
     V1BillInfo,
 }
 
-impl Endpoint {
+impl Route {
     /// The endpoint of a v2 method name, if the sandbox knows it.
-    pub fn v2(name: &str) -> Option<Endpoint> {
-        method::ALL.iter().find(|m| **m == name).map(|m| Endpoint::V2(m))
+    pub fn v2(name: &str) -> Option<Route> {
+        method::ALL.iter().find(|m| **m == name).map(|m| Route::V2(m))
     }
 
     /// The name used in the ledger, in logs and by [`World::force_error`].
     pub fn name(self) -> &'static str {
         match self {
-            Endpoint::V2(m) => m,
-            Endpoint::V1Withdraw => "v1/withdraw",
-            Endpoint::V1BillInfo => "v1/bill/info",
+            Route::V2(m) => m,
+            Route::V1Withdraw => "v1/withdraw",
+            Route::V1BillInfo => "v1/bill/info",
         }
     }
 
     /// Whether this call creates a payout.
     pub fn is_create(self) -> bool {
         match self {
-            Endpoint::V2(m) => method::creates_payout(m),
-            Endpoint::V1Withdraw => true,
-            Endpoint::V1BillInfo => false,
+            Route::V2(m) => method::creates_payout(m),
+            Route::V1Withdraw => true,
+            Route::V1BillInfo => false,
         }
     }
 
     /// Whether this is a v1 route (v1 signatures, signed success replies).
     pub fn is_v1(self) -> bool {
-        !matches!(self, Endpoint::V2(_))
+        !matches!(self, Route::V2(_))
     }
 }
 
@@ -120,29 +121,30 @@ pub struct Handled {
     pub order_id: String,
 }
 
-/// An API error: a code and its message.
+/// Why the world said no: the error code and message of the envelope it answers with. Named
+/// apart from the client's `api::ApiError`, which is what a client makes of such a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct Refusal {
     pub code: i64,
     pub msg: String,
 }
 
-impl ApiError {
+impl Refusal {
     /// An error with CCPayment's name for the code as its message.
-    pub fn code(code: i64) -> ApiError {
-        ApiError {
+    pub fn code(code: i64) -> Refusal {
+        Refusal {
             code,
             msg: codes::name(code).to_owned(),
         }
     }
 
     /// An error with a specific message.
-    pub fn msg(code: i64, msg: impl Into<String>) -> ApiError {
-        ApiError { code, msg: msg.into() }
+    pub fn msg(code: i64, msg: impl Into<String>) -> Refusal {
+        Refusal { code, msg: msg.into() }
     }
 
-    fn invalid(msg: impl Into<String>) -> ApiError {
-        ApiError::msg(11000, msg)
+    fn invalid(msg: impl Into<String>) -> Refusal {
+        Refusal::msg(11000, msg)
     }
 }
 
@@ -161,7 +163,7 @@ fn envelope_bytes<T: Serialize>(code: i64, msg: &str, data: Option<T>) -> Vec<u8
     serde_json::to_vec(&envelope).expect("wire types always serialise to JSON")
 }
 
-fn answer<T: Serialize>(result: Result<T, ApiError>) -> (i64, Vec<u8>) {
+fn answer<T: Serialize>(result: Result<T, Refusal>) -> (i64, Vec<u8>) {
     match result {
         Ok(data) => (codes::SUCCESS, envelope_bytes(codes::SUCCESS, "success", Some(data))),
         Err(e) => (e.code, error_body(e.code, &e.msg)),
@@ -736,48 +738,48 @@ impl World {
 
     /// Handles one authenticated request: settles what is due, then applies the rate limit,
     /// the daily caps, forced errors and faults, and finally the body; counts the result.
-    pub fn handle(&mut self, endpoint: Endpoint, body: &[u8], now_ms: i64) -> Handled {
-        let handled = self.respond(endpoint, body, now_ms);
+    pub fn handle(&mut self, route: Route, body: &[u8], now_ms: i64) -> Handled {
+        let handled = self.respond(route, body, now_ms);
         let code = match handled.transport {
             Transport::Drop | Transport::BadGateway => STATS_NO_REPLY,
             Transport::Reply | Transport::Slow(_) if handled.code == codes::SUCCESS => STATS_SUCCESS,
             Transport::Reply | Transport::Slow(_) => handled.code,
         };
-        self.requests.count(endpoint.name(), code, now_ms);
+        self.requests.count(route.name(), code, now_ms);
         handled
     }
 
-    fn respond(&mut self, endpoint: Endpoint, body: &[u8], now_ms: i64) -> Handled {
+    fn respond(&mut self, route: Route, body: &[u8], now_ms: i64) -> Handled {
         self.settle_due(now_ms);
-        let is_create = endpoint.is_create();
+        let is_create = route.is_create();
         // Best effort, only for the attempt log: the body has not been validated yet.
         let peeked_order = if is_create {
-            peek_order_id(endpoint, body)
+            peek_order_id(route, body)
         } else {
             String::new()
         };
 
         if !self.take_token(now_ms) {
-            return self.refuse(endpoint, peeked_order, now_ms, ApiError::code(11004));
+            return self.refuse(route, peeked_order, now_ms, Refusal::code(11004));
         }
         self.roll_day(now_ms);
         let over_requests = self.daily_request_limit.is_some_and(|limit| self.day.requests >= limit);
         let over_creates = is_create && self.daily_create_limit.is_some_and(|limit| self.day.creates >= limit);
         if over_requests || over_creates {
-            return self.refuse(endpoint, peeked_order, now_ms, ApiError::code(11009));
+            return self.refuse(route, peeked_order, now_ms, Refusal::code(11009));
         }
         self.day.requests += 1;
         if is_create {
             self.day.creates += 1;
         }
 
-        if let Some(forced) = self.forced.get_mut(endpoint.name()) {
-            let error = ApiError::msg(forced.code, forced.msg.clone());
+        if let Some(forced) = self.forced.get_mut(route.name()) {
+            let error = Refusal::msg(forced.code, forced.msg.clone());
             forced.remaining -= 1;
             if forced.remaining == 0 {
-                self.forced.remove(endpoint.name());
+                self.forced.remove(route.name());
             }
-            return self.refuse(endpoint, peeked_order, now_ms, error);
+            return self.refuse(route, peeked_order, now_ms, error);
         }
 
         let fault = if is_create || self.faults.on_reads {
@@ -803,7 +805,7 @@ impl World {
                 order_id: String::new(),
             },
             Some(Fault::Internal11002) => {
-                let error = ApiError::code(11002);
+                let error = Refusal::code(11002);
                 Handled {
                     code: error.code,
                     body: error_body(error.code, &error.msg),
@@ -814,13 +816,13 @@ impl World {
                 }
             }
             Some(Fault::DropAfterCommit) | Some(Fault::Slow) | None => {
-                self.dispatch(endpoint, body, &peeked_order, now_ms)
+                self.dispatch(route, body, &peeked_order, now_ms)
             }
         };
         if let Some(fault) = fault {
             if is_create {
                 self.record_attempt(
-                    endpoint,
+                    route,
                     &peeked_order,
                     now_ms,
                     AttemptOutcome::Fault {
@@ -848,14 +850,9 @@ impl World {
         handled
     }
 
-    fn refuse(&mut self, endpoint: Endpoint, order_id: String, now_ms: i64, error: ApiError) -> Handled {
-        if endpoint.is_create() {
-            self.record_attempt(
-                endpoint,
-                &order_id,
-                now_ms,
-                AttemptOutcome::Refused { code: error.code },
-            );
+    fn refuse(&mut self, route: Route, order_id: String, now_ms: i64, error: Refusal) -> Handled {
+        if route.is_create() {
+            self.record_attempt(route, &order_id, now_ms, AttemptOutcome::Refused { code: error.code });
         }
         Handled {
             code: error.code,
@@ -867,10 +864,10 @@ impl World {
         }
     }
 
-    fn record_attempt(&mut self, endpoint: Endpoint, order_id: &str, at_ms: i64, outcome: AttemptOutcome) {
+    fn record_attempt(&mut self, route: Route, order_id: &str, at_ms: i64, outcome: AttemptOutcome) {
         self.attempts.push(CreateAttempt {
             order_id: order_id.to_owned(),
-            endpoint: endpoint.name().to_owned(),
+            endpoint: route.name().to_owned(),
             at_ms,
             outcome,
         });
@@ -937,71 +934,69 @@ impl World {
     }
 
     /// Parses the body and runs the endpoint.
-    fn dispatch(&mut self, endpoint: Endpoint, body: &[u8], peeked: &str, now_ms: i64) -> Handled {
+    fn dispatch(&mut self, route: Route, body: &[u8], peeked: &str, now_ms: i64) -> Handled {
         let mut created = None;
-        let (code, bytes) = match endpoint {
-            Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK) => {
+        let (code, bytes) = match route {
+            Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK) => {
                 let parsed = parse::<NetworkWithdrawRequest>(body, NETWORK_FIELDS);
                 let order_id = parsed
                     .as_ref()
                     .map_or_else(|_| peeked.to_owned(), |r| r.order_id.clone());
                 let result = parsed.and_then(|r| self.apply_network(r, now_ms));
-                created = self.log_create(endpoint, &order_id, now_ms, &result, |r| &r.record_id);
+                created = self.log_create(route, &order_id, now_ms, &result, |r| &r.record_id);
                 answer(result)
             }
-            Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_CWALLET) => {
+            Route::V2(method::APPLY_APP_WITHDRAW_TO_CWALLET) => {
                 let parsed = parse::<CwalletWithdrawRequest>(body, CWALLET_FIELDS);
                 let order_id = parsed
                     .as_ref()
                     .map_or_else(|_| peeked.to_owned(), |r| r.order_id.clone());
                 let result = parsed.and_then(|r| self.apply_cwallet(r, now_ms));
-                created = self.log_create(endpoint, &order_id, now_ms, &result, |r| &r.record_id);
+                created = self.log_create(route, &order_id, now_ms, &result, |r| &r.record_id);
                 answer(result)
             }
-            Endpoint::V1Withdraw => {
+            Route::V1Withdraw => {
                 let parsed = parse::<V1WithdrawRequest>(body, V1_WITHDRAW_FIELDS);
                 let order_id = parsed
                     .as_ref()
                     .map_or_else(|_| peeked.to_owned(), |r| r.merchant_order_id.clone());
                 let result = parsed.and_then(|r| self.v1_withdraw(r, now_ms));
-                created = self.log_create(endpoint, &order_id, now_ms, &result, |r| &r.record_id);
+                created = self.log_create(route, &order_id, now_ms, &result, |r| &r.record_id);
                 answer(result)
             }
-            Endpoint::V1BillInfo => answer(parse(body, V1_BILL_FIELDS).and_then(|r| self.v1_bill_info(&r))),
-            Endpoint::V2(method::GET_APP_WITHDRAW_RECORD) => {
+            Route::V1BillInfo => answer(parse(body, V1_BILL_FIELDS).and_then(|r| self.v1_bill_info(&r))),
+            Route::V2(method::GET_APP_WITHDRAW_RECORD) => {
                 answer(parse(body, RECORD_FIELDS).and_then(|q| self.get_record(&q)))
             }
-            Endpoint::V2(method::GET_APP_WITHDRAW_RECORD_LIST) => {
+            Route::V2(method::GET_APP_WITHDRAW_RECORD_LIST) => {
                 answer(parse(body, LIST_FIELDS).and_then(|q| self.list_records(&q, now_ms)))
             }
-            Endpoint::V2(method::GET_APP_COIN_ASSET) => {
+            Route::V2(method::GET_APP_COIN_ASSET) => {
                 answer(parse(body, COIN_ID_FIELDS).and_then(|q| self.coin_asset(&q)))
             }
-            Endpoint::V2(method::GET_APP_COIN_ASSET_LIST) => {
+            Route::V2(method::GET_APP_COIN_ASSET_LIST) => {
                 answer(parse::<Empty>(body, &[]).map(|_| self.coin_asset_list()))
             }
-            Endpoint::V2(method::GET_COIN_LIST) => answer(parse::<Empty>(body, &[]).map(|_| CoinList {
+            Route::V2(method::GET_COIN_LIST) => answer(parse::<Empty>(body, &[]).map(|_| CoinList {
                 coins: self.catalogue.coins.clone(),
             })),
-            Endpoint::V2(method::GET_COIN) => answer(parse(body, COIN_ID_FIELDS).and_then(|q| self.coin(&q))),
-            Endpoint::V2(method::GET_COIN_USDT_PRICE) => answer(parse(body, PRICE_FIELDS).map(|q| self.prices(&q))),
-            Endpoint::V2(method::GET_WITHDRAW_FEE) => {
-                answer(parse(body, FEE_FIELDS).and_then(|q| self.withdraw_fee(&q)))
-            }
-            Endpoint::V2(method::CHECK_WITHDRAWAL_ADDRESS_VALIDITY) => {
+            Route::V2(method::GET_COIN) => answer(parse(body, COIN_ID_FIELDS).and_then(|q| self.coin(&q))),
+            Route::V2(method::GET_COIN_USDT_PRICE) => answer(parse(body, PRICE_FIELDS).map(|q| self.prices(&q))),
+            Route::V2(method::GET_WITHDRAW_FEE) => answer(parse(body, FEE_FIELDS).and_then(|q| self.withdraw_fee(&q))),
+            Route::V2(method::CHECK_WITHDRAWAL_ADDRESS_VALIDITY) => {
                 answer(parse(body, ADDRESS_FIELDS).and_then(|q| self.address_validity(&q)))
             }
-            Endpoint::V2(method::GET_CWALLET_USER_ID) => {
+            Route::V2(method::GET_CWALLET_USER_ID) => {
                 answer(parse(body, CWALLET_USER_FIELDS).and_then(|q| self.cwallet_user(&q)))
             }
-            Endpoint::V2(method::GET_CHAIN_LIST) => answer(parse(body, CHAIN_LIST_FIELDS).map(|q| self.chain_list(&q))),
-            Endpoint::V2(method::GET_FIAT_LIST) => answer(parse::<Empty>(body, &[]).map(|_| FiatList {
+            Route::V2(method::GET_CHAIN_LIST) => answer(parse(body, CHAIN_LIST_FIELDS).map(|q| self.chain_list(&q))),
+            Route::V2(method::GET_FIAT_LIST) => answer(parse::<Empty>(body, &[]).map(|_| FiatList {
                 fiats: self.catalogue.fiats.clone(),
             })),
-            Endpoint::V2(method::GET_SWAP_COIN_LIST) => answer(parse::<Empty>(body, &[]).map(|_| SwapCoinList {
+            Route::V2(method::GET_SWAP_COIN_LIST) => answer(parse::<Empty>(body, &[]).map(|_| SwapCoinList {
                 coins: self.catalogue.swap_coins.clone(),
             })),
-            Endpoint::V2(other) => answer::<Empty>(Err(ApiError::invalid(format!("method {other} is not simulated")))),
+            Route::V2(other) => answer::<Empty>(Err(Refusal::invalid(format!("method {other} is not simulated")))),
         };
         Handled {
             code,
@@ -1015,10 +1010,10 @@ impl World {
 
     fn log_create<T>(
         &mut self,
-        endpoint: Endpoint,
+        route: Route,
         order_id: &str,
         now_ms: i64,
-        result: &Result<T, ApiError>,
+        result: &Result<T, Refusal>,
         record_of: impl Fn(&T) -> &String,
     ) -> Option<String> {
         let (outcome, created) = match result {
@@ -1033,19 +1028,19 @@ impl World {
             }
             Err(e) => (AttemptOutcome::Refused { code: e.code }, None),
         };
-        self.record_attempt(endpoint, order_id, now_ms, outcome);
+        self.record_attempt(route, order_id, now_ms, outcome);
         created
     }
 
     // -- withdrawals ---------------------------------------------------------------------------
 
     /// `applyAppWithdrawToNetwork`.
-    pub fn apply_network(&mut self, req: NetworkWithdrawRequest, now_ms: i64) -> Result<WithdrawReceipt, ApiError> {
+    pub fn apply_network(&mut self, req: NetworkWithdrawRequest, now_ms: i64) -> Result<WithdrawReceipt, Refusal> {
         self.check_new_order(&req.order_id)?;
         if let Some(url) = &req.notify_url
             && url.len() > MAX_NOTIFY_URL_LEN
         {
-            return Err(ApiError::invalid(format!(
+            return Err(Refusal::invalid(format!(
                 "notifyUrl is longer than {MAX_NOTIFY_URL_LEN} characters"
             )));
         }
@@ -1069,7 +1064,7 @@ impl World {
     }
 
     /// `applyAppWithdrawToCwallet`.
-    pub fn apply_cwallet(&mut self, req: CwalletWithdrawRequest, now_ms: i64) -> Result<WithdrawReceipt, ApiError> {
+    pub fn apply_cwallet(&mut self, req: CwalletWithdrawRequest, now_ms: i64) -> Result<WithdrawReceipt, Refusal> {
         self.check_new_order(&req.order_id)?;
         let mut new = self.validate_cwallet(req.coin_id, &req.cwallet_user, &req.amount)?;
         new.api = "v2";
@@ -1081,12 +1076,12 @@ impl World {
 
     /// v1 `withdraw`: the token id selects coin and network; a Cwallet ID or e-mail as the
     /// address makes it an internal transfer (any token of the coin will do).
-    pub fn v1_withdraw(&mut self, req: V1WithdrawRequest, now_ms: i64) -> Result<V1WithdrawReceipt, ApiError> {
+    pub fn v1_withdraw(&mut self, req: V1WithdrawRequest, now_ms: i64) -> Result<V1WithdrawReceipt, Refusal> {
         self.check_new_order(&req.merchant_order_id)?;
         let (coin_id, chain) = self
             .catalogue
             .v1_token(&req.token_id)
-            .ok_or_else(|| ApiError::code(13000))?;
+            .ok_or_else(|| Refusal::code(13000))?;
         let mut new = if parse_cwallet_recipient(&req.address).is_ok() {
             self.validate_cwallet(coin_id, &req.address, &req.value)?
         } else {
@@ -1118,16 +1113,16 @@ impl World {
 
     /// 11000 for a bad orderId, 11007 while its first create's reply is held back, 11011 when
     /// a payout with it exists.
-    fn check_new_order(&self, order_id: &str) -> Result<(), ApiError> {
+    fn check_new_order(&self, order_id: &str) -> Result<(), Refusal> {
         let len = order_id.chars().count();
         if !(3..=64).contains(&len) {
-            return Err(ApiError::invalid("orderId must be 3 to 64 characters"));
+            return Err(Refusal::invalid("orderId must be 3 to 64 characters"));
         }
         if self.in_flight.contains(order_id) {
-            return Err(ApiError::code(11007));
+            return Err(Refusal::code(11007));
         }
         if self.by_order.contains_key(order_id) {
-            return Err(ApiError::code(11011));
+            return Err(Refusal::code(11011));
         }
         Ok(())
     }
@@ -1145,36 +1140,36 @@ impl World {
         memo: Option<&str>,
         amount_str: &str,
         merchant_pays_fee: bool,
-    ) -> Result<NewPayout, ApiError> {
-        let coin = self.catalogue.coin(coin_id).ok_or_else(|| ApiError::code(13000))?;
-        let network = coin.networks.get(chain).ok_or_else(|| ApiError::code(13001))?;
+    ) -> Result<NewPayout, Refusal> {
+        let coin = self.catalogue.coin(coin_id).ok_or_else(|| Refusal::code(13000))?;
+        let network = coin.networks.get(chain).ok_or_else(|| Refusal::code(13001))?;
         if coin.status != "Normal" {
-            return Err(ApiError::code(13005));
+            return Err(Refusal::code(13005));
         }
-        let chain_info = self.catalogue.chain(chain).ok_or_else(|| ApiError::code(13001))?;
+        let chain_info = self.catalogue.chain(chain).ok_or_else(|| Refusal::code(13001))?;
         if !chain_info.is_normal() || !network.can_withdraw {
-            return Err(ApiError::code(14004));
+            return Err(Refusal::code(14004));
         }
         if let Err(e) = check_address(AddressFamily::for_chain(chain), address) {
-            return Err(ApiError::msg(14007, format!("WithdrawAddrFormat: {e}")));
+            return Err(Refusal::msg(14007, format!("WithdrawAddrFormat: {e}")));
         }
         let memo = memo.unwrap_or("");
         if chain_info.support_memo && memo.is_empty() {
-            return Err(ApiError::code(14003));
+            return Err(Refusal::code(14003));
         }
         if !chain_info.support_memo && !memo.is_empty() {
-            return Err(ApiError::code(14009));
+            return Err(Refusal::code(14009));
         }
         let amount = parse_amount(amount_str, "amount")?;
         if amount.normalize().scale() > network.precision {
-            return Err(ApiError::msg(
+            return Err(Refusal::msg(
                 14013,
                 format!("CoinPrecisionLimit: at most {} decimals on {chain}", network.precision),
             ));
         }
         let min = catalogue_decimal(&network.minimum_withdraw_amount);
         if amount < min {
-            return Err(ApiError::msg(
+            return Err(Refusal::msg(
                 14005,
                 format!(
                     "WithdrawValueLessThanLimit: minimum is {}",
@@ -1184,7 +1179,7 @@ impl World {
         }
         let max = catalogue_decimal(&network.maximum_withdraw_amount);
         if !max.is_zero() && amount > max {
-            return Err(ApiError::msg(
+            return Err(Refusal::msg(
                 14006,
                 format!(
                     "WithdrawValueMoreThanLimit: maximum is {}",
@@ -1193,27 +1188,24 @@ impl World {
             ));
         }
 
-        let fee_spec = self
-            .catalogue
-            .fee(coin_id, chain)
-            .ok_or_else(|| ApiError::code(13001))?;
+        let fee_spec = self.catalogue.fee(coin_id, chain).ok_or_else(|| Refusal::code(13001))?;
         let fee = catalogue_decimal(fee_spec.amount);
         let balance = self.balance_of(coin_id);
-        let out_of_range = || ApiError::invalid("amount is out of range");
+        let out_of_range = || Refusal::invalid("amount is out of range");
         let (receiver_gets, debits) = if fee_spec.fee_coin_id == coin_id {
             if merchant_pays_fee {
                 let total = amount.checked_add(fee).ok_or_else(out_of_range)?;
                 if balance < total {
-                    return Err(ApiError::code(14000));
+                    return Err(Refusal::code(14000));
                 }
                 (amount, vec![(coin_id, total)])
             } else {
                 // The receiver pays: the fee comes out of the amount, which must exceed it.
                 if amount <= fee {
-                    return Err(ApiError::code(14019));
+                    return Err(Refusal::code(14019));
                 }
                 if balance < amount {
-                    return Err(ApiError::code(14000));
+                    return Err(Refusal::code(14000));
                 }
                 (amount - fee, vec![(coin_id, amount)])
             }
@@ -1221,10 +1213,10 @@ impl World {
             // A fee in the chain's native coin is always the merchant's: the receiver gets the
             // whole amount whatever merchantPayNetworkFee says.
             if balance < amount {
-                return Err(ApiError::code(14000));
+                return Err(Refusal::code(14000));
             }
             if self.balance_of(fee_spec.fee_coin_id) < fee {
-                return Err(ApiError::code(14011));
+                return Err(Refusal::code(14011));
             }
             (amount, vec![(coin_id, amount), (fee_spec.fee_coin_id, fee)])
         };
@@ -1246,21 +1238,21 @@ impl World {
     }
 
     /// The checks of a Cwallet transfer.
-    fn validate_cwallet(&self, coin_id: u64, user: &str, amount_str: &str) -> Result<NewPayout, ApiError> {
-        let coin = self.catalogue.coin(coin_id).ok_or_else(|| ApiError::code(13000))?;
+    fn validate_cwallet(&self, coin_id: u64, user: &str, amount_str: &str) -> Result<NewPayout, Refusal> {
+        let coin = self.catalogue.coin(coin_id).ok_or_else(|| Refusal::code(13000))?;
         if coin.status != "Normal" {
-            return Err(ApiError::code(13005));
+            return Err(Refusal::code(13005));
         }
         if let Err(e) = parse_cwallet_recipient(user) {
-            return Err(ApiError::invalid(format!("cwalletUser: {e}")));
+            return Err(Refusal::invalid(format!("cwalletUser: {e}")));
         }
         if self.catalogue.cwallet_user(user).is_none() {
-            return Err(ApiError::code(11015));
+            return Err(Refusal::code(11015));
         }
         let amount = parse_amount(amount_str, "amount")?;
         let precision = coin.networks.values().map(|n| n.precision).max().unwrap_or(6);
         if amount.normalize().scale() > precision {
-            return Err(ApiError::msg(
+            return Err(Refusal::msg(
                 14013,
                 format!("CoinPrecisionLimit: at most {precision} decimals"),
             ));
@@ -1268,10 +1260,10 @@ impl World {
         // The documented minimum is 0.001 USD worth; a coin without a price (testnet) has none.
         let price = catalogue_decimal(&coin.price);
         if !price.is_zero() && amount * price < Decimal::new(1, 3) {
-            return Err(ApiError::msg(14005, "WithdrawValueLessThanLimit: minimum is 0.001 USD"));
+            return Err(Refusal::msg(14005, "WithdrawValueLessThanLimit: minimum is 0.001 USD"));
         }
         if self.balance_of(coin_id) < amount {
-            return Err(ApiError::code(14000));
+            return Err(Refusal::code(14000));
         }
         Ok(NewPayout {
             api: "v2",
@@ -1513,12 +1505,12 @@ impl World {
     }
 
     /// `getAppWithdrawRecord`.
-    pub fn get_record(&self, q: &WithdrawRecordQuery) -> Result<WithdrawRecordData, ApiError> {
+    pub fn get_record(&self, q: &WithdrawRecordQuery) -> Result<WithdrawRecordData, Refusal> {
         let record_id = q.record_id.as_deref().filter(|s| !s.is_empty());
         let order_id = q.order_id.as_deref().filter(|s| !s.is_empty());
         let idx = match (record_id, order_id) {
             (None, None) => {
-                return Err(ApiError::invalid("recordId or orderId is required"));
+                return Err(Refusal::invalid("recordId or orderId is required"));
             }
             (Some(record_id), order_id) => self
                 .by_record
@@ -1527,16 +1519,16 @@ impl World {
                 .filter(|&i| order_id.is_none_or(|o| self.payouts[i].ledger.order_id == o)),
             (None, Some(order_id)) => self.by_order.get(order_id).copied(),
         };
-        let idx = idx.ok_or_else(|| ApiError::code(11003))?;
+        let idx = idx.ok_or_else(|| Refusal::code(11003))?;
         Ok(WithdrawRecordData {
             record: self.to_record(&self.payouts[idx]),
         })
     }
 
     /// `getAppWithdrawRecordList`.
-    pub fn list_records(&self, q: &WithdrawRecordListQuery, now_ms: i64) -> Result<WithdrawRecordPage, ApiError> {
+    pub fn list_records(&self, q: &WithdrawRecordListQuery, now_ms: i64) -> Result<WithdrawRecordPage, Refusal> {
         if q.order_ids.len() > MAX_ORDER_IDS_PER_LIST_QUERY {
-            return Err(ApiError::msg(
+            return Err(Refusal::msg(
                 11010,
                 format!("QueryNumMax: at most {MAX_ORDER_IDS_PER_LIST_QUERY} orderIds"),
             ));
@@ -1545,15 +1537,15 @@ impl World {
         let end = q.end_at.filter(|&e| e > 0).unwrap_or(now_secs);
         let start = q.start_at.filter(|&s| s > 0).unwrap_or(end - LIST_WINDOW_SECS);
         if start > end {
-            return Err(ApiError::invalid("startAt is after endAt"));
+            return Err(Refusal::invalid("startAt is after endAt"));
         }
         if end - start > LIST_WINDOW_SECS {
-            return Err(ApiError::code(11008));
+            return Err(Refusal::code(11008));
         }
         let from = match q.next_id.as_deref().filter(|s| !s.is_empty()) {
             None => 0,
             Some(cursor) => {
-                decode_cursor(cursor).ok_or_else(|| ApiError::invalid("nextId is not a cursor from this server"))?
+                decode_cursor(cursor).ok_or_else(|| Refusal::invalid("nextId is not a cursor from this server"))?
             }
         };
         let matches = |p: &Payout| {
@@ -1598,8 +1590,8 @@ impl World {
     }
 
     /// `getAppCoinAsset`.
-    pub fn coin_asset(&self, q: &CoinIdQuery) -> Result<CoinAssetData, ApiError> {
-        let coin = self.catalogue.coin(q.coin_id).ok_or_else(|| ApiError::code(13000))?;
+    pub fn coin_asset(&self, q: &CoinIdQuery) -> Result<CoinAssetData, Refusal> {
+        let coin = self.catalogue.coin(q.coin_id).ok_or_else(|| Refusal::code(13000))?;
         Ok(CoinAssetData {
             asset: CoinAsset {
                 coin_id: coin.coin_id,
@@ -1626,8 +1618,8 @@ impl World {
     }
 
     /// `getCoin`.
-    pub fn coin(&self, q: &CoinIdQuery) -> Result<CoinData, ApiError> {
-        let coin = self.catalogue.coin(q.coin_id).ok_or_else(|| ApiError::code(13000))?;
+    pub fn coin(&self, q: &CoinIdQuery) -> Result<CoinData, Refusal> {
+        let coin = self.catalogue.coin(q.coin_id).ok_or_else(|| Refusal::code(13000))?;
         Ok(CoinData { coin: coin.clone() })
     }
 
@@ -1643,15 +1635,15 @@ impl World {
     }
 
     /// `getWithdrawFee`.
-    pub fn withdraw_fee(&mut self, q: &WithdrawFeeQuery) -> Result<WithdrawFeeData, ApiError> {
-        let coin = self.catalogue.coin(q.coin_id).ok_or_else(|| ApiError::code(13000))?;
+    pub fn withdraw_fee(&mut self, q: &WithdrawFeeQuery) -> Result<WithdrawFeeData, Refusal> {
+        let coin = self.catalogue.coin(q.coin_id).ok_or_else(|| Refusal::code(13000))?;
         if !coin.networks.contains_key(&q.chain) {
-            return Err(ApiError::code(13001));
+            return Err(Refusal::code(13001));
         }
         let fee = self
             .catalogue
             .fee(q.coin_id, &q.chain)
-            .ok_or_else(|| ApiError::code(13001))?;
+            .ok_or_else(|| Refusal::code(13001))?;
         let fee = FeeAmount {
             coin_id: fee.fee_coin_id,
             coin_symbol: self.symbol(fee.fee_coin_id),
@@ -1666,9 +1658,9 @@ impl World {
     }
 
     /// `checkWithdrawalAddressValidity`.
-    pub fn address_validity(&self, q: &AddressValidityQuery) -> Result<AddressValidity, ApiError> {
+    pub fn address_validity(&self, q: &AddressValidityQuery) -> Result<AddressValidity, Refusal> {
         if self.catalogue.chain(&q.chain).is_none() {
-            return Err(ApiError::code(13001));
+            return Err(Refusal::code(13001));
         }
         Ok(AddressValidity {
             addr_is_valid: check_address(AddressFamily::for_chain(&q.chain), &q.address).is_ok(),
@@ -1676,11 +1668,11 @@ impl World {
     }
 
     /// `getCwalletUserId`.
-    pub fn cwallet_user(&self, q: &CwalletUserQuery) -> Result<crate::api::types::CwalletUser, ApiError> {
+    pub fn cwallet_user(&self, q: &CwalletUserQuery) -> Result<crate::api::types::CwalletUser, Refusal> {
         let user = self
             .catalogue
             .cwallet_user(&q.cwallet_user_id)
-            .ok_or_else(|| ApiError::code(11015))?;
+            .ok_or_else(|| Refusal::code(11015))?;
         Ok(crate::api::types::CwalletUser {
             cwallet_user_id: user.id.to_owned(),
             cwallet_user_name: user.masked_name.to_owned(),
@@ -1701,9 +1693,9 @@ impl World {
     }
 
     /// v1 `bill/info`: the bills of the given merchant order ids that exist.
-    pub fn v1_bill_info(&self, req: &V1BillInfoRequest) -> Result<Vec<V1Bill>, ApiError> {
+    pub fn v1_bill_info(&self, req: &V1BillInfoRequest) -> Result<Vec<V1Bill>, Refusal> {
         if req.merchant_order_ids.len() > V1_MAX_ORDER_IDS_PER_QUERY {
-            return Err(ApiError::msg(
+            return Err(Refusal::msg(
                 11010,
                 format!("QueryNumMax: at most {V1_MAX_ORDER_IDS_PER_QUERY} merchant_order_ids"),
             ));
@@ -1778,11 +1770,11 @@ fn parse_plain_decimal(s: &str) -> Option<Decimal> {
 }
 
 /// An amount: plain decimal grammar and strictly positive, else 11000 naming the field.
-fn parse_amount(s: &str, field: &str) -> Result<Decimal, ApiError> {
+fn parse_amount(s: &str, field: &str) -> Result<Decimal, Refusal> {
     let value = parse_plain_decimal(s)
-        .ok_or_else(|| ApiError::invalid(format!("{field} must be a plain positive decimal string")))?;
+        .ok_or_else(|| Refusal::invalid(format!("{field} must be a plain positive decimal string")))?;
     if value.is_zero() {
-        return Err(ApiError::invalid(format!("{field} must be greater than 0")));
+        return Err(Refusal::invalid(format!("{field} must be greater than 0")));
     }
     Ok(value)
 }
@@ -1820,12 +1812,8 @@ fn utc_compact(now_ms: i64) -> String {
 }
 
 /// The orderId of a create body, if it has one, without validating anything else.
-fn peek_order_id(endpoint: Endpoint, body: &[u8]) -> String {
-    let key = if endpoint.is_v1() {
-        "merchant_order_id"
-    } else {
-        "orderId"
-    };
+fn peek_order_id(route: Route, body: &[u8]) -> String {
+    let key = if route.is_v1() { "merchant_order_id" } else { "orderId" };
     serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get(key).and_then(Value::as_str).map(str::to_owned))
@@ -1918,31 +1906,31 @@ const V1_BILL_FIELDS: &[Field] = &[("merchant_order_ids", Kind::StrList, true)];
 /// Parses a request body into its wire type. An empty body is `{}`. Field types are checked
 /// against `fields` first, so a wrong type answers 11000 with a message naming the field
 /// (serde's own messages do not name it). Optional fields sent as `null` count as absent.
-fn parse<T: DeserializeOwned>(body: &[u8], fields: &[Field]) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(body: &[u8], fields: &[Field]) -> Result<T, Refusal> {
     let mut value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(serde_json::Map::new())
     } else {
         serde_json::from_slice::<Value>(body)
-            .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?
+            .map_err(|e| Refusal::invalid(format!("the body is not valid JSON: {e}")))?
     };
     let Some(object) = value.as_object_mut() else {
-        return Err(ApiError::invalid("the body must be a JSON object"));
+        return Err(Refusal::invalid("the body must be a JSON object"));
     };
     for &(name, kind, required) in fields {
         match object.get(name) {
             None | Some(Value::Null) => {
                 if required {
-                    return Err(ApiError::invalid(format!("{name} is required")));
+                    return Err(Refusal::invalid(format!("{name} is required")));
                 }
                 object.remove(name);
             }
             Some(v) if !kind.accepts(v) => {
-                return Err(ApiError::invalid(format!("{name} must be {}", kind.expected())));
+                return Err(Refusal::invalid(format!("{name} must be {}", kind.expected())));
             }
             Some(_) => {}
         }
     }
-    serde_json::from_value(value).map_err(|e| ApiError::invalid(e.to_string()))
+    serde_json::from_value(value).map_err(|e| Refusal::invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -1973,12 +1961,12 @@ mod tests {
     }
 
     fn call(w: &mut World, endpoint: &str, body: &Value, now_ms: i64) -> (i64, Value) {
-        let endpoint = match endpoint {
-            "v1/withdraw" => Endpoint::V1Withdraw,
-            "v1/bill/info" => Endpoint::V1BillInfo,
-            m => Endpoint::v2(m).expect("known method"),
+        let route = match endpoint {
+            "v1/withdraw" => Route::V1Withdraw,
+            "v1/bill/info" => Route::V1BillInfo,
+            m => Route::v2(m).expect("known method"),
         };
-        let handled = w.handle(endpoint, body.to_string().as_bytes(), now_ms);
+        let handled = w.handle(route, body.to_string().as_bytes(), now_ms);
         let reply: Value = serde_json::from_slice(&handled.body).expect("JSON reply");
         assert_eq!(reply["code"], handled.code);
         (handled.code, reply)
@@ -2091,11 +2079,11 @@ mod tests {
         assert_eq!(reply["msg"], "coinId must be an unsigned integer");
         let (_, reply) = create(&mut w, serde_json::json!({"orderId": "abc"}));
         assert_eq!(reply["msg"], "coinId is required");
-        let handled = w.handle(Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK), b"{not json", T0);
+        let handled = w.handle(Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK), b"{not json", T0);
         assert_eq!(handled.code, 11000);
-        let handled = w.handle(Endpoint::V2(method::GET_COIN_LIST), b"", T0);
+        let handled = w.handle(Route::V2(method::GET_COIN_LIST), b"", T0);
         assert_eq!(handled.code, 10000, "an empty body is {{}}");
-        let handled = w.handle(Endpoint::V2(method::GET_COIN_LIST), b"[1]", T0);
+        let handled = w.handle(Route::V2(method::GET_COIN_LIST), b"[1]", T0);
         assert_eq!(handled.code, 11000);
     }
 
@@ -2268,7 +2256,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let body = net("race-1", 1280, "TRX", TRX_ADDR, "5").to_string();
                     let mut w = w.lock().expect("lock");
-                    w.handle(Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK), body.as_bytes(), T0)
+                    w.handle(Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK), body.as_bytes(), T0)
                         .code
                 })
             })
@@ -2291,7 +2279,7 @@ mod tests {
             }
         });
         let handled = w.handle(
-            Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
+            Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
             net("slow-1", 1280, "TRX", TRX_ADDR, "5").to_string().as_bytes(),
             T0,
         );
@@ -2325,7 +2313,7 @@ mod tests {
             }
             let mut w = world_with(|c| c.faults = faults);
             let handled = w.handle(
-                Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
+                Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
                 net("f-1", 1280, "TRX", TRX_ADDR, "5").to_string().as_bytes(),
                 T0,
             );
@@ -2336,7 +2324,7 @@ mod tests {
             assert_eq!(last.outcome, AttemptOutcome::Fault { fault: name.into() });
             assert_eq!(last.order_id, "f-1");
             // Reads are untouched unless on_reads.
-            let read = w.handle(Endpoint::V2(method::GET_COIN_LIST), b"{}", T0);
+            let read = w.handle(Route::V2(method::GET_COIN_LIST), b"{}", T0);
             assert_eq!(read.code, 10000, "{name}");
         }
         let mut w = world_with(|c| {
@@ -2346,7 +2334,7 @@ mod tests {
                 ..Faults::default()
             }
         });
-        let read = w.handle(Endpoint::V2(method::GET_COIN_LIST), b"{}", T0);
+        let read = w.handle(Route::V2(method::GET_COIN_LIST), b"{}", T0);
         assert_eq!(read.transport, Transport::BadGateway);
         assert!(w.ledger().attempts.is_empty(), "reads are not create attempts");
     }
@@ -2527,7 +2515,7 @@ mod tests {
                 burst: 3,
             })
         });
-        let list = Endpoint::V2(method::GET_COIN_LIST);
+        let list = Route::V2(method::GET_COIN_LIST);
         let codes: Vec<i64> = (0..5).map(|_| w.handle(list, b"{}", T0).code).collect();
         assert_eq!(codes, [10000, 10000, 10000, 11004, 11004]);
         // 100 ms refills one token at 10/s.
@@ -2539,7 +2527,7 @@ mod tests {
         // A rate-limited create is recorded as an attempt.
         let body = net("rl-1", 1280, "TRX", TRX_ADDR, "5").to_string();
         let handled = w.handle(
-            Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
+            Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
             body.as_bytes(),
             T0 + 60_000,
         );
@@ -2564,7 +2552,7 @@ mod tests {
         let t = day_start + 1;
         let codes: Vec<i64> = (0..3).map(|i| create_at(&mut w, &format!("cap-{i}"), t)).collect();
         assert_eq!(codes, [10000, 10000, 11009]);
-        let list = Endpoint::V2(method::GET_COIN_LIST);
+        let list = Route::V2(method::GET_COIN_LIST);
         assert_eq!(w.handle(list, b"{}", t).code, 10000);
         assert_eq!(w.handle(list, b"{}", t).code, 10000);
         // Four accepted requests: the request cap is reached too.
@@ -2589,7 +2577,7 @@ mod tests {
         });
         let start = T0 - T0 % 1000 - 2000;
         w.start_stats(start + 999);
-        let list = Endpoint::V2(method::GET_COIN_LIST);
+        let list = Route::V2(method::GET_COIN_LIST);
         // Second 2: two accepted, one answered 11004; one create dropped by a fault.
         assert_eq!(w.handle(list, b"{}", T0).code, 10000);
         assert_eq!(create_at(&mut w, "st-1", T0), 0);
@@ -2639,7 +2627,7 @@ mod tests {
     fn create_at(w: &mut World, order: &str, now_ms: i64) -> i64 {
         let body = net(order, 1280, "TRX", TRX_ADDR, "5").to_string();
         w.handle(
-            Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
+            Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
             body.as_bytes(),
             now_ms,
         )

@@ -199,10 +199,12 @@ impl World {
     }
 }
 
+/// The `nextId` of a page that starts at payout `idx`.
 fn encode_cursor(idx: usize) -> String {
     format!("n{idx:x}")
 }
 
+/// The payout index in a `nextId` this server gave out; `None` for anything else.
 fn decode_cursor(cursor: &str) -> Option<usize> {
     usize::from_str_radix(cursor.strip_prefix('n')?, 16).ok()
 }

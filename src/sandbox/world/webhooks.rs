@@ -1,6 +1,6 @@
 //! The webhook outbox: the jobs the world queues when a payout is created or settles (v2 and
 //! v1 bodies, exact bytes) and [`World::take_webhooks`], which hands them to whoever delivers
-//! them. Signing and delivery are the transport's job (the server's `notifier`).
+//! them. Signing and delivery are the transport's job (`notifier.rs`, for the server).
 
 use super::{Payout, World};
 use crate::api::types::{RecordStatus, V1WithdrawWebhook, WebhookEvent, WebhookWithdrawal};

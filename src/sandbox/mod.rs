@@ -12,7 +12,7 @@
 //!   whitelist (12002), the app id (12001), the ±2-minute timestamp window (11006) and the v2
 //!   HMAC / v1 SHA-256 signatures (11005). v1 success replies are signed like CCPayment signs
 //!   them.
-//! - A demo catalogue ([`catalogue`]) with coins, networks, chains, fees (some in the chain's
+//! - A demo catalogue ([`demo`]) with coins, networks, chains, fees (some in the chain's
 //!   native coin), Cwallet users and generous demo balances; every validation code of a
 //!   withdrawal (13000–14019) is reachable.
 //! - Money: balances are exact decimals; a withdrawal debits amount and fee on commit, settles
@@ -109,11 +109,13 @@
 //!
 //! # Layout
 //!
-//! - [`catalogue`]: the demo data (pure).
-//! - [`world`]: the state machine: balances, payouts, ledger, limits, faults (pure, no I/O).
-//! - [`server`]: the axum router, authentication and fault transport, the [`Sandbox`] handle.
+//! - [`demo`]: the demo catalogue and addresses (pure).
+//! - [`world`]: the state machine: balances, payouts, ledger, limits, faults (pure, no I/O), one
+//!   file per concern under `world/`.
+//! - [`server`]: the axum router, authentication and fault transport, the debug endpoints and
+//!   the [`Sandbox`] handle, one file per concern under `server/`.
 //! - [`persist`]: the state file: its format, loading, atomic ordered saves.
-//! - [`webhook`]: the webhook sender.
+//! - [`notifier`]: the webhook sender.
 
 pub mod demo;
 pub mod direct;

@@ -203,7 +203,7 @@ mod tests {
     use super::*;
     use crate::api::types::method;
     use crate::sandbox::SandboxConfig;
-    use crate::sandbox::world::Endpoint;
+    use crate::sandbox::world::Route;
 
     const T0: i64 = 1_700_000_000_000;
     const TRX_ADDR: &str = "TPSFu3gV4D7SwHS3HkXs3S8QZauZpyQtWH";
@@ -214,7 +214,7 @@ mod tests {
         })
         .to_string();
         w.handle(
-            Endpoint::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
+            Route::V2(method::APPLY_APP_WITHDRAW_TO_NETWORK),
             body.as_bytes(),
             now_ms,
         )

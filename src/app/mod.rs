@@ -2,9 +2,9 @@
 //!
 //! - [`wiring`]: the one pacing, the client through it and the engine over the store, from the
 //!   configuration and what the store kept.
-//! - [`ingest`]: taking a batch file in (known contents by SHA-256, or check and store it), with
+//! - [`ingest`](mod@ingest): taking a batch file in (known contents by SHA-256, or check and store it), with
 //!   an [`IngestError`] per decision the caller makes.
-//! - [`pay`]: paying one stored batch and writing its reports.
+//! - [`pay`](mod@pay): paying one stored batch and writing its reports.
 //! - [`reports`]: a batch's reports from the store.
 //! - [`operator`]: the one operator (status, approve, cancel, pause, resume, report), on the
 //!   store directly or inside a running daemon.

@@ -4,7 +4,7 @@
 //! scanned at start and every `daemon.rescan_secs`, so a lost event (or a folder on a file
 //! system without events) delays a batch but never loses it. A file is claimed by renaming it
 //! into `processing/` (see [`crate::inbox`]); claimed files go one at a time through
-//! [`crate::app::ingest`]; a file that is not a valid batch, or is blocked, moves to
+//! [`crate::app::ingest()`]; a file that is not a valid batch, or is blocked, moves to
 //! `rejected/` with an error report; a paid one moves to `done/` beside its reports.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! What the daemon adds to the one operator and to metrics: [`Live`], the operator's runtime
 //! inside a running daemon (its pacing, its batch tasks, the lines only it can tell), and the
-//! metrics [`snapshot`].
+//! metrics `snapshot`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

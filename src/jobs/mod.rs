@@ -7,7 +7,7 @@
 //!   start-up catch-up decision, coalescing of instants that passed during a run.
 //! - [`fire`] is the I/O edge: releasing staged files into the inbox, or running a producer
 //!   command with a filtered environment.
-//! - [`runner`] is the loop of one scheduled job on tokio time: it persists each run before it
+//! - [`driver`] is the loop of one scheduled job on tokio time: it persists each run before it
 //!   fires, never overlaps runs, and stops on cancellation.
 //!
 //! A firing never pays anything itself: it only puts batch files into the job's inbox, where the

@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::SecretString;
 
-use super::world::{Endpoint as Route, Transport as Delivery, WebhookJob, World, error_body};
+use super::world::{Route, Transport as Delivery, WebhookJob, World, error_body};
 use crate::api::CallError;
 use crate::api::client::{ApiVersion, Endpoint, RawReply, Transport};
 use crate::api::codes::SUCCESS;

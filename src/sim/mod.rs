@@ -346,3 +346,104 @@ impl<F: Future> Future for Crash<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::state::{OrderState, StateKind};
+    use crate::store::Change;
+
+    /// A run without crashes or faults, kept for the tampering below.
+    async fn clean_run(dir: &Path) -> (Scenario, Arc<Mutex<World>>) {
+        let mut scenario = Scenario::draw(7, 12);
+        scenario.crashes.clear();
+        scenario.faults = crate::sandbox::Faults::default();
+        let mut report = RunReport::default();
+        let world = simulate(&scenario, dir, &mut report).await.expect("the run finishes");
+        check::all(&scenario, dir, &world, &mut report);
+        assert_eq!(report.violations, Vec::<String>::new());
+        assert!(report.payouts > 0, "the run paid something");
+        (scenario, world)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_checks_catch_a_report_that_lies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (scenario, world) = clean_run(dir.path()).await;
+        let reports = dir.path().join("reports");
+        let file = std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".result.json"))
+            .expect("a result report");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lie = text.replacen(r#""status":"success""#, r#""status":"rejected""#, 1);
+        assert_ne!(lie, text, "the report has a success row to falsify");
+        std::fs::write(&file, lie).unwrap();
+        let mut report = RunReport::default();
+        check::all(&scenario, dir.path(), &world, &mut report);
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("is rejected but the ledger has payout")),
+            "{:?}",
+            report.violations
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_checks_catch_a_store_that_calls_a_paid_order_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (scenario, world) = clean_run(dir.path()).await;
+        {
+            let store = Store::open(&dir.path().join("state")).unwrap();
+            let batch = store.batches().unwrap().remove(0);
+            let mut order = store
+                .batch_orders(&batch.batch_id)
+                .unwrap()
+                .into_iter()
+                .find(|o| o.kind() == StateKind::Success)
+                .expect("a paid order");
+            order.state = OrderState::Rejected {
+                code: Some(14001),
+                reason: "forged".into(),
+            };
+            store
+                .commit(&[Change {
+                    order,
+                    from: Some(StateKind::Success),
+                    event: "forged",
+                    detail: None,
+                }])
+                .unwrap();
+        }
+        let mut report = RunReport::default();
+        check::all(&scenario, dir.path(), &world, &mut report);
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("ended rejected, but the ledger's payout")),
+            "{:?}",
+            report.violations
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_at_every_poll_of_a_small_run_still_pays_each_row_once() {
+        // Small enough to crash at each of its first polls in turn: every await point of the
+        // start (store open, preflight requests, intents, the first sends) is hit at least once.
+        let dir = tempfile::tempdir().unwrap();
+        let mut scenario = Scenario::draw(11, 3);
+        scenario.faults = crate::sandbox::Faults::default();
+        scenario.crashes = (1..=40).collect();
+        let mut report = RunReport::default();
+        match simulate(&scenario, dir.path(), &mut report).await {
+            Ok(world) => check::all(&scenario, dir.path(), &world, &mut report),
+            Err(e) => report.violations.push(e),
+        }
+        assert_eq!(report.violations, Vec::<String>::new());
+        assert!(report.crashes >= 10, "lives crashed: {}", report.crashes);
+    }
+}

@@ -12,5 +12,6 @@ mod jobs;
 mod layers;
 mod operator;
 mod secrets;
+mod sim;
 mod submit;
 mod webhook;

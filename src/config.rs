@@ -127,7 +127,8 @@ struct ReportsFile {
 pub(crate) struct PolicyFile {
     allowed_coins: Option<Vec<String>>,
     allowed_chains: Option<Vec<String>>,
-    approval: Option<String>,
+    /// Also set by a job file's `approval` shorthand.
+    pub(crate) approval: Option<String>,
     #[serde(default)]
     coins: BTreeMap<String, CoinPolicyFile>,
 }

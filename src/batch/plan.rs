@@ -323,154 +323,309 @@ const ORDER_IDS_PER_QUERY: u64 = 20;
 const EXPECTED_TRACKING_ROUNDS: u64 = 2;
 
 /// Builds the plan. The plan's rows share `validated` and `cat` (see [`PlanRows`]).
+///
+/// Two passes: one over the rows (fee, reasons to refuse, verdict, sums per coin), then one over
+/// the coins (totals, balances with the margin); the policy then judges the batch's totals. The
+/// digest takes the accepted rows in row order, then the totals in coin id order.
 pub fn build(
     validated: &Arc<Validated>,
     cat: &Arc<Catalogue>,
     answers: &PreflightAnswers,
     settings: &PlanSettings<'_>,
 ) -> Plan {
-    let mut outcomes = Vec::with_capacity(validated.rows.len());
-    let mut fees: Vec<FeeQuote> = Vec::new();
-    // (coin id, chain) -> index in `fees`.
-    let mut fee_index: HashMap<(u64, &str), u32> = HashMap::new();
-    let mut problems = validated.problems.clone();
-    let mut counts = Counts {
-        rows: validated.rows_seen,
-        ..Counts::default()
-    };
-    // coin id -> (rows, amount, receivers get); fee coin id -> fees; coin id -> needed.
-    let mut amount_by_coin: BTreeMap<u64, (u64, Decimal, Decimal)> = BTreeMap::new();
-    let mut fees_by_coin: BTreeMap<u64, Decimal> = BTreeMap::new();
-    let mut needed_by_coin: BTreeMap<u64, Decimal> = BTreeMap::new();
     let mut digest = Sha256::new();
     digest.update(b"ccpayout plan v1\n");
+    let rows = plan_rows(validated, cat, answers, settings, &mut digest);
+    let coins = coin_totals(&rows.sums, cat, answers, settings.balance_margin, &mut digest);
 
+    let policy = settings
+        .policy
+        .check_batch(&coins.totals_by_symbol, settings.paid_today);
+    let mut blockers = coins.blockers;
+    blockers.extend(policy.blockers);
+    if validated.has_file_problem() {
+        blockers.insert(0, "the file is not a valid batch".to_owned());
+    }
+    let counts = rows.counts;
+    let requests = estimate_requests(counts.payable + counts.held, settings.rate_per_second);
+    let payable = blockers.is_empty() && counts.payable == counts.rows && counts.rows > 0;
+    Plan {
+        counts,
+        rows: PlanRows {
+            validated: Arc::clone(validated),
+            catalogue: Arc::clone(cat),
+            fees: rows.fees.quotes,
+            outcomes: rows.outcomes,
+        },
+        problems: rows.problems,
+        coins: coins.coins,
+        blockers,
+        approval_reasons: policy.approval_reasons,
+        requests,
+        remote_checks: answers.remote_checks.clone(),
+        digest: hex::encode(digest.finalize()),
+        payable,
+    }
+}
+
+/// What the pass over the rows found.
+struct RowsPass<'c> {
+    fees: FeeTable<'c>,
+    /// One per validated row, in row order.
+    outcomes: Vec<RowOutcome>,
+    /// The validation problems and every refusal, in line order.
+    problems: Vec<Problem>,
+    counts: Counts,
+    sums: CoinSums,
+}
+
+/// Decides every validated row, adds the accepted ones (payable or held) to the sums per coin
+/// and to `digest`, and counts the verdicts, including the rows validation refused or found
+/// duplicate, which have no outcome of their own.
+fn plan_rows<'c>(
+    validated: &Validated,
+    cat: &'c Catalogue,
+    answers: &PreflightAnswers,
+    settings: &PlanSettings<'_>,
+    digest: &mut Sha256,
+) -> RowsPass<'c> {
+    let mut pass = RowsPass {
+        fees: FeeTable::default(),
+        outcomes: Vec::with_capacity(validated.rows.len()),
+        problems: validated.problems.clone(),
+        counts: Counts {
+            rows: validated.rows_seen,
+            ..Counts::default()
+        },
+        sums: CoinSums::default(),
+    };
     for row in &validated.rows {
         let coin = row.coin.map(|c| cat.coin(c));
         let coin_symbol = coin.map_or("", |c| c.symbol.as_str());
         let chain_name = row.chain.map_or("", |c| cat.chain_name(c));
 
-        let mut reasons: Vec<String> = answers
-            .remote_problems
-            .get(&u64::from(row.line))
-            .cloned()
-            .unwrap_or_default();
-        if coin.is_some() {
-            reasons.extend(settings.policy.check_row(coin_symbol, chain_name, row.amount.value()));
-        }
-
-        // The fee, and what leaves which balance.
-        let fee = match (coin, row.chain) {
-            (Some(c), Some(ChainRef::Chain(_))) => match fee_index.get(&(c.coin_id, chain_name)) {
-                Some(&i) => Some(i),
-                None => answers.fees.get(&(c.coin_id, chain_name.to_owned())).map(|quote| {
-                    let i = u32::try_from(fees.len()).unwrap_or(u32::MAX);
-                    fees.push(quote.clone());
-                    fee_index.insert((c.coin_id, chain_name), i);
-                    i
-                }),
-            },
-            _ => None,
-        };
-        let fee_quote = fee.and_then(|i| fees.get(i as usize));
+        let fee = pass.fees.quote_for(row, coin, chain_name, answers);
+        let fee_quote = pass.fees.get(fee);
         let money = money(row, coin, fee_quote);
-        if money.fee_not_covered
-            && let (Some(c), Some(fee)) = (coin, fee_quote)
-        {
-            reasons.push(format!(
-                "{} {} does not cover the network fee of {} {}; raise the amount or set merchant_pays_fee",
-                row.amount,
-                c.symbol,
-                plain(fee.amount),
-                fee.symbol
-            ));
-        }
+        let mut reasons = row_reasons(row, coin_symbol, chain_name, answers, settings);
+        reasons.extend(fee_not_covered(row, coin, fee_quote, &money));
 
-        let verdict = if !reasons.is_empty() {
-            for reason in &reasons {
-                problems.push(Problem {
-                    line: Some(u64::from(row.line)),
-                    field: None,
-                    order_id: Some(validated.order_id(row).to_owned()),
-                    message: reason.clone(),
-                });
-            }
-            Verdict::Refused { reasons }
-        } else if let Some(hold) = row.hold {
-            Verdict::Held {
-                reason: hold_reason(hold, coin_symbol, chain_name),
-            }
+        let verdict = if reasons.is_empty() {
+            accepted_verdict(row.hold, coin_symbol, chain_name)
         } else {
-            Verdict::Payable
+            pass.problems.extend(refusal_problems(row, validated, &reasons));
+            Verdict::Refused { reasons }
         };
-
         if matches!(verdict, Verdict::Payable | Verdict::Held { .. }) {
-            if let Some(c) = coin {
-                let entry = amount_by_coin.entry(c.coin_id).or_default();
-                entry.0 += 1;
-                entry.1 += row.amount.value();
-                entry.2 += money.receiver_gets.unwrap_or_default();
-            }
-            // Every fee counts here; one the receiver pays comes out of the amount rather than
-            // on top of it, which the debits already reflect.
-            if let Some(fee) = fee_quote {
-                *fees_by_coin.entry(fee.coin_id).or_default() += fee.amount;
-            }
-            for (coin_id, value) in money.debits.iter().flatten() {
-                *needed_by_coin.entry(*coin_id).or_default() += *value;
-            }
-            digest_row(&mut digest, row, validated, cat);
+            pass.sums.add(row, coin, fee_quote, &money);
+            digest_row(digest, row, validated, cat);
         }
-        match &verdict {
-            Verdict::Payable => counts.payable += 1,
-            Verdict::Held { .. } => counts.held += 1,
-            Verdict::Refused { .. } => counts.refused += 1,
-            Verdict::Duplicate { .. } => counts.duplicate += 1,
-        }
-        outcomes.push(RowOutcome { fee, verdict });
+        pass.counts.tally(&verdict);
+        pass.outcomes.push(RowOutcome { fee, verdict });
     }
-    counts.refused += validated.refused_lines.len() as u64;
-    counts.duplicate += validated.duplicates.len() as u64;
-    problems.sort_by_key(|p| p.line.unwrap_or(0));
+    pass.counts.refused += validated.refused_lines.len() as u64;
+    pass.counts.duplicate += validated.duplicates.len() as u64;
+    pass.problems.sort_by_key(|p| p.line.unwrap_or(0));
+    pass
+}
 
-    // Per coin: every coin that is paid or charged.
-    let mut coin_ids: Vec<u64> = amount_by_coin.keys().chain(needed_by_coin.keys()).copied().collect();
-    coin_ids.sort_unstable();
-    coin_ids.dedup();
-    let mut blockers = Vec::new();
-    let mut totals_by_symbol = BTreeMap::new();
-    let mut coins = Vec::new();
-    for coin_id in coin_ids {
+/// The distinct fee quotes a plan's rows use, each stored once and referred to by index, so a
+/// million rows on a handful of chains hold a handful of quotes.
+#[derive(Default)]
+struct FeeTable<'c> {
+    quotes: Vec<FeeQuote>,
+    /// (coin id, chain) → index in `quotes`.
+    index: HashMap<(u64, &'c str), u32>,
+}
+
+impl<'c> FeeTable<'c> {
+    /// The fee quote of a row paid on a chain, from the preflight's answers; `None` for Cwallet
+    /// transfers (which have no fee), rows without a coin, and pairs the preflight has no quote
+    /// for.
+    fn quote_for(
+        &mut self,
+        row: &Row,
+        coin: Option<&CoinEntry>,
+        chain_name: &'c str,
+        answers: &PreflightAnswers,
+    ) -> Option<u32> {
+        let (Some(c), Some(ChainRef::Chain(_))) = (coin, row.chain) else {
+            return None;
+        };
+        if let Some(&i) = self.index.get(&(c.coin_id, chain_name)) {
+            return Some(i);
+        }
+        let quote = answers.fees.get(&(c.coin_id, chain_name.to_owned()))?;
+        let i = u32::try_from(self.quotes.len()).unwrap_or(u32::MAX);
+        self.quotes.push(quote.clone());
+        self.index.insert((c.coin_id, chain_name), i);
+        Some(i)
+    }
+
+    fn get(&self, index: Option<u32>) -> Option<&FeeQuote> {
+        index.and_then(|i| self.quotes.get(i as usize))
+    }
+}
+
+/// Why a row is refused, besides its fee: the remote checks' refusals first, then the policy's
+/// per-row rules, which judge a coin and so skip v1 rows that name only a token.
+fn row_reasons(
+    row: &Row,
+    coin_symbol: &str,
+    chain_name: &str,
+    answers: &PreflightAnswers,
+    settings: &PlanSettings<'_>,
+) -> Vec<String> {
+    let mut reasons: Vec<String> = answers
+        .remote_problems
+        .get(&u64::from(row.line))
+        .cloned()
+        .unwrap_or_default();
+    if row.coin.is_some() {
+        reasons.extend(settings.policy.check_row(coin_symbol, chain_name, row.amount.value()));
+    }
+    reasons
+}
+
+/// The refusal of a row whose receiver pays the fee when the amount does not cover it: the
+/// receiver would get nothing, or less than nothing.
+fn fee_not_covered(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>, money: &Money) -> Option<String> {
+    if !money.fee_not_covered {
+        return None;
+    }
+    let (c, fee) = (coin?, fee?);
+    Some(format!(
+        "{} {} does not cover the network fee of {} {}; raise the amount or set merchant_pays_fee",
+        row.amount,
+        c.symbol,
+        plain(fee.amount),
+        fee.symbol
+    ))
+}
+
+/// One problem per reason a row is refused, so reports list refusals with the other problems.
+fn refusal_problems<'a>(
+    row: &'a Row,
+    validated: &'a Validated,
+    reasons: &'a [String],
+) -> impl Iterator<Item = Problem> + 'a {
+    reasons.iter().map(move |reason| Problem {
+        line: Some(u64::from(row.line)),
+        field: None,
+        order_id: Some(validated.order_id(row).to_owned()),
+        message: reason.clone(),
+    })
+}
+
+/// The verdict of a row nothing refuses: held when validation found it cannot be paid right
+/// now, payable otherwise.
+fn accepted_verdict(hold: Option<Hold>, coin_symbol: &str, chain_name: &str) -> Verdict {
+    match hold {
+        Some(hold) => Verdict::Held {
+            reason: hold_reason(hold, coin_symbol, chain_name),
+        },
+        None => Verdict::Payable,
+    }
+}
+
+impl Counts {
+    fn tally(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Payable => self.payable += 1,
+            Verdict::Held { .. } => self.held += 1,
+            Verdict::Refused { .. } => self.refused += 1,
+            Verdict::Duplicate { .. } => self.duplicate += 1,
+        }
+    }
+}
+
+/// Sums over the accepted rows, by coin id. Held rows count: they are paid once the hold
+/// clears, so the balance must cover them too.
+#[derive(Default)]
+struct CoinSums {
+    /// Coin id → (rows, amount, what receivers get).
+    amount: BTreeMap<u64, (u64, Decimal, Decimal)>,
+    /// Fee coin id → fees charged in it.
+    fees: BTreeMap<u64, Decimal>,
+    /// Coin id → what leaves its balance.
+    needed: BTreeMap<u64, Decimal>,
+}
+
+impl CoinSums {
+    fn add(&mut self, row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>, money: &Money) {
+        if let Some(c) = coin {
+            let entry = self.amount.entry(c.coin_id).or_default();
+            entry.0 += 1;
+            entry.1 += row.amount.value();
+            entry.2 += money.receiver_gets.unwrap_or_default();
+        }
+        // Every fee counts here; one the receiver pays comes out of the amount rather than
+        // on top of it, which the debits already reflect.
+        if let Some(fee) = fee {
+            *self.fees.entry(fee.coin_id).or_default() += fee.amount;
+        }
+        for (coin_id, value) in money.debits.iter().flatten() {
+            *self.needed.entry(*coin_id).or_default() += *value;
+        }
+    }
+
+    /// Every coin that is paid or charged, in id order.
+    fn coin_ids(&self) -> Vec<u64> {
+        let mut coin_ids: Vec<u64> = self.amount.keys().chain(self.needed.keys()).copied().collect();
+        coin_ids.sort_unstable();
+        coin_ids.dedup();
+        coin_ids
+    }
+}
+
+/// What the pass over the coins found.
+struct CoinsPass {
+    coins: Vec<CoinTotals>,
+    /// Balances short of what the batch needs.
+    blockers: Vec<String>,
+    /// The amount paid per coin symbol, for the policy's batch limits; coins only charged fees
+    /// are left out.
+    totals_by_symbol: BTreeMap<String, Decimal>,
+}
+
+/// The totals of every coin paid or charged, each balance checked against what the batch
+/// needs plus the margin, and each coin's amount added to `digest`.
+fn coin_totals(
+    sums: &CoinSums,
+    cat: &Catalogue,
+    answers: &PreflightAnswers,
+    margin: Decimal,
+    digest: &mut Sha256,
+) -> CoinsPass {
+    let mut pass = CoinsPass {
+        coins: Vec::new(),
+        blockers: Vec::new(),
+        totals_by_symbol: BTreeMap::new(),
+    };
+    for coin_id in sums.coin_ids() {
+        // A fee coin the catalogue does not list is named by its id.
         let symbol = cat
             .coin_by_id(coin_id)
             .map_or_else(|| coin_id.to_string(), |c| c.symbol.clone());
-        let (n, amount, receivers) = amount_by_coin.get(&coin_id).copied().unwrap_or_default();
-        let needed = needed_by_coin.get(&coin_id).copied().unwrap_or_default();
-        let with_margin = needed + needed * settings.balance_margin;
+        let (n, amount, receivers) = sums.amount.get(&coin_id).copied().unwrap_or_default();
+        let needed = sums.needed.get(&coin_id).copied().unwrap_or_default();
+        let with_margin = needed + needed * margin;
         let before = answers.balances.get(&coin_id).copied().unwrap_or_default();
         let sufficient = before >= with_margin;
         if !sufficient {
-            blockers.push(format!(
-                "the {symbol} balance of {} is short of the {} {symbol} this batch needs{}",
-                plain(before),
-                plain(with_margin),
-                if settings.balance_margin.is_zero() {
-                    String::new()
-                } else {
-                    " with the safety margin".to_owned()
-                }
-            ));
+            pass.blockers
+                .push(balance_blocker(&symbol, before, with_margin, margin));
         }
         if !amount.is_zero() {
-            totals_by_symbol.insert(symbol.clone(), amount);
+            pass.totals_by_symbol.insert(symbol.clone(), amount);
         }
         digest.update(format!("total\t{coin_id}\t{}\n", plain(amount)).as_bytes());
-        coins.push(CoinTotals {
+        pass.coins.push(CoinTotals {
             coin: symbol,
             coin_id,
             rows: n,
             amount: plain(amount),
-            fees: plain(fees_by_coin.get(&coin_id).copied().unwrap_or_default()),
+            fees: plain(sums.fees.get(&coin_id).copied().unwrap_or_default()),
             receivers_get: plain(receivers),
             needed: plain(needed),
             needed_with_margin: plain(with_margin),
@@ -479,39 +634,36 @@ pub fn build(
             sufficient,
         });
     }
+    pass
+}
 
-    let policy = settings.policy.check_batch(&totals_by_symbol, settings.paid_today);
-    blockers.extend(policy.blockers);
-    if validated.has_file_problem() {
-        blockers.insert(0, "the file is not a valid batch".to_owned());
-    }
-    let accepted = counts.payable + counts.held;
+/// The blocker of a balance short of what the batch needs, naming the margin when there is one
+/// so the operator sees why a balance that covers the amounts is still not enough.
+fn balance_blocker(symbol: &str, before: Decimal, with_margin: Decimal, margin: Decimal) -> String {
+    format!(
+        "the {symbol} balance of {} is short of the {} {symbol} this batch needs{}",
+        plain(before),
+        plain(with_margin),
+        if margin.is_zero() {
+            ""
+        } else {
+            " with the safety margin"
+        }
+    )
+}
+
+/// The requests submitting `accepted` rows takes: one withdrawal each, plus the status queries
+/// that track them, and the time that takes at `rate_per_second` (at least 1).
+fn estimate_requests(accepted: u64, rate_per_second: u32) -> RequestEstimate {
     let status_queries = accepted.div_ceil(ORDER_IDS_PER_QUERY) * EXPECTED_TRACKING_ROUNDS;
     let total = accepted + status_queries;
-    let rate = settings.rate_per_second.max(1);
-    let payable = blockers.is_empty() && counts.payable == counts.rows && counts.rows > 0;
-    Plan {
-        counts,
-        rows: PlanRows {
-            validated: Arc::clone(validated),
-            catalogue: Arc::clone(cat),
-            fees,
-            outcomes,
-        },
-        problems,
-        coins,
-        blockers,
-        approval_reasons: policy.approval_reasons,
-        requests: RequestEstimate {
-            withdrawals: accepted,
-            status_queries,
-            total,
-            rate_per_second: rate,
-            seconds: total as f64 / f64::from(rate),
-        },
-        remote_checks: answers.remote_checks.clone(),
-        digest: hex::encode(digest.finalize()),
-        payable,
+    let rate = rate_per_second.max(1);
+    RequestEstimate {
+        withdrawals: accepted,
+        status_queries,
+        total,
+        rate_per_second: rate,
+        seconds: total as f64 / f64::from(rate),
     }
 }
 

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::parse::{self, Column, Format, Limits, ParseProblem, RawRow};
-use crate::batch::catalogue::{Catalogue, ChainRef, CoinIdx};
+use crate::batch::catalogue::{Catalogue, ChainRef, CoinEntry, CoinIdx, NetworkEntry};
 use crate::model::ApiGeneration;
 pub use crate::model::known::{KnownOrder, KnownOrders, NoKnownOrders};
 use crate::rules::address::{self, AddressFamily};
@@ -311,332 +311,130 @@ struct Validator<'a, 'r> {
 }
 
 impl Validator<'_, '_> {
+    /// Validates one row: every field check runs, whatever the others found, so a row reports
+    /// all of its problems at once. A row with a problem is refused (its well-formed order_id still takes
+    /// part in the duplicate check); a good one is stored compactly and then compared with the
+    /// orders of earlier batches.
     fn row(&mut self, raw: &RawRow) {
-        let line = raw.line;
-        let mut problems: Vec<Problem> = Vec::new();
-        let mut fail = |field: Column, message: String| problems.push(Problem::at(line, field, message));
+        let cells = Cells::of(raw);
         let cat = self.rules.catalogue;
-        let get = |c: Column| raw.get(c).unwrap_or("");
+        let generation = self.rules.generation;
+        let mut problems = RowProblems::new(raw.line);
 
-        // order_id
-        let order_id = get(Column::OrderId);
-        let order_id_ok = match check_order_id(order_id) {
-            Ok(()) => true,
-            Err(message) => {
-                fail(Column::OrderId, message);
-                false
-            }
-        };
-
-        // token_id belongs to v1 accounts only.
-        let token_id = get(Column::TokenId);
-        match self.rules.generation {
-            ApiGeneration::V2 if !token_id.is_empty() => fail(
-                Column::TokenId,
-                "token_id is for v1 accounts; this configuration uses the v2 API (api.version)".into(),
-            ),
-            ApiGeneration::V1 if token_id.is_empty() => {
-                fail(Column::TokenId, "token_id is required for the v1 API".into())
-            }
-            ApiGeneration::V1 if !is_uuid(token_id) => fail(
-                Column::TokenId,
-                format!("{} is not a token id (a UUID)", quote(token_id)),
-            ),
-            _ => {}
+        // The order of these checks is the order of a row's problems in every report.
+        let order_id_ok = check_order_id_cell(cells.order_id, &mut problems);
+        check_token_id(generation, cells.token_id, &mut problems);
+        let destination = resolve_destination(cat, generation, &cells, &mut problems);
+        check_recipient(cat, generation, cells.recipient, destination.chain, &mut problems);
+        check_memo(cat, cells.memo, &destination, &mut problems);
+        let amount = parse_amount(cells.amount, &mut problems);
+        if let Some(amount) = amount {
+            check_amount_limits(cat, amount, &destination, &mut problems);
         }
-        let v1_token_only = self.rules.generation == ApiGeneration::V1;
+        let merchant_pays_fee = parse_merchant_pays_fee(
+            cells.merchant_pays_fee,
+            self.rules.default_merchant_pays_fee,
+            &mut problems,
+        );
+        check_reference(cells.reference, &mut problems);
 
-        // coin and chain
-        let coin_text = get(Column::Coin);
-        let chain_text = get(Column::Chain);
-        let coin = if coin_text.is_empty() {
-            if !v1_token_only {
-                fail(Column::Coin, "coin is empty".into());
-            }
-            None
-        } else {
-            let found = cat.find_coin(coin_text);
-            if found.is_none() {
-                fail(
-                    Column::Coin,
-                    format!("unknown coin {}; known coins: {}", quote(coin_text), coin_list(cat)),
-                );
-            }
-            found
-        };
-        let chain = if chain_text.is_empty() {
-            if !v1_token_only {
-                fail(Column::Chain, "chain is empty".into());
-            }
-            None
-        } else {
-            let found = cat.find_chain(chain_text);
-            if found.is_none() {
-                fail(Column::Chain, format!("unknown chain {}", quote(chain_text)));
-            }
-            found
-        };
-        let network = match (coin, chain) {
-            (Some(coin), Some(ChainRef::Chain(chain))) => {
-                let network = cat.coin(coin).network(chain);
-                if network.is_none() {
-                    fail(
-                        Column::Chain,
-                        format!(
-                            "{} cannot be paid on {}; its chains are {}",
-                            cat.coin(coin).symbol,
-                            cat.chain(chain).symbol,
-                            cat.chains_of(coin).join(", ")
-                        ),
-                    );
-                }
-                network
-            }
-            _ => None,
-        };
-
-        // recipient
-        let recipient = get(Column::Recipient);
-        if recipient.is_empty() {
-            fail(Column::Recipient, "recipient is empty".into());
-        } else {
-            match chain {
-                Some(ChainRef::Cwallet) => {
-                    if let Err(e) = address::parse_cwallet_recipient(recipient) {
-                        fail(
-                            Column::Recipient,
-                            format!("{} is not a Cwallet ID or e-mail: {e}", quote(recipient)),
-                        );
-                    }
-                }
-                Some(ChainRef::Chain(c)) => {
-                    let family = cat.chain(c).family;
-                    if let Err(e) = address::check_address(family, recipient) {
-                        fail(
-                            Column::Recipient,
-                            format!("{} is not a {} address: {e}", quote(recipient), cat.chain(c).symbol),
-                        );
-                    }
-                }
-                // v1 rows without a chain: the address is either a Cwallet user or a chain
-                // address CCPayment checks; reject only what is neither shaped like one.
-                None if v1_token_only
-                    && address::parse_cwallet_recipient(recipient).is_err()
-                    && address::check_address(AddressFamily::Other, recipient).is_err() =>
-                {
-                    fail(
-                        Column::Recipient,
-                        format!("{} is not an address or Cwallet user", quote(recipient)),
-                    );
-                }
-                None => {}
-            }
-        }
-
-        // memo
-        let memo = get(Column::Memo);
-        let memo_needed = match chain {
-            Some(ChainRef::Chain(c)) => Some(network.map_or(cat.chain(c).supports_memo, |n| n.supports_memo)),
-            Some(ChainRef::Cwallet) => Some(false),
-            None => None,
-        };
-        match memo_needed {
-            Some(true) if memo.is_empty() => fail(
-                Column::Memo,
-                format!(
-                    "memo is required on {}",
-                    cat.chain_name(chain.unwrap_or(ChainRef::Cwallet))
-                ),
-            ),
-            Some(false) if !memo.is_empty() => fail(
-                Column::Memo,
-                format!(
-                    "memo is not used on {}; leave it empty",
-                    cat.chain_name(chain.unwrap_or(ChainRef::Cwallet))
-                ),
-            ),
-            _ => {}
-        }
-        if memo.chars().count() > MAX_MEMO_CHARS || memo.chars().any(char::is_control) {
-            fail(
-                Column::Memo,
-                format!("memo must be at most {MAX_MEMO_CHARS} printable characters"),
-            );
-        }
-
-        // amount
-        let amount_text = get(Column::Amount);
-        let amount = match Amount::parse(amount_text) {
-            Ok(amount) => Some(amount),
-            Err(e) if amount_text.is_empty() => {
-                fail(Column::Amount, e.to_string());
-                None
-            }
-            Err(e) => {
-                fail(Column::Amount, format!("{}: {e}", quote(amount_text)));
-                None
-            }
-        };
-        if let (Some(amount), Some(coin)) = (amount, coin) {
-            let entry = cat.coin(coin);
-            let symbol = &entry.symbol;
-            match (chain, network) {
-                (Some(ChainRef::Chain(c)), Some(network)) => {
-                    let on = &cat.chain(c).symbol;
-                    if amount.scale() > network.precision {
-                        fail(
-                            Column::Amount,
-                            format!(
-                                "{amount} has {} decimals; {symbol} on {on} allows {}",
-                                amount.scale(),
-                                network.precision
-                            ),
-                        );
-                    }
-                    if amount.value() < network.minimum {
-                        fail(
-                            Column::Amount,
-                            format!("{amount} is below the minimum of {} {symbol} on {on}", network.minimum),
-                        );
-                    }
-                    if let Some(max) = network.maximum
-                        && amount.value() > max
-                    {
-                        fail(
-                            Column::Amount,
-                            format!("{amount} is above the maximum of {max} {symbol} on {on}"),
-                        );
-                    }
-                }
-                (Some(ChainRef::Cwallet), _) => {
-                    let precision = entry.cwallet_precision();
-                    if amount.scale() > precision {
-                        fail(
-                            Column::Amount,
-                            format!(
-                                "{amount} has {} decimals; {symbol} to Cwallet allows {precision}",
-                                amount.scale()
-                            ),
-                        );
-                    }
-                    // CCPayment's minimum for Cwallet transfers is 0.001 USD worth.
-                    if !entry.price.is_zero() && amount.value() * entry.price < Decimal::new(1, 3) {
-                        fail(
-                            Column::Amount,
-                            format!("{amount} {symbol} is worth less than 0.001 USD, the Cwallet minimum"),
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
-
-        // merchant_pays_fee
-        let fee_text = get(Column::MerchantPaysFee);
-        let merchant_pays_fee = match fee_text.to_ascii_lowercase().as_str() {
-            "" => self.rules.default_merchant_pays_fee,
-            "true" => true,
-            "false" => false,
-            _ => {
-                fail(
-                    Column::MerchantPaysFee,
-                    format!("{} is not true or false", quote(fee_text)),
-                );
-                false
-            }
-        };
-
-        // reference: free text, only bounded.
-        let reference = get(Column::Reference);
-        if reference.chars().count() > MAX_REFERENCE_CHARS {
-            fail(
-                Column::Reference,
-                format!("reference is longer than {MAX_REFERENCE_CHARS} characters"),
-            );
-        }
-
-        let line32 = u32::try_from(line).unwrap_or(u32::MAX);
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(order_id);
         if !problems.is_empty() {
-            let order_id = order_id_ok.then(|| order_id.to_owned());
-            for p in &mut problems {
-                p.order_id.clone_from(&order_id);
-            }
-            self.out.problems.extend(problems);
-            self.out.refused_lines.push(line);
-            // A refused row's id still takes part in the duplicate check.
-            if let Some(id) = order_id {
-                let start = self.out.arena.push(&[&id]);
-                self.ids.push(IdEntry {
-                    hash,
-                    line: line32,
-                    slot: Slot {
-                        start,
-                        len: id.len() as u32,
-                    },
-                });
-            }
+            self.refuse(raw.line, cells.order_id, order_id_ok, problems);
             return;
         }
+        // A row without problems has an amount; the guard only keeps this free of `unwrap`.
         let Some(amount) = amount else {
             return;
         };
-
-        let hold = match (coin, chain, network) {
-            (Some(coin), _, _) if !cat.coin(coin).is_normal() => Some(Hold::CoinSuspended),
-            (_, Some(ChainRef::Chain(c)), _) if !cat.chain(c).is_normal() => Some(Hold::ChainMaintenance),
-            (_, _, Some(network)) if !network.can_withdraw => Some(Hold::WithdrawDisabled),
-            _ => None,
-        };
-        // Validation bounded every length below what these fields hold.
-        let text = RowText {
-            start: self.out.arena.push(&[order_id, recipient, memo, reference, token_id]),
-            order_id: order_id.len() as u8,
-            recipient: recipient.len() as u16,
-            memo: memo.len() as u16,
-            reference: reference.len() as u16,
-            token_id: token_id.len() as u8,
-        };
-        self.ids.push(IdEntry {
-            hash,
-            line: line32,
-            slot: text.order_id(),
-        });
         let row = Row {
-            line: line32,
-            text,
-            coin,
-            chain,
+            line: line_u32(raw.line),
+            text: self.store_texts(&cells),
+            coin: destination.coin,
+            chain: destination.chain,
             amount,
             merchant_pays_fee,
-            hold,
+            hold: hold_of(cat, &destination),
         };
+        self.remember_id(cells.order_id, row.line, row.text.order_id());
+        self.admit(row, cells.order_id, raw.line);
+    }
 
-        // Across batches: the same id with the same payload is a duplicate, never paid again;
-        // with a different payload it is a conflict.
-        if let Some(known) = self.known.lookup(order_id) {
-            if known.payload_digest == payload_digest(&row, &self.out, cat) {
-                self.out.duplicates.push(Duplicate {
-                    line,
-                    order_id: order_id.to_owned(),
-                    earlier_batch: known.batch,
-                });
-            } else {
-                self.out.problems.push(Problem {
-                    line: Some(line),
-                    field: Some(Column::OrderId.name().to_owned()),
-                    order_id: Some(order_id.to_owned()),
-                    message: format!(
-                        "order_id {} was used in batch {} for a different payout; an order_id is never reused",
-                        quote(order_id),
-                        known.batch
-                    ),
-                });
-                self.out.refused_lines.push(line);
-            }
-            return;
+    /// Records a refused row's problems, each naming the row's order_id when it is well-formed,
+    /// and keeps that id for the duplicate check: a refused row that shares its id with another
+    /// row makes the other row ambiguous too.
+    fn refuse(&mut self, line: u64, order_id: &str, order_id_ok: bool, problems: RowProblems) {
+        let order_id = order_id_ok.then(|| order_id.to_owned());
+        let mut problems = problems.list;
+        for p in &mut problems {
+            p.order_id.clone_from(&order_id);
         }
-        self.out.rows.push(row);
+        self.out.problems.extend(problems);
+        self.out.refused_lines.push(line);
+        if let Some(id) = order_id {
+            let start = self.out.arena.push(&[&id]);
+            let slot = Slot {
+                start,
+                len: id.len() as u32,
+            };
+            self.remember_id(&id, line_u32(line), slot);
+        }
+    }
+
+    /// Puts a good row's five texts into the arena, back to back in [`RowText`]'s order.
+    fn store_texts(&mut self, cells: &Cells<'_>) -> RowText {
+        // Validation bounded every length below what these fields hold.
+        RowText {
+            start: self.out.arena.push(&[
+                cells.order_id,
+                cells.recipient,
+                cells.memo,
+                cells.reference,
+                cells.token_id,
+            ]),
+            order_id: cells.order_id.len() as u8,
+            recipient: cells.recipient.len() as u16,
+            memo: cells.memo.len() as u16,
+            reference: cells.reference.len() as u16,
+            token_id: cells.token_id.len() as u8,
+        }
+    }
+
+    /// Notes an order_id (stored at `slot`) for [`Validator::refuse_duplicate_ids`].
+    fn remember_id(&mut self, order_id: &str, line: u32, slot: Slot) {
+        self.ids.push(IdEntry {
+            hash: id_hash(order_id),
+            line,
+            slot,
+        });
+    }
+
+    /// Keeps a good row unless an earlier batch already used its order_id. Across batches the
+    /// same id with the same payload is a duplicate, reported and never paid again; with a
+    /// different payload it is a conflict, refused, because an order_id is never reused.
+    fn admit(&mut self, row: Row, order_id: &str, line: u64) {
+        let Some(known) = self.known.lookup(order_id) else {
+            self.out.rows.push(row);
+            return;
+        };
+        if known.payload_digest == payload_digest(&row, &self.out, self.rules.catalogue) {
+            self.out.duplicates.push(Duplicate {
+                line,
+                order_id: order_id.to_owned(),
+                earlier_batch: known.batch,
+            });
+        } else {
+            self.out.problems.push(Problem {
+                line: Some(line),
+                field: Some(Column::OrderId.name().to_owned()),
+                order_id: Some(order_id.to_owned()),
+                message: format!(
+                    "order_id {} was used in batch {} for a different payout; an order_id is never reused",
+                    quote(order_id),
+                    known.batch
+                ),
+            });
+            self.out.refused_lines.push(line);
+        }
     }
 
     /// Refuses every row whose order_id appears more than once in the file, each naming the
@@ -685,6 +483,391 @@ impl Validator<'_, '_> {
         refused.sort_unstable();
         self.out.rows.retain(|r| refused.binary_search(&r.line).is_err());
         self.out.refused_lines.extend(refused.iter().map(|&l| u64::from(l)));
+    }
+}
+
+/// A row's cells by column, each `""` when the column is absent or left empty: every rule
+/// treats a missing column and an empty cell alike.
+struct Cells<'r> {
+    order_id: &'r str,
+    recipient: &'r str,
+    coin: &'r str,
+    chain: &'r str,
+    amount: &'r str,
+    memo: &'r str,
+    merchant_pays_fee: &'r str,
+    reference: &'r str,
+    token_id: &'r str,
+}
+
+impl<'r> Cells<'r> {
+    fn of(raw: &'r RawRow) -> Cells<'r> {
+        let get = |c: Column| raw.get(c).unwrap_or("");
+        Cells {
+            order_id: get(Column::OrderId),
+            recipient: get(Column::Recipient),
+            coin: get(Column::Coin),
+            chain: get(Column::Chain),
+            amount: get(Column::Amount),
+            memo: get(Column::Memo),
+            merchant_pays_fee: get(Column::MerchantPaysFee),
+            reference: get(Column::Reference),
+            token_id: get(Column::TokenId),
+        }
+    }
+}
+
+/// The problems of one row, in the order its checks found them.
+struct RowProblems {
+    line: u64,
+    list: Vec<Problem>,
+}
+
+impl RowProblems {
+    fn new(line: u64) -> RowProblems {
+        RowProblems { line, list: Vec::new() }
+    }
+
+    fn fail(&mut self, field: Column, message: impl Into<String>) {
+        self.list.push(Problem::at(self.line, field, message));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// Where a row pays to, as far as the catalogue resolved it.
+struct Destination<'c> {
+    /// `None` when the coin is unknown, or left out of a v1 row.
+    coin: Option<CoinIdx>,
+    /// `None` when the chain is unknown, or left out of a v1 row.
+    chain: Option<ChainRef>,
+    /// The coin's network on the chain; `None` for Cwallet transfers and when the coin has none
+    /// there.
+    network: Option<&'c NetworkEntry>,
+}
+
+/// A row's line as rows store it. Lines past `u32::MAX` cannot occur (the parser caps the row
+/// count far below), so saturating is only a guard.
+fn line_u32(line: u64) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
+}
+
+/// The hash [`IdEntry`] sorts by.
+fn id_hash(order_id: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(order_id)
+}
+
+/// `order_id`: the grammar of [`check_order_id`]. Returns whether the id is well-formed, since
+/// only a well-formed id names the row in its problems and takes part in the duplicate check.
+fn check_order_id_cell(order_id: &str, problems: &mut RowProblems) -> bool {
+    match check_order_id(order_id) {
+        Ok(()) => true,
+        Err(message) => {
+            problems.fail(Column::OrderId, message);
+            false
+        }
+    }
+}
+
+/// `token_id`: required and a UUID with the v1 API, which names the coin by token; refused with
+/// v2, which has no such field, so a v1 file is not paid by a v2 set-up as if it were v2.
+fn check_token_id(generation: ApiGeneration, token_id: &str, problems: &mut RowProblems) {
+    match generation {
+        ApiGeneration::V2 if !token_id.is_empty() => problems.fail(
+            Column::TokenId,
+            "token_id is for v1 accounts; this configuration uses the v2 API (api.version)",
+        ),
+        ApiGeneration::V1 if token_id.is_empty() => {
+            problems.fail(Column::TokenId, "token_id is required for the v1 API")
+        }
+        ApiGeneration::V1 if !is_uuid(token_id) => problems.fail(
+            Column::TokenId,
+            format!("{} is not a token id (a UUID)", quote(token_id)),
+        ),
+        _ => {}
+    }
+}
+
+/// `coin`, `chain` and the network they make together (see [`resolve_coin`], [`resolve_chain`]
+/// and [`resolve_network`]). With the v1 API coin and chain may be left out, because the
+/// token_id already says what is paid.
+fn resolve_destination<'c>(
+    cat: &'c Catalogue,
+    generation: ApiGeneration,
+    cells: &Cells<'_>,
+    problems: &mut RowProblems,
+) -> Destination<'c> {
+    let optional = generation == ApiGeneration::V1;
+    let coin = resolve_coin(cat, cells.coin, optional, problems);
+    let chain = resolve_chain(cat, cells.chain, optional, problems);
+    let network = resolve_network(cat, coin, chain, problems);
+    Destination { coin, chain, network }
+}
+
+/// `coin`: a symbol (any case) or numeric id the catalogue knows. An unknown coin's message
+/// lists the known ones, since a typo is the usual cause.
+fn resolve_coin(cat: &Catalogue, text: &str, optional: bool, problems: &mut RowProblems) -> Option<CoinIdx> {
+    if text.is_empty() {
+        if !optional {
+            problems.fail(Column::Coin, "coin is empty");
+        }
+        return None;
+    }
+    let found = cat.find_coin(text);
+    if found.is_none() {
+        problems.fail(
+            Column::Coin,
+            format!("unknown coin {}; known coins: {}", quote(text), coin_list(cat)),
+        );
+    }
+    found
+}
+
+/// `chain`: a chain symbol (any case) the catalogue knows, or `CWALLET`.
+fn resolve_chain(cat: &Catalogue, text: &str, optional: bool, problems: &mut RowProblems) -> Option<ChainRef> {
+    if text.is_empty() {
+        if !optional {
+            problems.fail(Column::Chain, "chain is empty");
+        }
+        return None;
+    }
+    let found = cat.find_chain(text);
+    if found.is_none() {
+        problems.fail(Column::Chain, format!("unknown chain {}", quote(text)));
+    }
+    found
+}
+
+/// `chain` again: the coin must have a network on the chain, or CCPayment would refuse the
+/// withdrawal. The message lists the coin's chains. Cwallet transfers need no network.
+fn resolve_network<'c>(
+    cat: &'c Catalogue,
+    coin: Option<CoinIdx>,
+    chain: Option<ChainRef>,
+    problems: &mut RowProblems,
+) -> Option<&'c NetworkEntry> {
+    let (Some(coin), Some(ChainRef::Chain(chain))) = (coin, chain) else {
+        return None;
+    };
+    let network = cat.coin(coin).network(chain);
+    if network.is_none() {
+        problems.fail(
+            Column::Chain,
+            format!(
+                "{} cannot be paid on {}; its chains are {}",
+                cat.coin(coin).symbol,
+                cat.chain(chain).symbol,
+                cat.chains_of(coin).join(", ")
+            ),
+        );
+    }
+    network
+}
+
+/// `recipient`: required, and shaped like what the chain pays to (an address of the chain's
+/// family, or a Cwallet ID or e-mail), so a malformed recipient is refused before any money
+/// moves. Whether it really exists is for the preflight's remote checks.
+fn check_recipient(
+    cat: &Catalogue,
+    generation: ApiGeneration,
+    recipient: &str,
+    chain: Option<ChainRef>,
+    problems: &mut RowProblems,
+) {
+    if recipient.is_empty() {
+        problems.fail(Column::Recipient, "recipient is empty");
+        return;
+    }
+    match chain {
+        Some(ChainRef::Cwallet) => {
+            if let Err(e) = address::parse_cwallet_recipient(recipient) {
+                problems.fail(
+                    Column::Recipient,
+                    format!("{} is not a Cwallet ID or e-mail: {e}", quote(recipient)),
+                );
+            }
+        }
+        Some(ChainRef::Chain(c)) => {
+            let family = cat.chain(c).family;
+            if let Err(e) = address::check_address(family, recipient) {
+                problems.fail(
+                    Column::Recipient,
+                    format!("{} is not a {} address: {e}", quote(recipient), cat.chain(c).symbol),
+                );
+            }
+        }
+        // v1 rows without a chain: the address is either a Cwallet user or a chain address
+        // CCPayment checks; reject only what is neither shaped like one.
+        None if generation == ApiGeneration::V1
+            && address::parse_cwallet_recipient(recipient).is_err()
+            && address::check_address(AddressFamily::Other, recipient).is_err() =>
+        {
+            problems.fail(
+                Column::Recipient,
+                format!("{} is not an address or Cwallet user", quote(recipient)),
+            );
+        }
+        None => {}
+    }
+}
+
+/// `memo`: required where the network (or, without one, the chain) takes a memo, since a
+/// deposit without its memo is lost at exchanges; refused where it is not used, since the
+/// operator evidently meant something else; and always short and printable.
+fn check_memo(cat: &Catalogue, memo: &str, destination: &Destination<'_>, problems: &mut RowProblems) {
+    let chain = destination.chain;
+    let memo_needed = match chain {
+        Some(ChainRef::Chain(c)) => Some(
+            destination
+                .network
+                .map_or(cat.chain(c).supports_memo, |n| n.supports_memo),
+        ),
+        Some(ChainRef::Cwallet) => Some(false),
+        None => None,
+    };
+    // `memo_needed` is only known with a chain, so the fallback never shows.
+    let chain_name = || cat.chain_name(chain.unwrap_or(ChainRef::Cwallet));
+    match memo_needed {
+        Some(true) if memo.is_empty() => problems.fail(Column::Memo, format!("memo is required on {}", chain_name())),
+        Some(false) if !memo.is_empty() => problems.fail(
+            Column::Memo,
+            format!("memo is not used on {}; leave it empty", chain_name()),
+        ),
+        _ => {}
+    }
+    if memo.chars().count() > MAX_MEMO_CHARS || memo.chars().any(char::is_control) {
+        problems.fail(
+            Column::Memo,
+            format!("memo must be at most {MAX_MEMO_CHARS} printable characters"),
+        );
+    }
+}
+
+/// `amount`: a positive plain decimal (see [`Amount::parse`]). The message quotes the cell,
+/// except for an empty one, where the parser's own message says so.
+fn parse_amount(text: &str, problems: &mut RowProblems) -> Option<Amount> {
+    match Amount::parse(text) {
+        Ok(amount) => Some(amount),
+        Err(e) if text.is_empty() => {
+            problems.fail(Column::Amount, e.to_string());
+            None
+        }
+        Err(e) => {
+            problems.fail(Column::Amount, format!("{}: {e}", quote(text)));
+            None
+        }
+    }
+}
+
+/// `amount` against the coin's limits where it is paid: CCPayment refuses amounts outside
+/// them, and knowing before submission keeps a batch from half-failing. Rows whose coin or
+/// network is unknown were refused already and are not checked again.
+fn check_amount_limits(cat: &Catalogue, amount: Amount, destination: &Destination<'_>, problems: &mut RowProblems) {
+    let Some(coin) = destination.coin else {
+        return;
+    };
+    match (destination.chain, destination.network) {
+        (Some(ChainRef::Chain(c)), Some(network)) => check_network_amount(cat, amount, coin, c, network, problems),
+        (Some(ChainRef::Cwallet), _) => check_cwallet_amount(cat.coin(coin), amount, problems),
+        _ => {}
+    }
+}
+
+/// On a chain: no more decimals than the network's precision, and within its minimum and
+/// maximum (`None`: no maximum).
+fn check_network_amount(
+    cat: &Catalogue,
+    amount: Amount,
+    coin: CoinIdx,
+    chain: u16,
+    network: &NetworkEntry,
+    problems: &mut RowProblems,
+) {
+    let symbol = &cat.coin(coin).symbol;
+    let on = &cat.chain(chain).symbol;
+    if amount.scale() > network.precision {
+        problems.fail(
+            Column::Amount,
+            format!(
+                "{amount} has {} decimals; {symbol} on {on} allows {}",
+                amount.scale(),
+                network.precision
+            ),
+        );
+    }
+    if amount.value() < network.minimum {
+        problems.fail(
+            Column::Amount,
+            format!("{amount} is below the minimum of {} {symbol} on {on}", network.minimum),
+        );
+    }
+    if let Some(max) = network.maximum
+        && amount.value() > max
+    {
+        problems.fail(
+            Column::Amount,
+            format!("{amount} is above the maximum of {max} {symbol} on {on}"),
+        );
+    }
+}
+
+/// To Cwallet: no more decimals than the coin's finest network, and worth at least
+/// CCPayment's Cwallet minimum of 0.001 USD (not checked when the price is unknown).
+fn check_cwallet_amount(coin: &CoinEntry, amount: Amount, problems: &mut RowProblems) {
+    let symbol = &coin.symbol;
+    let precision = coin.cwallet_precision();
+    if amount.scale() > precision {
+        problems.fail(
+            Column::Amount,
+            format!(
+                "{amount} has {} decimals; {symbol} to Cwallet allows {precision}",
+                amount.scale()
+            ),
+        );
+    }
+    if !coin.price.is_zero() && amount.value() * coin.price < Decimal::new(1, 3) {
+        problems.fail(
+            Column::Amount,
+            format!("{amount} {symbol} is worth less than 0.001 USD, the Cwallet minimum"),
+        );
+    }
+}
+
+/// `merchant_pays_fee`: `true` or `false` in any case, or empty for the configured default.
+/// Anything else is refused rather than guessed, because it decides who pays the fee.
+fn parse_merchant_pays_fee(text: &str, default: bool, problems: &mut RowProblems) -> bool {
+    match text.to_ascii_lowercase().as_str() {
+        "" => default,
+        "true" => true,
+        "false" => false,
+        _ => {
+            problems.fail(Column::MerchantPaysFee, format!("{} is not true or false", quote(text)));
+            false
+        }
+    }
+}
+
+/// `reference`: free text for the operator's own bookkeeping, only bounded so that reports
+/// stay readable.
+fn check_reference(reference: &str, problems: &mut RowProblems) {
+    if reference.chars().count() > MAX_REFERENCE_CHARS {
+        problems.fail(
+            Column::Reference,
+            format!("reference is longer than {MAX_REFERENCE_CHARS} characters"),
+        );
+    }
+}
+
+/// Why a valid row cannot be paid right now, if it cannot: the coin suspended, the chain in
+/// maintenance, or withdrawals of the coin disabled on the chain, checked in that order.
+fn hold_of(cat: &Catalogue, destination: &Destination<'_>) -> Option<Hold> {
+    match (destination.coin, destination.chain, destination.network) {
+        (Some(coin), _, _) if !cat.coin(coin).is_normal() => Some(Hold::CoinSuspended),
+        (_, Some(ChainRef::Chain(c)), _) if !cat.chain(c).is_normal() => Some(Hold::ChainMaintenance),
+        (_, _, Some(network)) if !network.can_withdraw => Some(Hold::WithdrawDisabled),
+        _ => None,
     }
 }
 

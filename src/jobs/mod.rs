@@ -2,7 +2,8 @@
 //! optionally, a cron schedule in an IANA time zone with what a firing does.
 //!
 //! - [`load_jobs`] reads and validates a jobs folder, reporting every problem at once as
-//!   `FILE: key: message`.
+//!   `FILE: key: message` (a file with a key serde cannot read reports only that key, as the
+//!   config file does).
 //! - [`schedule`] is the pure cron maths: next fire times across daylight-saving changes, the
 //!   start-up catch-up decision, coalescing of instants that passed during a run.
 //! - [`fire`] is the I/O edge: releasing staged files into the inbox, or running a producer
@@ -25,8 +26,11 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use toml::{Table, Value};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_path_to_error::Segment;
+use toml::Table;
 
 use crate::config::{PolicyFile, override_policy};
 use crate::rules::policy::Policy;
@@ -113,8 +117,9 @@ impl fmt::Display for JobsError {
 /// Reads every `*.toml` file in `dir` (sorted by name; dotfiles and other files are ignored) as a
 /// job whose name is the file stem, applying its `[policy]` overrides on top of `base_policy`.
 ///
-/// Every problem in every file is collected before failing, and two jobs that share an inbox, or
-/// a job that stages files in another job's inbox, are refused too.
+/// Every problem in every file is collected before failing (see [`parse_job`] for what one file
+/// reports), and two jobs that share an inbox, or a job that stages files in another job's inbox,
+/// are refused too.
 pub fn load_jobs(dir: &Path, base_policy: &Policy) -> Result<Vec<Job>, JobsError> {
     let mut problems = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -226,17 +231,93 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
+/// A job file as written. Unknown keys are errors, as in the config file: a misspelt key must
+/// not leave a job silently without its schedule or its limits. The field order is the order
+/// serde lists the keys in when it refuses an unknown one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    description: Option<String>,
+    inbox: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    missed: Option<String>,
+    settle_secs: Option<u64>,
+    enabled: Option<bool>,
+    /// Shorthand for `policy.approval`.
+    approval: Option<String>,
+    release: Option<ReleaseFile>,
+    command: Option<CommandFile>,
+    #[serde(default, deserialize_with = "policy_table")]
+    policy: PolicyFile,
+}
+
+/// `[release]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a map")]
+struct ReleaseFile {
+    staging: Option<String>,
+}
+
+/// `[command]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a map")]
+struct CommandFile {
+    argv: Option<Vec<String>>,
+    timeout_secs: Option<u64>,
+}
+
+/// Reads `[policy]` as the config's [`PolicyFile`], but refuses a value that is not a table
+/// with "expected a map" like the job's other tables, rather than with the Rust type's name.
+/// The config's own messages are left as they are.
+fn policy_table<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PolicyFile, D::Error> {
+    struct TableOnly;
+    impl<'de> Visitor<'de> for TableOnly {
+        type Value = PolicyFile;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PolicyFile, A::Error> {
+            PolicyFile::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_map(TableOnly)
+}
+
 /// Parses one job file's text. Does no I/O: `file` only names the job, labels the problems and
 /// anchors relative paths. Problems are appended; `None` when there was at least one.
+///
+/// A file that is not valid TOML, or that serde cannot read into `JobFile` (an unknown key, a
+/// value of the wrong type), gives that one problem; otherwise every value is checked and every
+/// problem reported.
 pub fn parse_job(file: &Path, text: &str, base_policy: &Policy, problems: &mut Vec<String>) -> Option<Job> {
     let label = file.display().to_string();
     let before = problems.len();
     let mut p = Problems {
         label: &label,
         problems,
-        bad: Vec::new(),
     };
+    // The name is checked first and on its own, so a bad name is reported even with bad TOML.
+    let name = job_name(file, &mut p);
+    let job_file = match read_job_file(text) {
+        Ok(job_file) => job_file,
+        Err(message) => {
+            p.problems.push(format!("{label}: {message}"));
+            return None;
+        }
+    };
+    let job = resolve(file, name, job_file, base_policy, &mut p);
+    if p.problems.len() > before {
+        return None;
+    }
+    job
+}
 
+/// The job's name: the file stem, which must match `[a-z0-9][a-z0-9_-]*` because it names the
+/// job in the store, in logs and in command placeholders.
+fn job_name(file: &Path, p: &mut Problems<'_>) -> String {
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
     if !is_valid_name(&name) {
         p.push(
@@ -244,74 +325,96 @@ pub fn parse_job(file: &Path, text: &str, base_policy: &Policy, problems: &mut V
             format!("the job name is the file name without .toml and must match [a-z0-9][a-z0-9_-]*, got {name:?}"),
         );
     }
-    let mut table: Table = match text.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            // One line with the position, rather than the parser's multi-line snippet.
-            let at = e.span().map_or(String::new(), |span| {
-                let before = text.get(..span.start).unwrap_or(text);
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!("line {line}, column {column}: ")
-            });
-            let message = e.message().trim().replace('\n', "; ");
-            p.problems.push(format!("{label}: invalid TOML: {at}{message}"));
-            return None;
+    name
+}
+
+/// Reads a job file's text into a [`JobFile`]. The error is one line without the file: invalid
+/// TOML with its position, or the key serde stopped at and its message.
+fn read_job_file(text: &str) -> Result<JobFile, String> {
+    let table: Table = text.parse().map_err(|e: toml::de::Error| {
+        // One line with the position, rather than the parser's multi-line snippet.
+        let at = e.span().map_or(String::new(), |span| {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        let message = e.message().trim().replace('\n', "; ");
+        format!("invalid TOML: {at}{message}")
+    })?;
+    serde_path_to_error::deserialize(table).map_err(|e| {
+        // The key as the file writes it (`command.argv`, `policy.coins.USDT.max`): the path's
+        // table keys, without the position inside an array.
+        let key: Vec<&str> = e
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                Segment::Map { key } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let message = e.inner().message().trim().replace('\n', "; ");
+        if key.is_empty() {
+            message
+        } else {
+            format!("{}: {message}", key.join("."))
         }
-    };
+    })
+}
+
+/// Checks every value of a job file that serde read, reporting every problem. Returns the job
+/// when its required parts resolved; the caller refuses it anyway if any problem was reported.
+fn resolve(file: &Path, name: String, f: JobFile, base_policy: &Policy, p: &mut Problems<'_>) -> Option<Job> {
     let base_dir = file.parent().unwrap_or(Path::new(""));
+    // The order of these steps is the order of a file's problems.
+    let inbox = resolve_inbox(f.inbox, base_dir, p);
+    let has_schedule = f.schedule.is_some();
+    let schedule = resolve_schedule(f.schedule, f.timezone, p);
+    let missed = resolve_missed(f.missed.as_deref(), p);
+    let release = f.release.map(|release| resolve_release(release, base_dir, p));
+    let command = f.command.map(|command| resolve_command(command, base_dir, p));
+    let action = resolve_action(has_schedule, release, command, p);
+    check_staging_is_not_the_inbox(action.as_ref(), inbox.as_deref(), p);
+    let policy = resolve_policy(f.approval, f.policy, base_policy, p);
+    Some(Job {
+        name,
+        file: file.to_path_buf(),
+        description: f.description,
+        inbox: inbox?,
+        schedule,
+        missed,
+        action,
+        settle: f.settle_secs.filter(|&s| s > 0).map(Duration::from_secs),
+        enabled: f.enabled.unwrap_or(true),
+        policy,
+    })
+}
 
-    let description: Option<String> = p.take(&mut table, "", "description");
-    let inbox: Option<String> = p.take(&mut table, "", "inbox");
-    let schedule_text: Option<String> = p.take(&mut table, "", "schedule");
-    let timezone: Option<String> = p.take(&mut table, "", "timezone");
-    let missed_text: Option<String> = p.take(&mut table, "", "missed");
-    let settle_secs: Option<u64> = p.take(&mut table, "", "settle_secs");
-    let enabled: Option<bool> = p.take(&mut table, "", "enabled");
-    let approval: Option<String> = p.take(&mut table, "", "approval");
-    let release: Option<Table> = p.take(&mut table, "", "release");
-    let command: Option<Table> = p.take(&mut table, "", "command");
-    let policy_table: Option<Table> = p.take(&mut table, "", "policy");
-    p.unknown(
-        &table,
-        "",
-        &[
-            "description",
-            "inbox",
-            "schedule",
-            "timezone",
-            "missed",
-            "settle_secs",
-            "enabled",
-            "approval",
-            "release",
-            "command",
-            "policy",
-        ],
-    );
-
-    let inbox = match inbox {
+/// `inbox`: required and not blank; relative to the job file's folder when written relative.
+fn resolve_inbox(inbox: Option<String>, base_dir: &Path, p: &mut Problems<'_>) -> Option<PathBuf> {
+    match inbox {
         Some(s) if !s.trim().is_empty() => Some(base_dir.join(s)),
         Some(_) => {
-            p.push("inbox", "must name a folder".to_owned());
+            p.push("inbox", "must name a folder");
             None
         }
         None => {
             p.missing("inbox", "the folder the daemon watches for this job's batches");
             None
         }
-    };
+    }
+}
 
-    // A schedule that fails to parse still counts as given for the [release]/[command] rules
-    // below, so one typo gives one message.
-    let has_schedule = schedule_text.is_some() || p.is_bad("schedule");
-    let schedule = match (schedule_text, timezone) {
-        (Some(expr), Some(tz)) => match schedule::parse_tz(&tz) {
-            Err(e) => {
+/// `schedule` and `timezone`, which come together: a cron expression in an IANA zone (an
+/// abbreviation or offset would ignore daylight saving), and one that fires at least once.
+fn resolve_schedule(schedule: Option<String>, timezone: Option<String>, p: &mut Problems<'_>) -> Option<Schedule> {
+    match (schedule, timezone) {
+        (Some(expr), Some(tz)) => {
+            if let Err(e) = schedule::parse_tz(&tz) {
                 p.push("timezone", e);
-                None
+                return None;
             }
-            Ok(_) => match Schedule::parse(&expr, &tz) {
+            match Schedule::parse(&expr, &tz) {
                 // A pattern that matches no real date (the 30th of February) parses, but would
                 // leave the job silently idle.
                 Ok(s) if s.next_after(0).is_none() => {
@@ -323,100 +426,109 @@ pub fn parse_job(file: &Path, text: &str, base_policy: &Policy, problems: &mut V
                     p.push("schedule", e);
                     None
                 }
-            },
-        },
-        (Some(_), None) => {
-            if !p.is_bad("timezone") {
-                p.push(
-                    "timezone",
-                    "required with schedule: an IANA time zone name such as \"UTC\" or \"Europe/Berlin\"".to_owned(),
-                );
             }
+        }
+        (Some(_), None) => {
+            p.push(
+                "timezone",
+                "required with schedule: an IANA time zone name such as \"UTC\" or \"Europe/Berlin\"",
+            );
             None
         }
-        (None, Some(_)) if p.is_bad("schedule") => None,
         (None, Some(_)) => {
-            p.push("timezone", "only meaningful with schedule".to_owned());
+            p.push("timezone", "only meaningful with schedule");
             None
         }
         (None, None) => None,
-    };
+    }
+}
 
-    let missed = match missed_text.as_deref() {
+/// `missed`: `catch-up` (the default) or `skip`.
+fn resolve_missed(missed: Option<&str>, p: &mut Problems<'_>) -> Missed {
+    match missed {
         None | Some("catch-up") => Missed::CatchUp,
         Some("skip") => Missed::Skip,
         Some(other) => {
             p.push("missed", format!("expected \"catch-up\" or \"skip\", got {other:?}"));
             Missed::CatchUp
         }
+    }
+}
+
+/// `[release]`: its `staging` folder is required and not blank; relative to the job file's
+/// folder when written relative.
+fn resolve_release(release: ReleaseFile, base_dir: &Path, p: &mut Problems<'_>) -> Option<PathBuf> {
+    match release.staging {
+        Some(s) if !s.trim().is_empty() => Some(base_dir.join(s)),
+        Some(_) => {
+            p.push("release.staging", "must name a folder");
+            None
+        }
+        None => {
+            p.missing("release.staging", "the folder files wait in until the scheduled time");
+            None
+        }
+    }
+}
+
+/// `[command]`: `argv` is required and starts with the program; every placeholder in it is a
+/// known one, so a typo fails here rather than reaching the producer; `timeout_secs` is at least
+/// 1 (default [`DEFAULT_COMMAND_TIMEOUT`]).
+fn resolve_command(command: CommandFile, base_dir: &Path, p: &mut Problems<'_>) -> Option<Action> {
+    let timeout = match command.timeout_secs {
+        None => DEFAULT_COMMAND_TIMEOUT,
+        Some(0) => {
+            p.push("command.timeout_secs", "must be at least 1");
+            DEFAULT_COMMAND_TIMEOUT
+        }
+        Some(s) => Duration::from_secs(s),
     };
-
-    let release = release.map(|mut t| {
-        let staging: Option<String> = p.take(&mut t, "release", "staging");
-        p.unknown(&t, "release", &["staging"]);
-        match staging {
-            Some(s) if !s.trim().is_empty() => Some(base_dir.join(s)),
-            Some(_) => {
-                p.push("release.staging", "must name a folder".to_owned());
-                None
-            }
-            None => {
-                p.missing("release.staging", "the folder files wait in until the scheduled time");
-                None
-            }
-        }
-    });
-    let command = command.map(|mut t| {
-        let argv: Option<Vec<String>> = p.take(&mut t, "command", "argv");
-        let timeout_secs: Option<u64> = p.take(&mut t, "command", "timeout_secs");
-        p.unknown(&t, "command", &["argv", "timeout_secs"]);
-        let timeout = match timeout_secs {
-            None => DEFAULT_COMMAND_TIMEOUT,
-            Some(0) => {
-                p.push("command.timeout_secs", "must be at least 1".to_owned());
-                DEFAULT_COMMAND_TIMEOUT
-            }
-            Some(s) => Duration::from_secs(s),
-        };
-        let argv = match argv {
-            None => {
-                p.missing(
-                    "command.argv",
-                    "the program and its arguments, such as [\"/usr/local/bin/export\", \"{inbox}\"]",
-                );
-                return None;
-            }
-            Some(argv) if argv.first().is_none_or(|a| a.trim().is_empty()) => {
-                p.push("command.argv", "must start with the program to run".to_owned());
-                return None;
-            }
-            Some(argv) => argv,
-        };
-        let mut ok = true;
-        for arg in &argv {
-            for unknown in fire::placeholders(arg).filter(|ph| !PLACEHOLDERS.contains(ph)) {
-                p.push(
-                    "command.argv",
-                    format!("unknown placeholder {{{unknown}}} in {arg:?}; known: {{inbox}}, {{job}}, {{scheduled}}, {{date}}"),
-                );
-                ok = false;
-            }
-        }
-        // A relative program path with a folder in it is relative to the job file's folder,
-        // like every other path in the file; a bare name is looked up in PATH.
-        let mut argv = argv;
-        if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
-            argv[0] = base_dir.join(&argv[0]).display().to_string();
-        }
-        ok.then_some(Action::Command { argv, timeout })
-    });
-
-    let action = match (has_schedule, release, command) {
-        (_, Some(_), Some(_)) => {
-            p.push(
-                "release",
-                "a job has either [release] or [command], not both".to_owned(),
+    let mut argv = match command.argv {
+        None => {
+            p.missing(
+                "command.argv",
+                "the program and its arguments, such as [\"/usr/local/bin/export\", \"{inbox}\"]",
             );
+            return None;
+        }
+        Some(argv) if argv.first().is_none_or(|a| a.trim().is_empty()) => {
+            p.push("command.argv", "must start with the program to run");
+            return None;
+        }
+        Some(argv) => argv,
+    };
+    let mut ok = true;
+    for arg in &argv {
+        for unknown in fire::placeholders(arg).filter(|ph| !PLACEHOLDERS.contains(ph)) {
+            p.push(
+                "command.argv",
+                format!(
+                    "unknown placeholder {{{unknown}}} in {arg:?}; known: {{inbox}}, {{job}}, {{scheduled}}, {{date}}"
+                ),
+            );
+            ok = false;
+        }
+    }
+    // A relative program path with a folder in it is relative to the job file's folder, like
+    // every other path in the file; a bare name is looked up in PATH.
+    if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+        argv[0] = base_dir.join(&argv[0]).display().to_string();
+    }
+    ok.then_some(Action::Command { argv, timeout })
+}
+
+/// What a firing does: a scheduled job needs exactly one of `[release]` and `[command]`, and
+/// neither means anything without a schedule. `release` and `command` are `Some` when the table
+/// was given, holding what it resolved to.
+fn resolve_action(
+    has_schedule: bool,
+    release: Option<Option<PathBuf>>,
+    command: Option<Option<Action>>,
+    p: &mut Problems<'_>,
+) -> Option<Action> {
+    match (has_schedule, release, command) {
+        (_, Some(_), Some(_)) => {
+            p.push("release", "a job has either [release] or [command], not both");
             None
         }
         (true, Some(staging), None) => staging.map(|staging| Action::Release { staging }),
@@ -424,174 +536,79 @@ pub fn parse_job(file: &Path, text: &str, base_policy: &Policy, problems: &mut V
         (true, None, None) => {
             p.push(
                 "schedule",
-                "a scheduled job needs [release] (staged files to move into the inbox) or [command] (a program that writes a batch into it)"
-                    .to_owned(),
+                "a scheduled job needs [release] (staged files to move into the inbox) or [command] (a program that writes a batch into it)",
             );
             None
         }
         (false, Some(_), None) => {
-            p.push(
-                "release",
-                "needs schedule: when should the staged files be released?".to_owned(),
-            );
+            p.push("release", "needs schedule: when should the staged files be released?");
             None
         }
         (false, None, Some(_)) => {
-            p.push("command", "needs schedule: when should the command run?".to_owned());
+            p.push("command", "needs schedule: when should the command run?");
             None
         }
         (false, None, None) => None,
-    };
-    if let (Some(Action::Release { staging }), Some(inbox)) = (&action, &inbox)
+    }
+}
+
+/// The staging folder must not be the job's own inbox: staged files would be paid at once
+/// instead of at the scheduled time. Clashes with other jobs' inboxes are for
+/// [`check_folders`], which sees every job.
+fn check_staging_is_not_the_inbox(action: Option<&Action>, inbox: Option<&Path>, p: &mut Problems<'_>) {
+    if let (Some(Action::Release { staging }), Some(inbox)) = (action, inbox)
         && normalize(staging) == normalize(inbox)
     {
         p.push(
             "release.staging",
-            "must not be the inbox itself: staged files would be paid at once".to_owned(),
+            "must not be the inbox itself: staged files would be paid at once",
         );
     }
+}
 
-    // The `approval` shorthand is `policy.approval`; giving both is ambiguous.
-    let mut policy_table = policy_table.unwrap_or_default();
-    p.unknown_policy_keys(&mut policy_table);
+/// The job's policy: the base policy with the file's `[policy]` overrides applied (see
+/// [`override_policy`]). The `approval` shorthand is `policy.approval`; giving both is
+/// ambiguous and refused.
+fn resolve_policy(
+    approval: Option<String>,
+    mut policy_file: PolicyFile,
+    base_policy: &Policy,
+    p: &mut Problems<'_>,
+) -> Policy {
     if let Some(approval) = approval {
-        if policy_table.contains_key("approval") {
-            p.push(
-                "approval",
-                "given both here and as policy.approval; keep one of them".to_owned(),
-            );
+        if policy_file.approval.is_some() {
+            p.push("approval", "given both here and as policy.approval; keep one of them");
         } else if !matches!(approval.as_str(), "never" | "always" | "above") {
             p.push(
                 "approval",
                 format!("expected \"never\", \"always\" or \"above\", got {approval:?}"),
             );
         } else {
-            policy_table.insert("approval".to_owned(), Value::String(approval));
+            policy_file.approval = Some(approval);
         }
     }
-    let policy = match Value::Table(policy_table).try_into::<PolicyFile>() {
-        Ok(file_policy) => {
-            // Keys under `policy`, each problem then prefixed with the file like the others.
-            let mut policy_problems = Vec::new();
-            let policy = override_policy(base_policy, file_policy, "policy", &mut policy_problems);
-            p.problems
-                .extend(policy_problems.into_iter().map(|m| format!("{label}: {m}")));
-            policy
-        }
-        Err(e) => {
-            p.push("policy", e.to_string().trim().to_owned());
-            base_policy.clone()
-        }
-    };
-
-    if p.problems.len() > before {
-        return None;
-    }
-    Some(Job {
-        name,
-        file: file.to_path_buf(),
-        description,
-        inbox: inbox?,
-        schedule,
-        missed,
-        action,
-        settle: settle_secs.filter(|&s| s > 0).map(Duration::from_secs),
-        enabled: enabled.unwrap_or(true),
-        policy,
-    })
+    // Keys under `policy`, each problem then prefixed with the file like the others.
+    let mut policy_problems = Vec::new();
+    let policy = override_policy(base_policy, policy_file, "policy", &mut policy_problems);
+    p.problems
+        .extend(policy_problems.into_iter().map(|m| format!("{}: {m}", p.label)));
+    policy
 }
 
 /// Collects problems for one file, each prefixed `FILE: key: `.
 struct Problems<'a> {
     label: &'a str,
     problems: &'a mut Vec<String>,
-    /// Keys present with a value of the wrong type: already reported, so "required" is not
-    /// reported for them again.
-    bad: Vec<String>,
 }
 
 impl Problems<'_> {
-    fn push(&mut self, key: &str, message: String) {
+    fn push(&mut self, key: &str, message: impl fmt::Display) {
         self.problems.push(format!("{}: {key}: {message}", self.label));
     }
 
-    /// Whether `key` was present with a value of the wrong type.
-    fn is_bad(&self, key: &str) -> bool {
-        self.bad.iter().any(|k| k == key)
-    }
-
-    /// Reports a missing required key, unless it was present and already reported as invalid.
+    /// Reports a missing required key.
     fn missing(&mut self, key: &str, message: &str) {
-        if !self.is_bad(key) {
-            self.push(key, format!("required: {message}"));
-        }
-    }
-
-    /// Removes `key` from `table` and converts it, reporting a wrong type under the full key.
-    fn take<T: DeserializeOwned>(&mut self, table: &mut Table, section: &str, key: &str) -> Option<T> {
-        let value = table.remove(key)?;
-        let full = if section.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{section}.{key}")
-        };
-        match value.try_into::<T>() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.push(&full, e.to_string().trim().to_owned());
-                self.bad.push(full);
-                None
-            }
-        }
-    }
-
-    /// Reports and removes unknown keys in a `[policy]` table, so that they are all reported
-    /// together with the problems in the rest of it (serde would stop at the first).
-    fn unknown_policy_keys(&mut self, policy: &mut Table) {
-        const POLICY_KEYS: [&str; 4] = ["allowed_coins", "allowed_chains", "approval", "coins"];
-        const COIN_KEYS: [&str; 4] = ["max_per_order", "max_per_batch", "max_per_day", "approval_above"];
-        let unknown: Vec<String> = policy
-            .keys()
-            .filter(|k| !POLICY_KEYS.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for key in unknown {
-            policy.remove(&key);
-            self.push(
-                &format!("policy.{key}"),
-                format!("unknown key; expected one of: {}", POLICY_KEYS.join(", ")),
-            );
-        }
-        let Some(Value::Table(coins)) = policy.get_mut("coins") else {
-            return;
-        };
-        for (symbol, coin) in coins.iter_mut() {
-            let Value::Table(coin) = coin else { continue };
-            let unknown: Vec<String> = coin
-                .keys()
-                .filter(|k| !COIN_KEYS.contains(&k.as_str()))
-                .cloned()
-                .collect();
-            for key in unknown {
-                coin.remove(&key);
-                self.push(
-                    &format!("policy.coins.{symbol}.{key}"),
-                    format!("unknown key; expected one of: {}", COIN_KEYS.join(", ")),
-                );
-            }
-        }
-    }
-
-    /// Reports every key left in `table` after the known ones were taken.
-    fn unknown(&mut self, table: &Table, section: &str, known: &[&str]) {
-        for key in table.keys() {
-            let full = if section.is_empty() {
-                key.clone()
-            } else {
-                format!("{section}.{key}")
-            };
-            self.push(&full, format!("unknown key; expected one of: {}", known.join(", ")));
-        }
+        self.push(key, format!("required: {message}"));
     }
 }
 
@@ -734,7 +751,11 @@ coins.USDT.max_per_order = "2500"
         );
         fails("inbox = \"\"\n", "inbox", "must name a folder");
         fails("inbox = 5\n", "inbox", "invalid type: integer `5`, expected a string");
-        fails("inbox = \"x\"\nschedul = \"0 0 9 * * *\"\n", "schedul", "unknown key");
+        fails(
+            "inbox = \"x\"\nschedul = \"0 0 9 * * *\"\n",
+            "schedul",
+            "unknown field `schedul`, expected one of `description`, `inbox`, `schedule`",
+        );
         fails(
             "inbox = \"x\"\nschedule = \"0 0 9 * * *\"\n[release]\nstaging = \"s\"\n",
             "timezone",
@@ -787,7 +808,7 @@ coins.USDT.max_per_order = "2500"
         fails(
             &format!("{SCHEDULED}[release]\nstaging = \"s\"\nmode = 1\n"),
             "release.mode",
-            "unknown key",
+            "unknown field `mode`, expected `staging`",
         );
         fails(
             &format!("{SCHEDULED}[release]\nstaging = \"in\"\n"),
@@ -822,7 +843,7 @@ coins.USDT.max_per_order = "2500"
         fails(
             &format!("{SCHEDULED}[command]\nargv = [\"x\"]\nenv = {{}}\n"),
             "command.env",
-            "unknown key",
+            "unknown field `env`",
         );
         fails(
             "inbox = \"x\"\napproval = \"sometimes\"\n",
@@ -851,28 +872,58 @@ coins.USDT.max_per_order = "2500"
                 "{FILE}: policy.approval = \"above\" needs policy.coins.<COIN>.approval_above for at least one coin"
             )]
         );
-        fails("inbox = \"x\"\n[policy]\nmax = 1\n", "policy.max", "unknown key");
+        fails(
+            "inbox = \"x\"\n[policy]\nmax = 1\n",
+            "policy.max",
+            "unknown field `max`",
+        );
         fails(
             "inbox = \"x\"\n[policy]\ncoins.USDT.max = 1\n",
             "policy.coins.USDT.max",
-            "unknown key",
+            "unknown field `max`",
         );
-        fails("inbox = \"x\"\n[policy]\ncoins.USDT = 1\n", "policy", "invalid type");
+        fails(
+            "inbox = \"x\"\n[policy]\ncoins.USDT = 1\n",
+            "policy.coins.USDT",
+            "invalid type",
+        );
         fails("inbox = \"x\"\npolicy = 3\n", "policy", "expected a map");
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let problems = parse("inbox = 5\nschedule = \"0 0 9 * * *\"\nmissed = \"x\"\ncolour = \"red\"\n").unwrap_err();
+        let problems = parse(
+            "inbox = \"\"\nschedule = \"0 0 9 * * *\"\nmissed = \"x\"\napproval = \"sometimes\"\n\
+             [policy]\ncoins.USDT.max_per_order = 1.5\n",
+        )
+        .unwrap_err();
         let keys: Vec<&str> = problems
             .iter()
             .map(|m| m.strip_prefix(&format!("{FILE}: ")).unwrap().split(':').next().unwrap())
             .collect();
-        // One problem per mistake, none repeated ("inbox" is not also reported as missing).
+        // One problem per mistake, none repeated.
         assert_eq!(
             keys,
-            ["inbox", "colour", "timezone", "missed", "schedule"],
+            [
+                "inbox",
+                "timezone",
+                "missed",
+                "schedule",
+                "approval",
+                "policy.coins.USDT.max_per_order"
+            ],
             "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_key_serde_cannot_read_is_reported_alone_with_the_file_and_the_key() {
+        // An unknown key or a value of the wrong type stops serde, as in the config file, so the
+        // file's other mistakes show once it is fixed.
+        let problems = parse("inbox = 5\nschedule = \"0 0 9 * * *\"\nmissed = \"x\"\n").unwrap_err();
+        assert_eq!(
+            problems,
+            [format!("{FILE}: inbox: invalid type: integer `5`, expected a string")]
         );
     }
 

@@ -54,17 +54,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use crate::model::record::BatchState;
+use crate::model::state::StateKind;
+
 /// The `Content-Type` of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Everything the daemon exposes, taken at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Orders in the store by state name (`queued`, `success` …). Fill in every state, zeros
-    /// included, so a series does not vanish when its count drops to zero.
-    pub orders_by_state: BTreeMap<String, u64>,
-    /// Batches in the store by state name (`open`, `done`).
-    pub batches_by_state: BTreeMap<String, u64>,
+    /// Orders in the store by state. Fill in every state, zeros included, so a series does not
+    /// vanish when its count drops to zero.
+    pub orders_by_state: BTreeMap<StateKind, u64>,
+    /// Batches in the store by state, zeros included.
+    pub batches_by_state: BTreeMap<BatchState, u64>,
     /// Orders waiting to be submitted: `queued` plus `deferred`.
     pub queue_depth: u64,
     /// API requests by (endpoint label, outcome), from
@@ -137,12 +140,12 @@ pub fn render(s: &Snapshot) -> String {
 
     let mut f = Family::new(out, "ccpayout_orders", "gauge", "Orders in the store by state.");
     for (state, n) in &s.orders_by_state {
-        f.sample(&[("state", state)], n);
+        f.sample(&[("state", state.as_str())], n);
     }
 
     let mut f = Family::new(out, "ccpayout_batches", "gauge", "Batches in the store by state.");
     for (state, n) in &s.batches_by_state {
-        f.sample(&[("state", state)], n);
+        f.sample(&[("state", state.as_str())], n);
     }
 
     Family::new(
@@ -353,8 +356,8 @@ mod tests {
 
     fn small() -> Snapshot {
         Snapshot {
-            orders_by_state: BTreeMap::from([("queued".to_owned(), 2), ("success".to_owned(), 3)]),
-            batches_by_state: BTreeMap::from([("open".to_owned(), 1)]),
+            orders_by_state: BTreeMap::from([(StateKind::Queued, 2), (StateKind::Success, 3)]),
+            batches_by_state: BTreeMap::from([(BatchState::Open, 1)]),
             queue_depth: 2,
             requests: BTreeMap::from([(("getCoinList".to_owned(), "10000".to_owned()), 4)]),
             rate_limit_pauses: 1,
@@ -492,23 +495,11 @@ ccpayout_build_info{version="0.1.0"} 1
     ];
 
     fn rich() -> Snapshot {
-        let states = [
-            "planned",
-            "awaiting_approval",
-            "queued",
-            "deferred",
-            "submitting",
-            "unknown",
-            "submitted",
-            "success",
-            "failed",
-            "rejected",
-            "cancelled",
-        ];
+        let states = StateKind::ALL;
         let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         Snapshot {
-            orders_by_state: states.iter().zip(0..).map(|(s, n)| (s.to_string(), n * 7)).collect(),
-            batches_by_state: BTreeMap::from([("open".to_owned(), 2), ("done".to_owned(), 40)]),
+            orders_by_state: states.iter().zip(0..).map(|(s, n)| (*s, n * 7)).collect(),
+            batches_by_state: BTreeMap::from([(BatchState::Open, 2), (BatchState::Done, 40)]),
             queue_depth: 35,
             requests: BTreeMap::from([
                 (pair("applyAppWithdrawToNetwork", "10000"), 1_200),

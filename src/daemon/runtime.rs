@@ -98,15 +98,10 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
     let now = shared.clock.now_ms();
     let counts = shared.store.counts(None).unwrap_or_default();
     let count = |k| counts.get(&k).copied().unwrap_or(0);
-    let mut batches_by_state: BTreeMap<String, u64> = [(BatchState::Open, 0), (BatchState::Done, 0)]
-        .into_iter()
-        .map(|(state, n)| (batch_state_label(state).to_owned(), n))
-        .collect();
+    let mut batches_by_state: BTreeMap<BatchState, u64> = BatchState::ALL.into_iter().map(|s| (s, 0)).collect();
     if let Ok(batches) = shared.store.batches() {
         for b in batches {
-            *batches_by_state
-                .entry(batch_state_label(b.state).to_owned())
-                .or_insert(0) += 1;
+            *batches_by_state.entry(b.state).or_insert(0) += 1;
         }
     }
     let gate = shared.engine.pacing().gate();
@@ -114,10 +109,7 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
     let pauses = gate.pause_counts();
     let requests = shared.client.request_stats();
     super::metrics::Snapshot {
-        orders_by_state: StateKind::ALL
-            .iter()
-            .map(|k| (k.as_str().to_owned(), count(*k)))
-            .collect(),
+        orders_by_state: StateKind::ALL.iter().map(|k| (*k, count(*k))).collect(),
         batches_by_state,
         queue_depth: count(StateKind::Queued) + count(StateKind::Deferred),
         requests: requests.by_endpoint_and_code,
@@ -133,14 +125,6 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
         started_ms: shared.started_ms,
         now_ms: now,
         build_version: env!("CARGO_PKG_VERSION").to_owned(),
-    }
-}
-
-/// The metric label of a batch state.
-fn batch_state_label(state: BatchState) -> &'static str {
-    match state {
-        BatchState::Open => "open",
-        BatchState::Done => "done",
     }
 }
 

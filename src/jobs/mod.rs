@@ -301,14 +301,28 @@ pub fn parse_job(file: &Path, text: &str, base_policy: &Policy, problems: &mut V
     };
     // The name is checked first and on its own, so a bad name is reported even with bad TOML.
     let name = job_name(file, &mut p);
-    let job_file = match read_job_file(text) {
-        Ok(job_file) => job_file,
+    let (job_file, set_aside) = match read_job_file(text) {
+        Ok(read) => read,
         Err(message) => {
             p.problems.push(format!("{label}: {message}"));
             return None;
         }
     };
+    for (key, message) in &set_aside {
+        p.push(key, message);
+    }
+    let job_file = job_file?;
+    // A key set aside above is not reported again as missing.
+    let resolved_from = p.problems.len();
     let job = resolve(file, name, job_file, base_policy, &mut p);
+    let mut index = 0;
+    p.problems.retain(|problem| {
+        index += 1;
+        index <= resolved_from
+            || !set_aside
+                .iter()
+                .any(|(key, _)| problem.starts_with(&format!("{label}: {key}: required")))
+    });
     if p.problems.len() > before {
         return None;
     }
@@ -328,10 +342,20 @@ fn job_name(file: &Path, p: &mut Problems<'_>) -> String {
     name
 }
 
-/// Reads a job file's text into a [`JobFile`]. The error is one line without the file: invalid
-/// TOML with its position, or the key serde stopped at and its message.
-fn read_job_file(text: &str) -> Result<JobFile, String> {
-    let table: Table = text.parse().map_err(|e: toml::de::Error| {
+/// A key serde could not read, as the file writes it, and serde's message.
+type SetAside = (String, String);
+
+/// Keys serde could not read that are set aside before the file is read again; more than this
+/// and the file is not worth reading on.
+const MAX_SET_ASIDE: usize = 32;
+
+/// Reads a job file's text into a [`JobFile`], reporting every key serde cannot read — unknown,
+/// or of the wrong type — rather than only the first: each such key is set aside with its
+/// message and the rest is read again, so the resolve step can still report the file's other
+/// problems. `Err` is invalid TOML (one line with its position); `Ok((None, …))` a file that
+/// still does not read once the keys are set aside.
+fn read_job_file(text: &str) -> Result<(Option<JobFile>, Vec<SetAside>), String> {
+    let mut table: Table = text.parse().map_err(|e: toml::de::Error| {
         // One line with the position, rather than the parser's multi-line snippet.
         let at = e.span().map_or(String::new(), |span| {
             let before = text.get(..span.start).unwrap_or(text);
@@ -342,24 +366,41 @@ fn read_job_file(text: &str) -> Result<JobFile, String> {
         let message = e.message().trim().replace('\n', "; ");
         format!("invalid TOML: {at}{message}")
     })?;
-    serde_path_to_error::deserialize(table).map_err(|e| {
+    let mut set_aside = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, JobFile>(table.clone()) {
+            Ok(job_file) => return Ok((Some(job_file), set_aside)),
+            Err(e) => e,
+        };
         // The key as the file writes it (`command.argv`, `policy.coins.USDT.max`): the path's
         // table keys, without the position inside an array.
-        let key: Vec<&str> = e
+        let path: Vec<String> = error
             .path()
             .iter()
             .filter_map(|segment| match segment {
-                Segment::Map { key } => Some(key.as_str()),
+                Segment::Map { key } => Some(key.clone()),
                 _ => None,
             })
             .collect();
-        let message = e.inner().message().trim().replace('\n', "; ");
-        if key.is_empty() {
-            message
-        } else {
-            format!("{}: {message}", key.join("."))
+        let message = error.inner().message().trim().replace('\n', "; ");
+        let removed = !path.is_empty() && set_aside.len() < MAX_SET_ASIDE && remove_key(&mut table, &path);
+        set_aside.push((path.join("."), message));
+        if !removed {
+            return Ok((None, set_aside));
         }
-    })
+    }
+}
+
+/// Removes the key at `path` from `table`; false when there is none to remove.
+fn remove_key(table: &mut Table, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [key] => table.remove(key).is_some(),
+        [key, rest @ ..] => match table.get_mut(key) {
+            Some(toml::Value::Table(inner)) => remove_key(inner, rest),
+            _ => false,
+        },
+    }
 }
 
 /// Checks every value of a job file that serde read, reporting every problem. Returns the job
@@ -917,13 +958,30 @@ coins.USDT.max_per_order = "2500"
     }
 
     #[test]
-    fn a_key_serde_cannot_read_is_reported_alone_with_the_file_and_the_key() {
-        // An unknown key or a value of the wrong type stops serde, as in the config file, so the
-        // file's other mistakes show once it is fixed.
-        let problems = parse("inbox = 5\nschedule = \"0 0 9 * * *\"\nmissed = \"x\"\n").unwrap_err();
+    fn keys_serde_cannot_read_are_reported_with_every_other_problem() {
+        // An unknown key and a value of the wrong type are set aside with their messages, and the
+        // rest of the file is still read and checked: every problem at once, none reported twice
+        // (a required key set aside for its type is not also "required").
+        let problems = parse(
+            "inbox = 5
+schedul = \"x\"\nschedule = \"0 0 9 * * *\"\nmissed = \"x\"\n",
+        )
+        .unwrap_err();
         assert_eq!(
             problems,
-            [format!("{FILE}: inbox: invalid type: integer `5`, expected a string")]
+            [
+                format!("{FILE}: inbox: invalid type: integer `5`, expected a string"),
+                format!(
+                    "{FILE}: schedul: unknown field `schedul`, expected one of `description`, `inbox`, `schedule`, `timezone`, `missed`, `settle_secs`, `enabled`, `approval`, `release`, `command`, `policy`"
+                ),
+                format!(
+                    "{FILE}: timezone: required with schedule: an IANA time zone name such as \"UTC\" or \"Europe/Berlin\""
+                ),
+                format!("{FILE}: missed: expected \"catch-up\" or \"skip\", got \"x\""),
+                format!(
+                    "{FILE}: schedule: a scheduled job needs [release] (staged files to move into the inbox) or [command] (a program that writes a batch into it)"
+                ),
+            ]
         );
     }
 

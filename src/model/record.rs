@@ -135,13 +135,26 @@ pub enum Approval {
 }
 
 /// Where a batch is as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchState {
     /// Orders are being sent or followed.
     Open,
     /// Every order is final and the reports are written.
     Done,
+}
+
+impl BatchState {
+    /// Every batch state, in order.
+    pub const ALL: [BatchState; 2] = [BatchState::Open, BatchState::Done];
+
+    /// The snake_case name used in the store, metrics and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Open => "open",
+            BatchState::Done => "done",
+        }
+    }
 }
 
 /// A batch: one file's accepted plan.

@@ -196,7 +196,9 @@ fn batch(d: &mut Draw, seed: u64, b: u64, n_rows: u64) -> BatchSpec {
     let mut rows: Vec<Row> = Vec::new();
     for i in 0..n_rows {
         let order_id = format!("sim{seed:x}-b{b}-{i:04}");
-        let cents = d.range(100, 50_000);
+        // At least 5 USDT: above every network fee of the demo catalogue (1 USDT on TRX), so a
+        // row meant to be paid is never refused for not covering its fee.
+        let cents = d.range(500, 50_000);
         let amount = if cents.is_multiple_of(100) {
             (cents / 100).to_string()
         } else {

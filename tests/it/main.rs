@@ -14,4 +14,5 @@ mod operator;
 mod secrets;
 mod sim;
 mod submit;
+mod upgrade;
 mod webhook;

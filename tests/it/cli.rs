@@ -23,9 +23,11 @@ impl SandboxProcess {
             .spawn()
             .expect("ccpayout sandbox starts");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        // Keep reading what it prints after the first line: a closed pipe would make its next
+        // line fail and the sandbox exit mid-test.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let url = first
             .trim()
             .strip_prefix("ccpayout sandbox listening on ")

@@ -197,15 +197,6 @@ impl Drop for InFlight {
     }
 }
 
-/// The code of a CCPayment envelope, if `body` is one.
-fn envelope_code(body: &[u8]) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct Code {
-        code: i64,
-    }
-    serde_json::from_slice::<Code>(body).ok().map(|c| c.code)
-}
-
 /// The outcome label of a reply: its envelope's code, else `http_<status>`.
 fn outcome_label(code: Option<i64>, http_status: u16) -> String {
     match code {
@@ -380,6 +371,7 @@ impl Client {
     pub async fn send_raw(&self, endpoint: Endpoint<'_>, body: Vec<u8>) -> Result<RawReply, CallError> {
         let (reply, in_flight) = self.send(endpoint, body).await?;
         let (code, accepted) = self.interpret_envelope::<IgnoredAny>(endpoint, &reply);
+        self.heard(code);
         in_flight.finish(outcome_label(code, reply.http_status), accepted.is_ok());
         Ok(reply)
     }
@@ -432,11 +424,6 @@ impl Client {
             .transport
             .post(endpoint, self.url(endpoint), header_map, body)
             .await;
-        if let Some(pacing) = &self.pacing {
-            // What the answer says about the rate, for every sender; no answer says nothing.
-            let code = reply.as_ref().ok().and_then(|r| envelope_code(&r.body));
-            pacing.on_answer(code);
-        }
         let reply = reply?;
         tracing::debug!(
             endpoint = %label,
@@ -447,6 +434,14 @@ impl Client {
         );
         tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&reply.body), "reply body");
         Ok((reply, in_flight))
+    }
+
+    /// Tells the pacing what CCPayment answered (`None`: no envelope came back), for every
+    /// sender: 11004 slows everyone, 11009 closes the gate until the reset.
+    fn heard(&self, code: Option<i64>) {
+        if let Some(pacing) = &self.pacing {
+            pacing.on_answer(code);
+        }
     }
 
     /// Sends a typed request and decodes the `data` of a successful reply.
@@ -461,6 +456,7 @@ impl Client {
         })?;
         let (reply, in_flight) = self.send(endpoint, body).await?;
         let (code, result) = self.interpret_envelope(endpoint, &reply);
+        self.heard(code);
         in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
         result
     }

@@ -129,7 +129,7 @@ pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneratio
         .file_stem()
         .map_or_else(|| "batch".to_owned(), |s| s.to_string_lossy().into_owned());
     BatchRecord {
-        batch_id: report.sha256.clone(),
+        batch_id: report.sha256.clone().into(),
         name: format!("{stem}-{}", &report.sha256[..12.min(report.sha256.len())]),
         source: source.display().to_string(),
         format: report.format.clone(),
@@ -203,8 +203,8 @@ fn order(
     }
     let order_id = v.order_id(row).to_owned();
     Some(OrderRecord {
-        order_id: order_id.clone(),
-        batch_id: prepared.report.sha256.clone(),
+        order_id: order_id.clone().into(),
+        batch_id: prepared.report.sha256.clone().into(),
         seq,
         line: u64::from(row.line),
         input: InputRow {

@@ -544,7 +544,7 @@ impl Daemon {
                 }
                 let _ = reconciled.send(true);
                 sd_notify(&[sd_notify::NotifyState::Status("running")]);
-                let open: Vec<String> = shared
+                let open: Vec<crate::model::ids::BatchId> = shared
                     .store
                     .batches()?
                     .into_iter()

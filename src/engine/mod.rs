@@ -227,7 +227,7 @@ impl Engine {
 
     /// The pause the pacing holds now, as it would be stored.
     pub fn pause(&self) -> PersistedPause {
-        self.pacing.gate().snapshot().0
+        self.pacing.gate().persisted()
     }
 
     /// Status queries (and lookups) in flight at once per batch.

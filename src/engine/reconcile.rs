@@ -145,7 +145,7 @@ async fn lookup(
     if order.call.is_v1() {
         // v1 has no NotFound code: an id absent from bill/info was never created.
         let mut found = statuses_v1(payouts, std::slice::from_ref(order), cancel).await?;
-        return Ok(found.remove(&order.order_id));
+        return Ok(found.remove(order.order_id.as_str()));
     }
     match payouts.record(&order.order_id, cancel).await {
         Ok(record) => Ok(Some(record)),

@@ -86,7 +86,7 @@ impl Engine {
             }
 
             let mut intents = 0;
-            if sending && self.pacing.gate().snapshot().1.is_none() {
+            if sending && !self.pacing.gate().is_paused() {
                 let room = self.settings.concurrency.saturating_sub(inflight.len());
                 if room > 0 {
                     intents = self.intents(batch_id, room, &mut changes)?;
@@ -179,7 +179,7 @@ impl Engine {
                     tracking.asking.len() + MAX_ORDER_IDS_PER_LIST_QUERY,
                 )?
                 .into_iter()
-                .filter(|(_, id)| !tracking.asking.contains(id))
+                .filter(|(_, id)| !tracking.asking.contains(id.as_str()))
                 .map(|(due, _)| due)
                 .take(MAX_ORDER_IDS_PER_LIST_QUERY)
                 .collect();
@@ -195,7 +195,7 @@ impl Engine {
         // slot busy the loop waits for an answer instead of spinning.
         let gate = self.pacing.gate();
         if room_to_send && self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some() {
-            if gate.snapshot().1.is_none() {
+            if !gate.is_paused() {
                 next = now;
             } else if let Some(opens) = gate.hold_until() {
                 // Paused (the daily cap, an 11004 backoff): the first send leaves when the gate

@@ -12,6 +12,7 @@ use crate::api::types::{
     WithdrawRecordListQuery, v1_status,
 };
 use crate::api::{CallError, Payouts};
+use crate::model::ids::OrderId;
 use crate::model::record::OrderRecord;
 use crate::model::state::{Event, FinalStatus, StateKind};
 use crate::store::Change;
@@ -28,7 +29,7 @@ pub(super) type Checked = (Vec<OrderRecord>, Result<HashMap<String, WithdrawReco
 #[derive(Default)]
 pub(super) struct Tracking {
     pub(super) tasks: JoinSet<Checked>,
-    pub(super) asking: HashSet<String>,
+    pub(super) asking: HashSet<OrderId>,
 }
 
 impl Engine {
@@ -101,7 +102,7 @@ impl Engine {
                 tracking.asking.len() + room * V1_MAX_ORDER_IDS_PER_QUERY,
             )?
             .into_iter()
-            .filter(|(_, id)| !tracking.asking.contains(id))
+            .filter(|(_, id)| !tracking.asking.contains(id.as_str()))
             .collect();
         if keys.is_empty() && hinted.is_empty() {
             return Ok(());
@@ -189,7 +190,7 @@ impl Engine {
             for mut order in chunk {
                 tracking.asking.remove(&order.order_id);
                 order.checks += 1;
-                let record = statuses.get(&order.order_id);
+                let record = statuses.get(order.order_id.as_str());
                 if let Some(record) = record {
                     order = with_record(order, record);
                     if let Some(status) = final_status(&record.status, &record.reason) {
@@ -222,7 +223,7 @@ async fn statuses_v2(
 ) -> Result<HashMap<String, WithdrawRecord>, CallError> {
     let mut out = HashMap::new();
     let mut query = WithdrawRecordListQuery {
-        order_ids: orders.iter().map(|o| o.order_id.clone()).collect(),
+        order_ids: orders.iter().map(|o| o.order_id.to_string()).collect(),
         ..WithdrawRecordListQuery::default()
     };
     for _ in 0..MAX_PAGES {
@@ -244,7 +245,7 @@ pub(super) async fn statuses_v1(
     orders: &[OrderRecord],
     cancel: &CancellationToken,
 ) -> Result<HashMap<String, WithdrawRecord>, CallError> {
-    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+    let ids: Vec<String> = orders.iter().map(|o| o.order_id.to_string()).collect();
     let bills = payouts.v1_bills(&ids, cancel).await?;
     Ok(bills
         .into_iter()

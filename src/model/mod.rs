@@ -5,10 +5,12 @@
 //! - [`state`]: every order state and event, and the one transition function.
 //! - [`record`]: the order and batch records the store keeps.
 //! - [`call`]: the withdrawal call an order stores and sends.
+//! - [`ids`]: [`ids::OrderId`] and [`ids::BatchId`], ids as types of their own.
 //! - [`known`]: the question "was this order_id seen before?", asked by validation, answered by
 //!   the store.
 
 pub mod call;
+pub mod ids;
 pub mod known;
 pub mod record;
 pub mod state;

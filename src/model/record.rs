@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiGeneration;
 use super::call::WithdrawCall;
+use super::ids::{BatchId, OrderId};
 use super::state::{OrderState, StateKind};
 
 /// A row's columns exactly as the batch file gave them, for the reports.
@@ -50,9 +51,9 @@ pub struct ErrorInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRecord {
     /// The merchant's id, sent as CCPayment's orderId; the key of the record.
-    pub order_id: String,
+    pub order_id: OrderId,
     /// The batch (the SHA-256 of its file) the order came from.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Position among the batch's accepted rows, from 0.
     pub seq: u32,
     /// Line of the row in the file.
@@ -161,7 +162,7 @@ impl BatchState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
     /// SHA-256 of the file's bytes, hex: the same content is the same batch.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// A short human name: the file's stem and the first 12 hex digits of its hash.
     pub name: String,
     /// The file as it was given.

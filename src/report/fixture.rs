@@ -111,7 +111,7 @@ fn order(seq: u32, line: u64, coin: &str, chain: &str, amount: &str, amount_sent
         })
     };
     OrderRecord {
-        order_id: order_id.clone(),
+        order_id: order_id.clone().into(),
         batch_id: BATCH_ID.into(),
         seq,
         line,

@@ -105,7 +105,7 @@ pub fn all(scenario: &Scenario, dir: &Path, world: &Arc<Mutex<World>>, report: &
         match store.batch_orders(&batch.batch_id) {
             Ok(orders) => {
                 for order in orders {
-                    if seen.insert(order.order_id.clone(), order.clone()).is_some() {
+                    if seen.insert(order.order_id.to_string(), order.clone()).is_some() {
                         violations.push(format!("{} is stored twice", order.order_id));
                     }
                 }

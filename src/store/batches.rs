@@ -137,7 +137,7 @@ impl Store {
                         } else {
                             StoreError::OrderExists {
                                 order_id: order_id.to_owned(),
-                                batch_id: owner,
+                                batch_id: owner.into_string(),
                             }
                         });
                     }

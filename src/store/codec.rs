@@ -7,6 +7,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::model::ids::BatchId;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::{OrderState, StateKind};
 
@@ -141,7 +142,7 @@ pub(super) fn decode_order(bytes: &[u8]) -> Result<OrderRecord, serde_json::Erro
 /// belongs to, and its state and due time (for its state index key and counter).
 #[derive(Deserialize)]
 pub(super) struct OrderHead {
-    pub batch_id: String,
+    pub batch_id: BatchId,
     pub seq: u32,
     pub state: OrderState,
     #[serde(default)]
@@ -177,7 +178,7 @@ pub(super) fn decode_head(bytes: &[u8]) -> Result<OrderHead, serde_json::Error> 
 /// What a cross-batch duplicate check needs of an order.
 #[derive(Deserialize)]
 pub(super) struct OrderIdentity {
-    pub batch_id: String,
+    pub batch_id: BatchId,
     pub payload_digest: String,
 }
 

@@ -280,7 +280,7 @@ impl KnownOrders for StoreKnownOrders {
                 let mut digest = [0u8; 32];
                 match hex::decode_to_slice(&order.payload_digest, &mut digest) {
                     Ok(()) => Some(KnownOrder {
-                        batch: order.batch_id,
+                        batch: order.batch_id.into_string(),
                         payload_digest: digest,
                     }),
                     Err(e) => fail_safe(format!("order {order_id:?} has a malformed payload digest: {e}")),

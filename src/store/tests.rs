@@ -22,7 +22,7 @@ fn batch(seed: &str, created_ms: i64, orders: u32) -> BatchRecord {
     let batch_id = batch_id(seed);
     BatchRecord {
         name: format!("{seed}-{}", &batch_id[..12]),
-        batch_id,
+        batch_id: batch_id.into(),
         source: format!("/inbox/{seed}.csv"),
         format: "csv".into(),
         api: crate::model::ApiGeneration::V2,
@@ -200,12 +200,15 @@ fn an_ambiguous_prefix_is_an_error_naming_the_batches() {
     // Two ids that share their first six hex digits.
     let mut a = batch("a", 1, 0);
     let mut b = batch("b", 2, 0);
-    a.batch_id = format!("abcdef{}", &a.batch_id[6..]);
-    b.batch_id = format!("abcdef{}", &b.batch_id[6..]);
+    a.batch_id = format!("abcdef{}", &a.batch_id[6..]).into();
+    b.batch_id = format!("abcdef{}", &b.batch_id[6..]).into();
     store.create_batch(&a, &[]).unwrap();
     store.create_batch(&b, &[]).unwrap();
     let err = store.find_batch("abcdef").unwrap_err().to_string();
-    assert!(err.contains(&a.batch_id) && err.contains(&b.batch_id), "{err}");
+    assert!(
+        err.contains(a.batch_id.as_str()) && err.contains(b.batch_id.as_str()),
+        "{err}"
+    );
     assert_eq!(
         store.find_batch(&a.batch_id[..8]).unwrap().map(|x| x.batch_id),
         Some(a.batch_id)
@@ -1084,7 +1087,7 @@ fn every_acknowledged_commit_survives_sigkill() {
         let stored = store.batch_orders(&a.batch_id).unwrap();
         assert_eq!(stored.len(), CRASH_ORDERS as usize);
         for order in &stored {
-            let want = acked.get(&order.order_id).copied().unwrap_or(0);
+            let want = acked.get(order.order_id.as_str()).copied().unwrap_or(0);
             assert!(
                 order.checks >= want,
                 "iteration {iteration}: {} lost commit {want}",

@@ -401,6 +401,14 @@ impl GateState {
         self.persisted.clone()
     }
 
+    /// Whether a pause holds the gate now (the kill switch, the daily limit, an 11004 backoff):
+    /// [`GateState::reason`] without building its words.
+    pub fn is_paused(&self, now_ms: i64) -> bool {
+        self.persisted.kill_switch
+            || self.persisted.daily_until_ms.is_some_and(|u| u > now_ms)
+            || self.backoff_until_ms > now_ms
+    }
+
     /// Why the gate is closed, for status output; `None` when it is open.
     ///
     /// The adaptive spacing after an 11004 is not a reason: the gate is open then, only slower
@@ -561,6 +569,18 @@ impl Gate {
         let persisted = self.lock().set_kill_switch(on, reason);
         self.changed.notify_waiters();
         persisted
+    }
+
+    /// Whether a pause (the kill switch, the daily limit, an 11004 backoff) holds the gate now;
+    /// the spacing of a reduced rate is not a pause.
+    pub fn is_paused(&self) -> bool {
+        let now_ms = self.clock.now_ms();
+        self.lock().is_paused(now_ms)
+    }
+
+    /// The state to persist.
+    pub fn persisted(&self) -> PersistedPause {
+        self.lock().persisted()
     }
 
     /// The state to persist and why the gate is closed now (`None`: open).
@@ -1444,5 +1464,29 @@ mod tests {
         gate.on_success();
         clock.set_ms(23_000);
         assert_eq!(gate.snapshot().1, None);
+    }
+
+    /// The loop asks `is_paused` on every turn instead of building `reason`'s words: the two must
+    /// agree in every state, the spacing of a reduced rate being no pause for either.
+    #[test]
+    fn is_paused_agrees_with_reason() {
+        let day = DayClock::UTC_MIDNIGHT;
+        let mut state = GateState::new(PersistedPause::default(), Duration::from_millis(20));
+        let agree =
+            |state: &GateState, now: i64| assert_eq!(state.is_paused(now), state.reason(now).is_some(), "{now}");
+        agree(&state, 0);
+        state.on_rate_limited(1_000, 0.5);
+        agree(&state, 1_001);
+        assert!(state.is_paused(1_001));
+        // Long after the backoff, only the spacing may remain: not a pause.
+        agree(&state, 1_000_000);
+        assert!(!state.is_paused(1_000_000));
+        state.on_daily_limit(2_000_000, &day, "11009");
+        agree(&state, 2_000_001);
+        assert!(state.is_paused(2_000_001));
+        agree(&state, day.next_reset_ms(2_000_000) + 1);
+        state.set_kill_switch(true, Some("x".into()));
+        agree(&state, 0);
+        assert!(state.is_paused(i64::MAX - 1));
     }
 }

@@ -174,7 +174,7 @@ impl Pacing {
 
     /// The pause to store when it changed since [`Pacing::pause_saved`] was last told.
     pub fn unsaved_pause(&self) -> Option<PersistedPause> {
-        let now = self.gate.snapshot().0;
+        let now = self.gate.persisted();
         let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         (*saved != now).then_some(now)
     }

@@ -156,3 +156,44 @@ fn api_error(e: CallError) -> IngestError {
         _ => IngestError::PreflightUnavailable(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiError;
+
+    /// Each way a preflight call fails maps to the decision the daemon makes about the file.
+    #[test]
+    fn preflight_failures_are_retried_and_file_problems_are_not() {
+        let refused = api_error(CallError::Api(ApiError::new("getCoinList", 11005, "VerifySignFailed")));
+        assert!(matches!(refused, IngestError::PreflightRefused { hint: Some(_), .. }), "{refused:?}");
+        assert!(refused.retry_later());
+        let clock = api_error(CallError::Api(ApiError::new("getCoinList", 11006, "ReqExpired")));
+        assert!(matches!(clock, IngestError::PreflightRefused { .. }), "{clock:?}");
+        for e in [
+            CallError::Api(ApiError::new("getCoinList", 11004, "RateLimit")),
+            CallError::Api(ApiError::new("getCoinList", 11002, "Internal")),
+            CallError::Ambiguous {
+                endpoint: "getCoinList".into(),
+                detail: "timed out".into(),
+            },
+            CallError::NotSent {
+                endpoint: "getCoinList".into(),
+                detail: "connection refused".into(),
+            },
+        ] {
+            let mapped = api_error(e);
+            assert!(matches!(mapped, IngestError::PreflightUnavailable(_)), "{mapped:?}");
+            assert!(mapped.retry_later());
+        }
+        assert!(!IngestError::FileChanged("b.csv".into()).retry_later());
+        assert!(
+            !IngestError::Unreadable {
+                path: "b.csv".into(),
+                source: std::io::Error::other("gone"),
+            }
+            .retry_later()
+        );
+        assert!(!IngestError::Store(StoreError::Db("disk full".into())).retry_later());
+    }
+}

@@ -366,6 +366,17 @@ mod tests {
         (scenario, world)
     }
 
+    /// Checks the run again and asserts a violation mentioning `what` was found.
+    fn assert_caught(scenario: &Scenario, dir: &Path, world: &Arc<Mutex<World>>, what: &str) {
+        let mut report = RunReport::default();
+        check::all(scenario, dir, world, &mut report);
+        assert!(
+            report.violations.iter().any(|v| v.contains(what)),
+            "{:?}",
+            report.violations
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_checks_catch_a_report_that_lies() {
         let dir = tempfile::tempdir().unwrap();
@@ -380,16 +391,7 @@ mod tests {
         let lie = text.replacen(r#""status":"success""#, r#""status":"rejected""#, 1);
         assert_ne!(lie, text, "the report has a success row to falsify");
         std::fs::write(&file, lie).unwrap();
-        let mut report = RunReport::default();
-        check::all(&scenario, dir.path(), &world, &mut report);
-        assert!(
-            report
-                .violations
-                .iter()
-                .any(|v| v.contains("is rejected but the ledger has payout")),
-            "{:?}",
-            report.violations
-        );
+        assert_caught(&scenario, dir.path(), &world, "is rejected but the ledger has payout");
     }
 
     #[tokio::test(start_paused = true)]
@@ -418,16 +420,7 @@ mod tests {
                 }])
                 .unwrap();
         }
-        let mut report = RunReport::default();
-        check::all(&scenario, dir.path(), &world, &mut report);
-        assert!(
-            report
-                .violations
-                .iter()
-                .any(|v| v.contains("ended rejected, but the ledger's payout")),
-            "{:?}",
-            report.violations
-        );
+        assert_caught(&scenario, dir.path(), &world, "ended rejected, but the ledger's payout");
     }
 
     #[tokio::test(start_paused = true)]

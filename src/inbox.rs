@@ -51,6 +51,14 @@ pub enum Finish {
     Rejected,
 }
 
+/// What a scan found: the files ready to claim, and how long until the first one still being
+/// written (or just renamed in) has settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub ready: Vec<PathBuf>,
+    pub settling: Option<Duration>,
+}
+
 /// An inbox folder with its sub-folders.
 #[derive(Debug, Clone)]
 pub struct Inbox {
@@ -82,7 +90,14 @@ impl Inbox {
     /// Batch files ready to claim, oldest first: candidates whose last change is at least the
     /// settle time before `now`.
     pub fn scan(&self, now: SystemTime) -> io::Result<Vec<PathBuf>> {
+        self.scan_settling(now).map(|scan| scan.ready)
+    }
+
+    /// [`Inbox::scan`], also saying how long until the first candidate that is still settling
+    /// will be ready, so a watcher can look again then rather than at its next rescan.
+    pub fn scan_settling(&self, now: SystemTime) -> io::Result<Scan> {
         let mut ready = Vec::new();
+        let mut settling: Option<Duration> = None;
         for entry in std::fs::read_dir(&self.dir).map_err(|e| with_path(e, &self.dir))? {
             let entry = entry?;
             let name = entry.file_name();
@@ -96,13 +111,19 @@ impl Inbox {
                 _ => continue,
             };
             let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            if now.duration_since(modified).unwrap_or_default() < self.settle {
+            let age = now.duration_since(modified).unwrap_or_default();
+            if age < self.settle {
+                let left = self.settle - age;
+                settling = Some(settling.map_or(left, |s| s.min(left)));
                 continue;
             }
             ready.push((modified, entry.path()));
         }
         ready.sort();
-        Ok(ready.into_iter().map(|(_, path)| path).collect())
+        Ok(Scan {
+            ready: ready.into_iter().map(|(_, path)| path).collect(),
+            settling,
+        })
     }
 
     /// Claims a file by renaming it into `processing/`. `None` when it is gone: another claimer
@@ -222,6 +243,20 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(sorted, ["a.csv", "b.json"]);
+    }
+
+    #[test]
+    fn a_scan_says_when_a_settling_file_will_be_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), Duration::from_secs(5)).unwrap();
+        assert_eq!(inbox.scan_settling(SystemTime::now()).unwrap(), Scan::default());
+        std::fs::write(dir.path().join("a.csv"), "x").unwrap();
+        let modified = std::fs::metadata(dir.path().join("a.csv")).unwrap().modified().unwrap();
+        let scan = inbox.scan_settling(modified + Duration::from_secs(2)).unwrap();
+        assert!(scan.ready.is_empty());
+        assert_eq!(scan.settling, Some(Duration::from_secs(3)));
+        let scan = inbox.scan_settling(modified + Duration::from_secs(5)).unwrap();
+        assert_eq!((scan.ready.len(), scan.settling), (1, None));
     }
 
     #[test]

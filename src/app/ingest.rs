@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn preflight_failures_are_retried_and_file_problems_are_not() {
         let refused = api_error(CallError::Api(ApiError::new("getCoinList", 11005, "VerifySignFailed")));
-        assert!(matches!(refused, IngestError::PreflightRefused { hint: Some(_), .. }), "{refused:?}");
+        assert!(
+            matches!(refused, IngestError::PreflightRefused { hint: Some(_), .. }),
+            "{refused:?}"
+        );
         assert!(refused.retry_later());
         let clock = api_error(CallError::Api(ApiError::new("getCoinList", 11006, "ReqExpired")));
         assert!(matches!(clock, IngestError::PreflightRefused { .. }), "{clock:?}");

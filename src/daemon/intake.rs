@@ -73,7 +73,14 @@ pub async fn watch(
     // settling at the first scan is not left waiting for the next rescan.
     let mut settle_scan: Option<tokio::time::Instant> = None;
     loop {
-        for path in inbox.scan(SystemTime::now())? {
+        let scan = inbox.scan_settling(SystemTime::now())?;
+        if let Some(left) = scan.settling {
+            // A file still settling (one renamed in just before the daemon started, say) is
+            // looked at again when it is ready, not at the next rescan.
+            let at = tokio::time::Instant::now() + left + Duration::from_millis(50);
+            settle_scan = Some(settle_scan.map_or(at, |t| t.min(at)));
+        }
+        for path in scan.ready {
             match inbox.claim(&path) {
                 Ok(Some(claimed)) => {
                     shared.stats.count_inbox("claimed");

@@ -5,8 +5,10 @@
 //! read once, hashed and validated against it; then, for the accepted rows only, one fee quote
 //! per distinct coin and chain, one balance list, and — when the configuration allows it for a
 //! batch of this size — one validity check per distinct address and one lookup per distinct
-//! Cwallet ID. Every answer is asked once per run. Remote checks are paced at the configured
-//! request rate so a preflight does not trip the API's rate limit.
+//! Cwallet ID. Every answer is asked once per run. Each question is one request through the
+//! client, which passes the process's one pacing (`crate::api::pacing`): a preflight shares the
+//! rate, the pause gate and the daily budget with everything else the process sends, and has
+//! no pace of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -308,38 +310,25 @@ async fn remote_checks(
         .map(|((chain, address), lines)| (Question::Address(chain, address), lines))
         .chain(users.into_iter().map(|(user, lines)| (Question::User(user), lines)))
         .collect();
-    let rate = settings.rate_per_second.max(1);
-    let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let pace = Arc::new(tokio::sync::Mutex::new(pace));
-
     let mut summary = RemoteCheckSummary {
         performed: true,
         ..Default::default()
     };
     let mut results = futures_util::stream::iter(questions)
-        .map(|(question, lines)| {
-            let pace = pace.clone();
-            async move {
-                pace.lock().await.tick().await;
-                let verdict: Result<Option<String>, CallError> = match &question {
-                    Question::Address(chain, address) => {
-                        read(|| client.check_withdrawal_address_validity(chain, address))
-                            .await
-                            .map(|ok| {
-                                (!ok).then(|| format!("CCPayment says {address:?} is not a valid {chain} address"))
-                            })
+        .map(|(question, lines)| async move {
+            let verdict: Result<Option<String>, CallError> = match &question {
+                Question::Address(chain, address) => read(|| client.check_withdrawal_address_validity(chain, address))
+                    .await
+                    .map(|ok| (!ok).then(|| format!("CCPayment says {address:?} is not a valid {chain} address"))),
+                Question::User(user) => match read(|| client.get_cwallet_user_id(user)).await {
+                    Ok(_) => Ok(None),
+                    Err(CallError::Api(e)) if matches!(e.code, 11015 | 11003) => {
+                        Ok(Some(format!("no Cwallet user has the ID {user:?}")))
                     }
-                    Question::User(user) => match read(|| client.get_cwallet_user_id(user)).await {
-                        Ok(_) => Ok(None),
-                        Err(CallError::Api(e)) if matches!(e.code, 11015 | 11003) => {
-                            Ok(Some(format!("no Cwallet user has the ID {user:?}")))
-                        }
-                        Err(e) => Err(e),
-                    },
-                };
-                (matches!(question, Question::Address(..)), lines, verdict)
-            }
+                    Err(e) => Err(e),
+                },
+            };
+            (matches!(question, Question::Address(..)), lines, verdict)
         })
         .buffer_unordered(REMOTE_CHECK_CONCURRENCY);
     while let Some((is_address, lines, verdict)) = results.next().await {

@@ -78,9 +78,11 @@ const RECIPIENTS: [&str; 3] = [
     "TVqoGi64Ad2mSiPNsqVnqB2VkLGi7Mx1vq",
 ];
 
-/// Fast tracking, so a batch settles within seconds of its last send.
-const CONFIG_TOML: &str =
-    "[limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n";
+/// Fast tracking, so a batch settles within seconds of its last send; a short request timeout,
+/// so "no such order" after a lost request is confirmed in seconds rather than a minute.
+const CONFIG_TOML: &str = "[api]\nconnect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
+    [limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+    not_found_confirm_secs = 3\n";
 
 /// Runs to completion after the kills: exit 2 (interrupted, runtime error) earns another try.
 const FINAL_ATTEMPTS: u32 = 5;

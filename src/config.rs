@@ -112,6 +112,7 @@ struct LimitsFile {
     daily_reset_utc: Option<String>,
     track_first_check_secs: Option<u64>,
     track_max_interval_secs: Option<u64>,
+    not_found_confirm_secs: Option<u64>,
     day_length_secs: Option<u64>,
 }
 
@@ -336,6 +337,11 @@ pub struct LimitsConfig {
     pub track_first_check_secs: u64,
     /// Longest wait between status queries of one order.
     pub track_max_interval_secs: u64,
+    /// An order whose create may have reached CCPayment is sent again only when at least two
+    /// lookups found nothing and this long has passed since it was sent (R2/R3 of
+    /// ccpayment-api.md §5: lookups may lag behind creates, and a reused orderId may not be
+    /// refused). At least the request timeout.
+    pub not_found_confirm_secs: u64,
     /// Length of CCPayment's "day" for the daily cap: 86400 s; shorter only in tests and
     /// simulations against the sandbox's shortened days.
     pub day_length_ms: i64,
@@ -537,7 +543,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         default_merchant_pays_fee: file.batch.default_merchant_pays_fee.unwrap_or(false),
     };
     let preflight = resolve_preflight(file.preflight, &mut problems);
-    let limits = resolve_limits(file.limits, &mut problems);
+    let limits = resolve_limits(file.limits, request_timeout, &mut problems);
     let reports = ReportsConfig {
         dir: file.reports.dir.map(&relative_to_config),
     };
@@ -689,7 +695,10 @@ struct Sections {
 const DEFAULT_RATE_PER_SECOND: u32 = 10;
 const DEFAULT_REMOTE_CHECKS_MAX_ROWS: u64 = 1_000;
 
-fn resolve_limits(file: LimitsFile, problems: &mut Vec<String>) -> LimitsConfig {
+/// The default of `limits.not_found_confirm_secs`.
+pub const DEFAULT_NOT_FOUND_CONFIRM_SECS: u64 = 60;
+
+fn resolve_limits(file: LimitsFile, request_timeout: Duration, problems: &mut Vec<String>) -> LimitsConfig {
     let mut positive = |key: &str, value: Option<u32>, default: u32| {
         let v = value.unwrap_or(default);
         if v == 0 {
@@ -717,6 +726,16 @@ fn resolve_limits(file: LimitsFile, problems: &mut Vec<String>) -> LimitsConfig 
     if file.daily_request_budget == Some(0) {
         problems.push("limits.daily_request_budget: must be at least 1 (leave it out for no budget)".to_owned());
     }
+    // A lookup made before a request could have timed out says nothing about it.
+    let timeout_secs = request_timeout.as_millis().div_ceil(1000) as u64;
+    let not_found_confirm_secs = file
+        .not_found_confirm_secs
+        .unwrap_or(DEFAULT_NOT_FOUND_CONFIRM_SECS.max(timeout_secs));
+    if not_found_confirm_secs < timeout_secs {
+        problems.push(format!(
+            "limits.not_found_confirm_secs: must be at least the request timeout ({timeout_secs} s), got {not_found_confirm_secs}"
+        ));
+    }
     LimitsConfig {
         rate_per_second: rate,
         burst,
@@ -727,6 +746,7 @@ fn resolve_limits(file: LimitsFile, problems: &mut Vec<String>) -> LimitsConfig 
         daily_reset_offset_ms,
         track_first_check_secs: file.track_first_check_secs.unwrap_or(10).max(1),
         track_max_interval_secs: file.track_max_interval_secs.unwrap_or(600).max(1),
+        not_found_confirm_secs,
         day_length_ms: i64::try_from(file.day_length_secs.unwrap_or(86_400).max(1)).unwrap_or(86_400) * 1000,
     }
 }

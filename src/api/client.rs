@@ -694,7 +694,9 @@ impl Client {
         let query = V1BillInfoRequest {
             merchant_order_ids: merchant_order_ids.to_vec(),
         };
-        self.call(Endpoint::v1(method::V1_BILL_INFO), &query).await
+        // One bill that does not decode must not hide the others (R4).
+        let bills: super::lenient::Each<V1Bill> = self.call(Endpoint::v1(method::V1_BILL_INFO), &query).await?;
+        Ok(bills.0)
     }
 }
 
@@ -801,11 +803,16 @@ mod tests {
             .unwrap_err();
         assert!(err.is_ambiguous(), "{err}");
 
-        // A success code whose data does not fit the method is not success.
+        // A success code whose data does not fit the method is not success. (An id sent as a
+        // number fits: ids are read from numbers and strings alike, R4.)
         let err = c
-            .interpret::<WithdrawReceipt>(ep, &reply(200, r#"{"code":10000,"data":{"recordId":5}}"#))
+            .interpret::<WithdrawReceipt>(ep, &reply(200, r#"{"code":10000,"data":{"recordId":{"id":5}}}"#))
             .unwrap_err();
         assert!(err.is_ambiguous(), "{err}");
+        let receipt: WithdrawReceipt = c
+            .interpret(ep, &reply(200, r#"{"code":10000,"data":{"recordId":5}}"#))
+            .unwrap();
+        assert_eq!(receipt.record_id, "5");
     }
 
     #[test]

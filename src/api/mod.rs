@@ -4,6 +4,7 @@
 //! - [`codes`]: the result-code table and the [`ErrorClass`] the engine acts on (pure).
 //! - [`types`]: wire types of requests and replies, shared with the sandbox.
 //! - [`error`]: [`CallError`], which separates "not sent" from "may have been processed".
+//! - [`lenient`]: tolerant decoding of replies: numbers or numeric strings, one odd record left out.
 //! - [`client`]: [`Client`], the paced, signed calls over a [`Transport`] (HTTP, or the
 //!   sandbox's world in process).
 //! - [`payouts`]: [`Payouts`], what the engine asks, implemented by the client.
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod codes;
 pub mod error;
+pub mod lenient;
 pub mod pacing;
 pub mod payouts;
 pub mod sign;

@@ -70,8 +70,10 @@ pub mod method {
 /// The reply envelope shared by every endpoint: `{"code":10000,"msg":"success","data":{...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<T> {
+    #[serde(deserialize_with = "super::lenient::i64")]
     pub code: i64,
     #[serde(default)]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub msg: String,
     #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
     pub data: Option<T>,
@@ -118,6 +120,7 @@ pub struct CwalletWithdrawRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WithdrawReceipt {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub record_id: String,
 }
 
@@ -170,7 +173,9 @@ pub const RECORD_LIST_PAGE_SIZE: usize = 20;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WithdrawRecordPage {
+    #[serde(deserialize_with = "super::lenient::each")]
     pub records: Vec<WithdrawRecord>,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub next_id: String,
 }
 
@@ -178,28 +183,42 @@ pub struct WithdrawRecordPage {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WithdrawRecord {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub record_id: String,
     /// `Network` or `Cwallet`.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub withdraw_type: String,
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub coin_symbol: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub from_address: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub to_address: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub to_memo: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub cwallet_user: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub tx_id: String,
     pub status: RecordStatus,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub amount: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fee: Option<FeeAmount>,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub reason: String,
     #[serde(rename = "coinUSDPrice", skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub coin_usd_price: String,
 }
 
@@ -207,8 +226,11 @@ pub struct WithdrawRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct FeeAmount {
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub coin_symbol: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub amount: String,
 }
 
@@ -297,8 +319,11 @@ pub struct CoinIdQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CoinAsset {
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub coin_symbol: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub available: String,
 }
 
@@ -313,6 +338,7 @@ pub struct CoinAssetData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CoinAssetList {
+    #[serde(deserialize_with = "super::lenient::each")]
     pub assets: Vec<CoinAsset>,
 }
 
@@ -324,14 +350,20 @@ pub struct CoinAssetList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Coin {
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub symbol: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub coin_full_name: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub logo_url: String,
     /// `Normal`, `Maintain` (withdrawals suspended), `Pre-delisting`, `Delisted`.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub status: String,
     /// Keyed by chain symbol.
     pub networks: BTreeMap<String, CoinNetwork>,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub price: String,
 }
 
@@ -339,19 +371,30 @@ pub struct Coin {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CoinNetwork {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain_full_name: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub contract: String,
     /// Decimal places allowed in an amount on this network.
+    #[serde(deserialize_with = "super::lenient::u32")]
     pub precision: u32,
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub can_deposit: bool,
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub can_withdraw: bool,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub minimum_deposit_amount: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub minimum_withdraw_amount: String,
     /// `"0"` means no maximum.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub maximum_withdraw_amount: String,
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub is_support_memo: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub protocol: String,
 }
 
@@ -359,6 +402,7 @@ pub struct CoinNetwork {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CoinList {
+    #[serde(deserialize_with = "super::lenient::each")]
     pub coins: Vec<Coin>,
 }
 
@@ -398,6 +442,7 @@ pub struct WithdrawFeeQuery {
 pub struct WithdrawFeeData {
     pub fee: FeeAmount,
     #[serde(rename = "networkFeeInquiryID", skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_inquiry_id: String,
 }
 
@@ -412,6 +457,7 @@ pub struct AddressValidityQuery {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AddressValidity {
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub addr_is_valid: bool,
 }
 
@@ -426,7 +472,9 @@ pub struct CwalletUserQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CwalletUser {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub cwallet_user_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub cwallet_user_name: String,
 }
 
@@ -441,6 +489,7 @@ pub struct ChainListQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ChainList {
+    #[serde(deserialize_with = "super::lenient::each")]
     pub chains: Vec<ChainInfo>,
 }
 
@@ -448,18 +497,27 @@ pub struct ChainList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ChainInfo {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain_full_name: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub explorer: String,
     /// A transaction URL template with `%s` where the txId goes.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub base_url: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub logo_url: String,
     /// `Normal` or `Maintenance` (some sources say `Maintain`).
+    #[serde(deserialize_with = "super::lenient::string")]
     pub status: String,
     #[serde(rename = "isEVM")]
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub is_evm: bool,
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub support_memo: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "super::lenient::option_u32")]
     pub confirmations: Option<u32>,
 }
 
@@ -493,10 +551,15 @@ pub struct FiatList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Fiat {
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub fiat_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub symbol: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub logo_url: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub mark: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub usd_rate: String,
 }
 
@@ -511,8 +574,11 @@ pub struct SwapCoinList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SwapCoin {
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub symbol: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub logo_url: String,
 }
 
@@ -525,6 +591,7 @@ pub struct SwapCoin {
 #[serde(default)]
 pub struct WebhookEvent {
     #[serde(rename = "type")]
+    #[serde(deserialize_with = "super::lenient::string")]
     pub kind: String,
     pub msg: WebhookWithdrawal,
 }
@@ -533,9 +600,13 @@ pub struct WebhookEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WebhookWithdrawal {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub record_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_id: String,
+    #[serde(deserialize_with = "super::lenient::u64")]
     pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub coin_symbol: String,
     pub status: RecordStatus,
 }
@@ -563,12 +634,19 @@ pub struct V1WithdrawRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct V1WithdrawReceipt {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub record_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub net_receivable: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_coin_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_crypto: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_value: String,
 }
 
@@ -593,15 +671,24 @@ pub struct V1Bill {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct V1OrderDetail {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub merchant_order_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub contract: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub crypto: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_amount: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub token_rate: String,
     /// `Pending`, `Processing`, `Successful` or `Failed`.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub status: String,
+    #[serde(deserialize_with = "super::lenient::i64")]
     pub created: i64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_id: String,
 }
 
@@ -609,19 +696,32 @@ pub struct V1OrderDetail {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct V1Trade {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub amount: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub contract: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub crypto: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub service_fee: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_coin_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_crypto: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_value: String,
     /// Empty for internal (Cwallet) transfers.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub txid: String,
+    #[serde(deserialize_with = "super::lenient::i64")]
     pub pay_time: i64,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub token_rate: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub status: String,
 }
 
@@ -630,23 +730,41 @@ pub struct V1Trade {
 #[serde(default)]
 pub struct V1WithdrawWebhook {
     /// `success` or `failed`.
+    #[serde(deserialize_with = "super::lenient::string")]
     pub pay_status: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_type: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub order_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub record_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub withdraw_amount: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub net_receivable: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_crypto: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_coin_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub network_fee_value: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub chain: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub contract: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub crypto: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub to_address: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub memo: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub txid: String,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub merchant_order_id: String,
+    #[serde(deserialize_with = "super::lenient::bool")]
     pub merchant_pays_fee: bool,
 }
 

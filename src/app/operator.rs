@@ -392,6 +392,14 @@ impl<R: Runtime> Operator<R> {
             if let Some(error) = &order.error {
                 let _ = writeln!(out, "  last error: {}", error.message);
             }
+            if let Some(absent) = &order.absent {
+                let _ = writeln!(
+                    out,
+                    "  not found: by {} lookup(s) since {}; sent again only once its absence is confirmed",
+                    absent.lookups,
+                    rfc3339_ms(absent.since_ms)
+                );
+            }
             return Ok(Reply::ok(out));
         }
         Ok(Reply::error(format!(

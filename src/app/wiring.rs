@@ -74,6 +74,7 @@ pub fn engine_settings(config: &Config, sandbox: bool, seed: u64) -> EngineSetti
             base: Duration::from_secs(1),
             cap: Duration::from_secs(60),
         },
+        not_found_confirm: Duration::from_secs(limits.not_found_confirm_secs),
         seed,
     }
 }

@@ -237,6 +237,7 @@ fn order(
         final_ms: None,
         next_check_ms: None,
         checks: 0,
+        absent: None,
     })
 }
 

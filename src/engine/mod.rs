@@ -68,6 +68,10 @@ pub struct EngineSettings {
     pub track_backoff: Backoff,
     /// Re-asking about unknown orders after an unhelpful answer.
     pub reconcile_backoff: Backoff,
+    /// An unknown order is sent again only when two lookups found nothing and this long has
+    /// passed since its last send (R2/R3: lookups may lag behind creates; a reused orderId may
+    /// not be refused).
+    pub not_found_confirm: Duration,
     /// Seeds the retry jitter: from entropy in the product, fixed in the simulation.
     pub seed: u64,
 }

@@ -1,19 +1,26 @@
 //! Orders whose outcome is unknown (`Submitting` left by a crash, `Unknown` after an ambiguous
 //! answer) are resolved by asking CCPayment about their orderId, never by sending again blind.
 //!
-//! Only `11003 NotFound` for the orderId sends an order back to the queue (to be resent with the
-//! same orderId); a found record makes it `Submitted` (or final); any other answer leaves it
-//! unknown, asked again later with backoff.
+//! A found record makes it `Submitted` (or final); any other answer leaves it unknown, asked
+//! again later with backoff. "No such order" sends it back to the queue (to be resent with the
+//! same orderId) only once confirmed: lookups may lag behind creates (ccpayment-api.md §5, R2)
+//! and CCPayment may not refuse a reused orderId (R3, on v1 at least), so a single "not found"
+//! right after a lost reply is no proof. The order is resent only when two lookups found nothing
+//! and `not_found_confirm` has passed since it was last sent; until then it stays `unknown`.
+//! "Not found" is any of the forms §5 R1 allows: 11003, a success with an empty record, or a
+//! record for another orderId — only a record whose orderId (and recordId, once known) is the
+//! order's counts as the order.
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::track::{final_status, statuses_v1, with_record};
+use super::track::{final_status, is_this_order, pick, statuses_v1, with_record};
 use super::{Engine, EngineError, Progress, error_info, ms};
 use crate::api::types::WithdrawRecord;
 use crate::api::{CallError, Payouts};
-use crate::model::record::OrderRecord;
+use crate::model::record::{Absent, OrderRecord};
 use crate::model::state::{Event, StateKind};
+use crate::store::Change;
 
 /// An unknown order and what CCPayment said when asked about it.
 type Lookup = (OrderRecord, Result<Option<WithdrawRecord>, CallError>);
@@ -98,11 +105,9 @@ impl Engine {
         let mut changes = Vec::new();
         match result {
             Ok(Some(record)) => {
-                let found = self.apply(
-                    with_record(order, &record),
-                    &Event::Found,
-                    Some("found by orderId".into()),
-                )?;
+                let mut order = with_record(order, &record);
+                order.absent = None;
+                let found = self.apply(order, &Event::Found, Some("found by orderId".into()))?;
                 let mut order = found.order.clone();
                 changes.push(found);
                 match final_status(&record.status, &record.reason) {
@@ -116,13 +121,7 @@ impl Engine {
                     }
                 }
             }
-            Ok(None) => {
-                changes.push(self.apply(
-                    order,
-                    &Event::NotFound,
-                    Some("CCPayment has no such order; it will be sent again with the same orderId".into()),
-                )?);
-            }
+            Ok(None) => changes.push(self.absent(order)?),
             Err(e) => {
                 let mut order = order;
                 order.checks += 1;
@@ -136,19 +135,68 @@ impl Engine {
     }
 }
 
-/// Looks one order up by orderId: `Ok(None)` only when CCPayment says it does not exist.
+impl Engine {
+    /// What one more "no such order" does: once two lookups found nothing and
+    /// `not_found_confirm` has passed since the order was last sent, it goes back to the queue
+    /// (same orderId); until then it stays unknown, asked again no sooner than the backoff and no
+    /// later than needed to reach the confirmation.
+    fn absent(&self, mut order: OrderRecord) -> Result<Change, EngineError> {
+        let now = self.now();
+        let absent = order.absent.get_or_insert(Absent {
+            since_ms: now,
+            lookups: 0,
+        });
+        absent.lookups += 1;
+        let lookups = absent.lookups;
+        let sent_ms = order.last_sent_ms.unwrap_or(order.created_ms);
+        let confirmed_ms = sent_ms.saturating_add(ms(self.settings.not_found_confirm));
+        if lookups >= 2 && now >= confirmed_ms {
+            let detail = format!(
+                "CCPayment has no such order: {lookups} lookups over {} s since it was sent found nothing; it will be sent again with the same orderId",
+                (now - sent_ms) / 1000
+            );
+            order.absent = None;
+            return self.apply(order, &Event::NotFound, Some(detail));
+        }
+        order.checks += 1;
+        let backoff = now + ms(self.settings.reconcile_backoff.delay(order.checks, self.unit()));
+        // Asked again on the backoff (a create that lags behind is found the sooner), and at the
+        // latest when the absence can be confirmed.
+        let next = if now < confirmed_ms {
+            backoff.min(confirmed_ms)
+        } else {
+            backoff
+        };
+        order.next_check_ms = Some(next.max(now + 1));
+        order.updated_ms = now;
+        let detail = format!(
+            "no such order yet ({lookups} lookup{}); not sent again before it is confirmed",
+            if lookups == 1 { "" } else { "s" }
+        );
+        Ok(Change {
+            from: Some(order.kind()),
+            event: "absent",
+            detail: Some(detail),
+            order,
+        })
+    }
+}
+
+/// Looks one order up by orderId: `Ok(None)` when CCPayment has no record of it — 11003, a
+/// success with an empty record, or a record of another order (R1).
 async fn lookup(
     payouts: &dyn Payouts,
     order: &OrderRecord,
     cancel: &CancellationToken,
 ) -> Result<Option<WithdrawRecord>, CallError> {
     if order.call.is_v1() {
-        // v1 has no NotFound code: an id absent from bill/info was never created.
-        let mut found = statuses_v1(payouts, std::slice::from_ref(order), cancel).await?;
-        return Ok(found.remove(order.order_id.as_str()));
+        // v1 has no NotFound code: an id absent from bill/info is "no such order".
+        let found = statuses_v1(payouts, std::slice::from_ref(order), cancel).await?;
+        return Ok(pick(order, &found).cloned());
     }
     match payouts.record(&order.order_id, cancel).await {
-        Ok(record) => Ok(Some(record)),
+        Ok(record) if is_this_order(order, &record) => Ok(Some(record)),
+        Ok(_) => Ok(None),
         Err(CallError::Api(e)) if e.code == 11003 => Ok(None),
         Err(e) => Err(e),
     }

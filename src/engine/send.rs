@@ -33,6 +33,8 @@ impl Engine {
         for mut order in queued {
             order.first_sent_ms.get_or_insert(now);
             order.last_sent_ms = Some(now);
+            // A new send starts a new question of whether it arrived.
+            order.absent = None;
             changes.push(self.apply(order, &Event::Send, None)?);
         }
         Ok(n)

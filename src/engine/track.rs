@@ -21,8 +21,12 @@ use crate::store::Change;
 /// that keeps paging is not followed for ever (the orders not seen are asked about again).
 const MAX_PAGES: usize = 10;
 
+/// Records by the orderId they carry. More than one may carry an orderId (a server that does
+/// not refuse a reused orderId, R3): [`pick`] chooses the order's own.
+pub(super) type Records = HashMap<String, Vec<WithdrawRecord>>;
+
 /// A status query's orders and what CCPayment said about them.
-pub(super) type Checked = (Vec<OrderRecord>, Result<HashMap<String, WithdrawRecord>, CallError>);
+pub(super) type Checked = (Vec<OrderRecord>, Result<Records, CallError>);
 
 /// The status queries one batch's loop has in flight, and the orders they ask about (not asked
 /// about again until the answer is in).
@@ -190,8 +194,7 @@ impl Engine {
             for mut order in chunk {
                 tracking.asking.remove(&order.order_id);
                 order.checks += 1;
-                let record = statuses.get(order.order_id.as_str());
-                if let Some(record) = record {
+                if let Some(record) = pick(&order, &statuses) {
                     order = with_record(order, record);
                     if let Some(status) = final_status(&record.status, &record.reason) {
                         changes.push(self.apply(order, &Event::Final(status), None)?);
@@ -220,8 +223,8 @@ async fn statuses_v2(
     payouts: &dyn Payouts,
     orders: &[OrderRecord],
     cancel: &CancellationToken,
-) -> Result<HashMap<String, WithdrawRecord>, CallError> {
-    let mut out = HashMap::new();
+) -> Result<Records, CallError> {
+    let mut out = Records::new();
     let mut query = WithdrawRecordListQuery {
         order_ids: orders.iter().map(|o| o.order_id.to_string()).collect(),
         ..WithdrawRecordListQuery::default()
@@ -229,7 +232,7 @@ async fn statuses_v2(
     for _ in 0..MAX_PAGES {
         let page = payouts.record_page(&query, cancel).await?;
         for record in page.records {
-            out.insert(record.order_id.clone(), record);
+            out.entry(record.order_id.clone()).or_default().push(record);
         }
         if page.next_id.is_empty() {
             break;
@@ -244,34 +247,71 @@ pub(super) async fn statuses_v1(
     payouts: &dyn Payouts,
     orders: &[OrderRecord],
     cancel: &CancellationToken,
-) -> Result<HashMap<String, WithdrawRecord>, CallError> {
+) -> Result<Records, CallError> {
     let ids: Vec<String> = orders.iter().map(|o| o.order_id.to_string()).collect();
     let bills = payouts.v1_bills(&ids, cancel).await?;
-    Ok(bills
-        .into_iter()
-        .map(|bill| {
-            let trade = bill.trade_list.first().cloned().unwrap_or_default();
-            let record = WithdrawRecord {
-                record_id: bill.order_detail.order_id.clone(),
-                order_id: bill.order_detail.merchant_order_id.clone(),
-                status: v1_status(&bill.order_detail.status),
-                tx_id: trade.txid.clone(),
-                chain: bill.order_detail.chain.clone(),
-                amount: bill.order_detail.order_amount.clone(),
-                fee: (!trade.network_fee.is_empty()).then(|| FeeAmount {
-                    coin_id: trade.network_coin_id.parse().unwrap_or(0),
-                    coin_symbol: trade.network_fee_crypto.clone(),
-                    amount: trade.network_fee.clone(),
-                }),
-                ..WithdrawRecord::default()
-            };
-            (record.order_id.clone(), record)
-        })
-        .collect())
+    let mut out = Records::new();
+    for record in bills.into_iter().map(|bill| {
+        let trade = bill.trade_list.first().cloned().unwrap_or_default();
+        let record = WithdrawRecord {
+            record_id: bill.order_detail.order_id.clone(),
+            order_id: bill.order_detail.merchant_order_id.clone(),
+            status: v1_status(&bill.order_detail.status),
+            tx_id: trade.txid.clone(),
+            chain: bill.order_detail.chain.clone(),
+            amount: bill.order_detail.order_amount.clone(),
+            fee: (!trade.network_fee.is_empty()).then(|| FeeAmount {
+                coin_id: trade.network_coin_id.parse().unwrap_or(0),
+                coin_symbol: trade.network_fee_crypto.clone(),
+                amount: trade.network_fee.clone(),
+            }),
+            ..WithdrawRecord::default()
+        };
+        record
+    }) {
+        out.entry(record.order_id.clone()).or_default().push(record);
+    }
+    Ok(out)
+}
+
+/// Whether `record` is the order's: its orderId is the order's, and so is its recordId once the
+/// order knows one (R1: an empty record, or one for another orderId, is "no such order"; R3: a
+/// second payout under the same orderId is not this order's).
+pub(super) fn is_this_order(order: &OrderRecord, record: &WithdrawRecord) -> bool {
+    if record.order_id.is_empty() || order.order_id != record.order_id {
+        return false;
+    }
+    match &order.record_id {
+        Some(known) if !record.record_id.is_empty() => *known == record.record_id,
+        _ => true,
+    }
+}
+
+/// The order's own record among those an answer carried.
+pub(super) fn pick<'a>(order: &OrderRecord, records: &'a Records) -> Option<&'a WithdrawRecord> {
+    records
+        .get(order.order_id.as_str())?
+        .iter()
+        .find(|record| is_this_order(order, record))
+}
+
+/// Says once per process that CCPayment reported a status ccpayout does not know: the order is
+/// not final and is followed on (a status is never taken for an end it does not name).
+fn note_unknown_status(status: &RecordStatus) {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> = std::sync::OnceLock::new();
+    let RecordStatus::Other(name) = status else { return };
+    let seen = SEEN.get_or_init(Default::default);
+    if seen.lock().map(|mut s| s.insert(name.clone())).unwrap_or(false) {
+        tracing::warn!(
+            status = %name,
+            "CCPayment reported a withdrawal status ccpayout does not know; such orders are followed until they end in one it knows"
+        );
+    }
 }
 
 /// The final status a record shows, if it shows one.
 pub(super) fn final_status(status: &RecordStatus, reason: &str) -> Option<FinalStatus> {
+    note_unknown_status(status);
     match status {
         RecordStatus::Success => Some(FinalStatus::Success),
         RecordStatus::Failed => Some(FinalStatus::Failed {

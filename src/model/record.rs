@@ -89,6 +89,20 @@ pub struct OrderRecord {
     /// Status queries made for this order.
     #[serde(default)]
     pub checks: u32,
+    /// Lookups by orderId that found nothing since the order was last sent: an order whose
+    /// create may have reached CCPayment is sent again only once its absence is confirmed
+    /// (ccpayment-api.md §5, R2/R3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absent: Option<Absent>,
+}
+
+/// Lookups that found nothing for an order since its last send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Absent {
+    /// When the first of them answered.
+    pub since_ms: i64,
+    /// How many answered "no such order".
+    pub lookups: u32,
 }
 
 impl OrderRecord {

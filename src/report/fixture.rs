@@ -138,6 +138,7 @@ fn order(seq: u32, line: u64, coin: &str, chain: &str, amount: &str, amount_sent
         final_ms: None,
         next_check_ms: None,
         checks: 0,
+        absent: None,
     }
 }
 

@@ -77,6 +77,7 @@ fn order(batch: &BatchRecord, seq: u32, order_id: &str) -> OrderRecord {
         final_ms: None,
         next_check_ms: None,
         checks: 0,
+        absent: None,
     }
 }
 

@@ -116,7 +116,9 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[limits]\nrate_per_second = 200\nconcurrency = 16\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+            "[api]\nconnect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
+             [limits]\nrate_per_second = 200\nconcurrency = 16\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+             not_found_confirm_secs = 3\n\
              [daemon]\nsettle_secs = 1\nrescan_secs = 1\ndrain_secs = 20\nmetrics_listen = \"\"\n{extra}"
         ),
     )

@@ -17,7 +17,13 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("ccpayout.toml");
     std::fs::write(
         &path,
-        format!("[limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n{extra}"),
+        // A short request timeout lets "no such order" be confirmed in seconds (R2/R3), so the
+        // tests with lost requests do not wait the minute a real account would.
+        format!(
+            "[api]\nconnect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
+             [limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+             not_found_confirm_secs = 3\n{extra}"
+        ),
     )
     .unwrap();
     path
@@ -314,16 +320,85 @@ async fn a_permanent_error_rejects_only_that_order() {
     assert_eq!(paid_once(&api.sandbox.ledger()).len(), 5);
 }
 
+/// R2 (ccpayment-api.md §5): a lookup right after a lost reply may not see the create yet. One
+/// "not found" is no proof: the order is not sent again until its absence is confirmed, and the
+/// next lookup finds it. (Before the confirmation, this resent at once: two creates.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_11011_on_a_resend_is_reconciled_into_one_payout() {
+async fn a_single_not_found_after_a_lost_reply_sends_nothing_again() {
     let api = TestApi::start_live(sandbox_config()).await;
-    // The first create's reply is lost after commit; the lookup then wrongly says NotFound once,
-    // so the engine resends with the same orderId, gets 11011, and must reconcile again.
     api.sandbox.set_faults(Faults {
         drop_after_commit: 1.0,
         ..Faults::default()
     });
     api.sandbox.force_error("getAppWithdrawRecord", 11003, "NotFound", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
+    let file = batch_file(dir.path(), "lag.csv", "lag", 1, "4");
+    // The fault drops every create's reply; let the first one through, then stop the faults so
+    // the lookups that follow are answered.
+    let watcher = {
+        let url = api.sandbox.base_url();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let http = reqwest::Client::new();
+            while started.elapsed() < Duration::from_secs(10) {
+                if let Ok(resp) = http.get(format!("{url}/sandbox/ledger")).send().await
+                    && let Ok(bytes) = resp.bytes().await
+                    && let Ok(ledger) = serde_json::from_slice::<Ledger>(&bytes)
+                    && !ledger.attempts.is_empty()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let run = tokio::task::spawn_blocking({
+        let (state, config, file) = (state.clone(), config.clone(), file.clone());
+        let env = api.env();
+        move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccpayout"));
+            cmd.args([
+                "--config",
+                config.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+                "submit",
+                file.to_str().unwrap(),
+            ])
+            .env_remove("CCPAYOUT_CONFIG")
+            .envs(env);
+            cmd.output().unwrap()
+        }
+    });
+    watcher.await.unwrap();
+    api.sandbox.set_faults(Faults::default());
+    let out = run.await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let ledger = api.sandbox.ledger();
+    assert_eq!(paid_once(&ledger).len(), 1);
+    // The sandbox logs a committed create whose reply it dropped twice (created, then the
+    // fault); a resend would add a third entry, refused 11011.
+    let attempts = ledger.attempts_for("lag-0000");
+    let sends = attempts
+        .iter()
+        .filter(|a| !matches!(a.outcome, AttemptOutcome::Fault { .. }))
+        .count();
+    assert_eq!(sends, 1, "one create only: {attempts:?}");
+    assert_eq!(result_rows(&state)[0]["status"], "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_11011_on_a_resend_is_reconciled_into_one_payout() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    // The first create's reply is lost after commit; the lookups then wrongly say NotFound, long
+    // enough to pass the confirmation (two lookups, 3 s since the send), so the engine resends
+    // with the same orderId, gets 11011, and must reconcile again.
+    api.sandbox.set_faults(Faults {
+        drop_after_commit: 1.0,
+        ..Faults::default()
+    });
+    api.sandbox.force_error("getAppWithdrawRecord", 11003, "NotFound", 6);
     let dir = tempfile::tempdir().unwrap();
     let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
     let file = batch_file(dir.path(), "dup.csv", "resend", 1, "4");

@@ -246,7 +246,7 @@ impl<'de> Visitor<'de> for UnsignedVisitor {
 mod tests {
     use serde::Deserialize;
 
-    #[derive(Debug, Deserialize, PartialEq)]
+    #[derive(Debug, Default, Deserialize, PartialEq)]
     #[serde(rename_all = "camelCase", default)]
     struct Sample {
         #[serde(deserialize_with = "super::u64")]
@@ -261,19 +261,6 @@ mod tests {
         amount: String,
         #[serde(deserialize_with = "super::i64")]
         created: i64,
-    }
-
-    impl Default for Sample {
-        fn default() -> Self {
-            Sample {
-                coin_id: 0,
-                precision: 0,
-                confirmations: None,
-                can_withdraw: false,
-                amount: String::new(),
-                created: 0,
-            }
-        }
     }
 
     fn read(json: &str) -> Result<Sample, String> {

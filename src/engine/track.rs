@@ -251,7 +251,7 @@ pub(super) async fn statuses_v1(
     let ids: Vec<String> = orders.iter().map(|o| o.order_id.to_string()).collect();
     let bills = payouts.v1_bills(&ids, cancel).await?;
     let mut out = Records::new();
-    for record in bills.into_iter().map(|bill| {
+    for bill in bills {
         let trade = bill.trade_list.first().cloned().unwrap_or_default();
         let record = WithdrawRecord {
             record_id: bill.order_detail.order_id.clone(),
@@ -260,15 +260,15 @@ pub(super) async fn statuses_v1(
             tx_id: trade.txid.clone(),
             chain: bill.order_detail.chain.clone(),
             amount: bill.order_detail.order_amount.clone(),
+            // The fee's coin is named by its symbol: v1's `network_coin_id` is a token UUID, not
+            // a v2 coin id (R8), so it is never read as a number.
             fee: (!trade.network_fee.is_empty()).then(|| FeeAmount {
-                coin_id: trade.network_coin_id.parse().unwrap_or(0),
+                coin_id: 0,
                 coin_symbol: trade.network_fee_crypto.clone(),
                 amount: trade.network_fee.clone(),
             }),
             ..WithdrawRecord::default()
         };
-        record
-    }) {
         out.entry(record.order_id.clone()).or_default().push(record);
     }
     Ok(out)

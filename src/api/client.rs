@@ -205,6 +205,31 @@ fn outcome_label(code: Option<i64>, http_status: u16) -> String {
     }
 }
 
+/// The body of a call that takes no parameters (`getCoinList`, `getAppCoinAssetList`,
+/// `getFiatList`, `getSwapCoinList`). CCPayment's own examples send an empty body, signed over
+/// `appId + timestamp` with nothing after it, and its Go SDK posts nothing; one generated example
+/// sends `{}` (ccpayment-api.md §5, R5). The empty body is the default; `ccpayout doctor` finds
+/// out which form the account accepts and the store remembers it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoParams {
+    /// No bytes at all.
+    #[default]
+    Empty,
+    /// `{}`.
+    Braces,
+}
+
+impl NoParams {
+    /// The bytes sent (and signed).
+    pub fn body(self) -> Vec<u8> {
+        match self {
+            NoParams::Empty => Vec::new(),
+            NoParams::Braces => b"{}".to_vec(),
+        }
+    }
+}
+
 /// Where a signed request goes and its reply comes from.
 ///
 /// The client hands over the URL, the signed headers and the exact body; the transport returns
@@ -284,6 +309,8 @@ pub struct Client {
     clock: SharedClock,
     counters: SharedCounters,
     pacing: Option<Arc<Pacing>>,
+    /// The body of parameter-less calls.
+    no_params: NoParams,
     /// Ends a wait at the pacing's gate (an 11009 pause can last hours); see [`Client::with_cancel`].
     cancel: Option<CancellationToken>,
 }
@@ -304,6 +331,7 @@ impl Client {
             clock,
             counters: Arc::default(),
             pacing: None,
+            no_params: NoParams::Empty,
             cancel: None,
         }
     }
@@ -454,11 +482,38 @@ impl Client {
             endpoint: endpoint.label(),
             detail: format!("cannot encode the request: {e}"),
         })?;
+        self.call_body(endpoint, body).await
+    }
+
+    /// Calls a method that takes no parameters, with the body the client sends for those (an
+    /// empty one unless told otherwise, see [`NoParams`]), signed over exactly those bytes.
+    pub async fn call_no_params<Resp: DeserializeOwned>(&self, endpoint: Endpoint<'_>) -> Result<Resp, CallError> {
+        self.call_body(endpoint, self.no_params.body()).await
+    }
+
+    /// Sends `body` and decodes the `data` of a successful reply.
+    async fn call_body<Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
+        body: Vec<u8>,
+    ) -> Result<Resp, CallError> {
         let (reply, in_flight) = self.send(endpoint, body).await?;
         let (code, result) = self.interpret_envelope(endpoint, &reply);
         self.heard(code);
         in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
         result
+    }
+
+    /// This client with parameter-less calls sent as `form` (what `ccpayout doctor` found the
+    /// account accepts). Clones share it.
+    pub fn sending_no_params_as(mut self, form: NoParams) -> Client {
+        self.no_params = form;
+        self
+    }
+
+    /// How this client sends parameter-less calls.
+    pub fn no_params(&self) -> NoParams {
+        self.no_params
     }
 
     /// Interprets a raw reply: the envelope's code, the v1 reply signature, then the data.
@@ -599,14 +654,14 @@ impl Client {
     /// The balances of every coin.
     pub async fn get_app_coin_asset_list(&self) -> Result<Vec<CoinAsset>, CallError> {
         let data: CoinAssetList = self
-            .call(Endpoint::v2(method::GET_APP_COIN_ASSET_LIST), &Empty {})
+            .call_no_params(Endpoint::v2(method::GET_APP_COIN_ASSET_LIST))
             .await?;
         Ok(data.assets)
     }
 
     /// The coins enabled for the merchant, with their networks.
     pub async fn get_coin_list(&self) -> Result<Vec<Coin>, CallError> {
-        let data: CoinList = self.call(Endpoint::v2(method::GET_COIN_LIST), &Empty {}).await?;
+        let data: CoinList = self.call_no_params(Endpoint::v2(method::GET_COIN_LIST)).await?;
         Ok(data.coins)
     }
 
@@ -670,13 +725,13 @@ impl Client {
 
     /// Fiat currencies and their USD rates.
     pub async fn get_fiat_list(&self) -> Result<Vec<Fiat>, CallError> {
-        let data: FiatList = self.call(Endpoint::v2(method::GET_FIAT_LIST), &Empty {}).await?;
+        let data: FiatList = self.call_no_params(Endpoint::v2(method::GET_FIAT_LIST)).await?;
         Ok(data.fiats)
     }
 
     /// Coins available for swaps.
     pub async fn get_swap_coin_list(&self) -> Result<Vec<SwapCoin>, CallError> {
-        let data: SwapCoinList = self.call(Endpoint::v2(method::GET_SWAP_COIN_LIST), &Empty {}).await?;
+        let data: SwapCoinList = self.call_no_params(Endpoint::v2(method::GET_SWAP_COIN_LIST)).await?;
         Ok(data.coins)
     }
 

@@ -19,7 +19,7 @@ pub mod payouts;
 pub mod sign;
 pub mod types;
 
-pub use client::{ApiVersion, Client, ClientConfig, Endpoint, HttpTransport, RawReply, Transport};
+pub use client::{ApiVersion, Client, ClientConfig, Endpoint, HttpTransport, NoParams, RawReply, Transport};
 pub use codes::ErrorClass;
 pub use error::{ApiError, CallError};
 pub use pacing::Pacing;

@@ -43,9 +43,15 @@ pub struct CoinEntry {
 }
 
 impl CoinEntry {
-    /// Whether withdrawals of the coin are possible at all right now.
+    /// Whether withdrawals of the coin are possible at all right now. CCPayment's coin list
+    /// knows `Normal`, `Maintain` (withdrawals suspended) and `Pre-delisting` (deposits
+    /// suspended, withdrawals still work): only maintenance holds a row (ccpayment-api.md §5,
+    /// R6), and so does a coin already delisted.
     pub fn is_normal(&self) -> bool {
-        self.status == "Normal"
+        !matches!(
+            self.status.to_ascii_lowercase().as_str(),
+            "maintain" | "maintenance" | "delisted"
+        )
     }
 
     /// The network on a chain, if the coin has one there.
@@ -350,5 +356,24 @@ pub(crate) mod tests {
         }];
         let err = Catalogue::from_api(&coins, &[]).unwrap_err();
         assert!(err.to_string().contains("minimumWithdrawAmount"), "{err}");
+    }
+
+    /// R6: a coin about to be delisted still withdraws; only maintenance (and a delisted coin)
+    /// holds its rows.
+    #[test]
+    fn pre_delisting_coins_are_payable_and_maintenance_holds() {
+        let coin = |status: &str| CoinEntry {
+            coin_id: 1,
+            symbol: "X".into(),
+            status: status.into(),
+            price: Decimal::ZERO,
+            networks: Vec::new(),
+        };
+        for payable in ["Normal", "Pre-delisting", "PRE-DELISTING"] {
+            assert!(coin(payable).is_normal(), "{payable}");
+        }
+        for held in ["Maintain", "Maintenance", "maintain", "Delisted"] {
+            assert!(!coin(held).is_normal(), "{held}");
+        }
     }
 }

@@ -490,3 +490,19 @@ fn report_explorer_links_follow_chain_info_tx_url() {
         );
     }
 }
+
+/// R5 (ccpayment-api.md §5): a call without parameters is sent with an empty body, signed over
+/// exactly the bytes sent, as CCPayment's own examples do; `{}` remains available for accounts
+/// that want it.
+#[tokio::test]
+async fn parameter_less_calls_send_an_empty_body_by_default() {
+    use ccpayout::api::NoParams;
+    let api = TestApi::demo().await;
+    assert_eq!(api.client.no_params(), NoParams::Empty);
+    assert_eq!(NoParams::Empty.body(), b"");
+    assert!(!api.client.get_coin_list().await.unwrap().is_empty());
+    assert!(!api.client.get_app_coin_asset_list().await.unwrap().is_empty());
+    let braces = api.client.clone().sending_no_params_as(NoParams::Braces);
+    assert_eq!(NoParams::Braces.body(), b"{}");
+    assert!(!braces.get_coin_list().await.unwrap().is_empty());
+}

@@ -80,7 +80,7 @@ impl<'a> Endpoint<'a> {
         }
     }
 
-    /// A v1 path (`withdraw`, `bill/info`).
+    /// A v1 path (`withdraw`, `bill/info`, `coin/all` …).
     pub fn v1(name: &'a str) -> Self {
         Endpoint {
             version: ApiVersion::V1,
@@ -752,6 +752,48 @@ impl Client {
         // One bill that does not decode must not hide the others (R4).
         let bills: super::lenient::Each<V1Bill> = self.call(Endpoint::v1(method::V1_BILL_INFO), &query).await?;
         Ok(bills.0)
+    }
+
+    /// The coins of "tokens for your business", each with its tokens (`/v1/coin/all`).
+    pub async fn v1_coin_all(&self) -> Result<Vec<V1Coin>, CallError> {
+        let data: V1CoinList = self.call(Endpoint::v1(method::V1_COIN_ALL), &Empty {}).await?;
+        Ok(data.list)
+    }
+
+    /// The same list under its other documented path (`/v1/support/token`).
+    pub async fn v1_support_token(&self) -> Result<Vec<V1Coin>, CallError> {
+        let data: V1CoinList = self.call(Endpoint::v1(method::V1_SUPPORT_TOKEN), &Empty {}).await?;
+        Ok(data.list)
+    }
+
+    /// The networks of the coin `token_id` belongs to, with each network's fee coin.
+    pub async fn v1_token_chain(&self, token_id: &str) -> Result<Vec<V1Token>, CallError> {
+        let query = V1TokenQuery {
+            token_id: token_id.to_owned(),
+        };
+        let data: V1TokenList = self.call(Endpoint::v1(method::V1_TOKEN_CHAIN), &query).await?;
+        Ok(data.list)
+    }
+
+    /// The network fee of one withdrawal of a token (to `address`, when given: an internal
+    /// address pays none).
+    pub async fn v1_network_fee(&self, query: &V1NetworkFeeQuery) -> Result<V1NetworkFee, CallError> {
+        self.call(Endpoint::v1(method::V1_NETWORK_FEE), query).await
+    }
+
+    /// Balances: one coin's (by its UUID), or every coin's.
+    pub async fn v1_assets(&self, coin_id: Option<&str>) -> Result<Vec<V1Asset>, CallError> {
+        let query = V1AssetsQuery {
+            coin_id: coin_id.map(str::to_owned),
+        };
+        let data: V1AssetList = self.call(Endpoint::v1(method::V1_ASSETS), &query).await?;
+        Ok(data.list)
+    }
+
+    /// The Cwallet user behind a Cwallet ID.
+    pub async fn v1_check_user(&self, c_id: &str) -> Result<V1CwalletUser, CallError> {
+        let query = V1UserQuery { c_id: c_id.to_owned() };
+        self.call(Endpoint::v1(method::V1_CHECK_USER), &query).await
     }
 }
 

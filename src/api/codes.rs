@@ -4,8 +4,9 @@
 //! `success` and `Success`, and free text is not a contract). Codes we do not know keep their
 //! number and message and are classed [`ErrorClass::Unknown`], which is never taken for success.
 //!
-//! Sources: the official v2 error table (ccpayment-api.md §2.9, seeds/002) and the newer proto
-//! list (S2). This module does no I/O.
+//! Sources: the official v2 error table (ccpayment-api.md §2.9, seeds/002), the newer proto
+//! list (S2), and for v1 the codes its documentation shows (§1.1, see [`V1_CODES`]). This
+//! module does no I/O.
 
 use std::fmt;
 
@@ -179,6 +180,33 @@ codes! {
     15002 "OrderExpired" Permanent "the order has expired";
     15003 "ChainStopDeposit" RetryLater "deposits on this chain are suspended";
     15004 "OrderUrlExpired" Permanent "the order URL has expired";
+    // The v1 API answers with 6-digit codes and its error table is not public (ccpayment-api.md
+    // §1.1, R9). What the v1 pages and changelog show is named here; none of it is classed
+    // anything a create could be wrong about: see `V1_CODES`.
+    100804 "V1Unpublished100804" Unknown "a v1 code CCPayment added on 2023-09-06; its meaning is not published"
+        hint "read the msg text; for a withdrawal ccpayout looks the order up by its merchant_order_id before doing anything else";
+    224066 "V1ServiceErr" Unknown "the v1 service failed (\"service err, please try again\"); try again later"
+        hint "ccpayout asks again later; for a withdrawal it first looks the order up by its merchant_order_id, since the failure may have come after the order was taken";
+    225110 "V1Unpublished225110" Unknown "a v1 code CCPayment added on 2023-09-06; its meaning is not published"
+        hint "read the msg text; for a withdrawal ccpayout looks the order up by its merchant_order_id before doing anything else";
+}
+
+/// The documented v1 codes (ccpayment-api.md §1.1: the network-fee page's error example and the
+/// 2023-09-06 changelog entry). Their class is [`ErrorClass::Unknown`] on purpose:
+///
+/// - 224066 says "try again", which a read may do at once (the preflight retries it), but on a
+///   `withdraw` a generic service error may come after the order was taken, like 11002; the
+///   engine resolves an `Unknown` answer by looking the order up before any resend, which is
+///   what a retry of a withdrawal must do, and v1 may not refuse a reused `merchant_order_id`
+///   (R3). (The engine treats only 11002 of the `RetryLater` class as ambiguous.)
+/// - 100804 and 225110 were announced without a meaning in any source we have; a create that
+///   meets one is ambiguous until a lookup says otherwise, never success or failure (R9).
+pub const V1_CODES: &[i64] = &[100804, 224066, 225110];
+
+/// Codes a read may simply ask again after a pause: the server said "try again" and a read
+/// changes nothing. Creates never use this: their answers go through the engine's outcome.
+pub fn read_retryable(code: i64) -> bool {
+    matches!(code, 11002 | 11004 | 11018 | 224066)
 }
 
 /// The table entry for `code`, if it is documented.
@@ -247,6 +275,28 @@ mod tests {
         for (code, class) in expect {
             assert_eq!(classify(code), class, "code {code}");
         }
+    }
+
+    #[test]
+    fn documented_v1_codes_are_named_and_never_success_or_failure() {
+        for &code in V1_CODES {
+            let info = lookup(code).expect("named");
+            assert!(info.name.starts_with("V1"), "{code}");
+            assert!(info.hint.is_some(), "{code}");
+            // An answer that may have created a withdrawal is resolved by a lookup.
+            assert_eq!(classify(code), Unknown, "{code}");
+        }
+        assert_eq!(name(224066), "V1ServiceErr");
+        // "please try again": a read asks again; a create goes through the engine's lookup.
+        assert!(read_retryable(224066));
+        assert!(!read_retryable(100804) && !read_retryable(225110));
+        for code in [11002, 11004, 11018] {
+            assert!(read_retryable(code), "{code}");
+        }
+        assert!(!read_retryable(11005));
+        // Undocumented 6-digit codes stay unknown.
+        assert_eq!(classify(224067), Unknown);
+        assert_eq!(name(224067), "unknown");
     }
 
     #[test]

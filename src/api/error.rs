@@ -139,9 +139,17 @@ mod tests {
 
     #[test]
     fn unknown_codes_keep_their_message_and_are_never_success() {
+        let e = ApiError::new("v1/withdraw", 224099, "something else");
+        assert_eq!(e.class, ErrorClass::Unknown);
+        assert!(e.to_string().contains("224099 unknown: undocumented code"));
+        assert!(e.to_string().contains("something else"));
+        // A documented v1 code is named, and still never taken for success or failure.
         let e = ApiError::new("v1/withdraw", 224066, "service err, please try again");
         assert_eq!(e.class, ErrorClass::Unknown);
-        assert!(e.to_string().contains("224066 unknown: undocumented code"));
+        assert!(
+            e.to_string().contains("224066 V1ServiceErr: the v1 service failed"),
+            "{e}"
+        );
         assert!(e.to_string().contains("service err"));
     }
 

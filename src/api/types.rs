@@ -57,6 +57,25 @@ pub mod method {
     /// v1 paths, after `/ccpayment/v1/`.
     pub const V1_WITHDRAW: &str = "withdraw";
     pub const V1_BILL_INFO: &str = "bill/info";
+    /// The v1 reads a payout job needs (`api.version = "v1"` uses these and nothing of v2).
+    pub const V1_COIN_ALL: &str = "coin/all";
+    pub const V1_SUPPORT_TOKEN: &str = "support/token";
+    pub const V1_TOKEN_CHAIN: &str = "token/chain";
+    pub const V1_NETWORK_FEE: &str = "network/fee";
+    pub const V1_ASSETS: &str = "assets";
+    pub const V1_CHECK_USER: &str = "check/user";
+
+    /// Every v1 path the client and the sandbox know.
+    pub const V1_ALL: &[&str] = &[
+        V1_WITHDRAW,
+        V1_BILL_INFO,
+        V1_COIN_ALL,
+        V1_SUPPORT_TOKEN,
+        V1_TOKEN_CHAIN,
+        V1_NETWORK_FEE,
+        V1_ASSETS,
+        V1_CHECK_USER,
+    ];
 
     /// Methods that create a payout: a failure after sending one is ambiguous.
     pub fn creates_payout(name: &str) -> bool {
@@ -779,6 +798,182 @@ pub fn v1_status(status: &str) -> RecordStatus {
 }
 
 // ---------------------------------------------------------------------------------------------
+// v1 reads: tokens, networks, fees, balances, Cwallet users
+//
+// Everything a payout job of a v1-only account asks besides `withdraw` and `bill/info` (R15).
+// v1 names coins and tokens by UUID strings, never by number: `coin_id` is the coin, `token_id`
+// the coin on one network (the same UUID may serve as both), and `network_coin_id` names the
+// coin a network's fee is paid in by one of these UUIDs (R8). Statuses and precisions are
+// documented as integers; they are read from a number or a numeric string (R4).
+
+/// The v1 status of a coin or token: 1 normal, 2 under maintenance (transfers suspended), 3 to
+/// be delisted (the merchant can still withdraw it).
+pub mod v1_status_code {
+    pub const NORMAL: u32 = 1;
+    pub const MAINTENANCE: u32 = 2;
+    pub const TO_BE_DELISTED: u32 = 3;
+}
+
+/// A number or a numeric string, as v1 sends integers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LenientU32 {
+    Number(u32),
+    Text(String),
+}
+
+/// Reads an optional integer sent as a number, a numeric string, `null` or not at all. Text that
+/// is not a number reads as absent rather than failing the whole reply: a status or precision
+/// we cannot read is treated as not given.
+fn lenient_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    Ok(match Option::<LenientU32>::deserialize(d)? {
+        Some(LenientU32::Number(n)) => Some(n),
+        Some(LenientU32::Text(t)) => t.trim().parse().ok(),
+        None => None,
+    })
+}
+
+/// A coin of `/v1/coin/all` or `/v1/support/token`, with its tokens (one per network).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1Coin {
+    pub symbol: String,
+    pub crypto: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub logo: String,
+    /// The minimum amount of one transaction, for every network of the coin.
+    pub min: String,
+    /// USD price.
+    pub price: String,
+    /// Decimal places, when the list gives them (the documented example does).
+    #[serde(deserialize_with = "lenient_u32", skip_serializing_if = "Option::is_none")]
+    pub precision: Option<u32>,
+    /// The coin's UUID.
+    pub coin_id: String,
+    /// See [`v1_status_code`]; `None` when not given.
+    #[serde(deserialize_with = "lenient_u32", skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    pub tokens: Vec<V1Token>,
+}
+
+/// The reply to `/v1/coin/all` and `/v1/support/token`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1CoinList {
+    pub list: Vec<V1Coin>,
+}
+
+/// `/v1/token/chain`: the networks of the coin this token belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1TokenQuery {
+    pub token_id: String,
+}
+
+/// A token: one coin on one network. In `/v1/coin/all` it comes without the fee fields;
+/// `/v1/token/chain` adds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1Token {
+    pub token_id: String,
+    pub crypto: String,
+    /// The chain's full name.
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub logo: String,
+    pub is_support_memo: bool,
+    /// The token standard (`TRC20`, `ERC20`).
+    pub network: String,
+    /// The chain's symbol (`TRX`, `POLYGON`).
+    pub chain: String,
+    pub contract: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub chain_logo: String,
+    /// See [`v1_status_code`]; `None` when not given.
+    #[serde(deserialize_with = "lenient_u32", skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    /// The symbol of the coin the network fee is paid in.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub network_fee_crypto: String,
+    /// The UUID of the coin (or of a token of the coin) the network fee is paid in. Never a
+    /// number (R8).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub network_coin_id: String,
+}
+
+/// The reply to `/v1/token/chain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1TokenList {
+    pub list: Vec<V1Token>,
+}
+
+/// `/v1/network/fee`. With `address`, CCPayment tells an internal address (fee 0) apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1NetworkFeeQuery {
+    pub token_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+}
+
+/// The reply to `/v1/network/fee`: the fee of one withdrawal of the token, in `crypto`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1NetworkFee {
+    pub token_id: String,
+    pub crypto: String,
+    pub fee: String,
+}
+
+/// `/v1/assets`: one coin's balance, or every balance without `coin_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1AssetsQuery {
+    #[serde(default, alias = "token_id", skip_serializing_if = "Option::is_none")]
+    pub coin_id: Option<String>,
+}
+
+/// A balance. Older documentation names the coin by `token_id` instead of `coin_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1Asset {
+    #[serde(alias = "token_id")]
+    pub coin_id: String,
+    pub crypto: String,
+    pub name: String,
+    /// The balance; `""` means zero.
+    pub value: String,
+    /// USD price.
+    pub price: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub logo: String,
+}
+
+/// The reply to `/v1/assets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1AssetList {
+    pub list: Vec<V1Asset>,
+}
+
+/// `/v1/check/user`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1UserQuery {
+    pub c_id: String,
+}
+
+/// The reply to `/v1/check/user`: the Cwallet ID and its masked nickname (one documentation
+/// page spells it `nikename`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct V1CwalletUser {
+    pub c_id: String,
+    #[serde(alias = "nikename")]
+    pub nickname: String,
+}
+
+// ---------------------------------------------------------------------------------------------
 // The stored call and fee (crate::model) and their wire forms
 
 impl From<&call::NetworkWithdrawal> for NetworkWithdrawRequest {
@@ -890,6 +1085,48 @@ mod tests {
         assert_eq!(v1_status("Failed"), RecordStatus::Failed);
         assert_eq!(v1_status("Pending"), RecordStatus::Processing);
         assert_eq!(v1_status("Weird"), RecordStatus::Other("Weird".into()));
+    }
+
+    #[test]
+    fn the_documented_v1_token_list_reads_and_numbers_may_be_text() {
+        // The documented `/v1/coin/all` example, with a status and precision sent as text.
+        let json = r#"{"list":[{"symbol":"BTC","crypto":"BTC","name":"Bitcoin","logo":"https://x/btc.png",
+            "min":"0.00008","price":"29196.27","precision":8,"coin_id":"f36ad1cf-222a-4933-9ad0-86df8069f916",
+            "status":1,"tokens":[{"token_id":"0912e09a-d8e2-41d7-a0bc-a25530892988","crypto":"BTC","logo":"",
+            "name":"Bitcoin","is_support_memo":false,"network":"BTC","chain":"BTC","contract":"BTC",
+            "chain_logo":"","status":"2"}]},
+            {"symbol":"USDT","coin_id":"c1","precision":"six","status":null,"tokens":[]}]}"#;
+        let list: V1CoinList = serde_json::from_str(json).unwrap();
+        let btc = &list.list[0];
+        assert_eq!(
+            (btc.precision, btc.status, btc.min.as_str()),
+            (Some(8), Some(1), "0.00008")
+        );
+        assert_eq!(btc.tokens[0].status, Some(v1_status_code::MAINTENANCE));
+        assert!(btc.tokens[0].network_coin_id.is_empty());
+        assert_eq!((list.list[1].precision, list.list[1].status), (None, None));
+    }
+
+    #[test]
+    fn v1_read_requests_and_replies_use_the_documented_names() {
+        let fee = V1NetworkFeeQuery {
+            token_id: "t".into(),
+            address: None,
+            memo: None,
+        };
+        assert_eq!(serde_json::to_string(&fee).unwrap(), r#"{"token_id":"t"}"#);
+        assert_eq!(serde_json::to_string(&V1AssetsQuery::default()).unwrap(), "{}");
+        // Older pages name a balance's coin `token_id`; one page spells the nickname `nikename`.
+        let asset: V1Asset = serde_json::from_str(r#"{"token_id":"u","crypto":"USDT","value":"1.5"}"#).unwrap();
+        assert_eq!((asset.coin_id.as_str(), asset.value.as_str()), ("u", "1.5"));
+        let user: V1CwalletUser = serde_json::from_str(r#"{"c_id":"9454818","nikename":"alvin"}"#).unwrap();
+        assert_eq!(user.nickname, "alvin");
+        // A network's fee coin is a UUID string (R8).
+        let token: V1Token = serde_json::from_str(
+            r#"{"token_id":"a","chain":"POLYGON","network_fee_crypto":"USDT","network_coin_id":"217d4c3b-0000-0000-0000-000000000000"}"#,
+        )
+        .unwrap();
+        assert_eq!(token.network_coin_id, "217d4c3b-0000-0000-0000-000000000000");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`validate`]: local rules per row, duplicates, compact rows (pure).
 //! - [`plan`]: fees, totals, balances, policy, verdicts and the plan digest (pure).
 //! - [`preflight`]: the API questions a check asks, and the `check` orchestration (I/O).
+//! - [`preflight_v1`]: the same questions for a v1 account, asked only of the v1 API (I/O).
 //! - [`render`]: the plan as text (pure).
 //! - [`request`]: the withdrawal call a validated row becomes (pure).
 //! - [`records`]: the order and batch records of a checked batch (pure).
@@ -13,6 +14,7 @@ pub mod catalogue;
 pub mod parse;
 pub mod plan;
 pub mod preflight;
+pub mod preflight_v1;
 pub mod records;
 pub mod render;
 pub mod request;

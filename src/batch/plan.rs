@@ -58,6 +58,9 @@ pub struct RemoteCheckSummary {
     pub skipped_because: Option<String>,
     pub addresses_checked: u64,
     pub cwallet_users_checked: u64,
+    /// What else to know about the checks made (v1: addresses are checked locally only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Everything else the plan needs.
@@ -109,7 +112,7 @@ pub struct RowPlan {
     pub memo: String,
     pub amount: String,
     pub merchant_pays_fee: bool,
-    /// The network fee and its coin; absent for Cwallet transfers and unquoted v1 tokens.
+    /// The network fee and its coin; absent for Cwallet transfers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fee: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -468,7 +471,7 @@ impl<'c> FeeTable<'c> {
 }
 
 /// Why a row is refused, besides its fee: the remote checks' refusals first, then the policy's
-/// per-row rules, which judge a coin and so skip v1 rows that name only a token.
+/// per-row rules, which judge a coin (v1 rows have their token's).
 fn row_reasons(
     row: &Row,
     coin_symbol: &str,

@@ -9,6 +9,10 @@
 //! client, which passes the process's one pacing (`crate::api::pacing`): a preflight shares the
 //! rate, the pause gate and the daily budget with everything else the process sends, and has
 //! no pace of its own.
+//!
+//! A v1 account (`api.version = "v1"`) may answer every v2 call with 11013 (R15), so its
+//! preflight asks the same questions of the v1 API only ([`super::preflight_v1`]): the token
+//! list, fees per token, balances and Cwallet users, and no v2 request at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -24,7 +28,7 @@ use sha2::{Digest, Sha256};
 use super::parse::{Format, Limits};
 use super::plan::{self, FeeQuote, Plan, PlanSettings, PreflightAnswers, RemoteCheckSummary};
 use super::validate::{self, KnownOrders, Rules, Validated};
-use crate::api::{CallError, Client};
+use crate::api::{CallError, Client, codes};
 use crate::batch::catalogue::{Catalogue, ChainRef};
 use crate::model::ApiGeneration;
 use crate::rules::address::{CwalletRecipient, parse_cwallet_recipient};
@@ -32,7 +36,7 @@ use crate::rules::amount::parse_api_decimal;
 use crate::rules::policy::Policy;
 
 /// Remote checks in flight at once.
-const REMOTE_CHECK_CONCURRENCY: usize = 4;
+pub(super) const REMOTE_CHECK_CONCURRENCY: usize = 4;
 
 /// When the preflight asks CCPayment about each recipient (address validity, Cwallet users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +100,7 @@ pub struct Prepared {
     /// Shared with the plan's rows.
     pub validated: Arc<Validated>,
     pub catalogue: Arc<Catalogue>,
+    /// The chain list, for explorer links; empty for v1, which has none.
     pub chains: Vec<crate::api::types::ChainInfo>,
 }
 
@@ -135,10 +140,21 @@ pub async fn prepare(
     })?;
 
     let mut requests = 0u64;
-    let coins = read(|| client.get_coin_list()).await?;
-    let chains = read(|| client.get_chain_list(&[])).await?;
-    requests += 2;
-    let catalogue = Arc::new(Catalogue::from_api(&coins, &chains)?);
+    let (catalogue, chains) = match settings.generation {
+        ApiGeneration::V2 => {
+            let coins = read(|| client.get_coin_list()).await?;
+            let chains = read(|| client.get_chain_list(&[])).await?;
+            requests += 2;
+            (Catalogue::from_api(&coins, &chains)?, chains)
+        }
+        // v1 has no chain list: no explorers for its chains.
+        ApiGeneration::V1 => {
+            let coins = read(|| client.v1_coin_all()).await?;
+            requests += 1;
+            (Catalogue::from_v1(&coins)?, Vec::new())
+        }
+    };
+    let catalogue = Arc::new(catalogue);
 
     // Validation is CPU work over the whole file: on a multi-threaded runtime (the CLI, the
     // daemon) it runs on the blocking pool, off the async workers. A current-thread runtime (the
@@ -174,15 +190,24 @@ pub async fn prepare(
 
     let mut answers = PreflightAnswers::default();
     if !validated.rows.is_empty() {
-        ask_fees(client, &catalogue, &validated, &mut answers).await?;
-        let assets = read(|| client.get_app_coin_asset_list()).await?;
-        answers.requests += 1;
-        for asset in assets {
-            answers
-                .balances
-                .insert(asset.coin_id, parse_api_decimal(&asset.available).unwrap_or_default());
+        match settings.generation {
+            ApiGeneration::V2 => {
+                ask_fees(client, &catalogue, &validated, &mut answers).await?;
+                let assets = read(|| client.get_app_coin_asset_list()).await?;
+                answers.requests += 1;
+                for asset in assets {
+                    answers
+                        .balances
+                        .insert(asset.coin_id, parse_api_decimal(&asset.available).unwrap_or_default());
+                }
+                remote_checks(client, settings, &catalogue, &validated, &mut answers).await?;
+            }
+            ApiGeneration::V1 => {
+                super::preflight_v1::ask_fees(client, &catalogue, &validated, &mut answers).await?;
+                super::preflight_v1::ask_balances(client, &catalogue, &mut answers).await?;
+                super::preflight_v1::remote_checks(client, settings, &validated, &mut answers).await?;
+            }
         }
-        remote_checks(client, settings, &catalogue, &validated, &mut answers).await?;
     }
     requests += answers.requests;
 
@@ -264,15 +289,7 @@ async fn remote_checks(
     v: &Validated,
     answers: &mut PreflightAnswers,
 ) -> Result<(), CallError> {
-    let n_rows = v.rows.len() as u64;
-    let skipped = match settings.remote_checks {
-        RemoteChecks::Never => Some("preflight.remote_checks is \"never\"".to_owned()),
-        RemoteChecks::UpTo(max) if n_rows > max => Some(format!(
-            "the batch has {n_rows} rows, more than preflight.remote_checks_max_rows ({max}); addresses were checked locally only"
-        )),
-        _ => None,
-    };
-    if let Some(reason) = skipped {
+    if let Some(reason) = remote_checks_skipped(settings, v.rows.len() as u64) {
         answers.remote_checks = RemoteCheckSummary {
             performed: false,
             skipped_because: Some(reason),
@@ -348,13 +365,25 @@ async fn remote_checks(
     Ok(())
 }
 
+/// Why the recipients of a batch of `n_rows` accepted rows are not checked with the API, when
+/// the configuration says they are not.
+pub(super) fn remote_checks_skipped(settings: &Settings, n_rows: u64) -> Option<String> {
+    match settings.remote_checks {
+        RemoteChecks::Never => Some("preflight.remote_checks is \"never\"".to_owned()),
+        RemoteChecks::UpTo(max) if n_rows > max => Some(format!(
+            "the batch has {n_rows} rows, more than preflight.remote_checks_max_rows ({max}); addresses were checked locally only"
+        )),
+        _ => None,
+    }
+}
+
 /// Read attempts for one preflight question before giving up.
 const READ_ATTEMPTS: u32 = 8;
 
-/// Runs a read call, retrying what a retry can fix: 11004 (rate limited), 11002 and 11018
-/// (try again), and transport failures. Reads change nothing at CCPayment, so repeating them is
-/// always safe; the wait grows from 250 ms to 8 s.
-async fn read<T, F, Fut>(call: F) -> Result<T, CallError>
+/// Runs a read call, retrying what a retry can fix: 11004 (rate limited), 11002, 11018 and
+/// v1's 224066 (try again), and transport failures. Reads change nothing at CCPayment, so
+/// repeating them is always safe; the wait grows from 250 ms to 8 s.
+pub(super) async fn read<T, F, Fut>(call: F) -> Result<T, CallError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, CallError>>,
@@ -376,7 +405,7 @@ where
 fn retryable_read(e: &CallError) -> bool {
     match e {
         CallError::NotSent { .. } | CallError::Ambiguous { .. } => true,
-        CallError::Api(api) => matches!(api.code, 11002 | 11004 | 11018),
+        CallError::Api(api) => codes::read_retryable(api.code),
     }
 }
 

@@ -157,6 +157,9 @@ fn summary(out: &mut String, report: &CheckReport) {
             count(checks.addresses_checked, "address", "addresses"),
             count(checks.cwallet_users_checked, "Cwallet ID", "Cwallet IDs")
         );
+        if let Some(note) = &checks.note {
+            let _ = writeln!(out, "recipients: {note}");
+        }
     } else if let Some(why) = &checks.skipped_because {
         let _ = writeln!(out, "recipients: not confirmed with CCPayment ({why})");
     }

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::parse::{self, Column, Format, Limits, ParseProblem, RawRow};
-use crate::batch::catalogue::{Catalogue, ChainRef, CoinEntry, CoinIdx, NetworkEntry};
+use crate::batch::catalogue::{CWALLET, Catalogue, ChainRef, CoinEntry, CoinIdx, NetworkEntry};
 use crate::model::ApiGeneration;
 pub use crate::model::known::{KnownOrder, KnownOrders, NoKnownOrders};
 use crate::rules::address::{self, AddressFamily};
@@ -197,9 +197,9 @@ pub struct Row {
     pub line: u32,
     /// The row's texts; read them through [`Validated`]'s accessors.
     pub text: RowText,
-    /// `None` only for v1 rows that give a token_id without a coin.
+    /// The coin paid; v1 rows take it from their token.
     pub coin: Option<CoinIdx>,
-    /// `None` only for v1 rows that give a token_id without a chain.
+    /// Where it is paid: a v1 row's token's network, or Cwallet.
     pub chain: Option<ChainRef>,
     pub amount: Amount,
     pub merchant_pays_fee: bool,
@@ -539,9 +539,9 @@ impl RowProblems {
 
 /// Where a row pays to, as far as the catalogue resolved it.
 struct Destination<'c> {
-    /// `None` when the coin is unknown, or left out of a v1 row.
+    /// `None` when the coin (or a v1 row's token) is unknown.
     coin: Option<CoinIdx>,
-    /// `None` when the chain is unknown, or left out of a v1 row.
+    /// `None` when the chain (or a v1 row's token) is unknown.
     chain: Option<ChainRef>,
     /// The coin's network on the chain; `None` for Cwallet transfers and when the coin has none
     /// there.
@@ -591,28 +591,99 @@ fn check_token_id(generation: ApiGeneration, token_id: &str, problems: &mut RowP
 }
 
 /// `coin`, `chain` and the network they make together (see [`resolve_coin`], [`resolve_chain`]
-/// and [`resolve_network`]). With the v1 API coin and chain may be left out, because the
-/// token_id already says what is paid.
+/// and [`resolve_network`]). With the v1 API the token_id says what is paid (see
+/// [`resolve_token`]), and coin and chain may be left out.
 fn resolve_destination<'c>(
     cat: &'c Catalogue,
     generation: ApiGeneration,
     cells: &Cells<'_>,
     problems: &mut RowProblems,
 ) -> Destination<'c> {
-    let optional = generation == ApiGeneration::V1;
-    let coin = resolve_coin(cat, cells.coin, optional, problems);
-    let chain = resolve_chain(cat, cells.chain, optional, problems);
+    if generation == ApiGeneration::V1 {
+        return resolve_token(cat, cells, problems);
+    }
+    let coin = resolve_coin(cat, cells.coin, problems);
+    let chain = resolve_chain(cat, cells.chain, problems);
     let network = resolve_network(cat, coin, chain, problems);
     Destination { coin, chain, network }
 }
 
+/// `token_id` against the v1 catalogue: the token names the coin and the network. The row is
+/// a Cwallet transfer when its chain says `CWALLET`, or, with no chain, when the recipient is a
+/// Cwallet ID or e-mail (v1 pays those with any token of the coin); otherwise it pays on the
+/// token's network. A coin or chain the row also gives must agree with the token, since the
+/// operator evidently meant something and the token alone would decide.
+fn resolve_token<'c>(cat: &'c Catalogue, cells: &Cells<'_>, problems: &mut RowProblems) -> Destination<'c> {
+    let none = Destination {
+        coin: None,
+        chain: None,
+        network: None,
+    };
+    // An empty or malformed token_id has its problem already (`check_token_id`).
+    if !is_uuid(cells.token_id) {
+        return none;
+    }
+    let Some(token) = cat.find_token(cells.token_id) else {
+        problems.fail(
+            Column::TokenId,
+            format!(
+                "{} is not a token of this account; its coins are {}",
+                quote(cells.token_id),
+                coin_list(cat)
+            ),
+        );
+        return none;
+    };
+    let coin = cat.coin(token.coin);
+    let token_chain = &cat.chain(token.chain).symbol;
+    if !cells.coin.is_empty() && cat.find_coin(cells.coin) != Some(token.coin) {
+        problems.fail(
+            Column::Coin,
+            format!(
+                "{} does not match token_id {}, which is {} on {token_chain}",
+                quote(cells.coin),
+                quote(cells.token_id),
+                coin.symbol
+            ),
+        );
+    }
+    let cwallet = if cells.chain.is_empty() {
+        address::parse_cwallet_recipient(cells.recipient).is_ok()
+    } else if cells.chain.eq_ignore_ascii_case(CWALLET) {
+        true
+    } else {
+        if !cells.chain.eq_ignore_ascii_case(token_chain) {
+            problems.fail(
+                Column::Chain,
+                format!(
+                    "{} does not match token_id {}, which is {} on {token_chain}",
+                    quote(cells.chain),
+                    quote(cells.token_id),
+                    coin.symbol
+                ),
+            );
+        }
+        false
+    };
+    if cwallet {
+        return Destination {
+            coin: Some(token.coin),
+            chain: Some(ChainRef::Cwallet),
+            network: None,
+        };
+    }
+    Destination {
+        coin: Some(token.coin),
+        chain: Some(ChainRef::Chain(token.chain)),
+        network: cat.token_network(token),
+    }
+}
+
 /// `coin`: a symbol (any case) or numeric id the catalogue knows. An unknown coin's message
 /// lists the known ones, since a typo is the usual cause.
-fn resolve_coin(cat: &Catalogue, text: &str, optional: bool, problems: &mut RowProblems) -> Option<CoinIdx> {
+fn resolve_coin(cat: &Catalogue, text: &str, problems: &mut RowProblems) -> Option<CoinIdx> {
     if text.is_empty() {
-        if !optional {
-            problems.fail(Column::Coin, "coin is empty");
-        }
+        problems.fail(Column::Coin, "coin is empty");
         return None;
     }
     let found = cat.find_coin(text);
@@ -626,11 +697,9 @@ fn resolve_coin(cat: &Catalogue, text: &str, optional: bool, problems: &mut RowP
 }
 
 /// `chain`: a chain symbol (any case) the catalogue knows, or `CWALLET`.
-fn resolve_chain(cat: &Catalogue, text: &str, optional: bool, problems: &mut RowProblems) -> Option<ChainRef> {
+fn resolve_chain(cat: &Catalogue, text: &str, problems: &mut RowProblems) -> Option<ChainRef> {
     if text.is_empty() {
-        if !optional {
-            problems.fail(Column::Chain, "chain is empty");
-        }
+        problems.fail(Column::Chain, "chain is empty");
         return None;
     }
     let found = cat.find_chain(text);
@@ -864,7 +933,7 @@ fn check_reference(reference: &str, problems: &mut RowProblems) {
 /// maintenance, or withdrawals of the coin disabled on the chain, checked in that order.
 fn hold_of(cat: &Catalogue, destination: &Destination<'_>) -> Option<Hold> {
     match (destination.coin, destination.chain, destination.network) {
-        (Some(coin), _, _) if !cat.coin(coin).is_normal() => Some(Hold::CoinSuspended),
+        (Some(coin), _, _) if cat.coin(coin).withdrawals_suspended() => Some(Hold::CoinSuspended),
         (_, Some(ChainRef::Chain(c)), _) if !cat.chain(c).is_normal() => Some(Hold::ChainMaintenance),
         (_, _, Some(network)) if !network.can_withdraw => Some(Hold::WithdrawDisabled),
         _ => None,
@@ -928,9 +997,23 @@ pub fn payload_digest(row: &Row, v: &Validated, cat: &Catalogue) -> [u8; 32] {
 }
 
 /// Feeds the payout fields of `row` into `h` in a fixed order (see [`payload_digest`]).
+///
+/// A v1 row's token already names its coin and network (and the recipient whether it is a
+/// Cwallet transfer), so its coin and chain go in empty: the digest of a v1 row stays what it
+/// was when v1 rows were not resolved against a catalogue, and an order stored then is still
+/// recognised as the same payout.
 pub fn hash_payload(h: &mut Sha256, row: &Row, v: &Validated, cat: &Catalogue) {
-    let coin = row.coin.map(|c| cat.coin(c).coin_id.to_string()).unwrap_or_default();
-    let chain = row.chain.map(|c| cat.chain_name(c).to_owned()).unwrap_or_default();
+    let by_token = !v.token_id(row).is_empty();
+    let coin = row
+        .coin
+        .filter(|_| !by_token)
+        .map(|c| cat.coin(c).coin_id.to_string())
+        .unwrap_or_default();
+    let chain = row
+        .chain
+        .filter(|_| !by_token)
+        .map(|c| cat.chain_name(c).to_owned())
+        .unwrap_or_default();
     for field in [
         coin.as_str(),
         chain.as_str(),
@@ -1040,24 +1123,117 @@ mod tests {
     }
 
     #[test]
-    fn v1_rows_need_a_token_id_and_may_leave_out_coin_and_chain() {
-        let v = run(
-            &format!(
-                "order_id,recipient,amount,token_id\nv1-0001,{TRON},5,fdf0e8b0-ebf5-44f0-a335-21c121b73fc8\nv1-0002,{TRON},5,\nv1-0003,{TRON},5,not-a-uuid\n"
-            ),
+    fn v1_rows_need_a_token_of_the_account_and_may_leave_out_coin_and_chain() {
+        use crate::batch::catalogue::tests::{V1_USDT_TRX, sample_v1};
+        let unknown = "fdf0e8b0-ebf5-44f0-a335-21c121b73fc8";
+        let v = validate_csv(
+            &sample_v1(),
             ApiGeneration::V1,
+            true,
+            &format!(
+                "order_id,recipient,amount,token_id\nv1-0001,{TRON},5,{V1_USDT_TRX}\nv1-0002,{TRON},5,\nv1-0003,{TRON},5,not-a-uuid\nv1-0004,{TRON},5,{unknown}\n"
+            ),
+            &NoKnownOrders,
         );
-        assert_eq!(v.rows.len(), 1);
-        assert_eq!(v.token_id(&v.rows[0]), "fdf0e8b0-ebf5-44f0-a335-21c121b73fc8");
-        assert!(
+        assert_eq!(v.rows.len(), 1, "{:?}", v.problems);
+        assert_eq!(v.token_id(&v.rows[0]), V1_USDT_TRX);
+        let messages: Vec<(Option<u64>, &str)> = v.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(
+            messages,
+            [
+                (Some(3), "token_id is required for the v1 API"),
+                (Some(4), "\"not-a-uuid\" is not a token id (a UUID)"),
+                (
+                    Some(5),
+                    "\"fdf0e8b0-ebf5-44f0-a335-21c121b73fc8\" is not a token of this account; its coins are DOGE, OLD, USDT, XRP"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_rows_are_judged_by_what_their_token_is() {
+        use crate::batch::catalogue::tests::{V1_DOGE, V1_OLD_TRX, V1_USDT_POLYGON, V1_USDT_TRX, V1_XRP, sample_v1};
+        const EVM: &str = "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d";
+        const XRP: &str = "rsGgQno3NYMPso4zJyzxijJCMTEgcQh6nT";
+        const DOGE: &str = "DH5yaieqoZN36fDVciNyRueRGvGLR3mr7L";
+        let cat = sample_v1();
+        let text = format!(
+            "order_id,recipient,coin,chain,amount,memo,token_id\n\
+             v1-ok,{TRON},,,5,,{V1_USDT_TRX}\n\
+             v1-named,{TRON},usdt,trx,5,,{V1_USDT_TRX}\n\
+             v1-small,{TRON},,,0.5,,{V1_USDT_TRX}\n\
+             v1-fine,{TRON},,,1.0000001,,{V1_USDT_TRX}\n\
+             v1-nomemo,{XRP},,,5,,{V1_XRP}\n\
+             v1-wrongcoin,{TRON},XRP,,5,,{V1_USDT_TRX}\n\
+             v1-wrongchain,{TRON},,POLYGON,5,,{V1_USDT_TRX}\n\
+             v1-evm,{TRON},,,5,,{V1_USDT_POLYGON}\n\
+             v1-paused,{EVM},,,5,,{V1_USDT_POLYGON}\n\
+             v1-cwallet,9558861,,,5,,{V1_USDT_POLYGON}\n\
+             v1-cwchain,alice@example.com,,CWALLET,5,,{V1_USDT_TRX}\n\
+             v1-doge,{DOGE},,,5,,{V1_DOGE}\n\
+             v1-old,{TRON},,,5,,{V1_OLD_TRX}\n"
+        );
+        let v = validate_csv(&cat, ApiGeneration::V1, false, &text, &NoKnownOrders);
+        let refused = |id: &str| -> Vec<String> {
             v.problems
                 .iter()
-                .any(|p| p.line == Some(3) && p.message.contains("token_id is required"))
+                .filter(|p| p.order_id.as_deref() == Some(id))
+                .map(|p| format!("{}: {}", p.field.as_deref().unwrap_or(""), p.message))
+                .collect()
+        };
+        assert_eq!(
+            refused("v1-small"),
+            ["amount: 0.5 is below the minimum of 1 USDT on TRX"]
         );
-        assert!(
-            v.problems
-                .iter()
-                .any(|p| p.line == Some(4) && p.message.contains("not a token id"))
+        assert_eq!(
+            refused("v1-fine"),
+            ["amount: 1.0000001 has 7 decimals; USDT on TRX allows 6"]
+        );
+        assert_eq!(refused("v1-nomemo"), ["memo: memo is required on XRP"]);
+        assert_eq!(
+            refused("v1-wrongcoin"),
+            [format!(
+                "coin: \"XRP\" does not match token_id \"{V1_USDT_TRX}\", which is USDT on TRX"
+            )]
+        );
+        assert_eq!(
+            refused("v1-wrongchain"),
+            [format!(
+                "chain: \"POLYGON\" does not match token_id \"{V1_USDT_TRX}\", which is USDT on TRX"
+            )]
+        );
+        assert_eq!(refused("v1-evm").len(), 1, "a TRON address on POLYGON");
+        let accepted: Vec<(&str, &str, &str, Option<Hold>)> = v
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    v.order_id(r),
+                    r.coin.map_or("", |c| cat.coin(c).symbol.as_str()),
+                    r.chain.map_or("", |c| cat.chain_name(c)),
+                    r.hold,
+                )
+            })
+            .collect();
+        assert_eq!(
+            accepted,
+            [
+                ("v1-ok", "USDT", "TRX", None),
+                ("v1-named", "USDT", "TRX", None),
+                ("v1-paused", "USDT", "POLYGON", Some(Hold::WithdrawDisabled)),
+                // A Cwallet transfer takes any token of the coin, whatever its network's state.
+                ("v1-cwallet", "USDT", "CWALLET", None),
+                ("v1-cwchain", "USDT", "CWALLET", None),
+                ("v1-doge", "DOGE", "DOGE", Some(Hold::CoinSuspended)),
+                // To be delisted: still withdrawable.
+                ("v1-old", "OLD", "TRX", None),
+            ]
+        );
+        // The token names coin and chain: rows that also write them are the same payout.
+        assert_eq!(
+            payload_digest(&v.rows[0], &v, &cat),
+            payload_digest(&v.rows[1], &v, &cat)
         );
     }
 

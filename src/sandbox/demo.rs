@@ -1,5 +1,5 @@
 //! The sandbox's demo catalogue: coins and their networks, chains, network fees, prices, fiats,
-//! swap coins, Cwallet users, demo balances, hot-wallet addresses and v1 token ids.
+//! swap coins, Cwallet users, demo balances, hot-wallet addresses and v1 coin and token ids.
 //!
 //! Pure data, built once per sandbox. The values are realistic (real contract addresses, real
 //! explorer templates, coin ids as in the CCPayment docs where the docs give them) but they are
@@ -573,6 +573,29 @@ impl Catalogue {
             .then(|| v1_token_id(coin_symbol, chain))
     }
 
+    /// The coin a v1 coin id (see [`v1_coin_id`]) or token id names.
+    pub fn v1_coin(&self, uuid: &str) -> Option<&Coin> {
+        self.coins
+            .iter()
+            .find(|c| v1_coin_id(&c.symbol).eq_ignore_ascii_case(uuid))
+            .or_else(|| self.v1_token(uuid).and_then(|(coin_id, _)| self.coin(coin_id)))
+    }
+
+    /// The v1 token that names the coin a network fee on `chain` is paid in, as v1 sends it in
+    /// `network_coin_id` (a UUID, never the v2 number): the fee coin's token on that chain, or,
+    /// for a coin without a network there, its first token.
+    pub fn v1_fee_token(&self, fee_coin_id: u64, chain: &str) -> String {
+        let Some(coin) = self.coin(fee_coin_id) else {
+            return String::new();
+        };
+        let chain = if coin.networks.contains_key(chain) {
+            chain
+        } else {
+            coin.networks.keys().next().map_or(chain, String::as_str)
+        };
+        v1_token_id(&coin.symbol, chain)
+    }
+
     /// The (coin id, chain) a v1 token id selects.
     pub fn v1_token(&self, token_id: &str) -> Option<(u64, String)> {
         // The catalogue is small (about 20 networks): a linear scan is cheaper than keeping an
@@ -589,7 +612,18 @@ impl Catalogue {
 /// A deterministic UUID-formatted v1 token id for (coin, chain): the first 16 bytes of
 /// SHA-256("SYMBOL/CHAIN"), so ids are stable across runs and machines.
 pub fn v1_token_id(coin_symbol: &str, chain: &str) -> String {
-    let digest = Sha256::digest(format!("{coin_symbol}/{chain}").as_bytes());
+    uuid_of(&format!("{coin_symbol}/{chain}"))
+}
+
+/// A deterministic UUID-formatted v1 coin id: the first 16 bytes of SHA-256("coin:SYMBOL").
+/// Distinct from every token id (those hash "SYMBOL/CHAIN").
+pub fn v1_coin_id(coin_symbol: &str) -> String {
+    uuid_of(&format!("coin:{coin_symbol}"))
+}
+
+/// The first 16 bytes of SHA-256(`text`), written as a UUID.
+fn uuid_of(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
     let hex = hex::encode(&digest[..16]);
     format!(
         "{}-{}-{}-{}-{}",
@@ -688,5 +722,16 @@ mod tests {
         assert_eq!(cat.v1_token(&id.to_uppercase()), Some((1280, "TRX".to_owned())));
         assert!(cat.v1_token_id("USDT", "XRP").is_none());
         assert!(cat.v1_token("00000000-0000-0000-0000-000000000000").is_none());
+        // Coin ids are UUIDs of their own; a coin is found by its id or any of its tokens.
+        let coin = v1_coin_id("USDT");
+        assert_eq!((coin.len(), coin.matches('-').count()), (36, 4));
+        assert_ne!(coin, id);
+        assert_eq!(cat.v1_coin(&coin).map(|c| c.coin_id), Some(1280));
+        assert_eq!(cat.v1_coin(&id).map(|c| c.coin_id), Some(1280));
+        assert!(cat.v1_coin("1280").is_none());
+        // A fee is named by the fee coin's token on the chain (MATIC on POLYGON), or its first.
+        assert_eq!(cat.v1_fee_token(1329, "POLYGON"), v1_token_id("MATIC", "POLYGON"));
+        assert_eq!(cat.v1_fee_token(1280, "TRX"), v1_token_id("USDT", "TRX"));
+        assert_eq!(cat.v1_fee_token(1482, "Cwallet OS"), v1_token_id("TRX", "TRX"));
     }
 }

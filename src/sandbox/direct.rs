@@ -182,9 +182,7 @@ impl Transport for Direct {
             let label = endpoint.label();
             let route = match endpoint.version {
                 ApiVersion::V2 => Route::v2(endpoint.name),
-                ApiVersion::V1 if endpoint.name == crate::api::types::method::V1_WITHDRAW => Some(Route::V1Withdraw),
-                ApiVersion::V1 if endpoint.name == crate::api::types::method::V1_BILL_INFO => Some(Route::V1BillInfo),
-                ApiVersion::V1 => None,
+                ApiVersion::V1 => Route::v1(endpoint.name),
             };
             // The request travels; a caller dropped now never reached the world.
             self.travel().await;

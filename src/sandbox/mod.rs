@@ -5,9 +5,10 @@
 //!
 //! # What it simulates
 //!
-//! - The wire format of every v2 method in [`crate::api::types::method::ALL`] and of the v1
-//!   `withdraw` and `bill/info` calls, built from the same wire types as the client so the two
-//!   cannot drift apart. Replies are serialised once and those exact bytes are sent.
+//! - The wire format of every v2 method in [`crate::api::types::method::ALL`] and of every v1
+//!   path in [`crate::api::types::method::V1_ALL`] (`withdraw`, `bill/info` and the reads a
+//!   v1 payout job makes), built from the same wire types as the client so the two cannot drift
+//!   apart. Replies are serialised once and those exact bytes are sent.
 //! - Authentication over the raw body bytes: missing or malformed headers (11001), the IP
 //!   whitelist (12002), the app id (12001), the ±2-minute timestamp window (11006) and the v2
 //!   HMAC / v1 SHA-256 signatures (11005). v1 success replies are signed like CCPayment signs
@@ -40,8 +41,13 @@
 //!
 //! # Choices where the API reference is a guess (tagged \[G\] there)
 //!
-//! - v1 errors use the v2 codes (the v1 error table is not public); v1 error replies are not
-//!   signed, v1 success replies are. v2 replies are never signed.
+//! - v1 errors use the v2 codes (the v1 error table is not public; an unknown Cwallet ID on
+//!   `check/user` answers 11015 as on v2); v1 error replies are not signed, v1 success replies
+//!   are. v2 replies are never signed.
+//! - v1 names coins and tokens by UUIDs made from the demo symbols; a fee's `network_coin_id` is
+//!   the fee coin's token on the payout's chain (a UUID, never the v2 number). The v1 token list
+//!   gives each coin the strictest of its networks' minimums and precisions, and its tokens
+//!   come without the fee fields, which `token/chain` adds.
 //! - The timestamp window is symmetric: `|now − ts| ≤ window`.
 //! - 11007 (RepeatedSubmit) answers a duplicate while the first create of that orderId is
 //!   committed but its reply is still held back (a slow fault); 11011 (OrderDuplicate) answers
@@ -348,7 +354,7 @@ impl SandboxStats {
 /// Requests to one endpoint that got one result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCount {
-    /// The v2 method name, `v1/withdraw` or `v1/bill/info`.
+    /// The v2 method name, or `v1/` and the path (`v1/withdraw`, `v1/coin/all` …).
     pub endpoint: String,
     /// [`STATS_SUCCESS`] for success (CCPayment's 10000), the error code otherwise, and
     /// [`STATS_NO_REPLY`] when a fault sent no API reply (a dropped connection or HTTP 502).

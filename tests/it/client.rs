@@ -305,6 +305,72 @@ async fn v1_withdraw_and_bill_info_round_trip_with_signed_replies() {
 }
 
 #[tokio::test]
+async fn v1_reads_round_trip_with_signed_replies_and_name_coins_by_uuid() {
+    let api = TestApi::demo().await;
+    let c = &api.client;
+    let token = |coin: &str, chain: &str| api.sandbox.v1_token_id(coin, chain).expect("token");
+
+    let coins = c.v1_coin_all().await.unwrap();
+    let usdt = coins.iter().find(|coin| coin.symbol == "USDT").expect("USDT listed");
+    assert_eq!(usdt.coin_id.len(), 36, "a UUID: {}", usdt.coin_id);
+    assert_eq!(usdt.status, Some(1));
+    let on_trx = usdt.tokens.iter().find(|t| t.chain == "TRX").expect("USDT on TRX");
+    assert_eq!(on_trx.token_id, token("USDT", "TRX"));
+    assert_eq!(c.v1_support_token().await.unwrap(), coins);
+
+    let networks = c.v1_token_chain(&token("USDT", "POLYGON")).await.unwrap();
+    let polygon = networks.iter().find(|n| n.chain == "POLYGON").expect("POLYGON");
+    assert_eq!(polygon.network_fee_crypto, "MATIC");
+    // The fee coin is a token UUID of the list, not the v2 number 1329 (R8).
+    assert_eq!(polygon.network_coin_id, token("MATIC", "POLYGON"));
+    assert!(
+        coins
+            .iter()
+            .any(|coin| coin.symbol == "MATIC" && coin.tokens.iter().any(|t| t.token_id == polygon.network_coin_id))
+    );
+
+    let fee = c
+        .v1_network_fee(&V1NetworkFeeQuery {
+            token_id: token("USDT", "POLYGON"),
+            address: Some(EVM_ADDRESS.into()),
+            memo: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((fee.crypto.as_str(), fee.fee.as_str()), ("MATIC", "0.0213814"));
+
+    let assets = c.v1_assets(None).await.unwrap();
+    let usdt_balance = assets.iter().find(|a| a.crypto == "USDT").expect("USDT balance");
+    assert_eq!(
+        (usdt_balance.coin_id.as_str(), usdt_balance.value.as_str()),
+        (usdt.coin_id.as_str(), "1000000")
+    );
+    let one = c.v1_assets(Some(&usdt.coin_id)).await.unwrap();
+    assert_eq!(one, std::slice::from_ref(usdt_balance));
+
+    let user = c.v1_check_user("9558861").await.unwrap();
+    assert_eq!(user.c_id, "9558861");
+    assert!(user.nickname.contains("***"), "masked: {}", user.nickname);
+    let err = c.v1_check_user("777777").await.unwrap_err();
+    assert_eq!(err.code(), Some(11015));
+
+    // Every reply above was a signed v1 success (the client verifies them), and nothing went to
+    // v2.
+    let counts = c.request_counts();
+    assert!(counts.keys().all(|endpoint| endpoint.starts_with("v1/")), "{counts:?}");
+    assert_eq!(counts.get("v1/coin/all"), Some(&1));
+    assert!(
+        api.sandbox
+            .stats()
+            .requests
+            .iter()
+            .all(|r| r.endpoint.starts_with("v1/")),
+        "{:?}",
+        api.sandbox.stats()
+    );
+}
+
+#[tokio::test]
 async fn concurrent_duplicate_creates_make_exactly_one_payout() {
     let api = TestApi::demo().await;
     let request = network_withdraw("dup-0001", "TRX", TRON_ADDRESS, "3");

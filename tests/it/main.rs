@@ -15,4 +15,5 @@ mod secrets;
 mod sim;
 mod submit;
 mod upgrade;
+mod v1;
 mod webhook;

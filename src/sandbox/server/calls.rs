@@ -1,5 +1,5 @@
-//! The API routes (`/ccpayment/v2/{method}`, `/ccpayment/v1/withdraw`,
-//! `/ccpayment/v1/bill/info`): authenticate, hand the request to the world under its lock, wait
+//! The API routes (`/ccpayment/v2/{method}`, `/ccpayment/v1/{path}` for `withdraw`,
+//! `bill/info` and the v1 reads): authenticate, hand the request to the world under its lock, wait
 //! until the state file holds what that changed, then deliver the outcome. An orderId held by a
 //! slow reply is released however the request ends.
 
@@ -31,24 +31,19 @@ pub(super) async fn v2_call(
     }
 }
 
-/// `POST /ccpayment/v1/withdraw`.
-pub(super) async fn v1_withdraw(
+/// `POST /ccpayment/v1/{path}`: `withdraw`, `bill/info` and the v1 reads (`coin/all`,
+/// `support/token`, `token/chain`, `network/fee`, `assets`, `check/user`).
+pub(super) async fn v1_call(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    api_call(shared, peer, Route::V1Withdraw, headers, body).await
-}
-
-/// `POST /ccpayment/v1/bill/info`.
-pub(super) async fn v1_bill_info(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    api_call(shared, peer, Route::V1BillInfo, headers, body).await
+    match Route::v1(&path) {
+        Some(route) => api_call(shared, peer, route, headers, body).await,
+        None => not_found().await,
+    }
 }
 
 /// Releases a held orderId when the slow reply is done, or when the connection went away and

@@ -231,8 +231,8 @@ impl Sandbox {
         }
     }
 
-    /// The next `times` signed calls of `method` (a v2 method name, `v1/withdraw` or
-    /// `v1/bill/info`) answer `code` with `msg`, committing nothing.
+    /// The next `times` signed calls of `method` (a v2 method name, or `v1/` and a v1 path such
+    /// as `v1/withdraw`) answer `code` with `msg`, committing nothing.
     pub fn force_error(&self, method: &str, code: i64, msg: &str, times: u32) {
         self.shared.with_world(|w, _| w.force_error(method, code, msg, times));
     }
@@ -284,8 +284,7 @@ impl Sandbox {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/ccpayment/v2/{method}", post(calls::v2_call))
-        .route("/ccpayment/v1/withdraw", post(calls::v1_withdraw))
-        .route("/ccpayment/v1/bill/info", post(calls::v1_bill_info))
+        .route("/ccpayment/v1/{*path}", post(calls::v1_call))
         .route("/sandbox/ledger", get(debug::ledger))
         .route("/sandbox/stats", get(debug::stats))
         .route("/sandbox/health", get(debug::health))

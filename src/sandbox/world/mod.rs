@@ -23,6 +23,8 @@
 //! - `settle.rs`: settlement, refunds and [`World::ledger`].
 //! - `records.rs`: record queries, the record-list cursor and v1 `bill/info`.
 //! - `reads.rs`: the catalogue, fee, asset, address, Cwallet-user and chain reads.
+//! - `v1.rs`: the same reads as a v1 account makes them (token list, a coin's networks, the
+//!   network fee, balances, the Cwallet user check).
 //! - `limits.rs`: the rate-limit bucket and the daily caps.
 //! - `stats.rs`: the request counters behind [`World::stats`].
 //! - `faults.rs`: seeded faults and forced errors.
@@ -47,6 +49,7 @@ mod snapshot;
 mod stats;
 #[cfg(test)]
 mod testkit;
+mod v1;
 mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -16,6 +16,7 @@ use super::parse::{
     NETWORK_FIELDS, PRICE_FIELDS, RECORD_FIELDS, V1_BILL_FIELDS, V1_WITHDRAW_FIELDS, parse,
 };
 use super::reply::{Handled, Refusal, Route, Transport, answer, error_body};
+use super::v1::{V1_ASSETS_FIELDS, V1_FEE_FIELDS, V1_TOKEN_FIELDS, V1_USER_FIELDS};
 use crate::api::codes;
 use crate::api::types::{
     CoinList, CwalletWithdrawRequest, Empty, FiatList, NetworkWithdrawRequest, SwapCoinList, V1WithdrawRequest, method,
@@ -192,6 +193,11 @@ impl World {
                 answer(result)
             }
             Route::V1BillInfo => answer(parse(body, V1_BILL_FIELDS).and_then(|r| self.v1_bill_info(&r))),
+            Route::V1CoinAll | Route::V1SupportToken => answer(parse::<Empty>(body, &[]).map(|_| self.v1_coin_list())),
+            Route::V1TokenChain => answer(parse(body, V1_TOKEN_FIELDS).and_then(|q| self.v1_token_chain(&q))),
+            Route::V1NetworkFee => answer(parse(body, V1_FEE_FIELDS).and_then(|q| self.v1_network_fee(&q))),
+            Route::V1Assets => answer(parse(body, V1_ASSETS_FIELDS).and_then(|q| self.v1_assets(&q))),
+            Route::V1CheckUser => answer(parse(body, V1_USER_FIELDS).and_then(|q| self.v1_check_user(&q))),
             Route::V2(method::GET_APP_WITHDRAW_RECORD) => {
                 answer(parse(body, RECORD_FIELDS).and_then(|q| self.get_record(&q)))
             }

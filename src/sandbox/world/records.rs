@@ -177,20 +177,21 @@ impl World {
         }
     }
 
-    /// (fee coin id, fee coin symbol, fee amount, fee in USD) as v1 reports them.
+    /// (fee coin as a v1 token id, fee coin symbol, fee amount, fee in USD) as v1 reports them.
     pub(super) fn v1_fee_fields(&self, payout: &Payout) -> (String, String, String, String) {
         match &payout.ledger.fee {
+            // v1 names the fee coin by a token UUID, never by the v2 number (R8).
             Some(fee) => {
                 let amount = catalogue_decimal(&fee.amount);
                 (
-                    fee.coin_id.to_string(),
+                    self.catalogue.v1_fee_token(fee.coin_id, &payout.ledger.chain),
                     fee.coin_symbol.clone(),
                     fee.amount.clone(),
                     fmt_decimal(amount * self.price(fee.coin_id)),
                 )
             }
             None => (
-                payout.ledger.coin_id.to_string(),
+                self.catalogue.v1_fee_token(payout.ledger.coin_id, &payout.ledger.chain),
                 payout.ledger.coin_symbol.clone(),
                 "0".to_owned(),
                 "0".to_owned(),
@@ -347,7 +348,8 @@ mod tests {
         let data: V1WithdrawReceipt = serde_json::from_value(reply["data"].clone()).expect("receipt");
         assert_eq!(data.net_receivable, "9");
         assert_eq!(data.network_fee, "1");
-        assert_eq!(data.network_coin_id, "1280");
+        // The fee coin is named by a token UUID, not by its v2 number (R8).
+        assert_eq!(data.network_coin_id, w.v1_token_id("USDT", "TRX").expect("token"));
         assert_eq!(data.network_fee_crypto, "USDT");
         assert_eq!(data.network_fee_value, "1");
         assert!(!data.order_id.is_empty() && !data.record_id.is_empty());
@@ -356,6 +358,10 @@ mod tests {
             serde_json::json!({"merchant_order_id": "v1-2", "address": EVM_ADDR, "token_id": polygon, "value": "5"});
         let (_, reply) = call(&mut w, "v1/withdraw", &body, T0);
         assert_eq!(reply["data"]["network_fee_crypto"], "MATIC");
+        assert_eq!(
+            reply["data"]["network_coin_id"].as_str(),
+            w.v1_token_id("MATIC", "POLYGON").as_deref()
+        );
         assert_eq!(reply["data"]["network_fee_value"], "0.01175977");
         // A Cwallet address with any token of the coin is an internal transfer.
         let body = serde_json::json!({"merchant_order_id": "v1-3", "address": "alice@example.com", "token_id": polygon, "value": "3"});
@@ -412,6 +418,8 @@ mod tests {
         assert_eq!(cwallet.txid, "internal transfer");
         assert_eq!(cwallet.pay_status, "success");
         assert_eq!(cwallet.merchant_order_id, "v1-3");
+        let hook: V1WithdrawWebhook = serde_json::from_slice(&hooks[1].body).expect("v1 hook");
+        assert_eq!(Some(hook.network_coin_id), w.v1_token_id("MATIC", "POLYGON"));
     }
 
     #[test]

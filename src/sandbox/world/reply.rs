@@ -22,6 +22,18 @@ pub enum Route {
     V1Withdraw,
     /// `/ccpayment/v1/bill/info`.
     V1BillInfo,
+    /// `/ccpayment/v1/coin/all`.
+    V1CoinAll,
+    /// `/ccpayment/v1/support/token`.
+    V1SupportToken,
+    /// `/ccpayment/v1/token/chain`.
+    V1TokenChain,
+    /// `/ccpayment/v1/network/fee`.
+    V1NetworkFee,
+    /// `/ccpayment/v1/assets`.
+    V1Assets,
+    /// `/ccpayment/v1/check/user`.
+    V1CheckUser,
 }
 
 impl Route {
@@ -30,12 +42,34 @@ impl Route {
         method::ALL.iter().find(|m| **m == name).map(|m| Route::V2(m))
     }
 
-    /// The name used in the ledger, in logs and by [`World::force_error`](super::World::force_error).
+    /// The endpoint of a v1 path (after `/ccpayment/v1/`), if the sandbox knows it.
+    pub fn v1(path: &str) -> Option<Route> {
+        Some(match path {
+            method::V1_WITHDRAW => Route::V1Withdraw,
+            method::V1_BILL_INFO => Route::V1BillInfo,
+            method::V1_COIN_ALL => Route::V1CoinAll,
+            method::V1_SUPPORT_TOKEN => Route::V1SupportToken,
+            method::V1_TOKEN_CHAIN => Route::V1TokenChain,
+            method::V1_NETWORK_FEE => Route::V1NetworkFee,
+            method::V1_ASSETS => Route::V1Assets,
+            method::V1_CHECK_USER => Route::V1CheckUser,
+            _ => return None,
+        })
+    }
+
+    /// The name used in the ledger, in logs and by [`World::force_error`](super::World::force_error):
+    /// the v2 method, or `v1/` and the path, as the client labels its requests.
     pub fn name(self) -> &'static str {
         match self {
             Route::V2(m) => m,
             Route::V1Withdraw => "v1/withdraw",
             Route::V1BillInfo => "v1/bill/info",
+            Route::V1CoinAll => "v1/coin/all",
+            Route::V1SupportToken => "v1/support/token",
+            Route::V1TokenChain => "v1/token/chain",
+            Route::V1NetworkFee => "v1/network/fee",
+            Route::V1Assets => "v1/assets",
+            Route::V1CheckUser => "v1/check/user",
         }
     }
 
@@ -44,7 +78,13 @@ impl Route {
         match self {
             Route::V2(m) => method::creates_payout(m),
             Route::V1Withdraw => true,
-            Route::V1BillInfo => false,
+            Route::V1BillInfo
+            | Route::V1CoinAll
+            | Route::V1SupportToken
+            | Route::V1TokenChain
+            | Route::V1NetworkFee
+            | Route::V1Assets
+            | Route::V1CheckUser => false,
         }
     }
 
@@ -131,5 +171,23 @@ pub(super) fn answer<T: Serialize>(result: Result<T, Refusal>) -> (i64, Vec<u8>)
     match result {
         Ok(data) => (codes::SUCCESS, envelope_bytes(codes::SUCCESS, "success", Some(data))),
         Err(e) => (e.code, error_body(e.code, &e.msg)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sandbox counts and forces errors by the label the client gives its requests.
+    #[test]
+    fn every_v1_path_has_a_route_named_as_the_client_labels_it() {
+        for path in method::V1_ALL {
+            let route = Route::v1(path).expect("a route");
+            assert_eq!(route.name(), crate::api::Endpoint::v1(path).label());
+            assert!(route.is_v1());
+            assert_eq!(route.is_create(), *path == method::V1_WITHDRAW, "{path}");
+        }
+        assert_eq!(Route::v1("getCoinList"), None);
+        assert_eq!(Route::v1("withdrawal"), None);
     }
 }

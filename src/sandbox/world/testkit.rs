@@ -34,13 +34,12 @@ pub(super) fn net(order: &str, coin: u64, chain: &str, address: &str, amount: &s
     })
 }
 
-/// Sends `body` to the endpoint with this name (a v2 method, `v1/withdraw` or `v1/bill/info`)
-/// and returns the code and the parsed reply.
+/// Sends `body` to the endpoint with this name (a v2 method, or `v1/` and a v1 path) and
+/// returns the code and the parsed reply.
 pub(super) fn call(w: &mut World, endpoint: &str, body: &Value, now_ms: i64) -> (i64, Value) {
-    let route = match endpoint {
-        "v1/withdraw" => Route::V1Withdraw,
-        "v1/bill/info" => Route::V1BillInfo,
-        m => Route::v2(m).expect("known method"),
+    let route = match endpoint.strip_prefix("v1/") {
+        Some(path) => Route::v1(path).expect("known v1 path"),
+        None => Route::v2(endpoint).expect("known method"),
     };
     let handled = w.handle(route, body.to_string().as_bytes(), now_ms);
     let reply: Value = serde_json::from_slice(&handled.body).expect("JSON reply");

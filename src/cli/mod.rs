@@ -19,7 +19,7 @@ use crate::api::{CallError, Client, Endpoint};
 use crate::config::{self, Config, ConfigError};
 use crate::daemon::shutdown_signal;
 use crate::daemon::socket::Request;
-use crate::sandbox::{self, Faults, RateLimit, Sandbox, SandboxConfig};
+use crate::sandbox::{self, Faults, RateLimit, Readings, Sandbox, SandboxConfig};
 use crate::util::clock;
 
 mod run;
@@ -161,7 +161,8 @@ pub enum Command {
     /// Prints its address and demo credentials, then serves the v2 and v1 API until Ctrl-C.
     /// Its ledger of payouts and create attempts is at GET /sandbox/ledger, its request counts
     /// (by endpoint and result code, and per second) at GET /sandbox/stats.
-    Sandbox(SandboxArgs),
+    // Boxed: its many flags would make every other command as large.
+    Sandbox(Box<SandboxArgs>),
 
     /// Configuration commands.
     #[command(subcommand)]
@@ -285,6 +286,15 @@ pub struct SandboxArgs {
     /// Sets a coin's starting balance, e.g. `--balance USDT=5000000` (repeatable).
     #[arg(long, value_name = "SYMBOL=AMOUNT", value_parser = balance_setting)]
     pub balance: Vec<(String, String)>,
+    /// Takes a reading of the API where its documentation is silent, e.g. `--reading
+    /// lookup-lag=5000` (repeatable; the names are listed by --help).
+    #[arg(
+        long = "reading",
+        value_name = "NAME",
+        value_parser = Readings::parse,
+        long_help = sandbox::readings::HELP
+    )]
+    pub readings: Vec<Readings>,
 }
 
 /// `SYMBOL=AMOUNT`; the sandbox checks the coin and the amount.
@@ -419,7 +429,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             operate(cli.config, &dir, Request::Report { batch }).await
         }
         Command::Api(args) => api_command(cli.config, args).await,
-        Command::Sandbox(args) => sandbox_command(args).await,
+        Command::Sandbox(args) => sandbox_command(*args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
     }
 }
@@ -704,6 +714,10 @@ fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
 
 /// `ccpayout sandbox`.
 async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
+    let mut readings = Readings::NONE;
+    for reading in &args.readings {
+        readings.merge(reading).map_err(|e| anyhow::anyhow!("--reading: {e}"))?;
+    }
     let config = SandboxConfig {
         app_id: args.app_id,
         app_secret: SecretString::from(args.app_secret),
@@ -728,6 +742,7 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         },
         webhook_url: args.webhook_url,
         webhook_time_scale: args.webhook_time_scale,
+        readings,
         ..SandboxConfig::default()
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -747,6 +762,11 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         "  app secret: {}   (this simulator's own credential, not a real secret)",
         secrecy::ExposeSecret::expose_secret(sandbox.app_secret())
     );
+    if readings.is_none() {
+        println!("  readings:   none (the API as documented)");
+    } else {
+        println!("  readings:   {readings}");
+    }
     println!();
     println!("point ccpayout at it:");
     println!("  export {}={url}", config::ENV_API_BASE_URL);
@@ -796,6 +816,42 @@ mod tests {
             b"{ \"coinId\" : 1280 }"
         );
         assert!(request_body(Some("{coinId:1280}".into())).is_err());
+    }
+
+    #[test]
+    fn sandbox_readings_are_named_on_the_command_line_and_listed_in_its_help() {
+        let cli = Cli::try_parse_from([
+            "ccpayout",
+            "sandbox",
+            "--reading",
+            "lookup-lag=5000",
+            "--reading",
+            "string-ids,v1-only",
+        ])
+        .expect("parses");
+        let Command::Sandbox(args) = cli.command else {
+            panic!("not the sandbox command");
+        };
+        let mut readings = Readings::NONE;
+        for r in &args.readings {
+            readings.merge(r).expect("compatible");
+        }
+        assert_eq!(readings.to_string(), "lookup-lag=5000 string-ids v1-only");
+        let err = Cli::try_parse_from(["ccpayout", "sandbox", "--reading", "lookup-lag=soon"]).expect_err("bad lag");
+        assert!(err.to_string().contains("lookup-lag wants milliseconds"), "{err}");
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("sandbox")
+            .expect("the sandbox command")
+            .render_long_help()
+            .to_string();
+        for name in Readings::ALL_NAMES {
+            let line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("{name} is not listed in:\n{help}"));
+            assert!(line.contains(": "), "{line}");
+        }
     }
 
     #[test]

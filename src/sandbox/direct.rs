@@ -274,3 +274,104 @@ fn splitmix(state: &mut u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::api::sign::sign_v2;
+    use crate::api::types::method;
+    use crate::api::{Client, ClientConfig};
+    use crate::sandbox::{DEMO_APP_ID, DEMO_APP_SECRET, Readings, SandboxConfig};
+    use crate::util::clock::ManualClock;
+
+    const PARAMETERLESS: [&str; 4] = [
+        method::GET_COIN_LIST,
+        method::GET_APP_COIN_ASSET_LIST,
+        method::GET_FIAT_LIST,
+        method::GET_SWAP_COIN_LIST,
+    ];
+
+    /// A client whose transport is a [`Direct`] into a demo world taking `readings`.
+    fn direct_client(readings: Readings) -> (Client, Arc<Direct>, SharedClock) {
+        let config = SandboxConfig {
+            readings,
+            ..SandboxConfig::default()
+        };
+        let world = Arc::new(Mutex::new(World::new(&config).expect("demo world")));
+        let clock: SharedClock = ManualClock::new(1_700_000_000_000);
+        let direct = Arc::new(Direct::new(
+            world,
+            clock.clone(),
+            DEMO_APP_ID.to_owned(),
+            SecretString::from(DEMO_APP_SECRET),
+            Latency::NONE,
+            1,
+        ));
+        let client_config = ClientConfig {
+            v2_base_url: "http://direct.invalid".to_owned(),
+            v1_base_url: "http://direct.invalid".to_owned(),
+            app_id: DEMO_APP_ID.to_owned(),
+            app_secret: SecretString::from(DEMO_APP_SECRET),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        let transport: Arc<dyn Transport> = direct.clone();
+        (
+            Client::with_transport(client_config, clock.clone(), transport),
+            direct,
+            clock,
+        )
+    }
+
+    fn code(reply: &RawReply) -> i64 {
+        let value: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+        value["code"].as_i64().expect("a code")
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_verified_over_app_id_and_timestamp_and_accepted_like_braces() {
+        let (client, direct, clock) = direct_client(Readings::NONE);
+        for name in PARAMETERLESS {
+            for body in [Vec::new(), b"{}".to_vec()] {
+                let reply = client.send_raw(Endpoint::v2(name), body.clone()).await.expect("reply");
+                assert_eq!(code(&reply), SUCCESS, "{name} {body:?}");
+            }
+        }
+        // The signature covers the exact bytes: one made over `{}` does not pass an empty body.
+        let timestamp = clock.now_secs().to_string();
+        let secret = SecretString::from(DEMO_APP_SECRET);
+        let sign = sign_v2(DEMO_APP_ID, &secret, &timestamp, b"{}");
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("appid", DEMO_APP_ID),
+            ("timestamp", timestamp.as_str()),
+            ("sign", sign.as_str()),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).expect("header"),
+            );
+        }
+        let endpoint = Endpoint::v2(method::GET_COIN_LIST);
+        let reply = direct
+            .post(endpoint, String::new(), headers, Vec::new())
+            .await
+            .expect("reply");
+        assert_eq!(code(&reply), 11005);
+    }
+
+    #[tokio::test]
+    async fn empty_body_only_refuses_braces_through_the_direct_transport() {
+        let (client, _, _) = direct_client(Readings::parse("empty-body-only").expect("reading"));
+        for name in PARAMETERLESS {
+            let empty = client.send_raw(Endpoint::v2(name), Vec::new()).await.expect("reply");
+            assert_eq!(code(&empty), SUCCESS, "{name}");
+            let braces = client
+                .send_raw(Endpoint::v2(name), b"{}".to_vec())
+                .await
+                .expect("reply");
+            assert_eq!(code(&braces), 11000, "{name}");
+        }
+    }
+}

@@ -60,6 +60,38 @@
 //! - A `getAppWithdrawRecordList` window longer than 90 days answers 11008.
 //! - A malformed `cwalletUser` answers 11000; a well-formed but unknown one answers 11015.
 //! - Webhook retries carry a fresh timestamp and signature.
+//! - The parameter-less v2 calls (`getCoinList`, `getAppCoinAssetList`, `getFiatList`,
+//!   `getSwapCoinList`) accept both an empty body (signed over appId + timestamp alone, as the
+//!   official examples send it) and `{}`.
+//! - Only a coin in `Maintain` (or any status but `Normal` and `Pre-delisting`) refuses
+//!   withdrawals (13005); `Pre-delisting` suspends deposits only.
+//!
+//! # Readings
+//!
+//! Where the documentation is silent, the choices above are one plausible reading each.
+//! [`SandboxConfig::readings`] swaps in another, per run, so ccpayout can be proven against
+//! every reading (ccpayment-api.md §5; `ccpayout sandbox --reading NAME`):
+//!
+//! - `lookup-lag[=MS]` (R2): `getAppWithdrawRecord`, `getAppWithdrawRecordList` and v1
+//!   `bill/info` see a payout only MS (default 3000) after its creation; before that it does not
+//!   exist for them (11003, absent from lists and bills). Creates see it at once.
+//! - `empty-record` (R1): `getAppWithdrawRecord` of an orderId with no visible payout answers
+//!   10000 with `"data":{"record":{}}` instead of 11003; `other-record` answers 10000 with the
+//!   record of the latest visible payout of another orderId (the empty record when there is
+//!   none). Lookups by recordId still answer 11003.
+//! - `no-order-uniqueness` (R3): a create with a used orderId, v2 or v1, commits another payout
+//!   (no 11011, no 11007). Record lists and bills show every payout of the orderId; a lookup by
+//!   orderId answers the first visible one; the ledger shows the double payment. A state file
+//!   that holds an orderId twice loads only under this reading.
+//! - `string-ids` (R4): every JSON number inside the `data` of every success reply is sent as a
+//!   string (`"coinId":"1280"`), by a transform of the reply bytes.
+//! - `empty-body-only` (R5): the parameter-less v2 calls refuse any body but an empty one with
+//!   11000.
+//! - `pre-delisting` (R6): USDC reports status `Pre-delisting`; its withdrawals still work.
+//! - `old-webhook-timestamps` (R11): webhook retries carry the first attempt's timestamp and the
+//!   signature made with it.
+//! - `v1-only` (R15): every v2 endpoint answers 11013 (NoSupportVersion) before it costs
+//!   anything; v1 endpoints work.
 //!
 //! # Persistence
 //!
@@ -122,11 +154,13 @@
 //!   the [`Sandbox`] handle, one file per concern under `server/`.
 //! - [`persist`]: the state file: its format, loading, atomic ordered saves.
 //! - [`notifier`]: the webhook sender.
+//! - [`readings`]: the readings a run can take: their names, parsing and help (pure).
 
 pub mod demo;
 pub mod direct;
 pub mod notifier;
 pub mod persist;
+pub mod readings;
 pub mod server;
 pub mod world;
 
@@ -140,6 +174,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::types::{FeeAmount, RecordStatus};
 
 pub use demo::{DEMO_ADDRESSES, DEMO_FAILING_ADDRESS};
+pub use readings::{Readings, UnknownOrder};
 pub use server::Sandbox;
 
 /// The app id the sandbox accepts by default.
@@ -189,6 +224,9 @@ pub struct SandboxConfig {
     /// change that matters (see "Persistence" in the module documentation). Default `None`:
     /// the state lives and dies with the process.
     pub persist_path: Option<PathBuf>,
+    /// Readings of the API where its documentation is silent (see "Readings" in the module
+    /// documentation). Default: none, the behaviour documented above.
+    pub readings: Readings,
 }
 
 impl Default for SandboxConfig {
@@ -212,6 +250,7 @@ impl Default for SandboxConfig {
             ip_whitelist: None,
             balances: Vec::new(),
             persist_path: None,
+            readings: Readings::NONE,
         }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Every attempt is recorded as a [`WebhookDelivery`]. A delivery failure never touches the API
 //! state: webhooks are hints, the records are the truth. Each webhook is its own task, stopped
-//! by the sandbox's cancellation token. Retries carry a fresh timestamp and signature.
+//! by the sandbox's cancellation token. Retries carry a fresh timestamp and signature, or under
+//! the `old-webhook-timestamps` reading (R11, [`RetrySignature::Original`]) the first attempt's.
 //!
 //! [`SandboxConfig::webhook_time_scale`]: super::SandboxConfig::webhook_time_scale
 
@@ -29,6 +30,23 @@ pub const RETRY_INTERVALS: [Duration; 6] = [
     Duration::from_secs(930),
     Duration::from_secs(1890),
 ];
+
+/// What timestamp and signature a webhook retry carries: CCPayment does not say (R11).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RetrySignature {
+    /// The time of the retry, and a signature made with it.
+    #[default]
+    Fresh,
+    /// The first attempt's timestamp and signature, however long ago that was.
+    Original,
+}
+
+/// The `Timestamp` and `Sign` headers of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Signed {
+    timestamp: String,
+    sign: String,
+}
 
 /// How long one delivery attempt may take before it counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +75,7 @@ struct Inner {
     secret: SecretString,
     clock: SharedClock,
     time_scale: f64,
+    retry_signature: RetrySignature,
     deliveries: Mutex<Vec<WebhookDelivery>>,
     cancel: CancellationToken,
 }
@@ -88,6 +107,7 @@ impl WebhookSender {
         secret: SecretString,
         clock: SharedClock,
         time_scale: f64,
+        retry_signature: RetrySignature,
         cancel: CancellationToken,
     ) -> Result<WebhookSender, reqwest::Error> {
         crate::api::ensure_crypto_provider();
@@ -101,6 +121,7 @@ impl WebhookSender {
                 secret,
                 clock,
                 time_scale,
+                retry_signature,
                 deliveries: Mutex::new(Vec::new()),
                 cancel,
             }),
@@ -124,10 +145,18 @@ impl WebhookSender {
 }
 
 async fn deliver(inner: Arc<Inner>, job: WebhookJob) {
+    let mut first: Option<Signed> = None;
     for attempt in 0..=RETRY_INTERVALS.len() {
+        let signed = match (&first, inner.retry_signature) {
+            (Some(first), RetrySignature::Original) => first.clone(),
+            _ => sign(&inner, &job, inner.clock.now_secs()),
+        };
+        if first.is_none() {
+            first = Some(signed.clone());
+        }
         let (http_status, accepted) = tokio::select! {
             _ = inner.cancel.cancelled() => return,
-            outcome = attempt_once(&inner, &job) => outcome,
+            outcome = attempt_once(&inner, &job, &signed) => outcome,
         };
         let delivery = WebhookDelivery {
             record_id: job.record_id.clone(),
@@ -167,19 +196,24 @@ async fn deliver(inner: Arc<Inner>, job: WebhookJob) {
     }
 }
 
-/// One signed POST; (HTTP status, accepted).
-async fn attempt_once(inner: &Inner, job: &WebhookJob) -> (Option<u16>, bool) {
-    let timestamp = inner.clock.now_secs().to_string();
+/// The headers of a webhook signed at `now_secs`, with the scheme's signature.
+fn sign(inner: &Inner, job: &WebhookJob, now_secs: i64) -> Signed {
+    let timestamp = now_secs.to_string();
     let sign = match job.scheme {
         WebhookScheme::V2 => sign_v2(&inner.app_id, &inner.secret, &timestamp, &job.body),
         WebhookScheme::V1 => sign_v1(&inner.app_id, &inner.secret, &timestamp, &job.body),
     };
+    Signed { timestamp, sign }
+}
+
+/// One signed POST; (HTTP status, accepted).
+async fn attempt_once(inner: &Inner, job: &WebhookJob, signed: &Signed) -> (Option<u16>, bool) {
     let sent = inner
         .client
         .post(&job.url)
         .header("Appid", &inner.app_id)
-        .header("Timestamp", &timestamp)
-        .header("Sign", sign)
+        .header("Timestamp", &signed.timestamp)
+        .header("Sign", &signed.sign)
         .header("Content-Type", "application/json")
         .body(job.body.clone())
         .send()

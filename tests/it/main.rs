@@ -11,6 +11,7 @@ mod independent_client;
 mod jobs;
 mod layers;
 mod operator;
+mod readings;
 mod secrets;
 mod sim;
 mod submit;

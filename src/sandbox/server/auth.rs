@@ -95,8 +95,19 @@ mod tests {
         let wrong_app_sign = sign_v2("someone-else", &secret(), &ts, body.as_bytes());
         let ms_ts = h.clock.now_ms().to_string();
         let bad = "0".repeat(64);
+        let empty_sign = sign_v2(DEMO_APP_ID, &secret(), &ts, b"");
         let cases: Vec<AuthCase> = vec![
             ("good", Some(DEMO_APP_ID), Some(&ts), Some(&good), body, 10000),
+            // A parameter-less call with an empty body is signed over appId + timestamp alone.
+            ("empty body", Some(DEMO_APP_ID), Some(&ts), Some(&empty_sign), "", 10000),
+            (
+                "signed {} sent empty",
+                Some(DEMO_APP_ID),
+                Some(&ts),
+                Some(&good),
+                "",
+                11005,
+            ),
             ("bad sign", Some(DEMO_APP_ID), Some(&ts), Some(&bad), body, 11005),
             ("body changed", Some(DEMO_APP_ID), Some(&ts), Some(&good), "{ }", 11005),
             (

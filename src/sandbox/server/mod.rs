@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::shared::{Shared, settle_loop};
-use super::notifier::WebhookSender;
+use super::notifier::{RetrySignature, WebhookSender};
 use super::persist::{self, Persister};
 use super::world::World;
 use super::{Faults, Ledger, SandboxConfig, SandboxStats, WebhookDelivery};
@@ -114,6 +114,11 @@ impl Sandbox {
             config.app_secret.clone(),
             Arc::clone(&clock),
             config.webhook_time_scale,
+            if config.readings.old_webhook_timestamps {
+                RetrySignature::Original
+            } else {
+                RetrySignature::Fresh
+            },
             cancel.clone(),
         )
         .map_err(io::Error::other)?;
@@ -149,7 +154,7 @@ impl Sandbox {
             let _ = settle.await;
             let _ = stopped_tx.send(true);
         });
-        tracing::info!(%addr, "sandbox listening");
+        tracing::info!(%addr, readings = %config.readings, "sandbox listening");
         Ok(Sandbox {
             addr,
             shared,

@@ -29,6 +29,9 @@
 //! - `stats.rs`: the request counters behind [`World::stats`].
 //! - `faults.rs`: seeded faults and forced errors.
 //! - `webhooks.rs`: the webhook outbox.
+//! - `readings.rs`: what the readings of [`Readings`] change that has no better home: which
+//!   payouts a read sees, the answer to an unknown orderId, the `string-ids` transform of the
+//!   reply bytes, and the parameter-less bodies.
 //! - `snapshot.rs`: [`World::snapshot`] and [`World::restore`].
 //! - `rng.rs`: the seeded PRNG.
 //! - `decimal.rs`: exact-decimal helpers.
@@ -40,6 +43,7 @@ mod limits;
 mod parse;
 mod payouts;
 mod pipeline;
+mod readings;
 mod reads;
 mod records;
 mod reply;
@@ -63,7 +67,8 @@ use self::limits::{Bucket, DayCounters};
 use self::rng::SplitMix64;
 use self::stats::RequestCounters;
 use super::demo::Catalogue;
-use super::{CreateAttempt, Faults, LedgerPayout, RateLimit, SandboxConfig};
+use super::readings::PRE_DELISTING_COIN;
+use super::{CreateAttempt, Faults, LedgerPayout, RateLimit, Readings, SandboxConfig};
 
 pub use self::payouts::CWALLET_CHAIN;
 pub use self::reply::{Handled, Refusal, Route, Transport, error_body};
@@ -104,7 +109,11 @@ pub struct World {
     balances: BTreeMap<u64, Decimal>,
     /// In creation order; the index is the cursor of `getAppWithdrawRecordList`.
     payouts: Vec<Payout>,
+    /// The first payout of each orderId.
     by_order: HashMap<String, usize>,
+    /// The later payouts of an orderId, in creation order: only `no-order-uniqueness` makes
+    /// any, so the usual case costs no allocation per payout.
+    repeats: HashMap<String, Vec<usize>>,
     by_record: HashMap<String, usize>,
     /// Unsettled payouts by due time, so settling costs O(settled · log n).
     due: BTreeSet<(i64, usize)>,
@@ -122,6 +131,8 @@ pub struct World {
     seed: u64,
     /// Counts changes that must reach the state file: commits, settlements, balance changes.
     generation: u64,
+    /// The readings of the API this world takes (none by default).
+    readings: Readings,
 }
 
 /// Milliseconds of a configured duration, saturating (no configured duration comes near).
@@ -137,7 +148,13 @@ impl World {
     ///
     /// A balance override names an unknown coin or is not a plain non-negative decimal.
     pub fn new(config: &SandboxConfig) -> Result<World, String> {
-        let catalogue = Catalogue::demo();
+        let mut catalogue = Catalogue::demo();
+        // R6: deposits suspended, withdrawals still open; the status is all that changes.
+        if config.readings.pre_delisting
+            && let Some(coin) = catalogue.coins.iter_mut().find(|c| c.symbol == PRE_DELISTING_COIN)
+        {
+            coin.status = "Pre-delisting".to_owned();
+        }
         let mut balances = BTreeMap::new();
         for (&coin_id, amount) in &catalogue.balances {
             let value = Decimal::from_str_exact(amount).map_err(|e| format!("demo balance {amount:?}: {e}"))?;
@@ -158,6 +175,7 @@ impl World {
             balances,
             payouts: Vec::new(),
             by_order: HashMap::new(),
+            repeats: HashMap::new(),
             by_record: HashMap::new(),
             due: BTreeSet::new(),
             in_flight: HashSet::new(),
@@ -172,6 +190,7 @@ impl World {
             fee_quotes: 0,
             seed: config.seed,
             generation: 0,
+            readings: config.readings,
         };
         for (symbol, amount) in &config.balances {
             world.set_balance(symbol, amount)?;

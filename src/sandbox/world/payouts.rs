@@ -120,11 +120,14 @@ impl World {
     }
 
     /// 11000 for a bad orderId, 11007 while its first create's reply is held back, 11011 when
-    /// a payout with it exists.
+    /// a payout with it exists. Under `no-order-uniqueness` (R3) a used orderId is no refusal.
     fn check_new_order(&self, order_id: &str) -> Result<(), Refusal> {
         let len = order_id.chars().count();
         if !(3..=64).contains(&len) {
             return Err(Refusal::invalid("orderId must be 3 to 64 characters"));
+        }
+        if self.readings.no_order_uniqueness {
+            return Ok(());
         }
         if self.in_flight.contains(order_id) {
             return Err(Refusal::code(11007));
@@ -147,7 +150,7 @@ impl World {
     ) -> Result<NewPayout, Refusal> {
         let coin = self.catalogue.coin(coin_id).ok_or_else(|| Refusal::code(13000))?;
         let network = coin.networks.get(chain).ok_or_else(|| Refusal::code(13001))?;
-        if coin.status != "Normal" {
+        if !withdrawals_open(&coin.status) {
             return Err(Refusal::code(13005));
         }
         let chain_info = self.catalogue.chain(chain).ok_or_else(|| Refusal::code(13001))?;
@@ -244,7 +247,7 @@ impl World {
     /// The checks of a Cwallet transfer.
     fn validate_cwallet(&self, coin_id: u64, user: &str, amount_str: &str) -> Result<NewPayout, Refusal> {
         let coin = self.catalogue.coin(coin_id).ok_or_else(|| Refusal::code(13000))?;
-        if coin.status != "Normal" {
+        if !withdrawals_open(&coin.status) {
             return Err(Refusal::code(13005));
         }
         if let Err(e) = parse_cwallet_recipient(user) {
@@ -349,12 +352,18 @@ impl World {
         };
         let idx = self.payouts.len();
         self.payouts.push(payout);
-        self.by_order.insert(order_id.to_owned(), idx);
+        self.index_order(order_id, idx);
         self.by_record.insert(record_id, idx);
         self.due.insert((due_ms, idx));
         self.enqueue_processing_webhook(idx);
         idx
     }
+}
+
+/// Whether a coin in this status can be withdrawn: `Normal`, and `Pre-delisting`, which
+/// suspends deposits only (getCoinList's documentation); `Maintain` and anything else refuse.
+fn withdrawals_open(status: &str) -> bool {
+    matches!(status, "Normal" | "Pre-delisting")
 }
 
 /// `yyyyMMddHHmmss` in UTC: the prefix of CCPayment record ids.

@@ -1,6 +1,7 @@
 //! The request pipeline: [`World::handle`] takes one authenticated request through settling
-//! what is due, the rate limit, the daily caps, forced errors and faults, then parses the body
-//! and runs the endpoint, and counts the result.
+//! what is due, the version gate of `v1-only`, the rate limit, the daily caps, forced errors and
+//! faults, then parses the body and runs the endpoint, applies the `string-ids` transform to the
+//! reply bytes, and counts the result.
 //!
 //! The order of those steps is the simulated API's behaviour (which code a request gets when
 //! several apply), so it lives in one place: [`World::handle`] and the `respond` it calls.
@@ -15,6 +16,7 @@ use super::parse::{
     ADDRESS_FIELDS, CHAIN_LIST_FIELDS, COIN_ID_FIELDS, CWALLET_FIELDS, CWALLET_USER_FIELDS, FEE_FIELDS, LIST_FIELDS,
     NETWORK_FIELDS, PRICE_FIELDS, RECORD_FIELDS, V1_BILL_FIELDS, V1_WITHDRAW_FIELDS, parse,
 };
+use super::readings::quote_data_numbers;
 use super::reply::{Handled, Refusal, Route, Transport, answer, error_body};
 use super::v1::{V1_ASSETS_FIELDS, V1_FEE_FIELDS, V1_TOKEN_FIELDS, V1_USER_FIELDS};
 use crate::api::codes;
@@ -24,10 +26,16 @@ use crate::api::types::{
 use crate::sandbox::{AttemptOutcome, CreateAttempt, STATS_NO_REPLY, STATS_SUCCESS};
 
 impl World {
-    /// Handles one authenticated request: settles what is due, then applies the rate limit,
-    /// the daily caps, forced errors and faults, and finally the body; counts the result.
+    /// Handles one authenticated request: settles what is due, then applies the version gate,
+    /// the rate limit, the daily caps, forced errors and faults, and finally the body; counts
+    /// the result.
     pub fn handle(&mut self, route: Route, body: &[u8], now_ms: i64) -> Handled {
-        let handled = self.respond(route, body, now_ms);
+        let mut handled = self.respond(route, body, now_ms);
+        // R4, last so that it covers every endpoint, v1 included (whose success replies are
+        // signed over these bytes by the transport, after this).
+        if self.readings.string_ids && handled.code == codes::SUCCESS && !handled.body.is_empty() {
+            handled.body = quote_data_numbers(&handled.body);
+        }
         let code = match handled.transport {
             Transport::Drop | Transport::BadGateway => STATS_NO_REPLY,
             Transport::Reply | Transport::Slow(_) if handled.code == codes::SUCCESS => STATS_SUCCESS,
@@ -47,6 +55,11 @@ impl World {
             String::new()
         };
 
+        // R15: an account that can only use v1 refuses every v2 route before the request costs
+        // anything (no token, no daily count, no fault); a refused create is still an attempt.
+        if self.readings.v1_only && !route.is_v1() {
+            return self.refuse(route, peeked_order, now_ms, Refusal::code(11013));
+        }
         if !self.take_token(now_ms) {
             return self.refuse(route, peeked_order, now_ms, Refusal::code(11004));
         }
@@ -192,14 +205,14 @@ impl World {
                 created = self.log_create(route, &order_id, now_ms, &result, |r| &r.record_id);
                 answer(result)
             }
-            Route::V1BillInfo => answer(parse(body, V1_BILL_FIELDS).and_then(|r| self.v1_bill_info(&r))),
+            Route::V1BillInfo => answer(parse(body, V1_BILL_FIELDS).and_then(|r| self.v1_bill_info(&r, now_ms))),
             Route::V1CoinAll | Route::V1SupportToken => answer(parse::<Empty>(body, &[]).map(|_| self.v1_coin_list())),
             Route::V1TokenChain => answer(parse(body, V1_TOKEN_FIELDS).and_then(|q| self.v1_token_chain(&q))),
             Route::V1NetworkFee => answer(parse(body, V1_FEE_FIELDS).and_then(|q| self.v1_network_fee(&q))),
             Route::V1Assets => answer(parse(body, V1_ASSETS_FIELDS).and_then(|q| self.v1_assets(&q))),
             Route::V1CheckUser => answer(parse(body, V1_USER_FIELDS).and_then(|q| self.v1_check_user(&q))),
             Route::V2(method::GET_APP_WITHDRAW_RECORD) => {
-                answer(parse(body, RECORD_FIELDS).and_then(|q| self.get_record(&q)))
+                answer(parse(body, RECORD_FIELDS).and_then(|q| self.get_record(&q, now_ms)))
             }
             Route::V2(method::GET_APP_WITHDRAW_RECORD_LIST) => {
                 answer(parse(body, LIST_FIELDS).and_then(|q| self.list_records(&q, now_ms)))
@@ -207,10 +220,8 @@ impl World {
             Route::V2(method::GET_APP_COIN_ASSET) => {
                 answer(parse(body, COIN_ID_FIELDS).and_then(|q| self.coin_asset(&q)))
             }
-            Route::V2(method::GET_APP_COIN_ASSET_LIST) => {
-                answer(parse::<Empty>(body, &[]).map(|_| self.coin_asset_list()))
-            }
-            Route::V2(method::GET_COIN_LIST) => answer(parse::<Empty>(body, &[]).map(|_| CoinList {
+            Route::V2(method::GET_APP_COIN_ASSET_LIST) => answer(self.no_params(body).map(|_| self.coin_asset_list())),
+            Route::V2(method::GET_COIN_LIST) => answer(self.no_params(body).map(|_| CoinList {
                 coins: self.catalogue.coins.clone(),
             })),
             Route::V2(method::GET_COIN) => answer(parse(body, COIN_ID_FIELDS).and_then(|q| self.coin(&q))),
@@ -223,10 +234,10 @@ impl World {
                 answer(parse(body, CWALLET_USER_FIELDS).and_then(|q| self.cwallet_user(&q)))
             }
             Route::V2(method::GET_CHAIN_LIST) => answer(parse(body, CHAIN_LIST_FIELDS).map(|q| self.chain_list(&q))),
-            Route::V2(method::GET_FIAT_LIST) => answer(parse::<Empty>(body, &[]).map(|_| FiatList {
+            Route::V2(method::GET_FIAT_LIST) => answer(self.no_params(body).map(|_| FiatList {
                 fiats: self.catalogue.fiats.clone(),
             })),
-            Route::V2(method::GET_SWAP_COIN_LIST) => answer(parse::<Empty>(body, &[]).map(|_| SwapCoinList {
+            Route::V2(method::GET_SWAP_COIN_LIST) => answer(self.no_params(body).map(|_| SwapCoinList {
                 coins: self.catalogue.swap_coins.clone(),
             })),
             Route::V2(other) => answer::<Empty>(Err(Refusal::invalid(format!("method {other} is not simulated")))),

@@ -3,6 +3,7 @@
 //! reports (in receipts, bills and webhooks).
 
 use super::decimal::{catalogue_decimal, fmt_decimal};
+use super::readings::RecordAnswer;
 use super::reply::Refusal;
 use super::{Payout, World};
 use crate::api::types::{
@@ -15,7 +16,7 @@ use crate::api::types::{
 const LIST_WINDOW_SECS: i64 = 90 * 24 * 60 * 60;
 
 impl World {
-    fn to_record(&self, payout: &Payout) -> WithdrawRecord {
+    pub(super) fn to_record(&self, payout: &Payout) -> WithdrawRecord {
         let l = &payout.ledger;
         WithdrawRecord {
             record_id: l.record_id.clone(),
@@ -37,8 +38,9 @@ impl World {
         }
     }
 
-    /// `getAppWithdrawRecord`.
-    pub fn get_record(&self, q: &WithdrawRecordQuery) -> Result<WithdrawRecordData, Refusal> {
+    /// `getAppWithdrawRecord`. A payout not yet visible (`lookup-lag`) is not found; what an
+    /// orderId that is not found answers depends on the `empty-record`/`other-record` readings.
+    pub fn get_record(&self, q: &WithdrawRecordQuery, now_ms: i64) -> Result<RecordAnswer, Refusal> {
         let record_id = q.record_id.as_deref().filter(|s| !s.is_empty());
         let order_id = q.order_id.as_deref().filter(|s| !s.is_empty());
         let idx = match (record_id, order_id) {
@@ -49,13 +51,18 @@ impl World {
                 .by_record
                 .get(record_id)
                 .copied()
-                .filter(|&i| order_id.is_none_or(|o| self.payouts[i].ledger.order_id == o)),
-            (None, Some(order_id)) => self.by_order.get(order_id).copied(),
+                .filter(|&i| order_id.is_none_or(|o| self.payouts[i].ledger.order_id == o))
+                .filter(|&i| self.visible(i, now_ms)),
+            (None, Some(order_id)) => self.order_payouts(order_id).find(|&i| self.visible(i, now_ms)),
         };
-        let idx = idx.ok_or_else(|| Refusal::code(11003))?;
-        Ok(WithdrawRecordData {
-            record: self.to_record(&self.payouts[idx]),
-        })
+        match (idx, record_id, order_id) {
+            (Some(idx), _, _) => Ok(RecordAnswer::Found(Box::new(WithdrawRecordData {
+                record: self.to_record(&self.payouts[idx]),
+            }))),
+            // R1 is about lookups by orderId; an unknown recordId stays "data does not exist".
+            (None, None, Some(order_id)) => self.unknown_order(order_id, now_ms),
+            (None, _, _) => Err(Refusal::code(11003)),
+        }
     }
 
     /// `getAppWithdrawRecordList`.
@@ -99,7 +106,7 @@ impl World {
             let mut ids: Vec<usize> = q
                 .order_ids
                 .iter()
-                .filter_map(|o| self.by_order.get(o).copied())
+                .flat_map(|o| self.order_payouts(o))
                 .filter(|&i| i >= from)
                 .collect();
             ids.sort_unstable();
@@ -110,7 +117,7 @@ impl World {
         let mut next_id = String::new();
         for idx in candidates {
             let payout = &self.payouts[idx];
-            if !matches(payout) {
+            if !matches(payout) || !self.visible(idx, now_ms) {
                 continue;
             }
             if records.len() == RECORD_LIST_PAGE_SIZE {
@@ -122,8 +129,9 @@ impl World {
         Ok(WithdrawRecordPage { records, next_id })
     }
 
-    /// v1 `bill/info`: the bills of the given merchant order ids that exist.
-    pub fn v1_bill_info(&self, req: &V1BillInfoRequest) -> Result<Vec<V1Bill>, Refusal> {
+    /// v1 `bill/info`: the bills of the given merchant order ids that exist (and are visible,
+    /// under `lookup-lag`), one per payout.
+    pub fn v1_bill_info(&self, req: &V1BillInfoRequest, now_ms: i64) -> Result<Vec<V1Bill>, Refusal> {
         if req.merchant_order_ids.len() > V1_MAX_ORDER_IDS_PER_QUERY {
             return Err(Refusal::msg(
                 11010,
@@ -133,8 +141,9 @@ impl World {
         Ok(req
             .merchant_order_ids
             .iter()
-            .filter_map(|o| self.by_order.get(o))
-            .map(|&idx| self.v1_bill(&self.payouts[idx]))
+            .flat_map(|o| self.order_payouts(o))
+            .filter(|&idx| self.visible(idx, now_ms))
+            .map(|idx| self.v1_bill(&self.payouts[idx]))
             .collect())
     }
 

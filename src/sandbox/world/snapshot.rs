@@ -74,7 +74,8 @@ impl World {
     /// # Errors
     ///
     /// The snapshot is not a state this sandbox could have written: another version, an amount
-    /// that is not a decimal, an orderId or recordId twice, a final payout without a settled
+    /// that is not a decimal, an orderId twice (unless this world takes `no-order-uniqueness`),
+    /// a recordId twice, a final payout without a settled
     /// time or an unsettled one with a final status. The world is unchanged then.
     pub fn restore(&mut self, snapshot: Snapshot) -> Result<(), String> {
         if snapshot.version != SNAPSHOT_VERSION {
@@ -92,6 +93,7 @@ impl World {
         }
         let mut payouts = Vec::with_capacity(snapshot.payouts.len());
         let mut by_order = HashMap::with_capacity(snapshot.payouts.len());
+        let mut repeats: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_record = HashMap::with_capacity(snapshot.payouts.len());
         let mut due = BTreeSet::new();
         // The sequence continues after the highest one in use, whatever next_seq says.
@@ -102,8 +104,14 @@ impl World {
             for d in &p.debits {
                 debits.push((d.coin_id, decimal(&d.amount, &format_args!("a debit of {record_id}"))?));
             }
-            if by_order.insert(p.ledger.order_id.clone(), idx).is_some() {
-                return Err(format!("orderId {:?} has two payouts", p.ledger.order_id));
+            if by_order.contains_key(&p.ledger.order_id) {
+                // Only a world that pays a reused orderId again (R3) can have written this.
+                if !self.readings.no_order_uniqueness {
+                    return Err(format!("orderId {:?} has two payouts", p.ledger.order_id));
+                }
+                repeats.entry(p.ledger.order_id.clone()).or_default().push(idx);
+            } else {
+                by_order.insert(p.ledger.order_id.clone(), idx);
             }
             if by_record.insert(record_id.clone(), idx).is_some() {
                 return Err(format!("recordId {record_id:?} is used twice"));
@@ -137,6 +145,7 @@ impl World {
         self.balances = balances;
         self.payouts = payouts;
         self.by_order = by_order;
+        self.repeats = repeats;
         self.by_record = by_record;
         self.due = due;
         self.attempts = snapshot.attempts;

@@ -100,6 +100,11 @@ fn main() {
                         .start_paused(true)
                         .build()
                         .expect("a current-thread runtime");
+                    if verbose {
+                        // The scenario first: a run that never returns still shows what it was.
+                        let scenario = sim::scenario::Scenario::draw(seed, options.max_rows);
+                        println!("seed={seed} scenario: {scenario:?}");
+                    }
                     let report = runtime.block_on(sim::run(seed, &options));
                     if verbose || !report.violations.is_empty() {
                         print_run(&report, &options);

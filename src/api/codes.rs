@@ -163,7 +163,7 @@ codes! {
     14017 "AddressInBlackList" Permanent "the address is blacklisted";
     14018 "DisabledWithdraw" OperatorAction "withdrawals are disabled for this account"
         hint "check the withdrawal settings on the dashboard";
-    14019 "WithdrawAmountFeeTooLittle" Permanent "the amount does not cover the network fee";
+    14019 "WithdrawAmountFeeTooLittle" Permanent "the amount minus the network fee is below the minimum allowed amount";
     14020 "NotWhitelistDisabledWithdraw" OperatorAction "withdrawals to addresses off the whitelist are disabled"
         hint "add the address to the withdrawal whitelist on the dashboard";
     14021 "NotWhitelistDisabledSwap" Permanent "swaps to addresses off the whitelist are disabled";

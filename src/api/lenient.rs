@@ -25,7 +25,7 @@ pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(UnsignedVisitor)
 }
 
-/// [`u64`], narrowed to `u32`.
+/// Like [`u64()`], narrowed to `u32`.
 pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = u64(d)?;
     u32::try_from(n).map_err(|_| de::Error::custom(format!("{n} does not fit 32 bits")))

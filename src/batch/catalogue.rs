@@ -60,21 +60,18 @@ pub struct CoinEntry {
 }
 
 impl CoinEntry {
-    /// Whether withdrawals of the coin are possible at all right now. CCPayment's coin list
-    /// knows `Normal`, `Maintain` (withdrawals suspended) and `Pre-delisting` (deposits
-    /// suspended, withdrawals still work): only maintenance holds a row (ccpayment-api.md §5,
-    /// R6), and so does a coin already delisted.
+    /// Whether the coin's status is `Normal`.
     pub fn is_normal(&self) -> bool {
-        !matches!(
-            self.status.to_ascii_lowercase().as_str(),
-            "maintain" | "maintenance" | "delisted"
-        )
+        self.status == "Normal"
     }
 
-    /// Whether rows of this coin wait: any status but `Normal`, except a v1 coin to be delisted,
-    /// which the merchant can still withdraw.
+    /// Whether rows of this coin wait. CCPayment's v2 coin list knows `Normal`, `Maintain`
+    /// (withdrawals suspended) and `Pre-delisting` (deposits suspended, withdrawals still work),
+    /// and v1's "to be delisted" is the same as the last: those two are payable (ccpayment-api.md
+    /// §5, R6). Maintenance holds the rows, and so does any status the documentation does not
+    /// name: an unknown word is not taken as permission to pay.
     pub fn withdrawals_suspended(&self) -> bool {
-        !(self.is_normal() || self.status == V1_TO_BE_DELISTED)
+        !(self.is_normal() || self.status.eq_ignore_ascii_case("Pre-delisting") || self.status == V1_TO_BE_DELISTED)
     }
 
     /// The network on a chain, if the coin has one there.
@@ -680,8 +677,8 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("minimumWithdrawAmount"), "{err}");
     }
 
-    /// R6: a coin about to be delisted still withdraws; only maintenance (and a delisted coin)
-    /// holds its rows.
+    /// R6: a coin about to be delisted still withdraws; maintenance holds its rows, and so does a
+    /// status nobody documented.
     #[test]
     fn pre_delisting_coins_are_payable_and_maintenance_holds() {
         let coin = |status: &str| CoinEntry {
@@ -691,11 +688,11 @@ pub(crate) mod tests {
             price: Decimal::ZERO,
             networks: Vec::new(),
         };
-        for payable in ["Normal", "Pre-delisting", "PRE-DELISTING"] {
-            assert!(coin(payable).is_normal(), "{payable}");
+        for payable in ["Normal", "Pre-delisting", "PRE-DELISTING", V1_TO_BE_DELISTED] {
+            assert!(!coin(payable).withdrawals_suspended(), "{payable}");
         }
-        for held in ["Maintain", "Maintenance", "maintain", "Delisted"] {
-            assert!(!coin(held).is_normal(), "{held}");
+        for held in ["Maintain", "Maintenance", "Delisted", "Something new"] {
+            assert!(coin(held).withdrawals_suspended(), "{held}");
         }
     }
 }

@@ -228,6 +228,10 @@ struct Money {
     receiver_gets: Option<Decimal>,
     /// The receiver pays the fee and the amount does not cover it.
     fee_not_covered: bool,
+    /// The receiver pays the fee in the coin itself and what is left is below the network's
+    /// minimum, which CCPayment refuses with 14019 ("the amount minus the network fee is below
+    /// the minimum allowed amount", ccpayment-api.md §5, R7): the minimum.
+    net_below_minimum: Option<Decimal>,
 }
 
 fn money(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>) -> Money {
@@ -237,12 +241,14 @@ fn money(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>) -> Money {
             debits: [None, None],
             receiver_gets: None,
             fee_not_covered: false,
+            net_below_minimum: None,
         };
     };
     let mut m = Money {
         debits: [Some((c.coin_id, amount)), None],
         receiver_gets: Some(amount),
         fee_not_covered: false,
+        net_below_minimum: None,
     };
     match fee {
         Some(fee) if fee.coin_id != c.coin_id => m.debits[1] = Some((fee.coin_id, fee.amount)),
@@ -250,6 +256,13 @@ fn money(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>) -> Money {
         Some(fee) => {
             m.receiver_gets = Some(amount - fee.amount);
             m.fee_not_covered = amount <= fee.amount;
+            if let Some(ChainRef::Chain(chain)) = row.chain
+                && let Some(network) = c.network(chain)
+                && !m.fee_not_covered
+                && amount - fee.amount < network.minimum
+            {
+                m.net_below_minimum = Some(network.minimum);
+            }
         }
         // No quote (should not happen after a preflight): say so rather than guess.
         None if matches!(row.chain, Some(ChainRef::Chain(_))) => m.receiver_gets = None,
@@ -412,6 +425,7 @@ fn plan_rows<'c>(
         let money = money(row, coin, fee_quote);
         let mut reasons = row_reasons(row, coin_symbol, chain_name, answers, settings);
         reasons.extend(fee_not_covered(row, coin, fee_quote, &money));
+        reasons.extend(net_below_minimum(row, coin, fee_quote, &money));
 
         let verdict = if reasons.is_empty() {
             accepted_verdict(row.hold, coin_symbol, chain_name)
@@ -503,6 +517,21 @@ fn fee_not_covered(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>, 
         c.symbol,
         plain(fee.amount),
         fee.symbol
+    ))
+}
+
+/// The refusal of a row whose receiver pays the fee when what is left is below the network's
+/// minimum: CCPayment answers 14019 (R7), so the plan refuses it first, saying what to change.
+fn net_below_minimum(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>, money: &Money) -> Option<String> {
+    let (minimum, c, fee) = (money.net_below_minimum?, coin?, fee?);
+    Some(format!(
+        "{} {} minus the network fee of {} {} is below the minimum of {} {} (CCPayment would answer 14019); raise the amount or set merchant_pays_fee",
+        row.amount,
+        c.symbol,
+        plain(fee.amount),
+        fee.symbol,
+        plain(minimum),
+        c.symbol
     ))
 }
 

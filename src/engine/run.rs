@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::send::{Sent, StopReason};
 use super::track::{Checked, Tracking};
 use super::{Engine, EngineError, Progress, RunEnd, mark_done, ms};
-use crate::api::types::MAX_ORDER_IDS_PER_LIST_QUERY;
+use crate::api::types::{MAX_ORDER_IDS_PER_LIST_QUERY, V1_MAX_ORDER_IDS_PER_QUERY};
 use crate::model::state::{Event, StateKind};
 
 impl Engine {
@@ -170,22 +170,27 @@ impl Engine {
         // answer wakes the loop.
         if tracking.tasks.len() < self.max_queries() {
             let slack = ms(self.settings.track_first_delay) / 2;
-            let first: Vec<i64> = self
+            let keys: Vec<(i64, String)> = self
                 .store
                 .due_keys(
                     StateKind::Submitted,
                     Some(batch_id),
                     None,
-                    tracking.asking.len() + MAX_ORDER_IDS_PER_LIST_QUERY,
+                    tracking.asking.len() + V1_MAX_ORDER_IDS_PER_QUERY,
                 )?
                 .into_iter()
                 .filter(|(_, id)| !tracking.asking.contains(id.as_str()))
-                .map(|(due, _)| due)
-                .take(MAX_ORDER_IDS_PER_LIST_QUERY)
                 .collect();
+            // A query is full at the batch's query size (v1 asks about 100 orderIds at once): a
+            // wake at 20 would find nothing to send on a v1 batch, and spin.
+            let size = match keys.first() {
+                Some((_, id)) => self.query_size_of(id)?,
+                None => MAX_ORDER_IDS_PER_LIST_QUERY,
+            };
+            let first: Vec<i64> = keys.into_iter().map(|(due, _)| due).take(size).collect();
             if let Some(oldest) = first.first() {
                 let full_at = match first.last() {
-                    Some(due) if first.len() == MAX_ORDER_IDS_PER_LIST_QUERY => due - slack,
+                    Some(due) if first.len() == size => due - slack,
                     _ => i64::MAX,
                 };
                 next = next.min((oldest + slack).min(full_at).max(now));

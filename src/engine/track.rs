@@ -112,17 +112,12 @@ impl Engine {
             return Ok(());
         }
         // A batch is built for one API version; its first order tells the query size.
-        let first_is_v1 = match hinted.first() {
-            Some(order) => order.call.is_v1(),
+        let chunk_size = match hinted.first() {
+            Some(order) => query_size(order),
             None => match keys.first() {
-                Some((_, id)) => self.store.order(id)?.is_some_and(|o| o.call.is_v1()),
-                None => false,
+                Some((_, id)) => self.query_size_of(id)?,
+                None => MAX_ORDER_IDS_PER_LIST_QUERY,
             },
-        };
-        let chunk_size = if first_is_v1 {
-            V1_MAX_ORDER_IDS_PER_QUERY
-        } else {
-            MAX_ORDER_IDS_PER_LIST_QUERY
         };
         // A hinted order is asked about now: it goes first, so its query is sent even when it is
         // not full. The rest follow in due order, so only the last chunk can be partial.
@@ -217,6 +212,25 @@ impl Engine {
     }
 }
 
+/// How many orderIds one status query of `order` asks about: 20 on v2, 100 on v1.
+pub(super) fn query_size(order: &OrderRecord) -> usize {
+    if order.call.is_v1() {
+        V1_MAX_ORDER_IDS_PER_QUERY
+    } else {
+        MAX_ORDER_IDS_PER_LIST_QUERY
+    }
+}
+
+impl Engine {
+    /// [`query_size`] of the stored order `order_id` (a batch's orders share one API version).
+    pub(super) fn query_size_of(&self, order_id: &str) -> Result<usize, EngineError> {
+        Ok(self
+            .store
+            .order(order_id)?
+            .map_or(MAX_ORDER_IDS_PER_LIST_QUERY, |o| query_size(&o)))
+    }
+}
+
 /// The records of `orders` by orderId, following `nextId` pages; each page is its own request
 /// and passes the pacing on its own.
 async fn statuses_v2(
@@ -254,7 +268,9 @@ pub(super) async fn statuses_v1(
     for bill in bills {
         let trade = bill.trade_list.first().cloned().unwrap_or_default();
         let record = WithdrawRecord {
-            record_id: bill.order_detail.order_id.clone(),
+            // A bill names CCPayment's order id, which is not the record id a v1 withdraw
+            // answers with: the order keeps the record id it was given, if any.
+            record_id: String::new(),
             order_id: bill.order_detail.merchant_order_id.clone(),
             status: v1_status(&bill.order_detail.status),
             tx_id: trade.txid.clone(),

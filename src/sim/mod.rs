@@ -166,7 +166,7 @@ fn setup(scenario: &Scenario, dir: &Path) -> Result<Ctx, String> {
     let mut files = Vec::new();
     for batch in &scenario.batches {
         let path = dir.join(&batch.name);
-        std::fs::write(&path, batch.csv()).map_err(|e| io("write a batch file", e))?;
+        std::fs::write(&path, batch.csv(scenario.generation)).map_err(|e| io("write a batch file", e))?;
         files.push(path);
     }
     let config_path = dir.join("ccpayout.toml");
@@ -187,7 +187,12 @@ fn setup(scenario: &Scenario, dir: &Path) -> Result<Ctx, String> {
         daily_request_limit: scenario.daily_requests,
         day_length: scenario.day_length,
         faults: scenario.faults.clone(),
-        balances: vec![("USDT".into(), "100000000".into()), ("MATIC".into(), "100000".into())],
+        readings: scenario.readings,
+        balances: vec![
+            ("USDT".into(), "100000000".into()),
+            ("USDC".into(), "100000000".into()),
+            ("MATIC".into(), "100000".into()),
+        ],
         ..SandboxConfig::default()
     };
     let world = Arc::new(Mutex::new(World::new(&sandbox)?));
@@ -218,6 +223,7 @@ fn setup(scenario: &Scenario, dir: &Path) -> Result<Ctx, String> {
 fn config_text(s: &Scenario) -> String {
     format!(
         r#"[api]
+version = "{version}"
 app_id = "{DEMO_APP_ID}"
 base_url = "http://ccpayment.sim"
 v1_base_url = "http://ccpayment.sim"
@@ -235,6 +241,7 @@ day_length_secs = {day}
 track_first_check_secs = 2
 track_max_interval_secs = 60
 "#,
+        version = s.generation,
         remote = if s.remote_checks { "always" } else { "never" },
         rate = s.rate,
         burst = s.burst,

@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::api::pacing::backoff::Jitter;
+use crate::model::ApiGeneration;
+use crate::sandbox::demo::v1_token_id;
 use crate::sandbox::direct::Latency;
-use crate::sandbox::{DEMO_FAILING_ADDRESS, Faults, RateLimit};
+use crate::sandbox::{DEMO_FAILING_ADDRESS, Faults, RateLimit, Readings, UnknownOrder};
 
 /// Valid TRON addresses the sandbox pays.
 const TRON: &[&str] = &[
@@ -62,6 +64,7 @@ impl Draw {
 pub struct Row {
     pub order_id: String,
     pub recipient: String,
+    pub coin: &'static str,
     pub chain: &'static str,
     pub amount: String,
     /// Validation refuses it (a bad address, or the same order_id twice in the file).
@@ -76,14 +79,20 @@ pub struct BatchSpec {
 }
 
 impl BatchSpec {
-    /// The file's text (CSV).
-    pub fn csv(&self) -> String {
-        let mut out = String::from("order_id,recipient,coin,chain,amount\n");
+    /// The file's text (CSV). A v1 account's rows also name their token (v1 selects coin and
+    /// network by token id; a Cwallet transfer takes any token of the coin).
+    pub fn csv(&self, generation: ApiGeneration) -> String {
+        let mut out = String::from("order_id,recipient,coin,chain,amount,token_id\n");
         for row in &self.rows {
+            let token = match generation {
+                ApiGeneration::V2 => String::new(),
+                ApiGeneration::V1 if row.chain == "CWALLET" => v1_token_id(row.coin, "TRX"),
+                ApiGeneration::V1 => v1_token_id(row.coin, row.chain),
+            };
             let _ = writeln!(
                 out,
-                "{},{},USDT,{},{}",
-                row.order_id, row.recipient, row.chain, row.amount
+                "{},{},{},{},{},{token}",
+                row.order_id, row.recipient, row.coin, row.chain, row.amount
             );
         }
         out
@@ -94,6 +103,10 @@ impl BatchSpec {
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub seed: u64,
+    /// The account's API: v2, or a legacy v1 account (whose whole job uses v1 endpoints).
+    pub generation: ApiGeneration,
+    /// How the simulated CCPayment reads what its documentation leaves open (§5).
+    pub readings: Readings,
     pub batches: Vec<BatchSpec>,
     /// `limits.rate_per_second` and `burst`.
     pub rate: u32,
@@ -122,11 +135,17 @@ impl Scenario {
     /// The scenario of `seed`. `max_rows` bounds the rows of each batch.
     pub fn draw(seed: u64, max_rows: u64) -> Scenario {
         let mut d = Draw::new(seed);
+        let generation = if d.chance(0.25) {
+            ApiGeneration::V1
+        } else {
+            ApiGeneration::V2
+        };
+        let readings = readings(&mut d, generation);
         let n_batches = d.range(1, 3);
         let batches = (0..n_batches)
             .map(|b| {
                 let n_rows = d.range(1, max_rows.max(1));
-                batch(&mut d, seed, b, n_rows)
+                batch(&mut d, seed, b, n_rows, generation)
             })
             .collect();
         let rate = *d.pick(&[5u32, 10, 20, 50]);
@@ -164,6 +183,8 @@ impl Scenario {
         let latency_max = d.range(0, 200);
         Scenario {
             seed,
+            generation,
+            readings,
             batches,
             rate,
             burst,
@@ -190,29 +211,58 @@ impl Scenario {
     }
 }
 
-/// A batch of `n_rows` rows: mostly valid payouts on TRX, POLYGON, BSC and to Cwallet IDs, some
-/// to the sandbox's always-failing address, some refused by validation.
-fn batch(d: &mut Draw, seed: u64, b: u64, n_rows: u64) -> BatchSpec {
+/// The readings of the API a run's CCPayment takes (ccpayment-api.md §5), each on in a share of
+/// the runs: lookups that lag behind creates (by less than `not_found_confirm_secs`, the bound
+/// ccpayout relies on), an unknown order answered as an empty or foreign record, no refusal of a
+/// reused orderId, ids as strings, parameter-less calls that refuse `{}`, a coin about to be
+/// delisted, and — for v1 accounts — every v2 call refused.
+fn readings(d: &mut Draw, generation: ApiGeneration) -> Readings {
+    Readings {
+        lookup_lag: d.chance(0.3).then(|| Duration::from_millis(d.range(100, 10_000))),
+        unknown_order: match d.range(0, 9) {
+            0..=1 => UnknownOrder::EmptyRecord,
+            2..=3 => UnknownOrder::OtherRecord,
+            _ => UnknownOrder::NotFound,
+        },
+        no_order_uniqueness: d.chance(0.3),
+        string_ids: d.chance(0.3),
+        empty_body_only: d.chance(0.2),
+        pre_delisting: d.chance(0.3),
+        old_webhook_timestamps: false,
+        v1_only: generation == ApiGeneration::V1 && d.chance(0.7),
+    }
+}
+
+/// A batch of `n_rows` rows: mostly valid payouts on TRX, POLYGON, BSC and to Cwallet IDs (and
+/// USDC on POLYGON, the coin the `pre-delisting` reading marks), some to the sandbox's
+/// always-failing address, some refused by validation.
+fn batch(d: &mut Draw, seed: u64, b: u64, n_rows: u64, generation: ApiGeneration) -> BatchSpec {
     let mut rows: Vec<Row> = Vec::new();
+    // A v1 account has one minimum per coin (the strictest of its networks: 10 USDT in the demo
+    // catalogue); on v2, at least 5 USDT is above every network fee (1 USDT on TRX), so a row
+    // meant to be paid is never refused for not covering its fee.
+    let least_cents = match generation {
+        ApiGeneration::V2 => 500,
+        ApiGeneration::V1 => 1_500,
+    };
     for i in 0..n_rows {
         let order_id = format!("sim{seed:x}-b{b}-{i:04}");
-        // At least 5 USDT: above every network fee of the demo catalogue (1 USDT on TRX), so a
-        // row meant to be paid is never refused for not covering its fee.
-        let cents = d.range(500, 50_000);
+        let cents = d.range(least_cents, 50_000);
         let amount = if cents.is_multiple_of(100) {
             (cents / 100).to_string()
         } else {
             format!("{}.{:02}", cents / 100, cents % 100)
         };
         let kind = d.range(0, 99);
-        let (chain, recipient, refused) = match kind {
-            0..=39 => ("TRX", (*d.pick(TRON)).to_owned(), false),
-            40..=59 => ("POLYGON", (*d.pick(EVM)).to_owned(), false),
-            60..=69 => ("BSC", (*d.pick(EVM)).to_owned(), false),
-            70..=84 => ("CWALLET", (*d.pick(CWALLET)).to_owned(), false),
-            85..=91 => ("TRX", DEMO_FAILING_ADDRESS.to_owned(), false),
+        let (coin, chain, recipient, refused) = match kind {
+            0..=34 => ("USDT", "TRX", (*d.pick(TRON)).to_owned(), false),
+            35..=49 => ("USDT", "POLYGON", (*d.pick(EVM)).to_owned(), false),
+            50..=59 => ("USDC", "POLYGON", (*d.pick(EVM)).to_owned(), false),
+            60..=69 => ("USDT", "BSC", (*d.pick(EVM)).to_owned(), false),
+            70..=84 => ("USDT", "CWALLET", (*d.pick(CWALLET)).to_owned(), false),
+            85..=91 => ("USDT", "TRX", DEMO_FAILING_ADDRESS.to_owned(), false),
             // Not a TRON address: refused by validation, never paid.
-            92..=96 => ("TRX", "TNotAnAddressAtAll000000000000000".to_owned(), true),
+            92..=96 => ("USDT", "TRX", "TNotAnAddressAtAll000000000000000".to_owned(), true),
             // The same order_id as an earlier row of this file: both are refused as duplicates.
             _ => match rows.iter().rposition(|r| !r.refused) {
                 Some(j) => {
@@ -225,12 +275,13 @@ fn batch(d: &mut Draw, seed: u64, b: u64, n_rows: u64) -> BatchSpec {
                     });
                     continue;
                 }
-                None => ("TRX", (*d.pick(TRON)).to_owned(), false),
+                None => ("USDT", "TRX", (*d.pick(TRON)).to_owned(), false),
             },
         };
         rows.push(Row {
             order_id,
             recipient,
+            coin,
             chain,
             amount,
             refused,

@@ -223,6 +223,14 @@ fn validation_cases() -> Vec<Case> {
         contains: "also on line 2",
     });
     cases.push(Case {
+        name: "what the fee leaves is below the minimum (14019)",
+        file: "batch.csv",
+        bytes: csv(&["min-0001,0x29b8430691cc5324ca89165999b4c60fdb505a45,USDT,BSC,0.35,,false,"]),
+        line: Some(2),
+        field: None,
+        contains: "0.35 USDT minus the network fee of 0.3 USDT is below the minimum of 0.1 USDT",
+    });
+    cases.push(Case {
         name: "a fee larger than the amount",
         file: "batch.csv",
         bytes: csv(&["fee-0001,0x29b8430691cc5324ca89165999b4c60fdb505a45,USDT,BSC,0.3,,false,"]),

@@ -137,7 +137,7 @@ fn sandbox_config() -> SandboxConfig {
 fn batch_text(prefix: &str, n: usize) -> String {
     let mut text = String::from("order_id,recipient,coin,chain,amount\n");
     for i in 0..n {
-        text.push_str(&format!("{prefix}-{i:04},{},USDT,TRX,1.5\n", RECIPIENTS[i % 3]));
+        text.push_str(&format!("{prefix}-{i:04},{},USDT,TRX,2.5\n", RECIPIENTS[i % 3]));
     }
     text
 }
@@ -703,7 +703,7 @@ async fn a_second_batch_arriving_while_one_is_paid_costs_no_rate_limit_refusal()
     // The second arrives mid-way, with 60 distinct addresses for the preflight to check.
     let mut second = String::from("order_id,recipient,coin,chain,amount\n");
     for i in 0..60 {
-        second.push_str(&format!("second-{i:04},0x{:040x},USDT,BSC,1.5\n", 0xabc0_0000u64 + i));
+        second.push_str(&format!("second-{i:04},0x{:040x},USDT,BSC,2.5\n", 0xabc0_0000u64 + i));
     }
     drop_file(&inbox, "second.csv", &second);
     daemon.wait_for("both batches in done/", Duration::from_secs(90), || {

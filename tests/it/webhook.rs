@@ -165,10 +165,11 @@ async fn refused_requests_never_reach_the_engine() {
     ];
     assert_eq!(post(url, &headers, V2_BODY.into()).await.0, 401);
 
-    // Stale and future, correctly signed: beyond the ±120 s window by a margin that a slow,
-    // loaded machine cannot eat up between signing and checking (the exact edge is a unit test
-    // of the verifier, on a manual clock).
-    for offset in [-130, 130] {
+    // Stale and future, correctly signed: beyond the retry horizon behind (a retry may keep its
+    // first attempt's timestamp, R11) and the 120 s window ahead, by a margin that a slow, loaded
+    // machine cannot eat up between signing and checking (the exact edges are a unit test of the
+    // verifier, on a manual clock).
+    for offset in [-(2 * 3600 + 10), 130] {
         let old = (ts.parse::<i64>().unwrap() + offset).to_string();
         let sign = sign_v2(APP_ID, &secret, &old, V2_BODY.as_bytes());
         let headers = [("Appid", APP_ID), ("Timestamp", old.as_str()), ("Sign", sign.as_str())];

@@ -106,6 +106,10 @@ impl Refusal {
     }
 }
 
+/// How old a webhook's timestamp may be and the webhook still be taken as a hint: CCPayment's
+/// retries run for about an hour (30 s … 31.5 min apart); two hours covers them with room.
+pub const RETRY_HORIZON_SECS: i64 = 2 * 60 * 60;
+
 /// Checks webhooks for one account: app id, timestamp window, signature, then the body.
 pub struct Verifier {
     app_id: String,
@@ -187,7 +191,12 @@ impl Verifier {
         }
         let (timestamp, ts_secs) = parse_timestamp(timestamp).ok_or(Refusal::BadTimestamp)?;
         let skew_secs = ts_secs - self.clock.now_secs();
-        if skew_secs.abs() > self.window_secs {
+        // A timestamp ahead of the window is refused. One behind it may be a retry that kept its
+        // first attempt's timestamp and signature (ccpayment-api.md §5, R11: CCPayment retries
+        // for about an hour and does not say whether it signs retries afresh); verified, it is
+        // still a fine hint — it only makes the engine ask for a record sooner, and repeats are
+        // dropped — so it is accepted up to RETRY_HORIZON_SECS old.
+        if skew_secs > self.window_secs || skew_secs < -self.window_secs.max(RETRY_HORIZON_SECS) {
             return Err(Refusal::Stale { skew_secs });
         }
         let sign = std::str::from_utf8(sign).map_err(|_| Refusal::BadSignature)?;
@@ -426,16 +435,17 @@ mod tests {
     }
 
     #[test]
-    fn the_timestamp_window_is_two_minutes_either_way() {
+    fn the_timestamp_window_is_two_minutes_ahead_and_the_retry_horizon_behind() {
         let v = verifier(ApiGeneration::V2);
-        for offset in [-119, -1, 0, 1, 119, 120, -120] {
+        // R11: a retry may keep its first attempt's timestamp, up to about an hour old.
+        for offset in [-119, -1, 0, 1, 119, 120, -120, -121, -1890, -3600, -RETRY_HORIZON_SECS] {
             let ts = NOW_SECS + offset;
             assert!(
                 v.verify(&signed_v2(V2_BODY, ts), V2_BODY.as_bytes()).is_ok(),
                 "{offset} s accepted"
             );
         }
-        for offset in [-121, 121, -3600, 86_400] {
+        for offset in [121, -RETRY_HORIZON_SECS - 1, 86_400, -86_400] {
             let ts = NOW_SECS + offset;
             assert_eq!(
                 v.verify(&signed_v2(V2_BODY, ts), V2_BODY.as_bytes()),

@@ -207,8 +207,9 @@ impl World {
                 }
                 (amount, vec![(coin_id, total)])
             } else {
-                // The receiver pays: the fee comes out of the amount, which must exceed it.
-                if amount <= fee {
+                // The receiver pays: the fee comes out of the amount, and what is left must still
+                // reach the minimum (14019, as CCPayment's appendix defines it; §5 R7).
+                if amount <= fee || amount - fee < min {
                     return Err(Refusal::code(14019));
                 }
                 if balance < amount {

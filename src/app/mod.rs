@@ -6,9 +6,11 @@
 //!   an [`IngestError`] per decision the caller makes.
 //! - [`pay`](mod@pay): paying one stored batch and writing its reports.
 //! - [`reports`]: a batch's reports from the store.
+//! - [`doctor`]: the read-only probe of the account (`ccpayout doctor`) and what it learns.
 //! - [`operator`]: the one operator (status, approve, cancel, pause, resume, report), on the
 //!   store directly or inside a running daemon.
 
+pub mod doctor;
 pub mod ingest;
 pub mod operator;
 pub mod pay;

@@ -1,5 +1,5 @@
-//! The one operator: `status`, `approve`, `cancel`, `pause`, `resume` and `report`, answered by
-//! one type whichever way the command arrived.
+//! The one operator: `status`, `approve`, `cancel`, `pause`, `resume` and `report` (and the
+//! findings `doctor` records), answered by one type whichever way the command arrived.
 //!
 //! The logic is written once, in [`Operator`]. What differs between working on the store directly
 //! (no daemon runs; the CLI opened the store itself) and working inside a running daemon (the
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::doctor::{ACCOUNT, AccountFindings};
 use super::reports::{ReportError, write_reports};
 use crate::api::Pacing;
 use crate::api::pacing::gate::PersistedPause;
@@ -51,6 +52,10 @@ pub enum Request {
     /// Writes the batch's reports.
     Report {
         batch: String,
+    },
+    /// Keeps what `ccpayout doctor` learnt of the account.
+    Learned {
+        findings: AccountFindings,
     },
 }
 
@@ -256,6 +261,17 @@ impl<R: Runtime> Operator<R> {
             }
             Request::Pause { reason } => self.kill_switch(true, reason),
             Request::Resume => self.kill_switch(false, None),
+            Request::Learned { findings } => {
+                self.store.put(&ACCOUNT, &findings)?;
+                tracing::info!(account = %findings.describe(), "doctor findings recorded");
+                // The wiring reads it when a process starts: a daemon running now keeps the form
+                // it started with until it is restarted.
+                Ok(Reply::ok(format!(
+                    "recorded in {}: {}\n",
+                    self.where_(),
+                    findings.describe()
+                )))
+            }
             Request::Report { batch } => {
                 let batch = match self.find_batch(&batch)? {
                     Ok(b) => b,
@@ -333,6 +349,19 @@ impl<R: Runtime> Operator<R> {
         let pause = store.get(&PAUSE)?.unwrap_or_default();
         let mut out = pause_text(&pause, now_ms);
         let Some(target) = target else {
+            match store.get(&ACCOUNT)? {
+                Some(found) => {
+                    let _ = writeln!(
+                        out,
+                        "account (ccpayout doctor, {}): {}",
+                        rfc3339_ms(found.checked_ms),
+                        found.describe()
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "account: not examined yet (run `ccpayout doctor`)");
+                }
+            }
             let batches = store.batches()?;
             if batches.is_empty() {
                 let _ = writeln!(out, "no batches in {}", self.where_());

@@ -9,6 +9,7 @@ use crate::api::pacing::backoff::{Backoff, Jitter};
 use crate::api::pacing::gate::DayClock;
 use crate::api::pacing::{PacingSettings, Restored};
 use crate::api::{Client, Pacing};
+use super::doctor::ACCOUNT;
 use crate::config::Config;
 use crate::engine::outcome::RetryPolicy;
 use crate::engine::{BUDGET, Engine, EngineSettings, PAUSE};
@@ -105,6 +106,11 @@ pub fn wire(
         clock.clone(),
         seed,
     ));
+    // Parameter-less calls go in the form `doctor` found the account accepts (R5).
+    let client = match store.get(&ACCOUNT)?.and_then(|found| found.no_params) {
+        Some(form) => client.sending_no_params_as(form),
+        None => client,
+    };
     let client = client.paced(pacing.clone());
     let engine = Arc::new(Engine::new(
         store.clone(),
@@ -126,4 +132,45 @@ pub fn paced_client(config: &Config, client: Client, clock: SharedClock) -> Clie
 /// Where reports go: `reports.dir`, else `<state dir>/reports`.
 pub fn reports_dir(config: &Config, state_dir: &Path) -> PathBuf {
     config.reports.dir.clone().unwrap_or_else(|| state_dir.join("reports"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ClientConfig, NoParams};
+    use crate::app::doctor::AccountFindings;
+    use crate::util::clock::ManualClock;
+
+    fn client() -> Client {
+        let config = ClientConfig {
+            v2_base_url: "http://127.0.0.1:9".into(),
+            v1_base_url: "http://127.0.0.1:9".into(),
+            app_id: "app".into(),
+            app_secret: secrecy::SecretString::from("secret"),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        Client::new(config, ManualClock::new(0)).expect("a client")
+    }
+
+    /// R5: the body form `doctor` recorded is the one every wired request uses.
+    #[test]
+    fn the_body_form_doctor_found_is_what_the_wired_client_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let config = Config::load(None, &|_| None).unwrap();
+        let wired = wire(&config, &store, client(), ManualClock::new(0), false, 1).unwrap();
+        assert_eq!(wired.client.no_params(), NoParams::Empty, "the default");
+        store
+            .put(
+                &ACCOUNT,
+                &AccountFindings {
+                    no_params: Some(NoParams::Braces),
+                    ..AccountFindings::default()
+                },
+            )
+            .unwrap();
+        let wired = wire(&config, &store, client(), ManualClock::new(0), false, 1).unwrap();
+        assert_eq!(wired.client.no_params(), NoParams::Braces);
+    }
 }

@@ -71,7 +71,7 @@ impl CoinEntry {
     /// §5, R6). Maintenance holds the rows, and so does any status the documentation does not
     /// name: an unknown word is not taken as permission to pay.
     pub fn withdrawals_suspended(&self) -> bool {
-        !(self.is_normal() || self.status.eq_ignore_ascii_case("Pre-delisting") || self.status == V1_TO_BE_DELISTED)
+        suspends_withdrawals(&self.status)
     }
 
     /// The network on a chain, if the coin has one there.
@@ -130,6 +130,13 @@ pub struct TokenEntry {
 /// The status text of a v1 coin "to be delisted" (status 3): still withdrawable.
 pub const V1_TO_BE_DELISTED: &str = "To be delisted";
 
+/// Whether a coin status (v2's word, or v1's status as [`CoinEntry`] names it) stops its
+/// withdrawals: anything but `Normal`, `Pre-delisting` and v1's "to be delisted" (R6). `check`
+/// and `doctor` apply the same rule.
+pub fn suspends_withdrawals(status: &str) -> bool {
+    !(status == "Normal" || status.eq_ignore_ascii_case("Pre-delisting") || status == V1_TO_BE_DELISTED)
+}
+
 /// The precision of v1 networks whose coin has none in the list: decimals are then not checked
 /// here, and CCPayment judges them.
 pub const V1_UNPUBLISHED_PRECISION: u32 = u32::MAX;
@@ -162,7 +169,7 @@ pub fn v1_coin_number(coin_id: &str) -> u64 {
 /// The status text of a v1 coin's status number: the v2 words where they mean the same, so
 /// messages and holds read alike. A status the documentation does not list is kept as a
 /// number and holds the coin's rows; an absent one is taken as normal.
-fn v1_status_text(status: Option<u32>) -> String {
+pub fn v1_status_text(status: Option<u32>) -> String {
     match status {
         None | Some(v1_status_code::NORMAL) => "Normal".to_owned(),
         Some(v1_status_code::MAINTENANCE) => "Maintain".to_owned(),

@@ -22,6 +22,7 @@ use crate::daemon::socket::Request;
 use crate::sandbox::{self, Faults, RateLimit, Readings, Sandbox, SandboxConfig};
 use crate::util::clock;
 
+mod doctor;
 mod run;
 mod submit;
 
@@ -156,6 +157,26 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Api(ApiArgs),
 
+    /// Probe the configured CCPayment account, read-only, before trusting it with a batch.
+    ///
+    /// One line per check (ok / warn / FAIL, what was seen, what to do): reachability and TLS,
+    /// the clock (the server's Date header, 11006), the credentials (11005, 12001), the IP
+    /// whitelist (12002), the API generation (11013), which body parameter-less calls accept, what
+    /// a lookup of a never-used orderId returns, whether coin, chain, fee and record replies
+    /// decode, the balances, and the coins and chains the policy allows. Never creates a payout.
+    /// What it learns is kept in the state store and shown by `status`. Exit 0 when every check
+    /// passed (warnings included), 1 when one failed, 2 when CCPayment could not be reached,
+    /// 78 on a configuration error.
+    #[command(after_help = EXIT_CODES)]
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Probe the built-in sandbox instead of the configured account.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
     /// Run the built-in CCPayment simulator on loopback.
     ///
     /// Prints its address and demo credentials, then serves the v2 and v1 API until Ctrl-C.
@@ -286,6 +307,11 @@ pub struct SandboxArgs {
     /// Sets a coin's starting balance, e.g. `--balance USDT=5000000` (repeatable).
     #[arg(long, value_name = "SYMBOL=AMOUNT", value_parser = balance_setting)]
     pub balance: Vec<(String, String)>,
+    /// Runs the simulator's clock this many seconds ahead (negative: behind) of this machine's,
+    /// as a server with a wrong clock would: its Date header shows it and timestamps more than
+    /// 120 s off its clock get 11006 (try `ccpayout doctor` against it).
+    #[arg(long, default_value_t = 0, value_name = "SECS", allow_negative_numbers = true)]
+    pub clock_offset_secs: i64,
     /// Takes a reading of the API where its documentation is silent, e.g. `--reading
     /// lookup-lag=5000` (repeatable; the names are listed by --help).
     #[arg(
@@ -327,6 +353,8 @@ pub enum Outcome {
     Success,
     /// Exit 1.
     Refused,
+    /// Exit 2, after the command said why (`doctor` could not reach CCPayment).
+    Unreachable,
 }
 
 /// Why a command could not do its work.
@@ -357,6 +385,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Refused) => ExitCode::from(1),
+        Ok(Outcome::Unreachable) => ExitCode::from(2),
         Err(CliError::Config(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(78)
@@ -429,6 +458,13 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             operate(cli.config, &dir, Request::Report { batch }).await
         }
         Command::Api(args) => api_command(cli.config, args).await,
+        Command::Doctor { json, sandbox } => {
+            match doctor::doctor(cli.config, cli.state_dir, json, sandbox).await? {
+                0 => Ok(Outcome::Success),
+                1 => Ok(Outcome::Refused),
+                _ => Ok(Outcome::Unreachable),
+            }
+        }
         Command::Sandbox(args) => sandbox_command(*args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
     }
@@ -510,10 +546,9 @@ async fn check_command(
 ) -> Result<Outcome, CliError> {
     use crate::batch::{preflight, render, validate::NoKnownOrders};
     let config = load_config(config_path)?;
-    let (client, _sandbox) = api_client(&config, args.sandbox, None).await?;
-    // Every request passes the one pacing, a check's too.
-    let client = crate::app::wiring::paced_client(&config, client, clock::system());
-    // Order ids of earlier batches come from the store, when there is one to read.
+    let (mut client, _sandbox) = api_client(&config, args.sandbox, None).await?;
+    // Order ids of earlier batches come from the store, when there is one to read; and so does
+    // the body form `doctor` found for parameter-less calls.
     let dir = match state_dir {
         Some(dir) => Some(dir),
         None => submit::default_state_dir(args.sandbox).ok(),
@@ -522,13 +557,23 @@ async fn check_command(
         .filter(|d| d.join(crate::store::DB_FILE).exists())
         .map(|d| crate::store::Store::open(&d))
     {
-        Some(Ok(store)) => std::sync::Arc::new(store).known_orders(),
+        Some(Ok(store)) => {
+            if let Ok(Some(form)) = store
+                .get(&crate::app::doctor::ACCOUNT)
+                .map(|found| found.and_then(|f| f.no_params))
+            {
+                client = client.sending_no_params_as(form);
+            }
+            std::sync::Arc::new(store).known_orders()
+        }
         Some(Err(e)) => {
             eprintln!("warning: order ids of earlier batches not checked: {e}");
             std::sync::Arc::new(NoKnownOrders)
         }
         None => std::sync::Arc::new(NoKnownOrders),
     };
+    // Every request passes the one pacing, a check's too.
+    let client = crate::app::wiring::paced_client(&config, client, clock::system());
     let report = match preflight::check_file(&client, &config.preflight_settings(), &args.file, known).await {
         Ok(report) => report,
         Err(preflight::CheckError::NotABatch(message)) => {
@@ -746,7 +791,12 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         ..SandboxConfig::default()
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    let sandbox = Sandbox::start_on(addr, config, clock::system())
+    let sandbox_clock: clock::SharedClock = if args.clock_offset_secs == 0 {
+        clock::system()
+    } else {
+        clock::OffsetClock::new(clock::system(), args.clock_offset_secs.saturating_mul(1000))
+    };
+    let sandbox = Sandbox::start_on(addr, config, sandbox_clock)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     for (symbol, amount) in &args.balance {
@@ -762,6 +812,9 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         "  app secret: {}   (this simulator's own credential, not a real secret)",
         secrecy::ExposeSecret::expose_secret(sandbox.app_secret())
     );
+    if args.clock_offset_secs != 0 {
+        println!("  clock:      {:+} s from this machine's", args.clock_offset_secs);
+    }
     if readings.is_none() {
         println!("  readings:   none (the API as documented)");
     } else {

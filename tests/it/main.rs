@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod client;
 mod daemon;
+mod doctor;
 mod errors;
 mod helpers;
 mod independent_client;

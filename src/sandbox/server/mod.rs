@@ -294,7 +294,25 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/sandbox/stats", get(debug::stats))
         .route("/sandbox/health", get(debug::health))
         .fallback(reply::not_found)
+        .layer(axum::middleware::map_response_with_state(shared.clone(), stamp_date))
         .with_state(shared)
+}
+
+/// Every reply carries a `Date` header from the sandbox's own clock (as a real server's comes
+/// from its clock), so a sandbox whose clock is off shows it the way CCPayment would: in the
+/// header `ccpayout doctor` compares, and in 11006 for timestamps outside its window.
+async fn stamp_date(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let date = chrono::DateTime::from_timestamp_millis(shared.clock.now_ms())
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&date) {
+        response.headers_mut().insert(axum::http::header::DATE, value);
+    }
+    response
 }
 
 #[cfg(test)]

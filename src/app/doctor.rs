@@ -2,7 +2,7 @@
 //! batch is trusted to the service.
 //!
 //! It asks only reads (every request through the one pacing, none that creates a payout: see
-//! [`Probe::send`]) and answers with one [`Check`] per question: can CCPayment be reached (and
+//! `Probe::send`) and answers with one [`Check`] per question: can CCPayment be reached (and
 //! over TLS), is this machine's clock close enough to the server's (the `Date` header, and what
 //! 11006 says), are the credentials right (11005, 12001), is the address on the whitelist (12002),
 //! which API generation the account answers (11013), which body the parameter-less calls accept
@@ -26,9 +26,8 @@ use serde_json::Value;
 
 use crate::api::codes;
 use crate::api::types::{
-    ChainListQuery, CoinAssetList, CoinList, Envelope, V1AssetsQuery, V1BillInfoRequest, V1CoinList,
-    V1NetworkFeeQuery, WithdrawRecordData, WithdrawRecordListQuery, WithdrawRecordPage, WithdrawRecordQuery,
-    method,
+    ChainListQuery, CoinAssetList, CoinList, Envelope, V1AssetsQuery, V1BillInfoRequest, V1CoinList, V1NetworkFeeQuery,
+    WithdrawRecordData, WithdrawRecordListQuery, WithdrawRecordPage, WithdrawRecordQuery, method,
 };
 use crate::api::{CallError, Client, Endpoint, NoParams, RawReply};
 use crate::batch::catalogue::{suspends_withdrawals, v1_status_text};
@@ -445,18 +444,33 @@ impl Probe<'_> {
         };
         let chains_at = Endpoint::v2(method::GET_CHAIN_LIST);
         let body = serde_json::to_vec(&ChainListQuery::default()).unwrap_or_default();
-        self.decode_list::<crate::api::types::ChainList>(chains_at, body, "chains", |l| l.chains.len(), &mut decoded, &mut problems)
-            .await;
+        self.decode_list::<crate::api::types::ChainList>(
+            chains_at,
+            body,
+            "chains",
+            |l| l.chains.len(),
+            &mut decoded,
+            &mut problems,
+        )
+        .await;
         let records_at = Endpoint::v2(method::GET_APP_WITHDRAW_RECORD_LIST);
         let body = serde_json::to_vec(&WithdrawRecordListQuery::default()).unwrap_or_default();
-        self.decode_list::<WithdrawRecordPage>(records_at, body, "records", |p| p.records.len(), &mut decoded, &mut problems)
-            .await;
+        self.decode_list::<WithdrawRecordPage>(
+            records_at,
+            body,
+            "records",
+            |p| p.records.len(),
+            &mut decoded,
+            &mut problems,
+        )
+        .await;
         // One fee quote, for the first coin and chain the policy allows.
-        let allowed = self.allowed_pairs(
-            coins
-                .iter()
-                .map(|c| (c.symbol.clone(), c.networks.values().map(|n| n.chain.clone()).collect::<Vec<_>>())),
-        );
+        let allowed = self.allowed_pairs(coins.iter().map(|c| {
+            (
+                c.symbol.clone(),
+                c.networks.values().map(|n| n.chain.clone()).collect::<Vec<_>>(),
+            )
+        }));
         if let Some((symbol, chain)) = allowed.first() {
             let coin_id = coins.iter().find(|c| &c.symbol == symbol).map_or(0, |c| c.coin_id);
             match self.client.get_withdraw_fee(coin_id, chain).await {
@@ -464,9 +478,11 @@ impl Probe<'_> {
                     "a fee quote ({symbol} on {chain}: {} {})",
                     fee.fee.amount, fee.fee.coin_symbol
                 )),
-                Err(CallError::Api(e)) => {
-                    decoded.push(format!("a fee refusal for {symbol} on {chain} ({} {})", e.code, e.name()))
-                }
+                Err(CallError::Api(e)) => decoded.push(format!(
+                    "a fee refusal for {symbol} on {chain} ({} {})",
+                    e.code,
+                    e.name()
+                )),
                 Err(e) => problems.push(format!("getWithdrawFee: {e}")),
             }
         }
@@ -584,11 +600,12 @@ impl Probe<'_> {
                 Vec::new()
             }
         };
-        let allowed = self.allowed_pairs(
-            coins
-                .iter()
-                .map(|c| (c.symbol.clone(), c.tokens.iter().map(|t| t.chain.clone()).collect::<Vec<_>>())),
-        );
+        let allowed = self.allowed_pairs(coins.iter().map(|c| {
+            (
+                c.symbol.clone(),
+                c.tokens.iter().map(|t| t.chain.clone()).collect::<Vec<_>>(),
+            )
+        }));
         if let Some((symbol, chain)) = allowed.first() {
             let token = coins
                 .iter()
@@ -723,7 +740,9 @@ fn code_text(code: i64) -> String {
 pub fn judge_unreachable(url: &str, e: &CallError) -> Check {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
-    let tls = ["certificate", "tls", "ssl", "handshake"].iter().any(|w| lower.contains(w));
+    let tls = ["certificate", "tls", "ssl", "handshake"]
+        .iter()
+        .any(|w| lower.contains(w));
     if tls {
         Check::fail(
             "endpoint",
@@ -743,11 +762,17 @@ pub fn judge_unreachable(url: &str, e: &CallError) -> Check {
 pub fn judge_endpoint(url: &str, elapsed_ms: u128) -> Check {
     let host = reqwest::Url::parse(url).ok();
     let scheme = host.as_ref().map(|u| u.scheme().to_owned()).unwrap_or_default();
-    let loopback = host.as_ref().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|h| {
-        h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
-    });
+    let loopback = host
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| {
+            h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
+        });
     if scheme == "https" {
-        Check::ok("endpoint", format!("{url} answered in {elapsed_ms} ms over HTTPS (certificate verified)"))
+        Check::ok(
+            "endpoint",
+            format!("{url} answered in {elapsed_ms} ms over HTTPS (certificate verified)"),
+        )
     } else if loopback {
         Check::ok(
             "endpoint",
@@ -773,7 +798,8 @@ pub fn server_skew_secs(reply: &RawReply, now_ms: i64) -> Option<i64> {
 
 /// The clock: what the `Date` header says, and whether CCPayment refused the timestamp.
 pub fn judge_clock(skew_secs: Option<i64>, refused_11006: bool) -> Check {
-    let todo = "set this machine's clock right and keep it right (systemd-timesyncd or chrony: `timedatectl set-ntp true`)";
+    let todo =
+        "set this machine's clock right and keep it right (systemd-timesyncd or chrony: `timedatectl set-ntp true`)";
     let said = |skew: i64| {
         if skew >= 0 {
             format!("the server's clock is {skew} s ahead of this machine's (Date header)")
@@ -784,7 +810,10 @@ pub fn judge_clock(skew_secs: Option<i64>, refused_11006: bool) -> Check {
     match (skew_secs, refused_11006) {
         (Some(skew), true) => Check::fail(
             "clock",
-            format!("{}; CCPayment refused the request's timestamp (11006 ReqExpired)", said(skew)),
+            format!(
+                "{}; CCPayment refused the request's timestamp (11006 ReqExpired)",
+                said(skew)
+            ),
             todo,
         ),
         (None, true) => Check::fail(
@@ -794,7 +823,10 @@ pub fn judge_clock(skew_secs: Option<i64>, refused_11006: bool) -> Check {
         ),
         (Some(skew), false) if skew.abs() > CLOCK_FAIL_SECS => Check::fail("clock", said(skew), todo),
         (Some(skew), false) if skew.abs() > CLOCK_WARN_SECS => Check::warn("clock", said(skew), todo),
-        (Some(skew), false) => Check::ok("clock", format!("within {} s of the server's (Date header)", skew.abs().max(1))),
+        (Some(skew), false) => Check::ok(
+            "clock",
+            format!("within {} s of the server's (Date header)", skew.abs().max(1)),
+        ),
         (None, false) => Check::warn(
             "clock",
             "the reply had no Date header; the timestamp was accepted (no 11006)",
@@ -818,7 +850,10 @@ pub fn judge_access(code: i64, msg: &str, app_id: &str) -> (Check, Check) {
             Check::ok("credentials", "not judged: the address check comes first"),
             Check::fail(
                 "ip whitelist",
-                format!("CCPayment answered {}: this machine's address is not on the app's whitelist", said(code)),
+                format!(
+                    "CCPayment answered {}: this machine's address is not on the app's whitelist",
+                    said(code)
+                ),
                 "add this server's public IP address to the app's IP whitelist in the CCPayment dashboard",
             ),
         ),
@@ -841,7 +876,10 @@ pub fn judge_access(code: i64, msg: &str, app_id: &str) -> (Check, Check) {
         12001 => (
             Check::fail(
                 "credentials",
-                format!("CCPayment answered {}: no merchant has the app id {app_id:?}", said(code)),
+                format!(
+                    "CCPayment answered {}: no merchant has the app id {app_id:?}",
+                    said(code)
+                ),
                 "check api.app_id / CCPAYOUT_APP_ID against the dashboard",
             ),
             Check::ok("ip whitelist", "this machine's address is allowed"),
@@ -869,7 +907,10 @@ pub fn judge_access(code: i64, msg: &str, app_id: &str) -> (Check, Check) {
             Check::skip("ip whitelist", "not judged: the timestamp was refused first"),
         ),
         _ => (
-            Check::ok("credentials", format!("app id {app_id} accepted; the signature verified")),
+            Check::ok(
+                "credentials",
+                format!("app id {app_id} accepted; the signature verified"),
+            ),
             Check::ok("ip whitelist", "this machine's address is allowed"),
         ),
     }
@@ -882,13 +923,19 @@ pub fn judge_body_form(empty: Option<i64>, braces: Option<i64>) -> (Check, Optio
     let text = |c: Option<i64>| c.map_or_else(|| "no answer".to_owned(), code_text);
     match (empty == Some(10000), braces == Some(10000)) {
         (true, true) => (
-            Check::ok(NAME, "an empty body and {} are both accepted; ccpayout sends an empty body"),
+            Check::ok(
+                NAME,
+                "an empty body and {} are both accepted; ccpayout sends an empty body",
+            ),
             Some(NoParams::Empty),
         ),
         (true, false) => (
             Check::ok(
                 NAME,
-                format!("an empty body is accepted ({{}} got {}); ccpayout sends an empty body", text(braces)),
+                format!(
+                    "an empty body is accepted ({{}} got {}); ccpayout sends an empty body",
+                    text(braces)
+                ),
             ),
             Some(NoParams::Empty),
         ),
@@ -903,7 +950,11 @@ pub fn judge_body_form(empty: Option<i64>, braces: Option<i64>) -> (Check, Optio
         (false, false) => (
             Check::fail(
                 NAME,
-                format!("getCoinList was refused with an empty body ({}) and with {{}} ({})", text(empty), text(braces)),
+                format!(
+                    "getCoinList was refused with an empty body ({}) and with {{}} ({})",
+                    text(empty),
+                    text(braces)
+                ),
                 "run `ccpayout api getCoinList` to see CCPayment's answer, and report it",
             ),
             None,
@@ -912,7 +963,11 @@ pub fn judge_body_form(empty: Option<i64>, braces: Option<i64>) -> (Check, Optio
 }
 
 /// R1 on v2: what a lookup of `order_id` (never used) returned.
-pub fn judge_unknown_order_v2(code: Option<i64>, record_order_id: Option<&str>, order_id: &str) -> (Check, Option<UnknownOrder>) {
+pub fn judge_unknown_order_v2(
+    code: Option<i64>,
+    record_order_id: Option<&str>,
+    order_id: &str,
+) -> (Check, Option<UnknownOrder>) {
     const NAME: &str = "unknown orderId";
     match (code, record_order_id) {
         (Some(11003), _) => (
@@ -957,7 +1012,11 @@ pub fn judge_unknown_order_v2(code: Option<i64>, record_order_id: Option<&str>, 
 }
 
 /// R1 on v1: the merchant order ids of the bills `bill/info` returned for `order_id`.
-pub fn judge_unknown_order_v1(code: Option<i64>, bills: Option<&[String]>, order_id: &str) -> (Check, Option<UnknownOrder>) {
+pub fn judge_unknown_order_v1(
+    code: Option<i64>,
+    bills: Option<&[String]>,
+    order_id: &str,
+) -> (Check, Option<UnknownOrder>) {
     const NAME: &str = "unknown orderId";
     match (code, bills) {
         (Some(10000), None) | (Some(10000), Some([])) => (
@@ -967,7 +1026,10 @@ pub fn judge_unknown_order_v1(code: Option<i64>, bills: Option<&[String]>, order
         (Some(10000), Some(ids)) if ids.iter().all(|id| id != order_id) => (
             Check::warn(
                 NAME,
-                format!("bill/info for an order id never sent answers with the bill of {:?}", ids[0]),
+                format!(
+                    "bill/info for an order id never sent answers with the bill of {:?}",
+                    ids[0]
+                ),
                 "nothing to change: ccpayout takes a bill only when its order id is the order's (R1); tell CCPayment",
             ),
             Some(UnknownOrder::OtherRecord),
@@ -1063,7 +1125,10 @@ pub fn judge_balances(balances: Result<Vec<(String, String)>, String>, wanted: &
         Check::warn(
             NAME,
             seen,
-            format!("nothing to pay {} with: fund the account before a batch", empty.join(", ")),
+            format!(
+                "nothing to pay {} with: fund the account before a batch",
+                empty.join(", ")
+            ),
         )
     }
 }
@@ -1142,7 +1207,13 @@ pub fn render(diagnosis: &Diagnosis) -> String {
     let mut out = String::new();
     let width = CHECKS.iter().map(|n| n.len()).max().unwrap_or(0);
     for check in &diagnosis.checks {
-        let _ = writeln!(out, "{:<4}  {:<width$}  {}", check.level.to_string(), check.name, check.seen);
+        let _ = writeln!(
+            out,
+            "{:<4}  {:<width$}  {}",
+            check.level.to_string(),
+            check.name,
+            check.seen
+        );
         if let Some(todo) = &check.todo {
             let _ = writeln!(out, "      {:<width$}  -> {todo}", "");
         }
@@ -1168,7 +1239,11 @@ mod tests {
         assert_eq!(judge_clock(Some(-CLOCK_FAIL_SECS - 1), false).level, Level::Fail);
         let off = judge_clock(Some(300), true);
         assert_eq!(off.level, Level::Fail);
-        assert!(off.seen.contains("300 s ahead") && off.seen.contains("11006"), "{}", off.seen);
+        assert!(
+            off.seen.contains("300 s ahead") && off.seen.contains("11006"),
+            "{}",
+            off.seen
+        );
         assert_eq!(judge_clock(None, true).level, Level::Fail);
         assert_eq!(judge_clock(None, false).level, Level::Warn);
     }
@@ -1179,7 +1254,11 @@ mod tests {
         assert_eq!((cred.level, ip.level), (Level::Fail, Level::Ok));
         assert!(cred.seen.contains("11005"), "{}", cred.seen);
         let (cred, _) = judge_access(12001, "", "nope");
-        assert!(cred.level == Level::Fail && cred.seen.contains("\"nope\""), "{}", cred.seen);
+        assert!(
+            cred.level == Level::Fail && cred.seen.contains("\"nope\""),
+            "{}",
+            cred.seen
+        );
         let (_, ip) = judge_access(12002, "", "app");
         assert!(ip.level == Level::Fail && ip.seen.contains("12002"), "{}", ip.seen);
         let (cred, ip) = judge_access(10000, "success", "app");
@@ -1202,17 +1281,32 @@ mod tests {
     #[test]
     fn every_unknown_order_form_is_told_apart() {
         let id = "ccpayout-doctor-probe-1";
-        assert_eq!(judge_unknown_order_v2(Some(11003), None, id).1, Some(UnknownOrder::NotFoundCode));
-        assert_eq!(judge_unknown_order_v2(Some(10000), Some(""), id).1, Some(UnknownOrder::EmptyRecord));
+        assert_eq!(
+            judge_unknown_order_v2(Some(11003), None, id).1,
+            Some(UnknownOrder::NotFoundCode)
+        );
+        assert_eq!(
+            judge_unknown_order_v2(Some(10000), Some(""), id).1,
+            Some(UnknownOrder::EmptyRecord)
+        );
         let (check, form) = judge_unknown_order_v2(Some(10000), Some("other"), id);
         assert_eq!((check.level, form), (Level::Warn, Some(UnknownOrder::OtherRecord)));
         assert_eq!(judge_unknown_order_v2(Some(10000), Some(id), id).0.level, Level::Fail);
         assert_eq!(judge_unknown_order_v2(Some(11002), None, id).0.level, Level::Fail);
-        assert_eq!(judge_unknown_order_v1(Some(10000), Some(&[]), id).1, Some(UnknownOrder::NoBill));
+        assert_eq!(
+            judge_unknown_order_v1(Some(10000), Some(&[]), id).1,
+            Some(UnknownOrder::NoBill)
+        );
         let other = ["x".to_owned()];
-        assert_eq!(judge_unknown_order_v1(Some(10000), Some(&other), id).1, Some(UnknownOrder::OtherRecord));
+        assert_eq!(
+            judge_unknown_order_v1(Some(10000), Some(&other), id).1,
+            Some(UnknownOrder::OtherRecord)
+        );
         let same = [id.to_owned()];
-        assert_eq!(judge_unknown_order_v1(Some(10000), Some(&same), id).0.level, Level::Fail);
+        assert_eq!(
+            judge_unknown_order_v1(Some(10000), Some(&same), id).0.level,
+            Level::Fail
+        );
     }
 
     #[test]
@@ -1240,9 +1334,16 @@ mod tests {
             },
         ];
         assert_eq!(judge_policy(&policy(&[], &[]), &offered, true).level, Level::Ok);
-        assert_eq!(judge_policy(&policy(&["USDT", "ETH"], &["TRX", "CWALLET"]), &offered, true).level, Level::Ok);
+        assert_eq!(
+            judge_policy(&policy(&["USDT", "ETH"], &["TRX", "CWALLET"]), &offered, true).level,
+            Level::Ok
+        );
         let held = judge_policy(&policy(&["USDC"], &[]), &offered, true);
-        assert!(held.level == Level::Warn && held.seen.contains("USDC (Maintain)"), "{}", held.seen);
+        assert!(
+            held.level == Level::Warn && held.seen.contains("USDC (Maintain)"),
+            "{}",
+            held.seen
+        );
         let missing = judge_policy(&policy(&["DOGE"], &["SOL"]), &offered, true);
         assert!(
             missing.level == Level::Fail && missing.seen.contains("coin DOGE") && missing.seen.contains("chain SOL"),
@@ -1254,10 +1355,16 @@ mod tests {
 
     #[test]
     fn balances_warn_on_an_empty_coin_and_fail_when_unreadable() {
-        let b = vec![("USDT".to_owned(), "10.5".to_owned()), ("USDC".to_owned(), "0".to_owned())];
+        let b = vec![
+            ("USDT".to_owned(), "10.5".to_owned()),
+            ("USDC".to_owned(), "0".to_owned()),
+        ];
         assert_eq!(judge_balances(Ok(b.clone()), &["USDT".into()]).level, Level::Ok);
         let warn = judge_balances(Ok(b.clone()), &["USDT".into(), "USDC".into(), "ETH".into()]);
-        assert!(warn.level == Level::Warn && warn.todo.as_deref().unwrap_or("").contains("USDC, ETH"), "{warn:?}");
+        assert!(
+            warn.level == Level::Warn && warn.todo.as_deref().unwrap_or("").contains("USDC, ETH"),
+            "{warn:?}"
+        );
         assert_eq!(judge_balances(Err("x".into()), &[]).level, Level::Fail);
     }
 
@@ -1295,7 +1402,9 @@ mod tests {
             headers,
             body: bytes::Bytes::new(),
         };
-        let at = chrono::DateTime::parse_from_rfc3339("2026-12-06T09:00:00Z").unwrap().timestamp_millis();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-06T09:00:00Z")
+            .unwrap()
+            .timestamp_millis();
         assert_eq!(server_skew_secs(&reply, at), Some(300));
     }
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::doctor::ACCOUNT;
 use crate::api::pacing::backoff::{Backoff, Jitter};
 use crate::api::pacing::gate::DayClock;
 use crate::api::pacing::{PacingSettings, Restored};
 use crate::api::{Client, Pacing};
-use super::doctor::ACCOUNT;
 use crate::config::Config;
 use crate::engine::outcome::RetryPolicy;
 use crate::engine::{BUDGET, Engine, EngineSettings, PAUSE};

@@ -10,8 +10,14 @@
 //! - fee in the coin itself, merchant pays: the balance pays `amount + fee`, the receiver gets
 //!   `amount`;
 //! - fee in another coin (the chain's native coin, USDT on POLYGON pays MATIC): the balance pays
-//!   `amount` of the coin and `fee` of the native coin, the receiver gets `amount`;
+//!   `amount` of the coin and `fee` of the native coin, the receiver gets `amount`. The
+//!   documentation is silent here (ccpayment-api.md §5, R12; a v1 bill example charges such a fee
+//!   in the coin itself): this is the assumption the plan states, and the reports take the fee
+//!   actually charged from the record, never from the quote;
 //! - Cwallet transfers have no fee.
+//!
+//! With the fee in the coin itself and paid by the receiver, `amount − fee` must reach the
+//! network's minimum, or CCPayment refuses with 14019 (R7): the plan refuses such a row.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -883,7 +883,8 @@ fn check_network_amount(
 }
 
 /// To Cwallet: no more decimals than the coin's finest network, and worth at least
-/// CCPayment's Cwallet minimum of 0.001 USD (not checked when the price is unknown).
+/// CCPayment's Cwallet minimum of 0.001 USD (not checked when the price is unknown: the v2
+/// reference's coin list has no price field, ccpayment-api.md §5, R13).
 fn check_cwallet_amount(coin: &CoinEntry, amount: Amount, problems: &mut RowProblems) {
     let symbol = &coin.symbol;
     let precision = coin.cwallet_precision();

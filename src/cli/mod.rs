@@ -458,13 +458,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             operate(cli.config, &dir, Request::Report { batch }).await
         }
         Command::Api(args) => api_command(cli.config, args).await,
-        Command::Doctor { json, sandbox } => {
-            match doctor::doctor(cli.config, cli.state_dir, json, sandbox).await? {
-                0 => Ok(Outcome::Success),
-                1 => Ok(Outcome::Refused),
-                _ => Ok(Outcome::Unreachable),
-            }
-        }
+        Command::Doctor { json, sandbox } => match doctor::doctor(cli.config, cli.state_dir, json, sandbox).await? {
+            0 => Ok(Outcome::Success),
+            1 => Ok(Outcome::Refused),
+            _ => Ok(Outcome::Unreachable),
+        },
         Command::Sandbox(args) => sandbox_command(*args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
     }

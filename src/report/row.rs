@@ -215,6 +215,8 @@ impl ReportRow {
         let explorer_url = lookup_explorer(explorers, chain_of(order))
             .map(|base| explorer_link(base, &tx_id))
             .unwrap_or_default();
+        // The fee the record says was charged, not the quote (R12: in which coin a fee of
+        // another coin is charged is not documented).
         let (fee, fee_coin) = fee_cells(order.fee.as_ref());
         let (error_code, error_message) = error_cells(order);
         ReportRow {

@@ -224,12 +224,7 @@ async fn a_v1_account_is_told_to_set_api_version_and_then_passes() {
 
     let config = dir.path().join("ccpayout.toml");
     std::fs::write(&config, "[api]\nversion = \"v1\"\n").unwrap();
-    let out = doctor(
-        &api,
-        &state,
-        &[],
-        &[("CCPAYOUT_CONFIG", config.to_str().unwrap())],
-    );
+    let out = doctor(&api, &state, &[], &[("CCPAYOUT_CONFIG", config.to_str().unwrap())]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
     assert!(line(&stdout, "api generation").contains("v1 answers"), "{stdout}");
@@ -244,7 +239,10 @@ async fn nothing_listening_exits_2_and_a_missing_secret_exits_78() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // A port nothing listens on: bind one, then free it.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let url = format!("http://{free}");
     let out = doctor(&api, &state, &[], &[("CCPAYOUT_API_BASE_URL", url.as_str())]);
     let stdout = text(&out.stdout);

@@ -14,12 +14,17 @@
 //! line is always `runs=N violations=V seed=S`; the exit code is 1 when any run broke an
 //! invariant.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ccpayout::sim::{self, Options, RunReport};
+
+/// Wall time after which a run counts as stuck. A run takes well under a second in a release
+/// build and a few in a debug build.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
 struct Args {
     runs: u64,
@@ -84,9 +89,33 @@ fn main() {
     let next = Arc::new(AtomicU64::new(0));
     let reports: Arc<Mutex<Vec<RunReport>>> = Arc::default();
     let started = Instant::now();
+    // A run lives on paused time, which moves only while every task waits: a task that spins
+    // never lets it move, and the run would never end. The watchdog names such a seed and stops.
+    let running: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
+    {
+        let running = running.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let stuck = running.lock().ok().and_then(|r| {
+                    r.iter()
+                        .find(|(_, since)| since.elapsed() > STUCK_AFTER)
+                        .map(|(seed, _)| *seed)
+                });
+                if let Some(seed) = stuck {
+                    println!(
+                        "seed={seed} has run for {} s of wall time without finishing: a task spins and virtual time cannot move (replay with --runs 1 --seed {seed} -v)",
+                        STUCK_AFTER.as_secs()
+                    );
+                    println!("failing seeds (replay with --runs 1 --seed S -v): {seed}");
+                    std::process::exit(1);
+                }
+            }
+        });
+    }
     let threads: Vec<_> = (0..args.threads.max(1))
         .map(|_| {
-            let (next, reports, options) = (next.clone(), reports.clone(), options.clone());
+            let (next, reports, options, running) = (next.clone(), reports.clone(), options.clone(), running.clone());
             let (runs, verbose) = (args.runs, args.verbose);
             std::thread::spawn(move || {
                 loop {
@@ -105,7 +134,13 @@ fn main() {
                         let scenario = sim::scenario::Scenario::draw(seed, options.max_rows);
                         println!("seed={seed} scenario: {scenario:?}");
                     }
+                    if let Ok(mut r) = running.lock() {
+                        r.insert(seed, Instant::now());
+                    }
                     let report = runtime.block_on(sim::run(seed, &options));
+                    if let Ok(mut r) = running.lock() {
+                        r.remove(&seed);
+                    }
                     if verbose || !report.violations.is_empty() {
                         print_run(&report, &options);
                     }

@@ -66,3 +66,27 @@ fn a_seed_replays_to_the_same_outcome() {
         assert_eq!(first.digest.len(), 16);
     }
 }
+
+/// Seeds that once found a bug, replayed as they were found (`--max-rows 40`, the example's
+/// default). 190 and 290: a v1 batch's loop woke when 20 orders were due for a status query but
+/// v1 queries wait for 100, so it spun without ever letting virtual time move — the run never
+/// ended. A run that does not end within a minute of wall time fails here instead of hanging.
+#[test]
+fn seeds_that_once_found_a_bug_keep_every_invariant() {
+    for seed in [190_u64, 290] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            max_rows: 40,
+            ..options(dir.path())
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(seed, &options));
+        });
+        let report = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("seed {seed} did not finish: a task spins on paused time"));
+        assert!(report.violations.is_empty(), "seed {seed}: {:?}", report.violations);
+        assert!(report.payouts > 20, "seed {seed} paid {}", report.payouts);
+    }
+}

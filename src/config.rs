@@ -693,6 +693,9 @@ struct Sections {
 }
 
 const DEFAULT_RATE_PER_SECOND: u32 = 10;
+/// The default cap on requests in flight (`limits.concurrency`): enough for 100 requests a second
+/// at 500 ms each (see `api::pacing::inflight`).
+const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 const DEFAULT_REMOTE_CHECKS_MAX_ROWS: u64 = 1_000;
 
 /// The default of `limits.not_found_confirm_secs`.
@@ -710,7 +713,7 @@ fn resolve_limits(file: LimitsFile, request_timeout: Duration, problems: &mut Ve
     let rate = positive("rate_per_second", file.rate_per_second, DEFAULT_RATE_PER_SECOND);
     let burst = positive("burst", file.burst, rate);
     let read_rate = positive("read_rate_per_second", file.read_rate_per_second, rate);
-    let concurrency = positive("concurrency", file.concurrency, 8);
+    let concurrency = positive("concurrency", file.concurrency, DEFAULT_MAX_IN_FLIGHT);
     let max_attempts = positive("max_attempts", file.max_attempts, 8);
     let daily_reset_offset_ms = match file.daily_reset_utc.as_deref().map(parse_hh_mm) {
         None => 0,

@@ -448,11 +448,17 @@ impl Client {
             finished: false,
         };
         let started = Instant::now();
+        let sent_ms = self.clock.now_ms();
         let reply = self
             .transport
             .post(endpoint, self.url(endpoint), header_map, body)
             .await;
         let reply = reply?;
+        // The round trip, on the client's clock (so the simulation replays), sets how many
+        // requests the pacing keeps in flight.
+        if let Some(pacing) = &self.pacing {
+            pacing.observe_latency(self.clock.now_ms() - sent_ms);
+        }
         tracing::debug!(
             endpoint = %label,
             http_status = reply.http_status,

@@ -31,6 +31,7 @@ pub fn pacing_settings(config: &Config) -> PacingSettings {
             reset_offset_ms: limits.daily_reset_offset_ms,
             day_length_ms: limits.day_length_ms,
         },
+        max_in_flight: limits.concurrency,
     }
 }
 
@@ -58,7 +59,6 @@ pub fn engine_settings(config: &Config, sandbox: bool, seed: u64) -> EngineSetti
         Duration::from_secs(limits.track_first_check_secs)
     };
     EngineSettings {
-        concurrency: limits.concurrency as usize,
         retry: RetryPolicy {
             backoff: Backoff {
                 base: Duration::from_secs(1),

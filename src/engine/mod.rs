@@ -59,8 +59,6 @@ pub const BUDGET: Key<(i64, u64)> = Key::new("daily_budget");
 /// How the engine paces itself.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Requests in flight at once.
-    pub concurrency: usize,
     pub retry: RetryPolicy,
     /// First status query after an order is created.
     pub track_first_delay: Duration,
@@ -234,9 +232,15 @@ impl Engine {
         self.pacing.gate().persisted()
     }
 
-    /// Status queries (and lookups) in flight at once per batch.
+    /// Status queries (and lookups) in flight at once per batch: the pacing's in-flight limit,
+    /// which follows the latency measured.
     fn max_queries(&self) -> usize {
-        self.settings.concurrency.max(1)
+        self.pacing.in_flight_limit().max(1)
+    }
+
+    /// Sends in flight at once per batch: the same limit.
+    fn max_sends(&self) -> usize {
+        self.pacing.in_flight_limit().max(1)
     }
 }
 

@@ -74,7 +74,7 @@ impl Engine {
         }
     }
 
-    /// Asks CCPayment about each unknown order (at most `concurrency` at once) and commits what
+    /// Asks CCPayment about each unknown order (at most the in-flight limit at once) and commits what
     /// it says.
     pub(super) async fn reconcile_orders(
         &self,

@@ -87,7 +87,7 @@ impl Engine {
 
             let mut intents = 0;
             if sending && !self.pacing.gate().is_paused() {
-                let room = self.settings.concurrency.saturating_sub(inflight.len());
+                let room = self.max_sends().saturating_sub(inflight.len());
                 if room > 0 {
                     intents = self.intents(batch_id, room, &mut changes)?;
                 }
@@ -139,7 +139,7 @@ impl Engine {
 
             // Sleep until something can happen: an answer, a due time, the gate, or cancel.
             // Biased, so a replay on paused time takes the same branch.
-            let room = sending && inflight.len() < self.settings.concurrency;
+            let room = sending && inflight.len() < self.max_sends();
             let next = self.next_wake(batch_id, room, &tracking)?;
             tokio::select! {
                 biased;

@@ -70,7 +70,7 @@ impl Engine {
         while let Some(done) = inflight.try_join_next() {
             sents.push(done.map_err(|e| EngineError::Invariant(format!("a send task failed: {e}")))?);
         }
-        let mut changes = Vec::with_capacity(sents.len() + self.settings.concurrency);
+        let mut changes = Vec::with_capacity(sents.len() + self.max_sends());
         let mut stop = None;
         for sent in sents {
             let (change, signal) = self.outcome_of(sent)?;

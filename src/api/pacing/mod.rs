@@ -18,9 +18,11 @@
 //! - [`limiter`]: the governor quota every request shares, the extra cap on reads, and the
 //!   daily request budget.
 //! - [`gate`]: the pause gate for 11004 backoff, 11009 daily pauses and the kill switch.
+//! - [`inflight`]: how many requests may be in flight, from the latency measured.
 
 pub mod backoff;
 pub mod gate;
+pub mod inflight;
 pub mod limiter;
 
 use std::sync::{Mutex, PoisonError};
@@ -29,6 +31,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use self::gate::{DayClock, Gate, GateState, PersistedPause};
+use self::inflight::InFlight;
 use self::limiter::{CallKind, Limiters, Quota};
 use super::error::{ApiError, CallError};
 use crate::util::clock::SharedClock;
@@ -46,6 +49,9 @@ pub struct PacingSettings {
     pub daily_budget: Option<u64>,
     /// The API's day, for 11009 pauses and the budget.
     pub day: DayClock,
+    /// The most requests in flight at once (`limits.concurrency`); below it, the limit follows
+    /// the latency measured (see [`inflight`]).
+    pub max_in_flight: u32,
 }
 
 /// What was stored of the pacing at the last run: the pause and the daily budget's counter.
@@ -65,6 +71,7 @@ pub struct Pacing {
     day: DayClock,
     /// The pause as its owner last stored it.
     saved: Mutex<PersistedPause>,
+    in_flight: InFlight,
 }
 
 impl Pacing {
@@ -97,6 +104,7 @@ impl Pacing {
             clock,
             day: settings.day,
             saved: Mutex::new(restored.pause),
+            in_flight: InFlight::new(settings.rate_per_second, settings.max_in_flight),
         }
     }
 
@@ -187,6 +195,27 @@ impl Pacing {
     /// Turns the kill switch on or off and wakes the waiters; returns the pause to store.
     pub fn set_kill_switch(&self, on: bool, reason: Option<String>) -> PersistedPause {
         self.gate.set_kill_switch(on, reason)
+    }
+
+    /// A request took `elapsed_ms` from leaving to its reply (on the client's clock).
+    pub fn observe_latency(&self, elapsed_ms: i64) {
+        self.in_flight.observe(elapsed_ms);
+    }
+
+    /// How many requests may be in flight now: about the rate the gate allows times the latency
+    /// measured, with headroom, within `limits.concurrency`.
+    pub fn in_flight_limit(&self) -> usize {
+        self.in_flight.limit(self.gate.allowed_rate())
+    }
+
+    /// The moving average of round trips in milliseconds, once one was measured.
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.in_flight.latency_ms()
+    }
+
+    /// The configured cap on requests in flight.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.cap()
     }
 
     /// The client-side daily budget's (day, used) counter, to store; `None` without a budget.

@@ -49,6 +49,12 @@
 //!    (≤ 30 MB), CPU used (≤ 1 % of a core) and wake-ups per second (context switches of all its
 //!    threads; ≤ 10/s), which show there is no busy polling.
 //!
+//! 9. `latency`: the sandbox adds 50, 150 and 300 ms to every API request (API limit 100/s);
+//!    `submit` at default settings except `rate_per_second = 100` beside the simplest sequential
+//!    client: the accepted rate while sending as a share of the limit (≥ 95 % at each latency),
+//!    the 11004 answers (0), the time to all final and its ratio to the sequential client's, the
+//!    TCP connections opened.
+//!
 //! `benches/README.md` explains every figure.
 
 // The modules live in benches/perf/ (a crate root's modules are looked up beside it).
@@ -62,6 +68,8 @@ mod harness;
 mod idle;
 #[path = "perf/ingest.rs"]
 mod ingest;
+#[path = "perf/latency.rs"]
+mod latency;
 #[path = "perf/rate_limit.rs"]
 mod rate_limit;
 #[path = "perf/report.rs"]
@@ -104,7 +112,7 @@ impl Ctx {
 type Scenario = fn(&mut Ctx, &mut Report) -> anyhow::Result<()>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 8] = [
+const SCENARIOS: [(&str, Scenario); 9] = [
     ("throughput", throughput::engine),
     ("baseline", throughput::baseline),
     ("rate-limit-match", rate_limit::limits_match),
@@ -113,10 +121,11 @@ const SCENARIOS: [(&str, Scenario); 8] = [
     ("ingest", ingest::run),
     ("restart", restart::run),
     ("idle", idle::run),
+    ("latency", latency::run),
 ];
 
 const USAGE: &str = "usage: cargo bench --bench perf [-- [--quick] [--only NAME[,NAME...]]]
-scenarios: throughput, baseline, rate-limit-match, rate-limit-unknown, daily-cap, ingest, restart, idle";
+scenarios: throughput, baseline, rate-limit-match, rate-limit-unknown, daily-cap, ingest, restart, idle, latency";
 
 /// The command line.
 #[derive(Debug, Default)]

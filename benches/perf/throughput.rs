@@ -147,7 +147,7 @@ pub fn baseline(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// A client for the sandbox, built the way ccpayout builds one from its configuration.
-fn client_for(url: &str) -> anyhow::Result<Client> {
+pub fn client_for(url: &str) -> anyhow::Result<Client> {
     let env = |key: &str| match key {
         ccpayout::config::ENV_API_BASE_URL => Some(url.to_owned()),
         ccpayout::config::ENV_APP_ID => Some(DEMO_APP_ID.to_owned()),
@@ -195,7 +195,7 @@ async fn pay_one(client: &Client, log: &mut File, id: &str, address: &str) -> an
 }
 
 /// Appends a line and makes it durable.
-fn append(log: &mut File, line: &str) -> anyhow::Result<()> {
+pub fn append(log: &mut File, line: &str) -> anyhow::Result<()> {
     log.write_all(line.as_bytes())?;
     log.sync_data().context("baseline: fsync of its state file")
 }

@@ -307,6 +307,10 @@ pub struct SandboxArgs {
     /// Sets a coin's starting balance, e.g. `--balance USDT=5000000` (repeatable).
     #[arg(long, value_name = "SYMBOL=AMOUNT", value_parser = balance_setting)]
     pub balance: Vec<(String, String)>,
+    /// Network latency added to every API request, round trip, in milliseconds: `150`, or
+    /// `100..200` for a uniform draw (seeded) — a CCPayment far away, as from Europe or America.
+    #[arg(long, value_name = "MS|MIN..MAX", value_parser = latency_setting)]
+    pub latency_ms: Option<sandbox::direct::Latency>,
     /// Runs the simulator's clock this many seconds ahead (negative: behind) of this machine's,
     /// as a server with a wrong clock would: its Date header shows it and timestamps more than
     /// 120 s off its clock get 11006 (try `ccpayout doctor` against it).
@@ -321,6 +325,26 @@ pub struct SandboxArgs {
         long_help = sandbox::readings::HELP
     )]
     pub readings: Vec<Readings>,
+}
+
+/// `MS` or `MIN..MAX` milliseconds of round trip.
+fn latency_setting(s: &str) -> Result<sandbox::direct::Latency, String> {
+    let ms = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("expected milliseconds like 150 or 100..200, got {s:?}"))
+    };
+    let (min, max) = match s.split_once("..") {
+        Some((a, b)) => (ms(a)?, ms(b)?),
+        None => (ms(s)?, ms(s)?),
+    };
+    if min > max || max > 60_000 {
+        return Err(format!("expected MIN..MAX with MIN ≤ MAX ≤ 60000, got {s:?}"));
+    }
+    Ok(sandbox::direct::Latency {
+        min: Duration::from_millis(min),
+        max: Duration::from_millis(max),
+    })
 }
 
 /// `SYMBOL=AMOUNT`; the sandbox checks the coin and the amount.
@@ -786,6 +810,7 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         webhook_url: args.webhook_url,
         webhook_time_scale: args.webhook_time_scale,
         readings,
+        latency: args.latency_ms.unwrap_or(sandbox::direct::Latency::NONE),
         ..SandboxConfig::default()
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -810,6 +835,13 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         "  app secret: {}   (this simulator's own credential, not a real secret)",
         secrecy::ExposeSecret::expose_secret(sandbox.app_secret())
     );
+    if let Some(latency) = args.latency_ms {
+        println!(
+            "  latency:    {}..{} ms round trip on every API request",
+            latency.min.as_millis(),
+            latency.max.as_millis()
+        );
+    }
     if args.clock_offset_secs != 0 {
         println!("  clock:      {:+} s from this machine's", args.clock_offset_secs);
     }
@@ -902,6 +934,17 @@ mod tests {
                 .find(|l| l.trim_start().starts_with(name))
                 .unwrap_or_else(|| panic!("{name} is not listed in:\n{help}"));
             assert!(line.contains(": "), "{line}");
+        }
+    }
+
+    #[test]
+    fn latencies_are_milliseconds_or_a_range() {
+        let fixed = latency_setting("150").unwrap();
+        assert_eq!((fixed.min, fixed.max), (Duration::from_millis(150), Duration::from_millis(150)));
+        let range = latency_setting("100..200").unwrap();
+        assert_eq!((range.min, range.max), (Duration::from_millis(100), Duration::from_millis(200)));
+        for bad in ["", "x", "200..100", "1..99999999"] {
+            assert!(latency_setting(bad).is_err(), "{bad}");
         }
     }
 

@@ -167,6 +167,13 @@ pub async fn submit(
     let total: u64 = sent.values().sum();
     let by_endpoint: Vec<String> = sent.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!("API requests this run: {total} ({})", by_endpoint.join(", "));
+    if let Some(latency) = wired.pacing.latency_ms() {
+        println!(
+            "round trip {latency:.0} ms on average; in flight up to {} (limits.concurrency {})",
+            wired.pacing.peak_in_flight(),
+            wired.pacing.max_in_flight()
+        );
+    }
 
     let count = |k: StateKind| paid.counts.get(&k).copied().unwrap_or(0);
     let bad = count(StateKind::Failed)

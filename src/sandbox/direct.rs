@@ -40,6 +40,21 @@ impl Latency {
         min: Duration::ZERO,
         max: Duration::ZERO,
     };
+
+    /// Whether there is any.
+    pub fn is_none(&self) -> bool {
+        self.max.is_zero()
+    }
+
+    /// One draw, uniform in `min..=max`, advancing the seeded `state`.
+    pub fn draw(&self, state: &mut u64) -> Duration {
+        let spread = self.max.saturating_sub(self.min);
+        if spread.is_zero() {
+            return self.min;
+        }
+        let spread_us = u64::try_from(spread.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.min + Duration::from_micros(splitmix(state) % (spread_us + 1))
+    }
 }
 
 /// The world and what its transport needs, shared by every clone of the client.
@@ -99,16 +114,11 @@ impl Direct {
 
     /// One leg's latency.
     fn leg(&self) -> Duration {
-        let spread = self.latency.max.saturating_sub(self.latency.min);
-        if spread.is_zero() {
+        if self.latency.max.saturating_sub(self.latency.min).is_zero() {
             return self.latency.min;
         }
-        let draw = {
-            let mut state = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            splitmix(&mut state)
-        };
-        let spread_us = u64::try_from(spread.as_micros()).unwrap_or(u64::MAX).max(1);
-        self.latency.min + Duration::from_micros(draw % (spread_us + 1))
+        let mut state = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        self.latency.draw(&mut state)
     }
 
     async fn travel(&self) {

@@ -227,6 +227,10 @@ pub struct SandboxConfig {
     /// Readings of the API where its documentation is silent (see "Readings" in the module
     /// documentation). Default: none, the behaviour documented above.
     pub readings: Readings,
+    /// Network latency the HTTP server adds to every API request, round trip, drawn uniformly
+    /// from `min..=max` (seeded): half before the request is handled, half before its reply
+    /// leaves, as a server far away would. Default none (loopback).
+    pub latency: direct::Latency,
 }
 
 impl Default for SandboxConfig {
@@ -251,6 +255,7 @@ impl Default for SandboxConfig {
             balances: Vec::new(),
             persist_path: None,
             readings: Readings::NONE,
+            latency: direct::Latency::NONE,
         }
     }
 }
@@ -367,6 +372,10 @@ pub struct SandboxStats {
     pub requests: Vec<RequestCount>,
     /// Requests per second.
     pub per_second: PerSecond,
+    /// TCP connections the HTTP server accepted (0 in process): a client that reuses its
+    /// connections opens few.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 impl SandboxStats {

@@ -39,6 +39,8 @@ pub struct InFlight {
     rate: f64,
     /// Moving average of round trips, in milliseconds; `None` before the first.
     latency_ms: Mutex<Option<f64>>,
+    /// The highest limit given so far.
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 impl InFlight {
@@ -48,6 +50,7 @@ impl InFlight {
             cap: (cap as usize).max(1),
             rate: f64::from(rate.max(1)),
             latency_ms: Mutex::new(None),
+            peak: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -75,10 +78,17 @@ impl InFlight {
     /// when lower than the configured one.
     pub fn limit(&self, allowed_rate: Option<f64>) -> usize {
         let rate = allowed_rate.map_or(self.rate, |r| r.min(self.rate));
-        match self.latency_ms() {
+        let limit = match self.latency_ms() {
             None => INITIAL_IN_FLIGHT.min(self.cap),
             Some(latency) => target(rate, latency, self.cap),
-        }
+        };
+        self.peak.fetch_max(limit, std::sync::atomic::Ordering::Relaxed);
+        limit
+    }
+
+    /// The highest limit given so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -213,6 +213,11 @@ impl Pacing {
         self.in_flight.latency_ms()
     }
 
+    /// The highest in-flight limit given so far.
+    pub fn peak_in_flight(&self) -> usize {
+        self.in_flight.peak()
+    }
+
     /// The configured cap on requests in flight.
     pub fn max_in_flight(&self) -> usize {
         self.in_flight.cap()

@@ -27,7 +27,7 @@ pub(super) async fn ledger(State(shared): State<Arc<Shared>>) -> Response {
 
 /// `GET /sandbox/stats`.
 pub(super) async fn stats(State(shared): State<Arc<Shared>>) -> Response {
-    let stats = shared.lock().stats();
+    let stats = shared.stats();
     match serde_json::to_vec(&stats) {
         Ok(bytes) => json_response(bytes),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -135,6 +135,9 @@ impl Sandbox {
             webhooks,
             wake: Notify::new(),
             persister,
+            latency: config.latency,
+            latency_rng: std::sync::Mutex::new(config.seed ^ 0x1a7e_4c79),
+            connections: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         });
         // A state file is written at once: an unwritable path fails here, not at the first
         // create, and a fresh file exists from the start.
@@ -142,6 +145,10 @@ impl Sandbox {
 
         let settle = tokio::spawn(settle_loop(Arc::clone(&shared), cancel.clone()));
         let service = router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
+        let connections = Arc::clone(&shared.connections);
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_io: &mut tokio::net::TcpStream| {
+            connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         let serve = axum::serve(listener, service).with_graceful_shutdown(cancel.clone().cancelled_owned());
         let (stopped_tx, stopped) = watch::channel(false);
         let server_cancel = cancel.clone();
@@ -192,7 +199,7 @@ impl Sandbox {
 
     /// The request statistics: what `GET /sandbox/stats` answers.
     pub fn stats(&self) -> SandboxStats {
-        self.shared.lock().stats()
+        self.shared.stats()
     }
 
     /// Replaces the fault probabilities.
@@ -294,8 +301,25 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/sandbox/stats", get(debug::stats))
         .route("/sandbox/health", get(debug::health))
         .fallback(reply::not_found)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), travel))
         .layer(axum::middleware::map_response_with_state(shared.clone(), stamp_date))
         .with_state(shared)
+}
+
+/// The network between ccpayout and a CCPayment far away: half the configured latency before an
+/// API request is handled, half before its reply leaves (`SandboxConfig::latency`).
+async fn travel(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !request.uri().path().starts_with("/ccpayment/") || shared.latency.is_none() {
+        return next.run(request).await;
+    }
+    tokio::time::sleep(shared.latency_leg()).await;
+    let response = next.run(request).await;
+    tokio::time::sleep(shared.latency_leg()).await;
+    response
 }
 
 /// Every reply carries a `Date` header from the sandbox's own clock (as a real server's comes

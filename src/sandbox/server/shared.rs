@@ -38,9 +38,30 @@ pub(super) struct Shared {
     pub(super) wake: Notify,
     /// Writes the state file, when there is one.
     pub(super) persister: Option<Persister>,
+    /// Added to every API request (round trip), and the seeded state of its draws.
+    pub(super) latency: crate::sandbox::direct::Latency,
+    pub(super) latency_rng: Mutex<u64>,
+    /// TCP connections accepted.
+    pub(super) connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
+    /// One leg (half the round trip) of the latency added to an API request.
+    pub(super) fn latency_leg(&self) -> std::time::Duration {
+        if self.latency.is_none() {
+            return std::time::Duration::ZERO;
+        }
+        let mut state = self.latency_rng.lock().unwrap_or_else(PoisonError::into_inner);
+        self.latency.draw(&mut state) / 2
+    }
+
+    /// The request statistics, with the connections accepted.
+    pub(super) fn stats(&self) -> crate::sandbox::SandboxStats {
+        let mut stats = self.lock().stats();
+        stats.connections = self.connections.load(std::sync::atomic::Ordering::Relaxed);
+        stats
+    }
+
     /// The world, locked.
     pub(super) fn lock(&self) -> MutexGuard<'_, World> {
         // A panic while holding the lock is a sandbox bug; the state is still the best there

@@ -70,6 +70,8 @@ impl RequestCounters {
                 accepted: self.seconds.iter().map(|s| s.0).collect(),
                 rate_limited: self.seconds.iter().map(|s| s.1).collect(),
             },
+            // The HTTP server adds what only it sees.
+            connections: 0,
         }
     }
 }

@@ -35,8 +35,18 @@ use crate::rules::address::{CwalletRecipient, parse_cwallet_recipient};
 use crate::rules::amount::parse_api_decimal;
 use crate::rules::policy::Policy;
 
-/// Remote checks in flight at once.
-pub(super) const REMOTE_CHECK_CONCURRENCY: usize = 4;
+/// Preflight questions in flight at once without a pacing to ask (a client with no pacing).
+const DEFAULT_CONCURRENCY: usize = 8;
+
+/// How many independent preflight questions go out at once: the pacing's in-flight limit, which
+/// follows the latency measured, so a check costs about requests ÷ rate, not requests × round
+/// trip. The pacing keeps the rate either way.
+pub(super) fn concurrency(client: &Client) -> usize {
+    client
+        .pacing()
+        .map_or(DEFAULT_CONCURRENCY, |p| p.in_flight_limit())
+        .max(1)
+}
 
 /// When the preflight asks CCPayment about each recipient (address validity, Cwallet users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +152,9 @@ pub async fn prepare(
     let mut requests = 0u64;
     let (catalogue, chains) = match settings.generation {
         ApiGeneration::V2 => {
-            let coins = read(|| client.get_coin_list()).await?;
-            let chains = read(|| client.get_chain_list(&[])).await?;
+            // Independent: both at once.
+            let (coins, chains) =
+                futures_util::try_join!(read(|| client.get_coin_list()), read(|| client.get_chain_list(&[])))?;
             requests += 2;
             (Catalogue::from_api(&coins, &chains)?, chains)
         }
@@ -192,8 +203,11 @@ pub async fn prepare(
     if !validated.rows.is_empty() {
         match settings.generation {
             ApiGeneration::V2 => {
-                ask_fees(client, &catalogue, &validated, &mut answers).await?;
-                let assets = read(|| client.get_app_coin_asset_list()).await?;
+                // The fee quotes and the balances at once.
+                let (_, assets) = futures_util::try_join!(
+                    ask_fees(client, &catalogue, &validated, &mut answers),
+                    read(|| client.get_app_coin_asset_list())
+                )?;
                 answers.requests += 1;
                 for asset in assets {
                     answers
@@ -252,8 +266,15 @@ async fn ask_fees(
             _ => None,
         })
         .collect();
-    for (coin_id, chain) in pairs {
-        let quote = read(|| client.get_withdraw_fee(coin_id, &chain)).await?;
+    // In order (`buffered`): the same requests in the same order every time, for a replay.
+    let mut quotes = futures_util::stream::iter(pairs)
+        .map(|(coin_id, chain)| async move {
+            let quote = read(|| client.get_withdraw_fee(coin_id, &chain)).await;
+            (coin_id, chain, quote)
+        })
+        .buffered(concurrency(client));
+    while let Some((coin_id, chain, quote)) = quotes.next().await {
+        let quote = quote?;
         answers.requests += 1;
         let amount = parse_api_decimal(&quote.fee.amount).ok_or_else(|| CallError::Ambiguous {
             endpoint: "getWithdrawFee".into(),
@@ -347,7 +368,7 @@ async fn remote_checks(
             };
             (matches!(question, Question::Address(..)), lines, verdict)
         })
-        .buffer_unordered(REMOTE_CHECK_CONCURRENCY);
+        .buffer_unordered(concurrency(client));
     while let Some((is_address, lines, verdict)) = results.next().await {
         answers.requests += 1;
         if is_address {

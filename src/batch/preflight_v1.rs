@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::StreamExt;
 
 use super::plan::{FeeQuote, PreflightAnswers, RemoteCheckSummary};
-use super::preflight::{REMOTE_CHECK_CONCURRENCY, Settings, read, remote_checks_skipped};
+use super::preflight::{Settings, concurrency, read, remote_checks_skipped};
 use super::validate::Validated;
 use crate::api::types::{V1NetworkFeeQuery, V1Token};
 use crate::api::{CallError, Client, codes};
@@ -196,7 +196,7 @@ pub async fn remote_checks(
             };
             (lines, verdict)
         })
-        .buffer_unordered(REMOTE_CHECK_CONCURRENCY);
+        .buffer_unordered(concurrency(client));
     while let Some((lines, verdict)) = results.next().await {
         answers.requests += 1;
         summary.cwallet_users_checked += 1;

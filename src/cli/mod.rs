@@ -596,6 +596,7 @@ async fn check_command(
     };
     // Every request passes the one pacing, a check's too.
     let client = crate::app::wiring::paced_client(&config, client, clock::system());
+    let started = std::time::Instant::now();
     let report = match preflight::check_file(&client, &config.preflight_settings(), &args.file, known).await {
         Ok(report) => report,
         Err(preflight::CheckError::NotABatch(message)) => {
@@ -615,6 +616,18 @@ async fn check_command(
     } else {
         out.write_all(render::check_report(&report).as_bytes())
             .map_err(anyhow::Error::from)?;
+        writeln!(
+            out,
+            "checked in {:.2} s ({} requests to CCPayment{})",
+            started.elapsed().as_secs_f64(),
+            report.preflight_requests,
+            client
+                .pacing()
+                .and_then(|p| p.latency_ms())
+                .map(|ms| format!(", {ms:.0} ms a round trip"))
+                .unwrap_or_default()
+        )
+        .map_err(anyhow::Error::from)?;
     }
     Ok(if report.plan.payable {
         Outcome::Success

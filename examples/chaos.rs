@@ -19,14 +19,33 @@
 //! - the final exit code agrees with the report (0 exactly when every row succeeded);
 //! - no run ended on its own with a crash (panic, signal, unexpected exit code).
 //!
-//! The sandbox, like CCPayment, refuses a second create for an orderId (11011), so a double
-//! payment in its ledger would mean the sandbox is broken; the teeth are in the report check: a
-//! resume that lost track of a committed create would report it rejected, or never final.
+//! The sandbox, like CCPayment, refuses a second create for an orderId (11011), so by default a
+//! double payment in its ledger would mean the sandbox is broken; the teeth are in the report
+//! check: a resume that lost track of a committed create would report it rejected, or never
+//! final. Under `--reading no-order-uniqueness` the sandbox pays a reused orderId again, and the
+//! ledger check has teeth of its own.
 //!
-//! It prints its figures (rows, kills that hit a running process, runs, create attempts in the
-//! ledger, faults by kind, 11004 refusals, the violation counts, times, seed) and exits 1 with
-//! the list of violations when a check fails, 2 when the harness itself cannot run; in both
-//! cases it keeps its temporary folder (batch, config, state, every run's output, sandbox log).
+//! It prints its figures (the readings, rows, kills that hit a running process, runs, create
+//! attempts in the ledger, faults by kind, 11004 refusals, what the lookups were answered, the
+//! violation counts, times, seed) and exits 1 with the list of violations when a check fails, 2
+//! when the harness itself cannot run; in both cases it keeps its temporary folder (batch,
+//! config, state, every run's output, sandbox log).
+//!
+//! # Readings of the API
+//!
+//! `--reading NAME` (repeatable, or several names separated by commas) is passed to
+//! `ccpayout sandbox --reading`, so the same proof runs against another plausible reading of the
+//! API where its documentation is silent (ccpayment-api.md §5; the names are those of
+//! `ccpayout sandbox --help`). Three readings change the harness too:
+//!
+//! - `lookup-lag=MS`: the config's `not_found_confirm_secs` is raised above the lag (the lag in
+//!   whole seconds plus 2, at least 3), as an operator must for an account whose reads lag.
+//! - `v1-only`: the account refuses every v2 call, so the config says `api.version = "v1"` and
+//!   the batch names each row's v1 token (amounts from 12 USDT, above v1's one minimum per
+//!   coin). A v1 bill carries no record id, so a v1 row whose create reply was lost is reported
+//!   without one; any record id it has must still be the ledger's.
+//! - `pre-delisting`: every fifth row pays USDC on POLYGON, the coin that reading lists as
+//!   `Pre-delisting` (payable).
 //!
 //! # How to run it
 //!
@@ -37,6 +56,7 @@
 //! cargo build && cargo run --example chaos                          # full: 500 rows, 200 kills
 //! cargo build && cargo run --example chaos -- --rows 100 --kills 20  # CI form
 //! cargo run --example chaos -- --seed 1234                           # repeat a run
+//! cargo run --example chaos -- --rows 30 --kills 5 --reading lookup-lag=1000 --reading no-order-uniqueness
 //! ```
 //!
 //! Other options: `--max-delay-ms MS` (default 1500), `--bin PATH` (another binary), `--keep`
@@ -49,8 +69,9 @@
 //! - Exact reproducibility: the seed fixes the batch, the delays and the sandbox's faults, but
 //!   where a kill lands inside the program still depends on scheduling, so a failing seed may
 //!   need a few tries to fail again.
-//! - Behaviour of the real CCPayment API, only of the sandbox's model of it; nor v1 calls, other
-//!   chains, Cwallet transfers, webhooks, approval, daily caps or full disks.
+//! - Behaviour of the real CCPayment API, only of the sandbox's model of it (and of the readings
+//!   it can take); nor other chains (but USDC on POLYGON under `pre-delisting`), Cwallet
+//!   transfers, webhooks, approval, daily caps or full disks. v1 only under `--reading v1-only`.
 //! - The pacing itself: ccpayout is configured at 200/s against the sandbox's 150/s (burst 20),
 //!   so some 11004 refusals happen and are counted, but their effect on throughput is measured by
 //!   the benchmarks, not here.
@@ -67,7 +88,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use ccpayout::api::types::RecordStatus;
-use ccpayout::sandbox::{AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET, Ledger, LedgerPayout};
+use ccpayout::sandbox::demo::v1_token_id;
+use ccpayout::sandbox::readings::PRE_DELISTING_COIN;
+use ccpayout::sandbox::{AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET, Ledger, LedgerPayout, Readings, SandboxStats};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -78,11 +101,35 @@ const RECIPIENTS: [&str; 3] = [
     "TVqoGi64Ad2mSiPNsqVnqB2VkLGi7Mx1vq",
 ];
 
-/// Fast tracking, so a batch settles within seconds of its last send; a short request timeout,
-/// so "no such order" after a lost request is confirmed in seconds rather than a minute.
-const CONFIG_TOML: &str = "[api]\nconnect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
-    [limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
-    not_found_confirm_secs = 3\n";
+/// Valid POLYGON addresses for the USDC rows under `pre-delisting`.
+const EVM_RECIPIENTS: [&str; 3] = [
+    "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d",
+    "0x09a939da0a61353314b90d4bdcc7d7450c847008",
+    "0xfd8a42518aa107f174cb78a6bbeef965d4f0bd15",
+];
+
+/// The config: fast tracking, so a batch settles within seconds of its last send; a short
+/// request timeout, so "no such order" after a lost request is confirmed in seconds rather than
+/// a minute, but never before a lagging lookup can see the create (`lookup-lag`); v1 for an
+/// account that only speaks v1.
+fn config_toml(readings: &Readings) -> String {
+    let confirm_secs = not_found_confirm_secs(readings);
+    let version = if readings.v1_only { "version = \"v1\"\n" } else { "" };
+    format!(
+        "[api]\n{version}connect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
+         [limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
+         not_found_confirm_secs = {confirm_secs}\n"
+    )
+}
+
+/// 3 s (the request timeout), or the lookup lag in whole seconds plus 2 when that is more: an
+/// absence is confirmed only well after a create would have become visible.
+fn not_found_confirm_secs(readings: &Readings) -> u64 {
+    let lag_secs = readings
+        .lookup_lag
+        .map_or(0, |lag| lag.as_millis().div_ceil(1000) as u64);
+    if lag_secs == 0 { 3 } else { (lag_secs + 2).max(3) }
+}
 
 /// Runs to completion after the kills: exit 2 (interrupted, runtime error) earns another try.
 const FINAL_ATTEMPTS: u32 = 5;
@@ -117,6 +164,21 @@ struct Args {
     /// Keep the temporary folder even when every check passes.
     #[arg(long)]
     keep: bool,
+    /// A reading of the API for the sandbox to take, as `ccpayout sandbox --reading NAME`
+    /// (repeatable; e.g. `lookup-lag=1000`, `no-order-uniqueness`, `v1-only`).
+    #[arg(long = "reading", value_name = "NAME", value_parser = Readings::parse)]
+    readings: Vec<Readings>,
+}
+
+impl Args {
+    /// Every `--reading`, merged.
+    fn readings(&self) -> anyhow::Result<Readings> {
+        let mut all = Readings::NONE;
+        for r in &self.readings {
+            all.merge(r).map_err(|e| anyhow::anyhow!("--reading: {e}"))?;
+        }
+        Ok(all)
+    }
 }
 
 fn main() -> ExitCode {
@@ -126,7 +188,14 @@ fn main() -> ExitCode {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         SplitMix64(now.as_nanos() as u64).next_u64()
     });
-    println!("chaos: seed {seed} (repeat with --seed {seed})");
+    let readings = match args.readings() {
+        Ok(readings) => readings,
+        Err(e) => {
+            eprintln!("chaos: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("chaos: seed {seed} (repeat with --seed {seed}), readings: {readings}");
     let bin = match locate_binary(args.bin.as_deref()) {
         Ok(bin) => bin,
         Err(e) => {
@@ -141,7 +210,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = chaos(&args, seed, &bin, dir.path());
+    let outcome = chaos(&args, &readings, seed, &bin, dir.path());
     let code = match &outcome {
         Ok(violations) if violations.is_empty() => {
             println!("chaos: PASS");
@@ -170,16 +239,21 @@ fn main() -> ExitCode {
 }
 
 /// The whole harness in folder `root`; returns the violations found (empty: every check passed).
-fn chaos(args: &Args, seed: u64, bin: &Path, root: &Path) -> anyhow::Result<Vec<String>> {
+fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -> anyhow::Result<Vec<String>> {
     let started = Instant::now();
     let state = root.join("state");
     let config_path = root.join("ccpayout.toml");
-    fs::write(&config_path, CONFIG_TOML).context("cannot write the config")?;
+    fs::write(&config_path, config_toml(readings)).context("cannot write the config")?;
     let batch_path = root.join("chaos.csv");
     // Separate streams, so that changing --kills or --max-delay-ms keeps the same batch.
-    let order_ids = write_batch(&batch_path, args.rows, &mut SplitMix64(seed ^ 0xba7c_0000_0000_0001))?;
+    let order_ids = write_batch(
+        &batch_path,
+        args.rows,
+        readings,
+        &mut SplitMix64(seed ^ 0xba7c_0000_0000_0001),
+    )?;
 
-    let sandbox = Sandbox::start(bin, seed, &root.join("sandbox.log"))?;
+    let sandbox = Sandbox::start(bin, seed, readings, &root.join("sandbox.log"))?;
     println!("chaos: sandbox at {}, work folder {}", sandbox.url, root.display());
     let submit = Submit {
         bin,
@@ -296,12 +370,23 @@ fn chaos(args: &Args, seed: u64, bin: &Path, root: &Path) -> anyhow::Result<Vec<
             root.join("sandbox.log").display()
         )
     })?;
+    // What the lookups met (a lagging read answers 11003); only for the figures.
+    let lookups = fetch_stats(&sandbox.url).map(|s| Lookups::of(&s)).unwrap_or_default();
     drop(sandbox);
     let report = read_report(&state.join("reports"));
-    let figures = verify(&order_ids, &ledger, report, final_code, &mut violations);
+    let mut figures = verify(
+        &order_ids,
+        &ledger,
+        report,
+        final_code,
+        readings.v1_only,
+        &mut violations,
+    );
+    figures.lookups = lookups;
 
     print_figures(
         args,
+        readings,
         seed,
         &stats,
         &ledger,
@@ -364,16 +449,28 @@ fn newest_modification(dir: &Path) -> Option<SystemTime> {
     newest
 }
 
-/// Writes the batch CSV and returns its order ids in file order.
-fn write_batch(path: &Path, rows: u32, rng: &mut SplitMix64) -> anyhow::Result<Vec<String>> {
-    let mut csv = String::from("order_id,recipient,coin,chain,amount\n");
+/// Writes the batch CSV and returns its order ids in file order. USDT on TRX; under
+/// `pre-delisting` every fifth row is USDC on POLYGON; under `v1-only` each row names its v1
+/// token.
+fn write_batch(path: &Path, rows: u32, readings: &Readings, rng: &mut SplitMix64) -> anyhow::Result<Vec<String>> {
+    let mut csv = String::from(if readings.v1_only {
+        "order_id,recipient,coin,chain,amount,token_id\n"
+    } else {
+        "order_id,recipient,coin,chain,amount\n"
+    });
     let mut ids = Vec::with_capacity(rows as usize);
     for i in 0..rows {
         let id = format!("chaos-{i:05}");
-        let recipient = RECIPIENTS[rng.below(RECIPIENTS.len() as u64) as usize];
-        // From 2 up, so the amount always covers the 1 USDT network fee; 0 to 6 decimals with a
-        // non-zero last digit, so every amount is already in its canonical form.
-        let whole = 2 + rng.below(59);
+        let pick = rng.below(RECIPIENTS.len() as u64) as usize;
+        let (recipient, coin, chain) = if readings.pre_delisting && i % 5 == 4 {
+            (EVM_RECIPIENTS[pick], PRE_DELISTING_COIN, "POLYGON")
+        } else {
+            (RECIPIENTS[pick], "USDT", "TRX")
+        };
+        // From 2 up, so the amount always covers the 1 USDT network fee (on v1 from 12, above
+        // its one minimum per coin of 10 after the fee); 0 to 6 decimals with a non-zero last
+        // digit, so every amount is already in its canonical form.
+        let whole = if readings.v1_only { 12 } else { 2 } + rng.below(59);
         let decimals = rng.below(7) as u32;
         let amount = if decimals == 0 {
             whole.to_string()
@@ -385,7 +482,12 @@ fn write_batch(path: &Path, rows: u32, rng: &mut SplitMix64) -> anyhow::Result<V
             format!("{whole}.{frac:0width$}", width = decimals as usize)
         };
         // Writing to a String cannot fail.
-        let _ = writeln!(csv, "{id},{recipient},USDT,TRX,{amount}");
+        if readings.v1_only {
+            let token = v1_token_id(coin, chain);
+            let _ = writeln!(csv, "{id},{recipient},{coin},{chain},{amount},{token}");
+        } else {
+            let _ = writeln!(csv, "{id},{recipient},{coin},{chain},{amount}");
+        }
         ids.push(id);
     }
     fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
@@ -487,10 +589,15 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    fn start(bin: &Path, seed: u64, log: &Path) -> anyhow::Result<Sandbox> {
+    fn start(bin: &Path, seed: u64, readings: &Readings, log: &Path) -> anyhow::Result<Sandbox> {
         let stderr = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(bin)
-            .args(["sandbox", "--port", "0", "--seed"])
+        let mut command = Command::new(bin);
+        command.args(["sandbox", "--port", "0"]);
+        for name in readings.names() {
+            command.arg("--reading").arg(name);
+        }
+        let mut child = command
+            .arg("--seed")
             .arg(seed.to_string())
             .args(["--settle-delay-ms", "300", "--fail-rate", "0.02"])
             .args(["--rate-limit", "150", "--burst", "20"])
@@ -536,18 +643,28 @@ impl Sandbox {
 
 /// `GET {url}/sandbox/ledger`.
 fn fetch_ledger(url: &str) -> anyhow::Result<Ledger> {
+    fetch(url, "ledger").context("the ledger is not a ccpayout::sandbox::Ledger")
+}
+
+/// `GET {url}/sandbox/stats`.
+fn fetch_stats(url: &str) -> anyhow::Result<SandboxStats> {
+    fetch(url, "stats").context("the stats are not a ccpayout::sandbox::SandboxStats")
+}
+
+/// `GET {url}/sandbox/{what}`, decoded.
+fn fetch<T: serde::de::DeserializeOwned>(url: &str, what: &str) -> anyhow::Result<T> {
     ccpayout::api::ensure_crypto_provider();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let bytes = runtime.block_on(async {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
         let reply = client
-            .get(format!("{url}/sandbox/ledger"))
+            .get(format!("{url}/sandbox/{what}"))
             .send()
             .await?
             .error_for_status()?;
         reply.bytes().await
     })?;
-    serde_json::from_slice(&bytes).context("the ledger is not a ccpayout::sandbox::Ledger")
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// The parts of `<name>.result.json` the checks need.
@@ -625,6 +742,39 @@ struct Figures {
     mismatches: usize,
     /// Report rows by status.
     statuses: BTreeMap<String, usize>,
+    /// What the sandbox answered to lookups.
+    lookups: Lookups,
+}
+
+/// Lookups by orderId and status queries the sandbox answered, from its stats.
+#[derive(Debug, Default)]
+struct Lookups {
+    /// `getAppWithdrawRecord` requests, and how many answered 11003 (no such order).
+    by_order_id: u64,
+    not_found: u64,
+    /// `getAppWithdrawRecordList` pages.
+    lists: u64,
+    /// v1 `bill/info` requests.
+    bills: u64,
+    /// Requests answered 11013 NoSupportVersion (a v2 call to a v1-only account).
+    refused_11013: u64,
+}
+
+impl Lookups {
+    fn of(stats: &SandboxStats) -> Lookups {
+        Lookups {
+            by_order_id: stats.to_endpoint("getAppWithdrawRecord"),
+            not_found: stats
+                .requests
+                .iter()
+                .filter(|r| r.endpoint == "getAppWithdrawRecord" && r.code == 11003)
+                .map(|r| r.count)
+                .sum(),
+            lists: stats.to_endpoint("getAppWithdrawRecordList"),
+            bills: stats.to_endpoint("v1/bill/info"),
+            refused_11013: stats.with_code(11013),
+        }
+    }
 }
 
 fn verify(
@@ -632,6 +782,7 @@ fn verify(
     ledger: &Ledger,
     report: Result<ResultFile, String>,
     final_code: Option<i32>,
+    v1: bool,
     violations: &mut Vec<String>,
 ) -> Figures {
     let mut figures = Figures::default();
@@ -720,11 +871,17 @@ fn verify(
                 p.record_id,
                 p.status.as_str()
             )),
-            (Some(_), [p, ..]) if row.record_id.as_deref() != Some(p.record_id.as_str()) => Some(format!(
-                "reported record id {:?}, but the ledger's payout is {}",
-                row.record_id.as_deref().unwrap_or("(none)"),
-                p.record_id
-            )),
+            // A v1 row whose create reply was lost has no record id (bills carry none).
+            (Some(_), [p, ..])
+                if row.record_id.as_deref() != Some(p.record_id.as_str())
+                    && !(v1 && row.record_id.as_deref().is_none_or(str::is_empty)) =>
+            {
+                Some(format!(
+                    "reported record id {:?}, but the ledger's payout is {}",
+                    row.record_id.as_deref().unwrap_or("(none)"),
+                    p.record_id
+                ))
+            }
             (Some(_), _) => None,
         };
         if let Some(problem) = problem {
@@ -751,7 +908,15 @@ struct Times {
     wall: Duration,
 }
 
-fn print_figures(args: &Args, seed: u64, stats: &RunStats, ledger: &Ledger, figures: &Figures, times: Times) {
+fn print_figures(
+    args: &Args,
+    readings: &Readings,
+    seed: u64,
+    stats: &RunStats,
+    ledger: &Ledger,
+    figures: &Figures,
+    times: Times,
+) {
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
     let mut refusals: BTreeMap<i64, usize> = BTreeMap::new();
     let mut created = 0;
@@ -770,6 +935,7 @@ fn print_figures(args: &Args, seed: u64, stats: &RunStats, ledger: &Ledger, figu
     let self_exits = list(stats.self_exits.iter().map(|(k, n)| format!("{k}: {n}")).collect());
 
     println!("chaos: figures");
+    println!("  readings                  {readings}");
     println!("  rows                      {}", args.rows);
     println!(
         "  kills                     {} of {} hit a running process",
@@ -795,6 +961,11 @@ fn print_figures(args: &Args, seed: u64, stats: &RunStats, ledger: &Ledger, figu
         list(refusals.iter().map(|(k, n)| format!("{k}: {n}")).collect())
     );
     println!("  11004 rate limited        {}", refusals.get(&11004).unwrap_or(&0));
+    let l = &figures.lookups;
+    println!(
+        "  lookups                   {} by orderId ({} answered 11003), {} record lists, {} v1 bills; {} answered 11013",
+        l.by_order_id, l.not_found, l.lists, l.bills, l.refused_11013
+    );
     println!("  payouts in the ledger     {}", ledger.payouts.len());
     println!(
         "  report statuses           {}",

@@ -16,6 +16,7 @@ mod readings;
 mod secrets;
 mod sim;
 mod submit;
+mod survive;
 mod upgrade;
 mod v1;
 mod webhook;

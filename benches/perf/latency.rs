@@ -62,11 +62,15 @@ pub fn run(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         );
         let baseline_secs = rows as f64 / baseline;
         report.add(
-            Figure::new(format!("{latency} ms: ccpayout / sequential"), baseline_secs / engine.all_final_secs, "×")
-                .note(format!(
-                    "{rows} orders all final: {:.1} s against {:.1} s ({baseline:.2} orders/s over {baseline_rows})",
-                    engine.all_final_secs, baseline_secs
-                )),
+            Figure::new(
+                format!("{latency} ms: ccpayout / sequential"),
+                baseline_secs / engine.all_final_secs,
+                "×",
+            )
+            .note(format!(
+                "{rows} orders all final: {:.1} s against {:.1} s ({baseline:.2} orders/s over {baseline_rows})",
+                engine.all_final_secs, baseline_secs
+            )),
         );
         report.add(
             Figure::new(format!("{latency} ms: TCP connections"), engine.connections as f64, "")
@@ -111,7 +115,12 @@ fn engine(ctx: &Ctx, latency: u64, rows: u64) -> anyhow::Result<EngineRun> {
     write_trx_batch(&batch, "lt", rows)?;
     let mut sandbox = SandboxProc::start(&ctx.bin, dir.path(), &sandbox_flags(latency))?;
     let rate = format!("rate_per_second = {API_PER_SECOND}");
-    let ccpayout = Ccpayout::new(&ctx.bin, dir.path(), &sandbox.url, &config_toml(&[rate.as_str()], "never"))?;
+    let ccpayout = Ccpayout::new(
+        &ctx.bin,
+        dir.path(),
+        &sandbox.url,
+        &config_toml(&[rate.as_str()], "never"),
+    )?;
     let mut submit = ccpayout.spawn("submit", &["submit", &batch.to_string_lossy()])?;
     let exit = submit.wait(Duration::from_secs(600))?;
     let seconds = submit.started().elapsed().as_secs_f64();
@@ -236,4 +245,3 @@ async fn sequential(client: &Client, log: &mut File, rows: u64) -> anyhow::Resul
     }
     Ok(())
 }
-

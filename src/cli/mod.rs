@@ -953,9 +953,15 @@ mod tests {
     #[test]
     fn latencies_are_milliseconds_or_a_range() {
         let fixed = latency_setting("150").unwrap();
-        assert_eq!((fixed.min, fixed.max), (Duration::from_millis(150), Duration::from_millis(150)));
+        assert_eq!(
+            (fixed.min, fixed.max),
+            (Duration::from_millis(150), Duration::from_millis(150))
+        );
         let range = latency_setting("100..200").unwrap();
-        assert_eq!((range.min, range.max), (Duration::from_millis(100), Duration::from_millis(200)));
+        assert_eq!(
+            (range.min, range.max),
+            (Duration::from_millis(100), Duration::from_millis(200))
+        );
         for bad in ["", "x", "200..100", "1..99999999"] {
             assert!(latency_setting(bad).is_err(), "{bad}");
         }

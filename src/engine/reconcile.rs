@@ -41,9 +41,15 @@ impl Engine {
                 break;
             }
             let detail = "interrupted while sending; the request may have reached CCPayment".to_owned();
+            let now = self.now();
             let changes = submitting
                 .into_iter()
-                .map(|o| self.apply(o, &Event::Ambiguous { detail: detail.clone() }, Some(detail.clone())))
+                .map(|mut o| {
+                    // It may have left at any moment before the process stopped: absence is
+                    // confirmed from now, the latest it could have arrived.
+                    o.last_sent_ms = Some(o.last_sent_ms.map_or(now, |t| t.max(now)));
+                    self.apply(o, &Event::Ambiguous { detail: detail.clone() }, Some(detail.clone()))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             self.commit(&changes)?;
         }

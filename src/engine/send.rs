@@ -108,6 +108,10 @@ impl Engine {
         if let Event::Ambiguous { .. } = event {
             // Ask about it soon: the answer decides whether it is ever sent again.
             order.next_check_ms = Some(at_ms + ms(self.settings.reconcile_backoff.delay(1, self.unit())));
+            // The request left some time after its intent (it may have waited at the pacing for
+            // long) and reached CCPayment, if it did, before this answer: absence is confirmed
+            // from here, never from the intent (R2).
+            order.last_sent_ms = Some(order.last_sent_ms.map_or(at_ms, |t| t.max(at_ms)));
         }
         let detail = result.as_ref().err().map(ToString::to_string);
         let change = self.apply(order, &event, detail)?;

@@ -78,6 +78,9 @@ pub struct OrderRecord {
     pub updated_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_sent_ms: Option<i64>,
+    /// When the order was last sent: the intent's time, moved to the moment its answer came back
+    /// (or the process restarted) when that answer left it unknown — the latest moment the create
+    /// may have reached CCPayment, from which its absence is confirmed (R2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sent_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -227,6 +227,8 @@ version = "{version}"
 app_id = "{DEMO_APP_ID}"
 base_url = "http://ccpayment.sim"
 v1_base_url = "http://ccpayment.sim"
+connect_timeout_ms = 1000
+request_timeout_ms = {timeout}
 
 [preflight]
 remote_checks = "{remote}"
@@ -240,6 +242,7 @@ max_attempts = 8
 day_length_secs = {day}
 track_first_check_secs = 2
 track_max_interval_secs = 60
+not_found_confirm_secs = {confirm}
 "#,
         version = s.generation,
         remote = if s.remote_checks { "always" } else { "never" },
@@ -247,6 +250,8 @@ track_max_interval_secs = 60
         burst = s.burst,
         concurrency = s.concurrency,
         day = s.day_length.as_secs(),
+        timeout = s.request_timeout_ms,
+        confirm = s.not_found_confirm_secs,
     )
 }
 

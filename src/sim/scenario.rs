@@ -129,6 +129,10 @@ pub struct Scenario {
     pub crashes: Vec<u64>,
     /// Virtual time between a crash and the restart.
     pub restart_delay: Duration,
+    /// `api.request_timeout_ms`.
+    pub request_timeout_ms: u64,
+    /// `limits.not_found_confirm_secs`: at least the timeout, close above the lookup lag.
+    pub not_found_confirm_secs: u64,
 }
 
 impl Scenario {
@@ -181,7 +185,17 @@ impl Scenario {
             })
             .collect();
         let latency_max = d.range(0, 200);
+        // Drawn last, so the draws above (and the seeds that once found a bug) stay as they were.
+        // The request timeout, and the confirmation of an absence close to its bound: at least
+        // the timeout and the lookup lag plus up to 3 s — the margin ccpayout relies on, probed
+        // with requests that wait at the pacing after their intent is written.
+        let request_timeout_ms = d.range(1_000, 30_000);
+        let lag_ms = readings.lookup_lag.map_or(0, |l| l.as_millis() as u64);
+        let confirm_ms = request_timeout_ms.max(lag_ms) + d.range(0, 1_000);
+        let not_found_confirm_secs = confirm_ms.div_ceil(1000);
         Scenario {
+            request_timeout_ms,
+            not_found_confirm_secs,
             seed,
             generation,
             readings,

@@ -143,7 +143,17 @@ pub struct RequestStats {
     /// Only a success the client accepts counts: HTTP 200, a valid reply signature on v1, and
     /// (for a typed call) data of the expected shape; `None` until the first.
     pub last_success_ms: Option<i64>,
+    /// Round trips of the replies received, by upper bound in seconds ([`LATENCY_BOUNDS_SECS`]),
+    /// not cumulative; the last count is above the last bound.
+    pub latency_buckets: Vec<u64>,
+    /// The sum of those round trips, in milliseconds.
+    pub latency_sum_ms: u64,
+    /// Requests sent whose outcome is not known yet.
+    pub in_flight: u64,
 }
+
+/// The upper bounds of the round-trip histogram, in seconds.
+pub const LATENCY_BOUNDS_SECS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The counters behind [`Client::request_counts`] and [`Client::request_stats`].
 #[derive(Debug, Default)]
@@ -153,6 +163,23 @@ struct Counters {
     /// Requests by (endpoint label, outcome): counted when the outcome is known.
     outcomes: BTreeMap<(String, String), u64>,
     last_success_ms: Option<i64>,
+    /// See [`RequestStats::latency_buckets`]: one more than the bounds.
+    latency_buckets: [u64; LATENCY_BOUNDS_SECS.len() + 1],
+    latency_sum_ms: u64,
+    in_flight: u64,
+}
+
+impl Counters {
+    fn observe_latency(&mut self, elapsed_ms: i64) {
+        let ms = elapsed_ms.max(0) as u64;
+        let secs = ms as f64 / 1000.0;
+        let bucket = LATENCY_BOUNDS_SECS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BOUNDS_SECS.len());
+        self.latency_buckets[bucket] += 1;
+        self.latency_sum_ms = self.latency_sum_ms.saturating_add(ms);
+    }
 }
 
 type SharedCounters = Arc<Mutex<Counters>>;
@@ -182,6 +209,7 @@ impl InFlight {
     fn record(&self, outcome: String, success: bool) {
         let now_ms = success.then(|| self.clock.now_ms());
         let mut counters = lock_counters(&self.counters);
+        counters.in_flight = counters.in_flight.saturating_sub(1);
         *counters.outcomes.entry((self.label.clone(), outcome)).or_insert(0) += 1;
         if now_ms.is_some() {
             counters.last_success_ms = now_ms;
@@ -381,6 +409,9 @@ impl Client {
         RequestStats {
             by_endpoint_and_code: counters.outcomes.clone(),
             last_success_ms: counters.last_success_ms,
+            latency_buckets: counters.latency_buckets.to_vec(),
+            latency_sum_ms: counters.latency_sum_ms,
+            in_flight: counters.in_flight,
         }
     }
 
@@ -440,7 +471,11 @@ impl Client {
         }
 
         tracing::trace!(endpoint = %label, body = %String::from_utf8_lossy(&body), "sending");
-        *lock_counters(&self.counters).sent.entry(label.clone()).or_insert(0) += 1;
+        {
+            let mut counters = lock_counters(&self.counters);
+            *counters.sent.entry(label.clone()).or_insert(0) += 1;
+            counters.in_flight += 1;
+        }
         let in_flight = InFlight {
             counters: Arc::clone(&self.counters),
             clock: Arc::clone(&self.clock),
@@ -456,8 +491,10 @@ impl Client {
         let reply = reply?;
         // The round trip, on the client's clock (so the simulation replays), sets how many
         // requests the pacing keeps in flight.
+        let elapsed_ms = self.clock.now_ms() - sent_ms;
+        lock_counters(&self.counters).observe_latency(elapsed_ms);
         if let Some(pacing) = &self.pacing {
-            pacing.observe_latency(self.clock.now_ms() - sent_ms);
+            pacing.observe_latency(elapsed_ms);
         }
         tracing::debug!(
             endpoint = %label,

@@ -21,6 +21,9 @@
 //! | `ccpayout_submission_paused` | gauge | |
 //! | `ccpayout_kill_switch` | gauge | |
 //! | `ccpayout_last_successful_api_call_timestamp_seconds` | gauge | |
+//! | `ccpayout_api_request_duration_seconds` | histogram | |
+//! | `ccpayout_api_requests_in_flight` | gauge | |
+//! | `ccpayout_api_in_flight_limit` | gauge | |
 //! | `ccpayout_webhooks_total` | counter | `result` |
 //! | `ccpayout_inbox_files_total` | counter | `result` |
 //! | `ccpayout_job_runs_total` | counter | `job`, `result` |
@@ -100,6 +103,14 @@ pub struct Snapshot {
     pub now_ms: i64,
     /// The ccpayout version (`CARGO_PKG_VERSION`).
     pub build_version: String,
+    /// Round trips of API replies by bucket ([`crate::api::client::LATENCY_BOUNDS_SECS`], not
+    /// cumulative, one more than the bounds) and their sum in milliseconds.
+    pub latency_buckets: Vec<u64>,
+    pub latency_sum_ms: u64,
+    /// API requests sent whose outcome is not known yet.
+    pub in_flight: u64,
+    /// How many may be in flight now (the pacing's limit, from the latency measured).
+    pub in_flight_limit: u64,
 }
 
 /// One metric family being written: its `# HELP` and `# TYPE` lines, then its samples.
@@ -208,6 +219,48 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(ms) = s.last_success_ms {
         f.sample(&[], seconds(ms));
     }
+
+    Family::new(
+        out,
+        "ccpayout_api_request_duration_seconds",
+        "histogram",
+        "Round trips of CCPayment API requests that got a reply, from leaving to the reply.",
+    );
+    let mut cumulative = 0u64;
+    for (i, bound) in crate::api::client::LATENCY_BOUNDS_SECS.iter().enumerate() {
+        cumulative += s.latency_buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "ccpayout_api_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let total: u64 = s.latency_buckets.iter().sum();
+    let _ = writeln!(
+        out,
+        "ccpayout_api_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+    );
+    let _ = writeln!(
+        out,
+        "ccpayout_api_request_duration_seconds_sum {}",
+        seconds(s.latency_sum_ms as i64)
+    );
+    let _ = writeln!(out, "ccpayout_api_request_duration_seconds_count {total}");
+
+    Family::new(
+        out,
+        "ccpayout_api_requests_in_flight",
+        "gauge",
+        "CCPayment API requests sent whose outcome is not known yet.",
+    )
+    .sample(&[], s.in_flight);
+
+    Family::new(
+        out,
+        "ccpayout_api_in_flight_limit",
+        "gauge",
+        "How many API requests may be in flight now: the rate times the measured round trip, with headroom, within limits.concurrency.",
+    )
+    .sample(&[], s.in_flight_limit);
 
     let mut f = Family::new(
         out,
@@ -372,6 +425,10 @@ mod tests {
             started_ms: 1_699_999_000_250,
             now_ms: 1_700_000_001_000,
             build_version: "0.1.0".to_owned(),
+            latency_buckets: vec![0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 1],
+            latency_sum_ms: 12_230,
+            in_flight: 3,
+            in_flight_limit: 20,
         }
     }
 
@@ -405,6 +462,27 @@ ccpayout_kill_switch 0
 # HELP ccpayout_last_successful_api_call_timestamp_seconds When CCPayment last answered a request with success (Unix time); no sample until the first success.
 # TYPE ccpayout_last_successful_api_call_timestamp_seconds gauge
 ccpayout_last_successful_api_call_timestamp_seconds 1700000000.5
+# HELP ccpayout_api_request_duration_seconds Round trips of CCPayment API requests that got a reply, from leaving to the reply.
+# TYPE ccpayout_api_request_duration_seconds histogram
+ccpayout_api_request_duration_seconds_bucket{le="0.01"} 0
+ccpayout_api_request_duration_seconds_bucket{le="0.025"} 0
+ccpayout_api_request_duration_seconds_bucket{le="0.05"} 1
+ccpayout_api_request_duration_seconds_bucket{le="0.1"} 3
+ccpayout_api_request_duration_seconds_bucket{le="0.25"} 3
+ccpayout_api_request_duration_seconds_bucket{le="0.5"} 3
+ccpayout_api_request_duration_seconds_bucket{le="1"} 3
+ccpayout_api_request_duration_seconds_bucket{le="2.5"} 3
+ccpayout_api_request_duration_seconds_bucket{le="5"} 3
+ccpayout_api_request_duration_seconds_bucket{le="10"} 3
+ccpayout_api_request_duration_seconds_bucket{le="+Inf"} 4
+ccpayout_api_request_duration_seconds_sum 12.23
+ccpayout_api_request_duration_seconds_count 4
+# HELP ccpayout_api_requests_in_flight CCPayment API requests sent whose outcome is not known yet.
+# TYPE ccpayout_api_requests_in_flight gauge
+ccpayout_api_requests_in_flight 3
+# HELP ccpayout_api_in_flight_limit How many API requests may be in flight now: the rate times the measured round trip, with headroom, within limits.concurrency.
+# TYPE ccpayout_api_in_flight_limit gauge
+ccpayout_api_in_flight_limit 20
 # HELP ccpayout_webhooks_total Webhook deliveries received, by result.
 # TYPE ccpayout_webhooks_total counter
 # HELP ccpayout_inbox_files_total Inbox files handled, by result.
@@ -476,7 +554,7 @@ ccpayout_build_info{version="0.1.0"} 1
     }
 
     /// Every family of the documented table.
-    const FAMILIES: [(&str, &str); 15] = [
+    const FAMILIES: [(&str, &str); 18] = [
         ("ccpayout_orders", "gauge"),
         ("ccpayout_batches", "gauge"),
         ("ccpayout_queue_depth", "gauge"),
@@ -486,6 +564,9 @@ ccpayout_build_info{version="0.1.0"} 1
         ("ccpayout_submission_paused", "gauge"),
         ("ccpayout_kill_switch", "gauge"),
         ("ccpayout_last_successful_api_call_timestamp_seconds", "gauge"),
+        ("ccpayout_api_request_duration_seconds", "histogram"),
+        ("ccpayout_api_requests_in_flight", "gauge"),
+        ("ccpayout_api_in_flight_limit", "gauge"),
         ("ccpayout_webhooks_total", "counter"),
         ("ccpayout_inbox_files_total", "counter"),
         ("ccpayout_job_runs_total", "counter"),
@@ -536,6 +617,10 @@ ccpayout_build_info{version="0.1.0"} 1
             started_ms: 1_777_000_000_000,
             now_ms: 1_777_593_601_000,
             build_version: "0.1.0+abc".to_owned(),
+            latency_buckets: vec![5, 10, 20, 40, 80, 20, 5, 1, 0, 0, 0],
+            latency_sum_ms: 31_415,
+            in_flight: 17,
+            in_flight_limit: 39,
         }
     }
 
@@ -643,8 +728,16 @@ ccpayout_build_info{version="0.1.0"} 1
                     "-Inf" => f64::NEG_INFINITY,
                     v => v.parse().unwrap_or_else(|_| panic!("bad value {v:?}: {line}")),
                 };
-                assert_eq!(current.as_deref(), Some(name), "sample outside its family: {line}");
-                assert!(types.contains_key(name), "sample before TYPE: {line}");
+                // A histogram's samples are `<family>_bucket`, `_sum` and `_count`.
+                let family = match current.as_deref() {
+                    Some(f) if types.get(f).is_some_and(|k| k == "histogram") => ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix).filter(|base| *base == f))
+                        .unwrap_or(name),
+                    _ => name,
+                };
+                assert_eq!(current.as_deref(), Some(family), "sample outside its family: {line}");
+                assert!(types.contains_key(family), "sample before TYPE: {line}");
                 let mut names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
                 names.sort_unstable();
                 assert!(names.windows(2).all(|w| w[0] != w[1]), "a label twice: {line}");
@@ -699,8 +792,25 @@ ccpayout_build_info{version="0.1.0"} 1
             + s.inbox_files.len()
             + s.job_runs.len()
             + s.job_last_run_ms.len()
-            + 8;
+            + 8
+            // The histogram: one bucket per bound and +Inf, its sum and count; two gauges.
+            + crate::api::client::LATENCY_BOUNDS_SECS.len()
+            + 3
+            + 2;
         assert_eq!(samples.len(), expected, "{text}");
+        // Buckets are cumulative.
+        assert_eq!(
+            value("ccpayout_api_request_duration_seconds_bucket", &[("le", "0.1")]),
+            75.0
+        );
+        assert_eq!(
+            value("ccpayout_api_request_duration_seconds_bucket", &[("le", "+Inf")]),
+            181.0
+        );
+        assert_eq!(value("ccpayout_api_request_duration_seconds_count", &[]), 181.0);
+        assert_eq!(value("ccpayout_api_request_duration_seconds_sum", &[]), 31.415);
+        assert_eq!(value("ccpayout_api_requests_in_flight", &[]), 17.0);
+        assert_eq!(value("ccpayout_api_in_flight_limit", &[]), 39.0);
         assert_eq!(value("ccpayout_orders", &[("state", "cancelled")]), 70.0);
         assert_eq!(
             value(

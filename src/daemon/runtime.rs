@@ -66,6 +66,16 @@ impl Runtime for Live {
         if let Some(rate) = gate.allowed_rate() {
             let _ = writeln!(out, "rate limited by CCPayment: sending at about {rate:.1}/s");
         }
+        let pacing = shared.engine.pacing();
+        let _ = writeln!(
+            out,
+            "API: round trip {}; in flight up to {} (limits.concurrency {})",
+            pacing
+                .latency_ms()
+                .map_or_else(|| "not measured yet".to_owned(), |ms| format!("{ms:.0} ms on average")),
+            pacing.in_flight_limit(),
+            pacing.max_in_flight()
+        );
         match shared.client.request_stats().last_success_ms {
             Some(t) => {
                 let _ = writeln!(out, "last successful API call: {}", rfc3339_ms(t));
@@ -125,6 +135,10 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
         started_ms: shared.started_ms,
         now_ms: now,
         build_version: env!("CARGO_PKG_VERSION").to_owned(),
+        latency_buckets: requests.latency_buckets,
+        latency_sum_ms: requests.latency_sum_ms,
+        in_flight: requests.in_flight,
+        in_flight_limit: shared.engine.pacing().in_flight_limit() as u64,
     }
 }
 

@@ -572,3 +572,49 @@ async fn parameter_less_calls_send_an_empty_body_by_default() {
     assert_eq!(NoParams::Braces.body(), b"{}");
     assert!(!braces.get_coin_list().await.unwrap().is_empty());
 }
+
+/// The sandbox's added latency is what the client measures: its round-trip histogram and the
+/// pacing's average see it, nothing is left counted as in flight, and the connections are reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_are_measured_and_connections_reused() {
+    let api = crate::helpers::TestApi::start_live(ccpayout::sandbox::SandboxConfig {
+        latency: ccpayout::sandbox::direct::Latency {
+            min: std::time::Duration::from_millis(120),
+            max: std::time::Duration::from_millis(120),
+        },
+        ..ccpayout::sandbox::SandboxConfig::default()
+    })
+    .await;
+    let pacing = std::sync::Arc::new(ccpayout::api::Pacing::new(
+        &ccpayout::api::pacing::PacingSettings {
+            rate_per_second: 100,
+            burst: 100,
+            read_rate_per_second: 100,
+            daily_budget: None,
+            day: ccpayout::api::pacing::gate::DayClock::UTC_MIDNIGHT,
+            max_in_flight: 64,
+        },
+        ccpayout::api::pacing::Restored::default(),
+        ccpayout::util::clock::system(),
+        1,
+    ));
+    let client = api.client.clone().paced(pacing.clone());
+    for _ in 0..6 {
+        client.get_coin_list().await.expect("coins");
+    }
+    let stats = client.request_stats();
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(stats.latency_buckets.iter().sum::<u64>(), 6);
+    // 120 ms falls in the (0.1, 0.25] bucket.
+    let bucket = ccpayout::api::client::LATENCY_BOUNDS_SECS
+        .iter()
+        .position(|b| *b == 0.25)
+        .unwrap();
+    assert_eq!(stats.latency_buckets[bucket], 6, "{:?}", stats.latency_buckets);
+    let avg = pacing.latency_ms().expect("measured");
+    assert!((115.0..400.0).contains(&avg), "{avg}");
+    // 100/s at about 120 ms: about 16 in flight (never the initial 8 once measured).
+    assert!(pacing.in_flight_limit() >= 16, "{}", pacing.in_flight_limit());
+    // One client, sequential calls: one connection, kept alive.
+    assert_eq!(api.sandbox.stats().connections, 1);
+}

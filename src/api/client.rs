@@ -430,7 +430,7 @@ impl Client {
     pub async fn send_raw(&self, endpoint: Endpoint<'_>, body: Vec<u8>) -> Result<RawReply, CallError> {
         let (reply, in_flight) = self.send(endpoint, body).await?;
         let (code, accepted) = self.interpret_envelope::<IgnoredAny>(endpoint, &reply);
-        self.heard(code);
+        self.heard(endpoint, code);
         in_flight.finish(outcome_label(code, reply.http_status), accepted.is_ok());
         Ok(reply)
     }
@@ -509,9 +509,12 @@ impl Client {
 
     /// Tells the pacing what CCPayment answered (`None`: no envelope came back), for every
     /// sender: 11004 slows everyone, 11009 closes the gate until the reset.
-    fn heard(&self, code: Option<i64>) {
+    fn heard(&self, endpoint: Endpoint<'_>, code: Option<i64>) {
         if let Some(pacing) = &self.pacing {
             pacing.on_answer(code);
+            if endpoint.creates_payout() && code.is_some() {
+                pacing.note_create_answered();
+            }
         }
     }
 
@@ -542,7 +545,7 @@ impl Client {
     ) -> Result<Resp, CallError> {
         let (reply, in_flight) = self.send(endpoint, body).await?;
         let (code, result) = self.interpret_envelope(endpoint, &reply);
-        self.heard(code);
+        self.heard(endpoint, code);
         in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
         result
     }

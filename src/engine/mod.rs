@@ -238,9 +238,10 @@ impl Engine {
         self.pacing.in_flight_limit().max(1)
     }
 
-    /// Sends in flight at once per batch: the same limit.
+    /// Sends in flight at once per batch: the same limit, after the first create of the process
+    /// was answered (one until then, see [`crate::api::Pacing::send_limit`]).
     fn max_sends(&self) -> usize {
-        self.pacing.in_flight_limit().max(1)
+        self.pacing.send_limit().max(1)
     }
 }
 

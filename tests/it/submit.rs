@@ -290,6 +290,56 @@ async fn the_daily_limit_pause_survives_a_restart_and_lifts_at_the_reset() {
     );
 }
 
+/// A day whose cap was used up before this process heard any 11009 (another process took the
+/// last slot and stopped, or the operator's other tools used it): a fresh `submit` cannot know,
+/// but it learns it from one refused create, not from a whole round of them — it sends one create
+/// until CCPayment has answered one — then waits for the reset and pays the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_capped_before_the_start_costs_one_refused_create_not_a_round() {
+    let day_ms: i64 = 6_000;
+    let api = TestApi::start_live(SandboxConfig {
+        daily_create_limit: Some(3),
+        day_length: Duration::from_millis(day_ms as u64),
+        ..sandbox_config()
+    })
+    .await;
+    // Use up the day's cap with other orders, early enough in the day to start before the reset.
+    loop {
+        let now = ccpayout::util::clock::system().now_ms();
+        if now.rem_euclid(day_ms) < 2_500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..3 {
+        api.client
+            .apply_app_withdraw_to_network(&crate::helpers::trx_withdraw(&format!("other-{i}"), "5"))
+            .await
+            .expect("within the cap");
+    }
+    let started_ms = ccpayout::util::clock::system().now_ms();
+    let reset_ms = (started_ms.div_euclid(day_ms) + 1) * day_ms;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Eight in flight allowed: without the one-create start, a whole round would be refused.
+    let config = write_config(dir.path(), "day_length_secs = 6\n");
+    let file = batch_file(dir.path(), "capped.csv", "capped", 3, "2");
+    let run = submit(&api, &state, &config, &file);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let ledger = api.sandbox.ledger();
+    let refused_before_reset = ledger
+        .attempts
+        .iter()
+        .filter(|a| matches!(a.outcome, AttemptOutcome::Refused { code: 11009 }))
+        .filter(|a| a.at_ms >= started_ms && a.at_ms < reset_ms)
+        .count();
+    assert_eq!(refused_before_reset, 1, "one refused create, then the pause");
+    let paid = paid_once(&ledger);
+    for i in 0..3 {
+        assert_eq!(paid.get(&format!("capped-{i:04}")), Some(&1), "{paid:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_rejects_only_that_order() {
     let api = TestApi::start_live(sandbox_config()).await;

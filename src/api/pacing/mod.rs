@@ -72,6 +72,9 @@ pub struct Pacing {
     /// The pause as its owner last stored it.
     saved: Mutex<PersistedPause>,
     in_flight: InFlight,
+    /// Whether CCPayment has answered a withdrawal create of this process (see
+    /// [`Pacing::send_limit`]).
+    create_answered: std::sync::atomic::AtomicBool,
 }
 
 impl Pacing {
@@ -105,6 +108,7 @@ impl Pacing {
             day: settings.day,
             saved: Mutex::new(restored.pause),
             in_flight: InFlight::new(settings.rate_per_second, settings.max_in_flight),
+            create_answered: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -206,6 +210,23 @@ impl Pacing {
     /// measured, with headroom, within `limits.concurrency`.
     pub fn in_flight_limit(&self) -> usize {
         self.in_flight.limit(self.gate.allowed_rate())
+    }
+
+    /// How many withdrawal creates may be in flight now. Until CCPayment has answered one create
+    /// of this process, one: a process that starts (or restarts) on a day whose cap was used up
+    /// before it could hear 11009 learns it from one refused create, not from a whole round of
+    /// them. Then the in-flight limit.
+    pub fn send_limit(&self) -> usize {
+        if self.create_answered.load(std::sync::atomic::Ordering::Relaxed) {
+            self.in_flight_limit()
+        } else {
+            1
+        }
+    }
+
+    /// CCPayment answered a withdrawal create (any code).
+    pub fn note_create_answered(&self) {
+        self.create_answered.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The moving average of round trips in milliseconds, once one was measured.

@@ -223,6 +223,11 @@ async fn a_file_renamed_into_the_inbox_is_paid_and_archived_with_its_reports() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("daemon: up"), "{out}");
     assert!(out.contains("6/6 final"), "{out}");
+    // It has measured the round trip, and says how many requests it keeps in flight.
+    assert!(
+        out.contains("API: round trip") && out.contains("ms on average; in flight up to"),
+        "{out}"
+    );
 
     // The ignored files are still where they were, unread.
     assert!(inbox.join(".hidden.csv").exists());

@@ -134,7 +134,7 @@ pub const OUTCOME_TRANSPORT: &str = "transport";
 
 /// What the client has counted so far (by itself and its clones). See "Request statistics" in
 /// the module documentation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestStats {
     /// Requests by (endpoint label, outcome): `("getCoinList", "10000")`,
     /// `("v1/withdraw", "11004")`, `("getCoin", "http_502")`, `("getCoin", "transport")`.
@@ -150,6 +150,19 @@ pub struct RequestStats {
     pub latency_sum_ms: u64,
     /// Requests sent whose outcome is not known yet.
     pub in_flight: u64,
+}
+
+impl Default for RequestStats {
+    /// What a client that has sent nothing reports: every bucket present and empty.
+    fn default() -> RequestStats {
+        RequestStats {
+            by_endpoint_and_code: BTreeMap::new(),
+            last_success_ms: None,
+            latency_buckets: vec![0; LATENCY_BOUNDS_SECS.len() + 1],
+            latency_sum_ms: 0,
+            in_flight: 0,
+        }
+    }
 }
 
 /// The upper bounds of the round-trip histogram, in seconds.

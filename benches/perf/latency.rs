@@ -15,21 +15,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ccpayout::api::Client;
-use ccpayout::api::types::{NetworkWithdrawRequest, WithdrawRecordListQuery};
+use ccpayout::api::types::WithdrawRecordListQuery;
 use ccpayout::sandbox::{Ledger, SandboxStats};
 
 use crate::Ctx;
 use crate::data::{TRON, order_id, paid_exactly_once, write_trx_batch};
 use crate::harness::{Ccpayout, SandboxProc, config_toml, temp_dir};
 use crate::report::{Figure, Report};
-use crate::throughput::{append, client_for};
+use crate::throughput::{append, client_for, trx_payout};
 
 /// The API's limit, and ccpayout's configured rate.
 const API_PER_SECOND: u32 = 100;
 /// Round trips added to every API request, in milliseconds.
 const LATENCIES_MS: [u64; 3] = [50, 150, 300];
-/// The demo catalogue's coin id of USDT.
-const USDT: u64 = 1280;
 
 pub fn run(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     // Enough creates for a steady window of several seconds at 100/s.
@@ -202,19 +200,8 @@ async fn sequential(client: &Client, log: &mut File, rows: u64) -> anyhow::Resul
     let ids: Vec<String> = (0..rows).map(|i| order_id("sq", i)).collect();
     for (i, id) in ids.iter().enumerate() {
         append(log, &format!("intent {id}\n"))?;
-        let request = NetworkWithdrawRequest {
-            order_id: id.clone(),
-            coin_id: USDT,
-            chain: "TRX".to_owned(),
-            address: TRON[i % 3].to_owned(),
-            memo: None,
-            amount: "2".to_owned(),
-            merchant_pay_network_fee: None,
-            network_fee_inquiry_id: None,
-            notify_url: None,
-        };
         let receipt = client
-            .apply_app_withdraw_to_network(&request)
+            .apply_app_withdraw_to_network(&trx_payout(id, TRON[i % 3]))
             .await
             .with_context(|| format!("baseline: creating {id}"))?;
         append(log, &format!("created {id} {}\n", receipt.record_id))?;

@@ -162,19 +162,8 @@ pub fn client_for(url: &str) -> anyhow::Result<Client> {
 /// One order: intent durable, create, result durable, then its record until final, durable.
 async fn pay_one(client: &Client, log: &mut File, id: &str, address: &str) -> anyhow::Result<()> {
     append(log, &format!("intent {id}\n"))?;
-    let request = NetworkWithdrawRequest {
-        order_id: id.to_owned(),
-        coin_id: USDT,
-        chain: "TRX".to_owned(),
-        address: address.to_owned(),
-        memo: None,
-        amount: "2".to_owned(),
-        merchant_pay_network_fee: None,
-        network_fee_inquiry_id: None,
-        notify_url: None,
-    };
     let receipt = client
-        .apply_app_withdraw_to_network(&request)
+        .apply_app_withdraw_to_network(&trx_payout(id, address))
         .await
         .with_context(|| format!("baseline: creating {id}"))?;
     append(log, &format!("created {id} {}\n", receipt.record_id))?;
@@ -191,6 +180,21 @@ async fn pay_one(client: &Client, log: &mut File, id: &str, address: &str) -> an
             return append(log, &format!("final {id} {}\n", record.status.as_str()));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The baselines' payout: 2 USDT on TRX to `address`.
+pub fn trx_payout(id: &str, address: &str) -> NetworkWithdrawRequest {
+    NetworkWithdrawRequest {
+        order_id: id.to_owned(),
+        coin_id: USDT,
+        chain: "TRX".to_owned(),
+        address: address.to_owned(),
+        memo: None,
+        amount: "2".to_owned(),
+        merchant_pay_network_fee: None,
+        network_fee_inquiry_id: None,
+        notify_url: None,
     }
 }
 

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -497,7 +497,6 @@ impl Client {
             label: label.clone(),
             finished: false,
         };
-        let started = Instant::now();
         let sent_ms = self.clock.now_ms();
         let reply = self
             .transport
@@ -514,7 +513,7 @@ impl Client {
         tracing::debug!(
             endpoint = %label,
             http_status = reply.http_status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms,
             sign = sign::fingerprint(&signature),
             "reply received"
         );

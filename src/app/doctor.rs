@@ -504,9 +504,6 @@ impl Probe<'_> {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let wanted = self.policy_coins(coins.iter().map(|c| c.symbol.clone()));
-        self.push(judge_balances(balances, &wanted));
-
         let offered: Vec<Offered> = coins
             .iter()
             .map(|c| Offered {
@@ -520,7 +517,7 @@ impl Probe<'_> {
                     .collect(),
             })
             .collect();
-        self.push(judge_policy(&self.config.policy, &offered, coins_answer.is_some()));
+        self.judge_holdings(balances, &offered, coins_answer.is_some());
         true
     }
 
@@ -640,9 +637,6 @@ impl Probe<'_> {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let wanted = self.policy_coins(coins.iter().map(|c| c.symbol.clone()));
-        self.push(judge_balances(balances, &wanted));
-
         let offered: Vec<Offered> = coins
             .iter()
             .map(|c| Offered {
@@ -651,8 +645,16 @@ impl Probe<'_> {
                 chains: c.tokens.iter().map(|t| t.chain.clone()).collect(),
             })
             .collect();
-        self.push(judge_policy(&self.config.policy, &offered, !coins.is_empty()));
+        self.judge_holdings(balances, &offered, !coins.is_empty());
         true
+    }
+
+    /// The last two checks of either generation: the balances of the coins that matter, and the
+    /// policy's coins and chains against what the account offers (`listed`: the coin list read).
+    fn judge_holdings(&mut self, balances: Result<Vec<(String, String)>, String>, offered: &[Offered], listed: bool) {
+        let wanted = self.policy_coins(offered.iter().map(|o| o.symbol.clone()));
+        self.push(judge_balances(balances, &wanted));
+        self.push(judge_policy(&self.config.policy, offered, listed));
     }
 
     /// Whether the first request got any answer (the endpoint check passed).

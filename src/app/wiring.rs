@@ -106,8 +106,7 @@ pub fn wire(
         clock.clone(),
         seed,
     ));
-    // Parameter-less calls go in the form `doctor` found the account accepts (R5).
-    let client = match store.get(&ACCOUNT)?.and_then(|found| found.no_params) {
+    let client = match stored_body_form(store)? {
         Some(form) => client.sending_no_params_as(form),
         None => client,
     };
@@ -120,6 +119,12 @@ pub fn wire(
         engine_settings(config, sandbox, seed.rotate_left(17)),
     ));
     Ok(Wired { pacing, client, engine })
+}
+
+/// The form `doctor` found the account accepts for parameter-less calls (R5), when the store
+/// has one: every process sends them so.
+pub fn stored_body_form(store: &Store) -> Result<Option<crate::api::NoParams>, StoreError> {
+    Ok(store.get(&ACCOUNT)?.and_then(|found| found.no_params))
 }
 
 /// A client paced by `config` alone, for work without a store (`check`): a fresh pacing, no

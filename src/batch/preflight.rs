@@ -310,12 +310,8 @@ async fn remote_checks(
     v: &Validated,
     answers: &mut PreflightAnswers,
 ) -> Result<(), CallError> {
-    if let Some(reason) = remote_checks_skipped(settings, v.rows.len() as u64) {
-        answers.remote_checks = RemoteCheckSummary {
-            performed: false,
-            skipped_because: Some(reason),
-            ..Default::default()
-        };
+    if let Some(skipped) = remote_checks_skipped(settings, v.rows.len() as u64) {
+        answers.remote_checks = skipped;
         return Ok(());
     }
 
@@ -386,16 +382,21 @@ async fn remote_checks(
     Ok(())
 }
 
-/// Why the recipients of a batch of `n_rows` accepted rows are not checked with the API, when
-/// the configuration says they are not.
-pub(super) fn remote_checks_skipped(settings: &Settings, n_rows: u64) -> Option<String> {
-    match settings.remote_checks {
-        RemoteChecks::Never => Some("preflight.remote_checks is \"never\"".to_owned()),
-        RemoteChecks::UpTo(max) if n_rows > max => Some(format!(
+/// The summary of recipient checks not made for a batch of `n_rows` accepted rows, saying why,
+/// when the configuration says they are not made.
+pub(super) fn remote_checks_skipped(settings: &Settings, n_rows: u64) -> Option<RemoteCheckSummary> {
+    let reason = match settings.remote_checks {
+        RemoteChecks::Never => "preflight.remote_checks is \"never\"".to_owned(),
+        RemoteChecks::UpTo(max) if n_rows > max => format!(
             "the batch has {n_rows} rows, more than preflight.remote_checks_max_rows ({max}); addresses were checked locally only"
-        )),
-        _ => None,
-    }
+        ),
+        _ => return None,
+    };
+    Some(RemoteCheckSummary {
+        performed: false,
+        skipped_because: Some(reason),
+        ..Default::default()
+    })
 }
 
 /// Read attempts for one preflight question before giving up.

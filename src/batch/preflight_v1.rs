@@ -163,12 +163,8 @@ pub async fn remote_checks(
     v: &Validated,
     answers: &mut PreflightAnswers,
 ) -> Result<(), CallError> {
-    if let Some(reason) = remote_checks_skipped(settings, v.rows.len() as u64) {
-        answers.remote_checks = RemoteCheckSummary {
-            performed: false,
-            skipped_because: Some(reason),
-            ..Default::default()
-        };
+    if let Some(skipped) = remote_checks_skipped(settings, v.rows.len() as u64) {
+        answers.remote_checks = skipped;
         return Ok(());
     }
     // Ordered: same questions in the same order every time, problems in line order.

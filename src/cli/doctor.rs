@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{CliError, api_client, load_config};
 use crate::app::doctor::{self, AccountFindings, Diagnosis};
-use crate::app::{Offline, Operator, Request, Verdict};
+use crate::app::{Request, Verdict};
 use crate::util::clock;
 
 /// How `doctor` ended, as an exit code: 0 every check passed (warnings included), 1 a check
@@ -69,23 +69,10 @@ pub async fn doctor(
 
 /// Hands the findings to the one operator: the running daemon's, or one over the store.
 async fn record(config: &crate::config::Config, dir: &Path, findings: AccountFindings) -> Result<String, String> {
-    let request = Request::Learned { findings };
-    let reply = match crate::daemon::socket::call(dir, &request).await {
-        Ok(Some(reply)) => reply,
-        Ok(None) => {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            let store = crate::store::Store::open(dir).map_err(|e| e.to_string())?;
-            let operator = Operator::new(
-                std::sync::Arc::new(store),
-                dir.to_path_buf(),
-                crate::app::reports_dir(config, dir),
-                clock::system(),
-                Offline,
-            );
-            operator.handle(request).await
-        }
-        Err(e) => return Err(e.to_string()),
-    };
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let reply = super::operator_reply(dir, Request::Learned { findings }, || Ok(config.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
     match reply.verdict {
         Verdict::Done => Ok(reply.shown()),
         _ => Err(reply.shown().trim_end().to_owned()),

@@ -428,12 +428,22 @@ async fn operate(
     state_dir: &std::path::Path,
     request: Request,
 ) -> Result<Outcome, CliError> {
+    submit::show(operator_reply(state_dir, request, || load_config(config_path)).await?)
+}
+
+/// The one operator's reply to `request`: from the daemon when one runs on `state_dir`, else
+/// from the store directly (with the configuration `config` gives, read only then).
+async fn operator_reply(
+    state_dir: &std::path::Path,
+    request: Request,
+    config: impl FnOnce() -> Result<Config, ConfigError>,
+) -> Result<crate::app::Reply, CliError> {
     match crate::daemon::socket::call(state_dir, &request).await {
-        Ok(Some(reply)) => return submit::show(reply),
+        Ok(Some(reply)) => return Ok(reply),
         Ok(None) => {}
         Err(e) => return Err(anyhow::anyhow!("{e}").into()),
     }
-    let config = load_config(config_path)?;
+    let config = config()?;
     let store = submit::open_store(state_dir)?;
     let operator = crate::app::Operator::new(
         store,
@@ -442,7 +452,7 @@ async fn operate(
         clock::system(),
         crate::app::Offline,
     );
-    submit::show(operator.handle(request).await)
+    Ok(operator.handle(request).await)
 }
 
 /// Runs a parsed command line.
@@ -580,10 +590,7 @@ async fn check_command(
         .map(|d| crate::store::Store::open(&d))
     {
         Some(Ok(store)) => {
-            if let Ok(Some(form)) = store
-                .get(&crate::app::doctor::ACCOUNT)
-                .map(|found| found.and_then(|f| f.no_params))
-            {
+            if let Ok(Some(form)) = crate::app::wiring::stored_body_form(&store) {
                 client = client.sending_no_params_as(form);
             }
             std::sync::Arc::new(store).known_orders()

@@ -132,6 +132,23 @@ pub(crate) struct PolicyFile {
     pub(crate) approval: Option<String>,
     #[serde(default)]
     coins: BTreeMap<String, CoinPolicyFile>,
+    approvals_required: Option<u32>,
+    maker_may_approve: Option<bool>,
+    approvers: Option<Vec<String>>,
+    approver_signers: Option<PathBuf>,
+    require_signature: Option<bool>,
+    allowed_signers: Option<PathBuf>,
+    new_recipients: Option<String>,
+    changed_payee_address: Option<String>,
+    deny_lists: Option<Vec<PathBuf>>,
+}
+
+/// One `approval_tiers` entry: `{ above = "10000", approvals = 2 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApprovalTierFile {
+    above: DecimalSetting,
+    approvals: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +158,7 @@ pub(crate) struct CoinPolicyFile {
     max_per_batch: Option<DecimalSetting>,
     max_per_day: Option<DecimalSetting>,
     approval_above: Option<DecimalSetting>,
+    approval_tiers: Option<Vec<ApprovalTierFile>>,
 }
 
 /// A decimal in the config: a string (`"2500.50"`) or an integer. Floats are refused because
@@ -354,7 +372,9 @@ pub struct ReportsConfig {
     pub dir: Option<PathBuf>,
 }
 
-pub use crate::rules::policy::{ApprovalRule, CoinPolicy, Policy};
+pub use crate::rules::policy::{
+    ApprovalRule, ApprovalTier, ChangedPayee, CoinPolicy, NewRecipients, Policy, SignersFile,
+};
 
 /// Every problem found in the configuration, each naming its key or source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -547,7 +567,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
     let reports = ReportsConfig {
         dir: file.reports.dir.map(&relative_to_config),
     };
-    let policy = resolve_policy(file.policy, &mut problems);
+    let policy = resolve_policy(file.policy, path.and_then(Path::parent), &mut problems);
     let daemon = resolve_daemon(daemon_file, &relative_to_config, &mut problems);
     let webhook = resolve_webhook(webhook_file, &mut problems);
 
@@ -787,14 +807,26 @@ fn resolve_preflight(file: PreflightFile, problems: &mut Vec<String>) -> Preflig
     }
 }
 
-fn resolve_policy(file: PolicyFile, problems: &mut Vec<String>) -> Policy {
-    override_policy(&Policy::default(), file, "policy", problems)
+fn resolve_policy(file: PolicyFile, dir: Option<&Path>, problems: &mut Vec<String>) -> Policy {
+    override_policy(&Policy::default(), file, "policy", dir, problems)
 }
 
 /// `base` with every setting `file` gives replacing the base's (a coin's limits replace that
 /// coin's limits as a whole). Problems name their key under `prefix` (`policy`, or
-/// `jobs/payroll.toml: policy`).
-pub(crate) fn override_policy(base: &Policy, file: PolicyFile, prefix: &str, problems: &mut Vec<String>) -> Policy {
+/// `jobs/payroll.toml: policy`). Relative paths (signers, deny lists) are taken from `dir`, the
+/// folder of the file that names them. An allowed-signers or deny-list file that cannot be read
+/// is a problem, never "no list".
+pub(crate) fn override_policy(
+    base: &Policy,
+    file: PolicyFile,
+    prefix: &str,
+    dir: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> Policy {
+    let resolve_path = |p: PathBuf| match dir {
+        Some(d) if p.is_relative() => d.join(p),
+        _ => p,
+    };
     let upper = |list: Option<Vec<String>>| -> Vec<String> {
         list.unwrap_or_default()
             .into_iter()
@@ -823,6 +855,26 @@ pub(crate) fn override_policy(base: &Policy, file: PolicyFile, prefix: &str, pro
             approval_above: c
                 .approval_above
                 .and_then(|d| d.resolve(&key("approval_above"), problems)),
+            approval_tiers: c
+                .approval_tiers
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| {
+                    if !(1..=10).contains(&t.approvals) {
+                        problems.push(format!(
+                            "{}: approvals: expected 1 to 10, got {}",
+                            key("approval_tiers"),
+                            t.approvals
+                        ));
+                        return None;
+                    }
+                    let above = t.above.resolve(&key("approval_tiers"), problems)?;
+                    Some(ApprovalTier {
+                        above,
+                        approvals: t.approvals,
+                    })
+                })
+                .collect(),
         };
         coins.insert(symbol.to_ascii_uppercase(), coin);
     }
@@ -835,11 +887,107 @@ pub(crate) fn override_policy(base: &Policy, file: PolicyFile, prefix: &str, pro
         Some(list) => upper(Some(list)),
         None => base.clone(),
     };
+    let approvals_required = match file.approvals_required {
+        None => base.approvals_required,
+        Some(n) if (1..=10).contains(&n) => n,
+        Some(n) => {
+            problems.push(format!("{prefix}.approvals_required: expected 1 to 10, got {n}"));
+            base.approvals_required
+        }
+    };
+    let mut signers = |key: &str, given: Option<PathBuf>, base: &Option<SignersFile>| match given {
+        None => base.clone(),
+        Some(p) => read_signers(&resolve_path(p), &format!("{prefix}.{key}"), problems),
+    };
+    let allowed_signers = signers("allowed_signers", file.allowed_signers, &base.allowed_signers);
+    let approver_signers = signers("approver_signers", file.approver_signers, &base.approver_signers);
+    let require_signature = file.require_signature.unwrap_or(base.require_signature);
+    if require_signature && allowed_signers.is_none() {
+        problems.push(format!(
+            "{prefix}.require_signature = true needs {prefix}.allowed_signers (an OpenSSH allowed_signers file)"
+        ));
+    }
+    let new_recipients = match file.new_recipients.as_deref().map(str::trim) {
+        None => base.new_recipients,
+        Some("allow") => NewRecipients::Allow,
+        Some("hold") => NewRecipients::Hold,
+        Some(other) => match other.strip_prefix("cap:") {
+            Some(cap) => DecimalSetting::Text(cap.trim().to_owned())
+                .resolve(&format!("{prefix}.new_recipients"), problems)
+                .map_or(base.new_recipients, NewRecipients::Cap),
+            None => {
+                problems.push(format!(
+                    "{prefix}.new_recipients: expected \"allow\", \"hold\" or \"cap:AMOUNT\", got {other:?}"
+                ));
+                base.new_recipients
+            }
+        },
+    };
+    let changed_payee_address = match file.changed_payee_address.as_deref() {
+        None => base.changed_payee_address,
+        Some("allow") => ChangedPayee::Allow,
+        Some("hold") => ChangedPayee::Hold,
+        Some(other) => {
+            problems.push(format!(
+                "{prefix}.changed_payee_address: expected \"allow\" or \"hold\", got {other:?}"
+            ));
+            base.changed_payee_address
+        }
+    };
+    let deny_lists = match file.deny_lists {
+        None => base.deny_lists.clone(),
+        Some(paths) => paths
+            .into_iter()
+            .map(|p| {
+                let path = resolve_path(p);
+                if let Err(e) = std::fs::read(&path) {
+                    problems.push(format!("{prefix}.deny_lists: cannot read {}: {e}", path.display()));
+                }
+                path.display().to_string()
+            })
+            .collect(),
+    };
     Policy {
         allowed_coins: list(file.allowed_coins, &base.allowed_coins),
         allowed_chains: list(file.allowed_chains, &base.allowed_chains),
         approval,
         coins,
+        approvals_required,
+        maker_may_approve: file.maker_may_approve.unwrap_or(base.maker_may_approve),
+        approvers: file
+            .approvers
+            .map(|a| a.into_iter().map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_else(|| base.approvers.clone()),
+        approver_signers,
+        require_signature,
+        allowed_signers,
+        new_recipients,
+        changed_payee_address,
+        deny_lists,
+    }
+}
+
+/// Reads and parses an allowed-signers file; a file that cannot be read or parsed is a problem
+/// naming `key`.
+fn read_signers(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<SignersFile> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(format!("{key}: cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    let shown = path.display().to_string();
+    match crate::rules::signature::AllowedSigners::parse(&text, &shown) {
+        Ok(signers) if signers.is_empty() => {
+            problems.push(format!("{key}: {shown} lists no key"));
+            None
+        }
+        Ok(signers) => Some(SignersFile { path: shown, signers }),
+        Err(e) => {
+            problems.push(format!("{key}: {e}"));
+            None
+        }
     }
 }
 

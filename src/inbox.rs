@@ -12,6 +12,10 @@
 //! files left in `processing/` are taken up again; the store recognises their batch by content
 //! hash, so nothing is paid twice. Finished files move to `done/`, refused ones to `rejected/`.
 //!
+//! A batch's detached signature (`FILE.sig`, when the policy asks for signed batches) travels
+//! with it: the producer moves the `.sig` in before the batch; a claim takes it along into
+//! `processing/`, and the archive into `done/` or `rejected/`. A `.sig` is never a batch.
+//!
 //! This module does file-system I/O on the inbox only; it knows nothing of batches' contents.
 
 use std::io;
@@ -137,7 +141,10 @@ impl Inbox {
         };
         let target = unique(&self.dir.join(PROCESSING), &name.to_string_lossy());
         match std::fs::rename(path, &target) {
-            Ok(()) => Ok(Some(target)),
+            Ok(()) => {
+                move_signature(path, &target)?;
+                Ok(Some(target))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(with_path(e, path)),
         }
@@ -153,6 +160,14 @@ impl Inbox {
             .map(|e| e.path())
             .collect();
         files.sort();
+        // A crash between a claim and moving its signature left the `.sig` in the inbox.
+        for file in &files {
+            if let Some(name) = file.file_name()
+                && !signature_of(file).exists()
+            {
+                move_signature(&self.dir.join(name), file)?;
+            }
+        }
         Ok(files)
     }
 
@@ -169,7 +184,25 @@ impl Inbox {
             .unwrap_or_else(|| "batch".into());
         let target = unique(&folder, &name);
         std::fs::rename(claimed, &target).map_err(|e| with_path(e, claimed))?;
+        move_signature(claimed, &target)?;
         Ok(target)
+    }
+}
+
+/// The detached signature of a batch file: `FILE.sig`.
+pub fn signature_of(batch: &Path) -> PathBuf {
+    let mut name = batch.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Moves `from`'s signature, if it has one, to be `to`'s.
+fn move_signature(from: &Path, to: &Path) -> io::Result<()> {
+    let sig = signature_of(from);
+    match std::fs::rename(&sig, signature_of(to)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(with_path(e, &sig)),
     }
 }
 
@@ -243,6 +276,27 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(sorted, ["a.csv", "b.json"]);
+    }
+
+    #[test]
+    fn a_signature_travels_with_its_batch_and_is_never_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), Duration::ZERO).unwrap();
+        std::fs::write(dir.path().join("pay.csv.sig"), "sig").unwrap();
+        std::fs::write(dir.path().join("pay.csv"), "rows").unwrap();
+        assert!(!is_candidate("pay.csv.sig"));
+        let later = SystemTime::now() + Duration::from_secs(1);
+        assert_eq!(inbox.scan(later).unwrap(), [dir.path().join("pay.csv")]);
+        let claimed = inbox.claim(&dir.path().join("pay.csv")).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(signature_of(&claimed)).unwrap(), "sig");
+        assert!(!dir.path().join("pay.csv.sig").exists());
+        let archived = inbox.finish(&claimed, Finish::Rejected).unwrap();
+        assert_eq!(std::fs::read_to_string(signature_of(&archived)).unwrap(), "sig");
+        // A crash between the claim and the signature's move: resuming takes it along.
+        std::fs::write(dir.path().join("b.csv.sig"), "sig b").unwrap();
+        std::fs::write(dir.path().join(PROCESSING).join("b.csv"), "rows").unwrap();
+        let unfinished = inbox.unfinished().unwrap();
+        assert_eq!(std::fs::read_to_string(signature_of(&unfinished[0])).unwrap(), "sig b");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::api::{CallError, Client, ErrorClass};
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
 use crate::model::record::BatchRecord;
-use crate::store::{Key, Store, StoreError};
+use crate::store::{ControlEvent, Key, Store, StoreError};
 
 /// Explorer URL templates per chain (from CCPayment's chain list), saved when a batch is taken
 /// in so reports can link transactions without asking the API.
@@ -31,7 +31,8 @@ pub enum Ingested {
     Known(BatchRecord),
     /// A new batch, stored with its plan; `plan` is the rendered check report.
     Created { batch: BatchRecord, plan: String },
-    /// Not a batch at all (unreadable, not CSV/JSON, broken structure): nothing stored.
+    /// Not a batch at all (unreadable, not CSV/JSON, broken structure), or its signature is
+    /// missing or wrong: nothing stored, no request made for it.
     NotABatch { message: String },
     /// Valid enough to plan, but blocked (file problems or policy blockers): nothing stored.
     Blocked { plan: String },
@@ -59,6 +60,10 @@ pub enum IngestError {
     /// The file cannot be read: reject it.
     #[error("cannot read {path}: {source}")]
     Unreadable { path: String, source: std::io::Error },
+    /// A control the policy names cannot be read now (a deny list removed or unreadable since
+    /// start): nothing was stored; try again once it is fixed. Never "no list".
+    #[error("{0}")]
+    Controls(String),
     /// The state store failed: stop, nothing can be trusted to be recorded.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -69,7 +74,7 @@ impl IngestError {
     pub fn retry_later(&self) -> bool {
         matches!(
             self,
-            IngestError::PreflightUnavailable(_) | IngestError::PreflightRefused { .. }
+            IngestError::PreflightUnavailable(_) | IngestError::PreflightRefused { .. } | IngestError::Controls(_)
         )
     }
 }
@@ -113,9 +118,16 @@ pub async fn ingest(
         Err(preflight::CheckError::Io { source, .. }) => return Err(unreadable(source)),
         Err(preflight::CheckError::Api(e)) => return Err(api_error(e)),
         Err(preflight::CheckError::Catalogue(e)) => return Err(IngestError::PreflightUnavailable(e.to_string())),
+        Err(preflight::CheckError::Signature(message)) => {
+            tracing::warn!(file = %file.display(), "batch refused: {message}");
+            return Ok(Ingested::NotABatch { message });
+        }
+        Err(preflight::CheckError::DenyList(message)) => return Err(IngestError::Controls(message)),
     };
     let plan_text = render::check_report(&prepared.report);
     if !prepared.report.plan.blockers.is_empty() || prepared.validated.has_file_problem() {
+        // Nothing is stored, but what the controls found is still in the audit trail.
+        store.audit(&control_events(&prepared, batch_id.as_str(), None, now_ms))?;
         return Ok(Ingested::Blocked { plan: plan_text });
     }
     let explorers: BTreeMap<String, String> = prepared
@@ -132,12 +144,70 @@ pub async fn ingest(
         return Err(IngestError::FileChanged(file.display().to_string()));
     }
     if batch.orders == 0 {
+        store.audit(&control_events(
+            &prepared,
+            batch_id.as_str(),
+            batch.signer.as_ref(),
+            now_ms,
+        ))?;
         return Ok(Ingested::NothingPayable { batch, plan: plan_text });
     }
     // The orders are built as the store writes them, chunk by chunk: a big batch is never
-    // held as records.
-    store.create_batch_streamed(&batch, records::orders(&prepared, generation, now_ms))?;
+    // held as records. The controls' decisions go into the audit trail with the batch.
+    let events = control_events(&prepared, batch_id.as_str(), batch.signer.as_ref(), now_ms);
+    store.create_batch_audited(&batch, records::orders(&prepared, generation, now_ms), &events)?;
     Ok(Ingested::Created { batch, plan: plan_text })
+}
+
+/// The audit events of a batch taken in: who signed it, each deny-list hit, the rows held for
+/// the recipient review.
+fn control_events(
+    prepared: &preflight::Prepared,
+    batch_id: &str,
+    signer: Option<&crate::model::record::BatchSigner>,
+    now_ms: i64,
+) -> Vec<ControlEvent> {
+    let source = &prepared.report.file;
+    let event = |name: &'static str, by: Option<String>, detail: String| ControlEvent {
+        batch_id: batch_id.to_owned(),
+        event: name,
+        by,
+        detail,
+        at_ms: now_ms,
+    };
+    let plan = &prepared.report.plan;
+    let mut events = Vec::new();
+    if let Some(signer) = signer.or(prepared.report.signer.as_ref()) {
+        events.push(event(
+            "signature_verified",
+            Some(signer.principal.clone()),
+            format!(
+                "{source} signed by {} ({} {})",
+                signer.principal, signer.key_type, signer.fingerprint
+            ),
+        ));
+    }
+    for hit in &plan.deny_list_hits {
+        events.push(event(
+            "deny_list_hit",
+            None,
+            format!(
+                "line {} (order_id {}): {} is on {} line {}; refused",
+                hit.line, hit.order_id, hit.recipient, hit.list, hit.list_line
+            ),
+        ));
+    }
+    if let Some(review) = &plan.review {
+        events.push(event(
+            "recipient_review_required",
+            None,
+            format!(
+                "{} row(s) held: {} new destination(s), {} changed payee destination(s); review digest {}",
+                review.rows, review.new, review.changed, review.digest
+            ),
+        ));
+    }
+    events
 }
 
 /// A preflight call that failed, by what to do about it.

@@ -9,11 +9,13 @@
 //! - [`doctor`]: the read-only probe of the account (`ccpayout doctor`) and what it learns.
 //! - [`operator`]: the one operator (status, approve, cancel, pause, resume, report), on the
 //!   store directly or inside a running daemon.
+//! - [`recipients`]: the recipient registry as a table, CSV or JSON (`ccpayout recipients`).
 
 pub mod doctor;
 pub mod ingest;
 pub mod operator;
 pub mod pay;
+pub mod recipients;
 pub mod reports;
 pub mod wiring;
 

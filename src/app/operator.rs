@@ -20,9 +20,11 @@ use super::reports::{ReportError, write_reports};
 use crate::api::Pacing;
 use crate::api::pacing::gate::PersistedPause;
 use crate::engine::PAUSE;
-use crate::engine::control::{self, Approved, ControlError};
-use crate::model::record::{Approval, BatchRecord};
+use crate::engine::control::{self, Approved, Approver, ControlError};
+use crate::model::record::{Approval, ApproverProof, BatchRecord};
 use crate::model::state::StateKind;
+use crate::rules::policy::Policy;
+use crate::rules::signature::{self, APPROVAL_NAMESPACE};
 use crate::store::{Store, StoreError};
 use crate::util::clock::SharedClock;
 use crate::util::time::rfc3339_ms;
@@ -35,10 +37,22 @@ pub enum Request {
     Status {
         target: Option<String>,
     },
-    /// Releases exactly the plan with this digest.
+    /// Approves exactly the part (the plan, or the recipient review) with this digest, as the
+    /// caller's OS user, or as the key that made `signature` (an SSH signature, namespace
+    /// `ccpayout-approval`, over `rules::signature::approval_message(batch id, digest)`).
     Approve {
         batch: String,
         digest: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// The full id of a batch (by name or id prefix): what a signed approval binds to.
+    Resolve {
+        batch: String,
+    },
+    /// The recipient registry, as `table`, `csv` or `json`.
+    Recipients {
+        format: String,
     },
     /// Cancels every order of the batch not sent yet.
     Cancel {
@@ -205,6 +219,8 @@ pub struct Operator<R> {
     reports_dir: PathBuf,
     clock: SharedClock,
     runtime: R,
+    /// Who may approve, and whose signed approvals count.
+    policy: Policy,
 }
 
 impl<R: Runtime> Operator<R> {
@@ -215,7 +231,14 @@ impl<R: Runtime> Operator<R> {
             reports_dir,
             clock,
             runtime,
+            policy: Policy::default(),
         }
+    }
+
+    /// The policy approvals are judged by (`approvers`, `approver_signers`).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The runtime.
@@ -223,25 +246,50 @@ impl<R: Runtime> Operator<R> {
         &self.runtime
     }
 
-    /// Answers `request`. A failure becomes a reply with [`Verdict::Failed`] naming it.
+    /// Answers `request` from this process's own user (working on the store directly). A
+    /// failure becomes a reply with [`Verdict::Failed`] naming it.
     pub async fn handle(&self, request: Request) -> Reply {
-        match self.answer(request).await {
+        self.handle_from(request, &crate::util::user::current()).await
+    }
+
+    /// Answers `request` from the OS user `caller` (the control socket's peer).
+    pub async fn handle_from(&self, request: Request, caller: &str) -> Reply {
+        match self.answer(request, caller).await {
             Ok(reply) => reply,
             Err(e) => Reply::error(format!("{e}")),
         }
     }
 
-    async fn answer(&self, request: Request) -> Result<Reply, OperatorError> {
+    async fn answer(&self, request: Request, caller: &str) -> Result<Reply, OperatorError> {
         let now = self.clock.now_ms();
         match request {
             Request::Status { target } => Ok(self.status(target.as_deref(), now)?),
-            Request::Approve { batch, digest } => {
+            Request::Approve {
+                batch,
+                digest,
+                signature,
+            } => {
                 let batch = match self.find_batch(&batch)? {
                     Ok(b) => b,
                     Err(reply) => return Ok(reply),
                 };
-                self.approve(batch, &digest, now)
+                let approver = match self.approver(&batch, &digest, signature.as_deref(), caller, now) {
+                    Ok(approver) => approver,
+                    Err(reply) => return Ok(reply),
+                };
+                self.approve(batch, &digest, &approver, now)
             }
+            Request::Recipients { format } => Ok(match super::recipients::render(&self.store, &format) {
+                Ok(text) => Reply::ok(text),
+                Err(super::recipients::RenderError::Format(f)) => {
+                    Reply::error(format!("no recipients format {f:?}: table, csv or json\n"))
+                }
+                Err(super::recipients::RenderError::Store(e)) => return Err(e.into()),
+            }),
+            Request::Resolve { batch } => Ok(match self.find_batch(&batch)? {
+                Ok(b) => Reply::ok(format!("{}\n", b.batch_id)),
+                Err(reply) => reply,
+            }),
             Request::Cancel { batch } => {
                 let batch = match self.find_batch(&batch)? {
                     Ok(b) => b,
@@ -301,21 +349,107 @@ impl<R: Runtime> Operator<R> {
             .ok_or_else(|| Reply::error(format!("no batch matches {target:?} in {}\n", self.where_()))))
     }
 
-    /// `approve BATCH --digest D`: releases exactly the approved plan.
-    fn approve(&self, batch: BatchRecord, digest: &str, now: i64) -> Result<Reply, OperatorError> {
-        match control::approve(&self.store, batch.clone(), digest, now) {
-            Ok(Approved::Released(n)) => {
-                tracing::info!(batch = %batch.name, orders = n, "batch approved by an operator");
+    /// Who approves: the key that made `signature` (checked against `policy.approver_signers`
+    /// over the batch id and digest), or the OS user `caller`; and whether the policy lets them.
+    fn approver(
+        &self,
+        batch: &BatchRecord,
+        digest: &str,
+        signature: Option<&str>,
+        caller: &str,
+        now_ms: i64,
+    ) -> Result<Approver, Reply> {
+        let approver = match signature {
+            None => Approver {
+                name: caller.to_owned(),
+                proof: ApproverProof::OsUser,
+                fingerprint: None,
+            },
+            Some(sig) => {
+                let Some(signers) = &self.policy.approver_signers else {
+                    return Err(Reply::refused(
+                        "a signed approval needs policy.approver_signers (an allowed_signers file of the approvers' keys) in the configuration\n",
+                    ));
+                };
+                let message = signature::approval_message(batch.batch_id.as_str(), digest.trim());
+                match signature::verify(
+                    &signers.signers,
+                    APPROVAL_NAMESPACE,
+                    &message,
+                    sig.as_bytes(),
+                    now_ms / 1000,
+                ) {
+                    Ok(signer) => Approver {
+                        name: signer.principal,
+                        proof: ApproverProof::SshSignature,
+                        fingerprint: Some(signer.fingerprint),
+                    },
+                    Err(e) => {
+                        return Err(Reply::refused(format!(
+                            "the approval's signature is refused ({}): {e}\n",
+                            signers.path
+                        )));
+                    }
+                }
+            }
+        };
+        if !self.policy.may_approve(&approver.name) {
+            return Err(Reply::refused(format!(
+                "{} may not approve: policy.approvers lists {}\n",
+                approver.name,
+                self.policy.approvers.join(", ")
+            )));
+        }
+        Ok(approver)
+    }
+
+    /// `approve BATCH --digest D`: records the approval of exactly the part with that digest,
+    /// and releases it once enough distinct approvers gave theirs.
+    fn approve(&self, batch: BatchRecord, digest: &str, approver: &Approver, now: i64) -> Result<Reply, OperatorError> {
+        match control::approve(&self.store, batch.clone(), digest, approver, now) {
+            Ok(Approved::Released { part, orders, by }) => {
+                tracing::info!(batch = %batch.name, orders, part = part.name(), by = %by.join(", "), "approved");
                 self.runtime.launch(&batch.batch_id);
                 Ok(Reply::ok(format!(
-                    "approved batch {} (plan digest {}): {n} orders released\n",
-                    batch.name, batch.plan_digest
+                    "{} approved {} of batch {} (digest {}): approved by {}; {orders} orders released\n",
+                    approver.name,
+                    part.name(),
+                    batch.name,
+                    digest.trim(),
+                    by.join(", ")
                 ))
                 .with_context(self.runtime.after_approval(&batch)))
             }
+            Ok(Approved::Counted { part, given, needed }) => {
+                tracing::info!(batch = %batch.name, part = part.name(), by = %approver.name, "approval recorded");
+                Ok(Reply::ok(format!(
+                    "{} approved {} of batch {}: {} of {needed} approvals given ({}); {} more needed from someone else\n",
+                    approver.name,
+                    part.name(),
+                    batch.name,
+                    given.len(),
+                    given.join(", "),
+                    needed as usize - given.len()
+                )))
+            }
             Ok(Approved::NotNeeded) => Ok(Reply::ok(format!("batch {} needs no approval\n", batch.name))),
-            Ok(Approved::Already) => Ok(Reply::ok(format!("batch {} is already approved\n", batch.name))),
-            Err(e @ ControlError::WrongDigest { .. }) => Ok(Reply::refused(format!("{e}\n"))),
+            Ok(Approved::Already(part)) => {
+                // A crash between the approval and its orders' release is finished here.
+                let released = control::release_approved(&self.store, &batch, part, now)?;
+                if released > 0 {
+                    self.runtime.launch(&batch.batch_id);
+                }
+                Ok(Reply::ok(format!(
+                    "{} of batch {} is already approved\n",
+                    part.name(),
+                    batch.name
+                )))
+            }
+            Err(
+                e @ (ControlError::WrongDigest { .. }
+                | ControlError::MakerMayNotApprove { .. }
+                | ControlError::AlreadyApproved { .. }),
+            ) => Ok(Reply::refused(format!("{e}\n"))),
             Err(e) => Err(e.into()),
         }
     }
@@ -391,6 +525,9 @@ impl<R: Runtime> Operator<R> {
         };
         if let Some(batch) = store.find_batch(target)? {
             batch_status(&mut out, &batch, &store.counts(Some(&batch.batch_id))?);
+            if batch.recipients.is_some() {
+                held_rows(&mut out, store, &batch)?;
+            }
             return Ok(Reply::ok(out));
         }
         if let Some(order) = store.order(target)? {
@@ -448,22 +585,34 @@ fn batch_status(out: &mut String, batch: &BatchRecord, counts: &std::collections
         batch.source, batch.format, batch.api
     );
     let _ = writeln!(out, "  created:     {}", rfc3339_ms(batch.created_ms));
-    let _ = writeln!(out, "  plan digest: {}", batch.plan_digest);
-    match &batch.approval {
-        Approval::NotNeeded => {
-            let _ = writeln!(out, "  approval:    not needed");
-        }
-        Approval::Required { reasons } => {
-            let _ = writeln!(out, "  approval:    REQUIRED ({})", reasons.join("; "));
+    match &batch.signer {
+        Some(s) => {
             let _ = writeln!(
                 out,
-                "  approve with: ccpayout approve {} --digest {}",
-                batch.name, batch.plan_digest
+                "  signed by:   {} ({} {}){}",
+                s.principal,
+                s.key_type,
+                s.fingerprint,
+                if batch.maker_may_approve {
+                    ""
+                } else {
+                    "; the signer may not approve it"
+                }
             );
         }
-        Approval::Approved { at_ms, .. } => {
-            let _ = writeln!(out, "  approval:    approved at {}", rfc3339_ms(*at_ms));
+        None => {
+            let _ = writeln!(out, "  signed by:   (not signed)");
         }
+    }
+    let _ = writeln!(out, "  plan digest: {}", batch.plan_digest);
+    approval_lines(out, "approval:   ", &batch.approval, &batch.name, &batch.plan_digest);
+    if let Some(review) = &batch.recipients {
+        let _ = writeln!(
+            out,
+            "  recipient review: {} orders to new or changed destinations, digest {}",
+            review.orders, review.digest
+        );
+        approval_lines(out, "review:     ", &review.approval, &batch.name, &review.digest);
     }
     for kind in StateKind::ALL {
         if let Some(n) = counts.get(&kind).filter(|n| **n > 0) {
@@ -473,6 +622,83 @@ fn batch_status(out: &mut String, batch: &BatchRecord, counts: &std::collections
     if !batch.refused.is_empty() {
         let _ = writeln!(out, "  {:<18} {}", "refused (rows)", batch.refused.len());
     }
+}
+
+/// An approval as `status BATCH` shows it: needed, given by whom, and the command.
+fn approval_lines(out: &mut String, label: &str, approval: &Approval, name: &str, digest: &str) {
+    match approval {
+        Approval::NotNeeded => {
+            let _ = writeln!(out, "  {label} not needed");
+        }
+        Approval::Required { reasons, needed, given } => {
+            let _ = writeln!(out, "  {label} REQUIRED ({})", reasons.join("; "));
+            let names: Vec<String> = given.iter().map(given_text).collect();
+            let _ = writeln!(
+                out,
+                "  {label} {} of {needed} given{}; {} more needed",
+                given.len(),
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                },
+                (*needed as usize).saturating_sub(given.len())
+            );
+            let _ = writeln!(out, "  approve with: ccpayout approve {name} --digest {digest}");
+        }
+        Approval::Approved { at_ms, by, .. } => {
+            let who = if by.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", by.iter().map(given_text).collect::<Vec<_>>().join(", "))
+            };
+            let _ = writeln!(out, "  {label} approved at {}{who}", rfc3339_ms(*at_ms));
+        }
+    }
+}
+
+fn given_text(g: &crate::model::record::GivenApproval) -> String {
+    match (&g.how, &g.fingerprint) {
+        (ApproverProof::SshSignature, Some(f)) => format!("{} [key {f}]", g.by),
+        _ => format!("{} [os user]", g.by),
+    }
+}
+
+/// The orders held for the recipient review, each destination beside the payee's old one (the
+/// first 50; the reports list every row).
+fn held_rows(out: &mut String, store: &Store, batch: &BatchRecord) -> Result<(), StoreError> {
+    const SHOWN: usize = 50;
+    let mut held = Vec::new();
+    let mut total = 0usize;
+    store.for_each_batch_order(&batch.batch_id, &mut |order| {
+        if let Some(review) = &order.review {
+            total += 1;
+            if held.len() < SHOWN {
+                let to = crate::store::destination_of(order).describe();
+                let was = match &review.previous {
+                    Some(p) => format!("; payee {} was paid to {} before", order.input.payee, p.describe()),
+                    None => "; never paid before".to_owned(),
+                };
+                held.push(format!(
+                    "    line {} {}: {} {} to {to}{was} [{}]",
+                    order.line,
+                    order.order_id,
+                    order.input.amount,
+                    order.input.coin,
+                    order.kind()
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    let _ = writeln!(out, "  held for the recipient review ({total}):");
+    for line in held {
+        let _ = writeln!(out, "{line}");
+    }
+    if total > SHOWN {
+        let _ = writeln!(out, "    … and {} more (see the reports)", total - SHOWN);
+    }
+    Ok(())
 }
 
 /// One line per batch: name, state and counts.

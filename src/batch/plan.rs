@@ -29,8 +29,11 @@ use sha2::{Digest, Sha256};
 
 use super::validate::{self, Hold, Problem, Row, Validated};
 use crate::batch::catalogue::{Catalogue, ChainRef, CoinEntry};
+use crate::model::recipient::{Destination, KnownRecipients, RecipientStatus};
+use crate::model::record::ReviewKind;
 use crate::rules::amount::plain;
-use crate::rules::policy::Policy;
+use crate::rules::deny::DenyLists;
+use crate::rules::policy::{ChangedPayee, Policy};
 
 /// A fee quote for one coin on one chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +67,16 @@ pub struct RemoteCheckSummary {
     pub skipped_because: Option<String>,
     pub addresses_checked: u64,
     pub cwallet_users_checked: u64,
+    /// Rows not checked because a payout to their destination succeeded before.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub known_recipients_skipped: u64,
     /// What else to know about the checks made (v1: addresses are checked locally only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Everything else the plan needs.
@@ -79,6 +89,11 @@ pub struct PlanSettings<'a> {
     pub rate_per_second: u32,
     /// Amount already paid today per coin symbol.
     pub paid_today: &'a dyn Fn(&str) -> Decimal,
+    /// Addresses never paid.
+    pub deny: &'a DenyLists,
+    /// The recipient registry, when the plan says which destinations are new or changed
+    /// (`None`: not asked, and nothing is held for review).
+    pub recipients: Option<&'a dyn KnownRecipients>,
 }
 
 /// A row's verdict.
@@ -93,6 +108,9 @@ pub enum Verdict {
     Refused { reasons: Vec<String> },
     /// Already paid or planned in an earlier batch with the same payload.
     Duplicate { earlier_batch: String },
+    /// Valid and payable, but to a new destination or a payee's changed one: waits for the
+    /// batch's recipient review, a part of the plan with its own approval.
+    Review { review: ReviewKind, reason: String },
 }
 
 impl Verdict {
@@ -102,6 +120,7 @@ impl Verdict {
             Verdict::Held { .. } => "held",
             Verdict::Refused { .. } => "refused",
             Verdict::Duplicate { .. } => "duplicate",
+            Verdict::Review { .. } => "review",
         }
     }
 }
@@ -128,6 +147,15 @@ pub struct RowPlan {
     pub receiver_gets: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reference: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub payee: String,
+    /// What the recipient registry says: `known`, `new` or `changed`; absent when it was not
+    /// asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<&'static str>,
+    /// The payee's destination before, when it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_destination: Option<String>,
     #[serde(flatten)]
     pub verdict: Verdict,
 }
@@ -138,6 +166,28 @@ struct RowOutcome {
     /// The row's fee quote, an index into [`PlanRows::fees`].
     fee: Option<u32>,
     verdict: Verdict,
+    recipient: Registry,
+}
+
+/// What the registry said of a row's destination, in a byte (the previous destination of a
+/// changed one is kept in [`PlanRows::previous`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registry {
+    NotAsked,
+    Known,
+    New,
+    Changed,
+}
+
+impl Registry {
+    fn label(self) -> Option<&'static str> {
+        match self {
+            Registry::NotAsked => None,
+            Registry::Known => Some("known"),
+            Registry::New => Some("new"),
+            Registry::Changed => Some("changed"),
+        }
+    }
 }
 
 /// The rows of a plan: one per validated row, in the same order.
@@ -153,6 +203,8 @@ pub struct PlanRows {
     /// The distinct fee quotes the rows use.
     fees: Vec<FeeQuote>,
     outcomes: Vec<RowOutcome>,
+    /// Row index → the payee's destination before, for rows whose payee changed destination.
+    previous: HashMap<usize, Destination>,
 }
 
 impl PlanRows {
@@ -178,7 +230,7 @@ impl PlanRows {
     pub fn get(&self, index: usize) -> Option<RowPlan> {
         let outcome = self.outcomes.get(index)?;
         let row = self.validated.rows.get(index)?;
-        Some(self.row_plan(row, outcome))
+        Some(self.row_plan(index, row, outcome))
     }
 
     /// Every row in full, built one at a time.
@@ -187,10 +239,16 @@ impl PlanRows {
             .rows
             .iter()
             .zip(&self.outcomes)
-            .map(|(row, outcome)| self.row_plan(row, outcome))
+            .enumerate()
+            .map(|(i, (row, outcome))| self.row_plan(i, row, outcome))
     }
 
-    fn row_plan(&self, row: &Row, outcome: &RowOutcome) -> RowPlan {
+    /// The payee's destination before, for the `index`th row when its payee changed destination.
+    pub fn previous_destination(&self, index: usize) -> Option<&Destination> {
+        self.previous.get(&index)
+    }
+
+    fn row_plan(&self, index: usize, row: &Row, outcome: &RowOutcome) -> RowPlan {
         let (v, cat) = (&*self.validated, &*self.catalogue);
         let coin = row.coin.map(|c| cat.coin(c));
         let fee = outcome.fee.and_then(|i| self.fees.get(i as usize));
@@ -208,6 +266,9 @@ impl PlanRows {
             fee_coin: fee.map(|f| f.symbol.clone()),
             receiver_gets: money.receiver_gets.map(plain),
             reference: v.reference(row).to_owned(),
+            payee: v.payee(row).to_owned(),
+            registry: outcome.recipient.label(),
+            previous_destination: self.previous.get(&index).map(Destination::describe),
             verdict: outcome.verdict.clone(),
         }
     }
@@ -317,6 +378,35 @@ pub struct Counts {
     pub held: u64,
     pub refused: u64,
     pub duplicate: u64,
+    /// Rows waiting for the recipient review.
+    pub review: u64,
+}
+
+/// A row refused because its recipient is on a deny list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DenyListHit {
+    pub line: u64,
+    pub order_id: String,
+    pub recipient: String,
+    /// The list, as the configuration names it.
+    pub list: String,
+    /// The line of the list the address is on.
+    pub list_line: u32,
+}
+
+/// The part of the plan that waits for its own approval: rows to new destinations, or to a
+/// payee's changed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewPart {
+    /// SHA-256 over the held rows and their destinations, old and new, hex: what its approval
+    /// binds to (`ccpayout approve BATCH --digest` this).
+    pub digest: String,
+    pub rows: u64,
+    /// Rows to destinations never paid.
+    pub new: u64,
+    /// Rows whose payee was paid to another destination before.
+    pub changed: u64,
+    pub approvals_needed: u32,
 }
 
 /// The plan of a batch.
@@ -331,6 +421,15 @@ pub struct Plan {
     pub blockers: Vec<String>,
     /// Reasons it needs approval; empty when it does not.
     pub approval_reasons: Vec<String>,
+    /// Distinct approvers the plan needs (0: no approval needed).
+    pub approvals_needed: u32,
+    /// Whether the signer of the file may approve it.
+    pub maker_may_approve: bool,
+    /// The held rows' part, when rows wait for the recipient review.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewPart>,
+    /// Rows refused because their recipient is on a deny list.
+    pub deny_list_hits: Vec<DenyListHit>,
     pub requests: RequestEstimate,
     pub remote_checks: RemoteCheckSummary,
     /// SHA-256 over the canonical form of the accepted rows and totals, hex.
@@ -357,7 +456,7 @@ pub fn build(
 ) -> Plan {
     let mut digest = Sha256::new();
     digest.update(b"ccpayout plan v1\n");
-    let rows = plan_rows(validated, cat, answers, settings, &mut digest);
+    let mut rows = plan_rows(validated, cat, answers, settings, &mut digest);
     let coins = coin_totals(&rows.sums, cat, answers, settings.balance_margin, &mut digest);
 
     let policy = settings
@@ -369,8 +468,15 @@ pub fn build(
         blockers.insert(0, "the file is not a valid batch".to_owned());
     }
     let counts = rows.counts;
-    let requests = estimate_requests(counts.payable + counts.held, settings.rate_per_second);
+    let requests = estimate_requests(counts.payable + counts.held + counts.review, settings.rate_per_second);
     let payable = blockers.is_empty() && counts.payable == counts.rows && counts.rows > 0;
+    let review = (counts.review > 0).then(|| ReviewPart {
+        digest: hex::encode(std::mem::take(&mut rows.review_digest).finalize()),
+        rows: counts.review,
+        new: rows.review_new,
+        changed: counts.review - rows.review_new,
+        approvals_needed: settings.policy.approvals_required.max(1),
+    });
     Plan {
         counts,
         rows: PlanRows {
@@ -378,11 +484,16 @@ pub fn build(
             catalogue: Arc::clone(cat),
             fees: rows.fees.quotes,
             outcomes: rows.outcomes,
+            previous: rows.previous,
         },
         problems: rows.problems,
         coins: coins.coins,
         blockers,
         approval_reasons: policy.approval_reasons,
+        approvals_needed: policy.approvals_needed,
+        maker_may_approve: settings.policy.maker_may_approve,
+        review,
+        deny_list_hits: rows.deny_hits,
         requests,
         remote_checks: answers.remote_checks.clone(),
         digest: hex::encode(digest.finalize()),
@@ -399,6 +510,10 @@ struct RowsPass<'c> {
     problems: Vec<Problem>,
     counts: Counts,
     sums: CoinSums,
+    previous: HashMap<usize, Destination>,
+    deny_hits: Vec<DenyListHit>,
+    review_digest: Sha256,
+    review_new: u64,
 }
 
 /// Decides every validated row, adds the accepted ones (payable or held) to the sums per coin
@@ -420,8 +535,13 @@ fn plan_rows<'c>(
             ..Counts::default()
         },
         sums: CoinSums::default(),
+        previous: HashMap::new(),
+        deny_hits: Vec::new(),
+        review_digest: Sha256::new(),
+        review_new: 0,
     };
-    for row in &validated.rows {
+    pass.review_digest.update(b"ccpayout recipient review v1\n");
+    for (index, row) in validated.rows.iter().enumerate() {
         let coin = row.coin.map(|c| cat.coin(c));
         let coin_symbol = coin.map_or("", |c| c.symbol.as_str());
         let chain_name = row.chain.map_or("", |c| cat.chain_name(c));
@@ -432,19 +552,70 @@ fn plan_rows<'c>(
         let mut reasons = row_reasons(row, coin_symbol, chain_name, answers, settings);
         reasons.extend(fee_not_covered(row, coin, fee_quote, &money));
         reasons.extend(net_below_minimum(row, coin, fee_quote, &money));
+        let recipient = validated.recipient(row);
+        if let Some(hit) = settings.deny.check(recipient) {
+            reasons.insert(0, hit.reason());
+            pass.deny_hits.push(DenyListHit {
+                line: u64::from(row.line),
+                order_id: validated.order_id(row).to_owned(),
+                recipient: recipient.to_owned(),
+                list: hit.list,
+                list_line: hit.line,
+            });
+        }
 
+        let mut registry = Registry::NotAsked;
         let verdict = if reasons.is_empty() {
-            accepted_verdict(row.hold, coin_symbol, chain_name)
+            let destination = Destination::new(chain_name, recipient, validated.memo(row));
+            let status = settings
+                .recipients
+                .map(|known| known.status(&destination, validated.payee(row)));
+            registry = match &status {
+                None => Registry::NotAsked,
+                Some(RecipientStatus::Known) => Registry::Known,
+                Some(RecipientStatus::New) => Registry::New,
+                Some(RecipientStatus::Changed { .. }) => Registry::Changed,
+            };
+            let previous = match &status {
+                Some(RecipientStatus::Changed { previous }) => Some(previous.clone()),
+                _ => None,
+            };
+            let verdict = match review_of(status, row, validated, settings.policy) {
+                Some((review, reason)) => {
+                    digest_review(
+                        &mut pass.review_digest,
+                        validated.order_id(row),
+                        &destination,
+                        previous.as_ref(),
+                    );
+                    if review == ReviewKind::New {
+                        pass.review_new += 1;
+                    }
+                    Verdict::Review { review, reason }
+                }
+                None => accepted_verdict(row.hold, coin_symbol, chain_name),
+            };
+            if let Some(previous) = previous {
+                pass.previous.insert(index, previous);
+            }
+            verdict
         } else {
             pass.problems.extend(refusal_problems(row, validated, &reasons));
             Verdict::Refused { reasons }
         };
-        if matches!(verdict, Verdict::Payable | Verdict::Held { .. }) {
+        if matches!(
+            verdict,
+            Verdict::Payable | Verdict::Held { .. } | Verdict::Review { .. }
+        ) {
             pass.sums.add(row, coin, fee_quote, &money);
             digest_row(digest, row, validated, cat);
         }
         pass.counts.tally(&verdict);
-        pass.outcomes.push(RowOutcome { fee, verdict });
+        pass.outcomes.push(RowOutcome {
+            fee,
+            verdict,
+            recipient: registry,
+        });
     }
     pass.counts.refused += validated.refused_lines.len() as u64;
     pass.counts.duplicate += validated.duplicates.len() as u64;
@@ -555,6 +726,45 @@ fn refusal_problems<'a>(
     })
 }
 
+/// Whether a row waits for the recipient review, and why:
+/// a changed payee destination when the policy holds those, a new destination when the policy
+/// holds new ones (or this amount of a new one).
+fn review_of(
+    status: Option<RecipientStatus>,
+    row: &Row,
+    v: &Validated,
+    policy: &Policy,
+) -> Option<(ReviewKind, String)> {
+    match status? {
+        RecipientStatus::Known => None,
+        RecipientStatus::Changed { previous } => (policy.changed_payee_address == ChangedPayee::Hold).then(|| {
+            (
+                ReviewKind::Changed,
+                format!(
+                    "payee {} was paid to {} before; a changed destination waits for the recipient review",
+                    v.payee(row),
+                    previous.describe()
+                ),
+            )
+        }),
+        RecipientStatus::New => policy.holds_new_recipient(row.amount.value()).then(|| {
+            (
+                ReviewKind::New,
+                "a destination never paid before waits for the recipient review".to_owned(),
+            )
+        }),
+    }
+}
+
+/// A held row in the review part's digest: its order_id, its destination and the payee's
+/// destination before, each length-prefixed.
+fn digest_review(h: &mut Sha256, order_id: &str, destination: &Destination, previous: Option<&Destination>) {
+    h.update(b"row");
+    validate::hash_field(h, order_id);
+    validate::hash_field(h, &destination.key());
+    validate::hash_field(h, &previous.map(Destination::key).unwrap_or_default());
+}
+
 /// The verdict of a row nothing refuses: held when validation found it cannot be paid right
 /// now, payable otherwise.
 fn accepted_verdict(hold: Option<Hold>, coin_symbol: &str, chain_name: &str) -> Verdict {
@@ -573,6 +783,7 @@ impl Counts {
             Verdict::Held { .. } => self.held += 1,
             Verdict::Refused { .. } => self.refused += 1,
             Verdict::Duplicate { .. } => self.duplicate += 1,
+            Verdict::Review { .. } => self.review += 1,
         }
     }
 }

@@ -27,13 +27,17 @@ use sha2::{Digest, Sha256};
 
 use super::parse::{Format, Limits};
 use super::plan::{self, FeeQuote, Plan, PlanSettings, PreflightAnswers, RemoteCheckSummary};
-use super::validate::{self, KnownOrders, Rules, Validated};
+use super::validate::{self, Rules, Validated};
 use crate::api::{CallError, Client, codes};
 use crate::batch::catalogue::{Catalogue, ChainRef};
 use crate::model::ApiGeneration;
+use crate::model::recipient::{Destination, Known, KnownRecipients};
+use crate::model::record::BatchSigner;
 use crate::rules::address::{CwalletRecipient, parse_cwallet_recipient};
 use crate::rules::amount::parse_api_decimal;
+use crate::rules::deny::{DenyList, DenyLists};
 use crate::rules::policy::Policy;
+use crate::rules::signature::{self, BATCH_NAMESPACE, MAX_SIGNATURE_BYTES};
 
 /// Preflight questions in flight at once without a pacing to ask (a client with no pacing).
 const DEFAULT_CONCURRENCY: usize = 8;
@@ -82,6 +86,8 @@ pub struct CheckReport {
     /// SHA-256 of the file's bytes: the batch's identity.
     pub sha256: String,
     pub preflight_requests: u64,
+    /// Who signed the file (its `FILE.sig`), when signatures are checked.
+    pub signer: Option<BatchSigner>,
     #[serde(flatten)]
     pub plan: Plan,
 }
@@ -101,6 +107,13 @@ pub enum CheckError {
     /// CCPayment's catalogue is unusable: exit 2.
     #[error(transparent)]
     Catalogue(#[from] crate::batch::catalogue::CatalogueError),
+    /// The file's signature is missing or wrong (`policy.require_signature`): refused before any
+    /// request, exit 1.
+    #[error("{0}")]
+    Signature(String),
+    /// A deny list cannot be read: a configuration problem, never "no list" (exit 78).
+    #[error("{0}")]
+    DenyList(String),
 }
 
 /// A checked batch with what submission needs besides the report: the validated rows, the
@@ -126,7 +139,7 @@ pub async fn check_file(
     client: &Client,
     settings: &Settings,
     path: &Path,
-    known: Arc<dyn KnownOrders + Send + Sync>,
+    known: Arc<dyn Known + Send + Sync>,
 ) -> Result<CheckReport, CheckError> {
     prepare(client, settings, path, known).await.map(|p| p.report)
 }
@@ -136,7 +149,7 @@ pub async fn prepare(
     client: &Client,
     settings: &Settings,
     path: &Path,
-    known: Arc<dyn KnownOrders + Send + Sync>,
+    known: Arc<dyn Known + Send + Sync>,
 ) -> Result<Prepared, CheckError> {
     let display = path.display().to_string();
     let format = Format::from_path(path).ok_or_else(|| {
@@ -144,6 +157,10 @@ pub async fn prepare(
             "{display}: cannot tell the format from the name; use .csv, .json or .jsonl"
         ))
     })?;
+    // Before any request: the signature, then the deny lists (read afresh each time, so a list
+    // changed on disk counts from the next batch on).
+    let signed = check_signature(&settings.policy, path)?;
+    let deny = read_deny_lists(&settings.policy.deny_lists)?;
     let file = std::fs::File::open(path).map_err(|source| CheckError::Io {
         path: display.clone(),
         source,
@@ -172,6 +189,7 @@ pub async fn prepare(
     // deterministic simulation, tests) has no workers to keep free, and a replay needs the work
     // to happen at a known point rather than whenever another thread finishes it: in place.
     let validate = {
+        let known = Arc::clone(&known);
         let catalogue = catalogue.clone();
         let generation = settings.generation;
         let default_fee = settings.default_merchant_pays_fee;
@@ -184,7 +202,8 @@ pub async fn prepare(
                 default_merchant_pays_fee: default_fee,
                 limits: &limits,
             };
-            let validated = validate::validate(format, &mut reader, &rules, known.as_ref());
+            let known_orders: &dyn validate::KnownOrders = known.as_ref();
+            let validated = validate::validate(format, &mut reader, &rules, known_orders);
             // Whatever the parser left unread still belongs to the file's identity.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
             (validated, reader.finish())
@@ -197,6 +216,14 @@ pub async fn prepare(
             .map_err(|e| CheckError::NotABatch(format!("{display}: validation stopped: {e}")))?,
     };
     let (sha256, size_bytes) = hashed;
+    // The signature was checked over the bytes read then; these are the bytes validated.
+    if let Some((_, signed_sha256)) = &signed
+        && *signed_sha256 != sha256
+    {
+        return Err(CheckError::NotABatch(format!(
+            "{display} changed while it was being read; write batch files elsewhere and rename them into place"
+        )));
+    }
     let validated = Arc::new(validated);
 
     let mut answers = PreflightAnswers::default();
@@ -214,7 +241,7 @@ pub async fn prepare(
                         .balances
                         .insert(asset.coin_id, parse_api_decimal(&asset.available).unwrap_or_default());
                 }
-                remote_checks(client, settings, &catalogue, &validated, &mut answers).await?;
+                remote_checks(client, settings, &catalogue, &validated, known.as_ref(), &mut answers).await?;
             }
             ApiGeneration::V1 => {
                 super::preflight_v1::ask_fees(client, &catalogue, &validated, &mut answers).await?;
@@ -226,11 +253,18 @@ pub async fn prepare(
     requests += answers.requests;
 
     let paid_today = |_: &str| Decimal::ZERO;
+    let policy = &settings.policy;
+    // The registry is asked when the policy holds new or changed destinations.
+    let holds = policy.new_recipients != crate::rules::policy::NewRecipients::Allow
+        || policy.changed_payee_address != crate::rules::policy::ChangedPayee::Allow;
+    let known_recipients: &(dyn KnownRecipients + Send + Sync) = known.as_ref();
     let settings = PlanSettings {
-        policy: &settings.policy,
+        policy,
         balance_margin: settings.balance_margin,
         rate_per_second: settings.rate_per_second,
         paid_today: &paid_today,
+        deny: &deny,
+        recipients: holds.then_some(known_recipients),
     };
     let plan = plan::build(&validated, &catalogue, &answers, &settings);
     let report = CheckReport {
@@ -239,6 +273,7 @@ pub async fn prepare(
         size_bytes,
         sha256,
         preflight_requests: requests,
+        signer: signed.map(|(signer, _)| signer),
         plan,
     };
     Ok(Prepared {
@@ -308,6 +343,7 @@ async fn remote_checks(
     settings: &Settings,
     cat: &Catalogue,
     v: &Validated,
+    registry: &(dyn KnownRecipients + Sync),
     answers: &mut PreflightAnswers,
 ) -> Result<(), CallError> {
     if let Some(skipped) = remote_checks_skipped(settings, v.rows.len() as u64) {
@@ -320,8 +356,18 @@ async fn remote_checks(
     // sees the same requests), and the answers' problems land in line order.
     let mut addresses: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
     let mut users: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut known_skipped = 0u64;
     for row in &v.rows {
         let recipient = v.recipient(row).to_owned();
+        // A destination a payout succeeded to is valid: no request for it.
+        if let Some(chain) = row.chain
+            && registry
+                .destination(&Destination::new(cat.chain_name(chain), &recipient, v.memo(row)).key())
+                .is_some()
+        {
+            known_skipped += 1;
+            continue;
+        }
         match row.chain {
             Some(chain @ ChainRef::Chain(_)) => addresses
                 .entry((cat.chain_name(chain).to_owned(), recipient))
@@ -346,6 +392,7 @@ async fn remote_checks(
         .collect();
     let mut summary = RemoteCheckSummary {
         performed: true,
+        known_recipients_skipped: known_skipped,
         ..Default::default()
     };
     let mut results = futures_util::stream::iter(questions)
@@ -397,6 +444,75 @@ pub(super) fn remote_checks_skipped(settings: &Settings, n_rows: u64) -> Option<
         skipped_because: Some(reason),
         ..Default::default()
     })
+}
+
+/// Checks `FILE.sig` when the policy requires a signature, or names signers and a signature
+/// file exists: the signer and the SHA-256 of the bytes it signed. A signature that is missing,
+/// too large, not a signature, by a key not allowed, in another namespace, or over other bytes
+/// refuses the file, saying which.
+fn check_signature(
+    policy: &crate::rules::policy::Policy,
+    path: &Path,
+) -> Result<Option<(BatchSigner, String)>, CheckError> {
+    let Some(signers) = &policy.allowed_signers else {
+        return Ok(None);
+    };
+    let display = path.display();
+    let mut sig_path = path.as_os_str().to_owned();
+    sig_path.push(".sig");
+    let sig_path = std::path::PathBuf::from(sig_path);
+    let refuse = |why: String| CheckError::Signature(format!("{display}: {why}"));
+    let size = match std::fs::metadata(&sig_path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !policy.require_signature {
+                return Ok(None);
+            }
+            return Err(refuse(format!(
+                "unsigned: policy.require_signature needs a detached signature {} made by `ssh-keygen -Y sign -n {BATCH_NAMESPACE} -f KEY {display}` (move the .sig into the inbox before the batch)",
+                sig_path.display()
+            )));
+        }
+        Err(e) => return Err(refuse(format!("cannot read the signature {}: {e}", sig_path.display()))),
+    };
+    if size > MAX_SIGNATURE_BYTES as u64 {
+        return Err(refuse(format!(
+            "the signature file {} is {size} bytes, larger than {} KiB: not a signature",
+            sig_path.display(),
+            MAX_SIGNATURE_BYTES / 1024
+        )));
+    }
+    let sig = std::fs::read(&sig_path)
+        .map_err(|e| refuse(format!("cannot read the signature {}: {e}", sig_path.display())))?;
+    let bytes = std::fs::read(path).map_err(|source| CheckError::Io {
+        path: display.to_string(),
+        source,
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let signer = signature::verify(&signers.signers, BATCH_NAMESPACE, &bytes, &sig, now)
+        .map_err(|e| refuse(format!("signature {} refused: {e}", sig_path.display())))?;
+    Ok(Some((
+        BatchSigner {
+            principal: signer.principal,
+            key_type: signer.key_type,
+            fingerprint: signer.fingerprint,
+        },
+        hex::encode(Sha256::digest(&bytes)),
+    )))
+}
+
+/// Reads every deny list afresh. A list that cannot be read stops the preflight: a missing
+/// list is never "no list".
+fn read_deny_lists(paths: &[String]) -> Result<DenyLists, CheckError> {
+    let mut lists = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read(path)
+            .map_err(|e| CheckError::DenyList(format!("policy.deny_lists: cannot read {path}: {e}")))?;
+        lists.push(DenyList::parse(path, &String::from_utf8_lossy(&text)));
+    }
+    Ok(DenyLists::new(lists))
 }
 
 /// Read attempts for one preflight question before giving up.

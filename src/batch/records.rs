@@ -18,7 +18,9 @@ use crate::batch::preflight::Prepared;
 use crate::batch::request::{has_call, withdraw_call};
 use crate::batch::validate::{Row, payload_digest};
 use crate::model::ApiGeneration;
-use crate::model::record::{Approval, BatchRecord, BatchState, InputRow, OrderRecord, RefusedRow};
+use crate::model::record::{
+    Approval, BatchRecord, BatchState, InputRow, OrderRecord, RecipientPart, RecipientReview, RefusedRow, ReviewKind,
+};
 use crate::model::state::{Event, OrderState, transition};
 
 /// How long a row held at intake (chain in maintenance, coin suspended) waits before its first
@@ -27,8 +29,12 @@ pub const HOLD_RECHECK_MS: i64 = 60_000;
 
 /// What intake makes of a validated row, given its plan verdict.
 enum Fate<'a> {
-    /// An order; `hold` is why its first send waits, if it does.
-    Order { hold: Option<&'a str> },
+    /// An order; `hold` is why its first send waits, if it does; `review`, whether it waits
+    /// for the recipient review.
+    Order {
+        hold: Option<&'a str>,
+        review: Option<ReviewKind>,
+    },
     /// Refused by the plan (remote checks, policy, fees).
     Refused(&'a [String]),
     /// Already in an earlier batch with the same payload.
@@ -42,21 +48,45 @@ fn fate<'a>(row: &Row, verdict: &'a Verdict, generation: ApiGeneration) -> Fate<
         Verdict::Refused { reasons } => Fate::Refused(reasons),
         Verdict::Duplicate { earlier_batch } => Fate::Duplicate(earlier_batch),
         _ if !has_call(row, generation) => Fate::NoCall,
-        Verdict::Payable => Fate::Order { hold: None },
-        Verdict::Held { reason } => Fate::Order { hold: Some(reason) },
+        Verdict::Payable => Fate::Order {
+            hold: None,
+            review: None,
+        },
+        Verdict::Held { reason } => Fate::Order {
+            hold: Some(reason),
+            review: None,
+        },
+        Verdict::Review { review, .. } => Fate::Order {
+            hold: None,
+            review: Some(*review),
+        },
     }
 }
 
+/// An accepted row's index among the validated rows, and its fate's details.
+struct Accepted<'a> {
+    index: usize,
+    row: &'a Row,
+    hold: Option<&'a str>,
+    review: Option<ReviewKind>,
+}
+
 /// The accepted rows with their holds, in file order: the rows that become orders.
-fn accepted(prepared: &Prepared, generation: ApiGeneration) -> impl Iterator<Item = (&Row, Option<&str>)> {
+fn accepted(prepared: &Prepared, generation: ApiGeneration) -> impl Iterator<Item = Accepted<'_>> {
     // Plan rows are built one per validated row, in the same order.
     prepared
         .validated
         .rows
         .iter()
         .zip(prepared.report.plan.rows.verdicts())
-        .filter_map(move |(row, verdict)| match fate(row, verdict, generation) {
-            Fate::Order { hold } => Some((row, hold)),
+        .enumerate()
+        .filter_map(move |(index, (row, verdict))| match fate(row, verdict, generation) {
+            Fate::Order { hold, review } => Some(Accepted {
+                index,
+                row,
+                hold,
+                review,
+            }),
             _ => None,
         })
 }
@@ -141,13 +171,24 @@ pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneratio
         orders: u32::try_from(orders).unwrap_or(u32::MAX),
         refused,
         approval: if needs_approval {
-            Approval::Required {
-                reasons: plan.approval_reasons.clone(),
-            }
+            Approval::required(plan.approval_reasons.clone(), plan.approvals_needed)
         } else {
             Approval::NotNeeded
         },
         state: BatchState::Open,
+        signer: report.signer.clone(),
+        maker_may_approve: plan.maker_may_approve,
+        recipients: plan.review.as_ref().map(|review| RecipientPart {
+            digest: review.digest.clone(),
+            orders: u32::try_from(review.rows).unwrap_or(u32::MAX),
+            approval: Approval::required(
+                vec![format!(
+                    "{} row(s) to new destinations and {} to changed payee destinations wait for the recipient review",
+                    review.new, review.changed
+                )],
+                review.approvals_needed,
+            ),
+        }),
     }
 }
 
@@ -157,9 +198,9 @@ pub fn orders(prepared: &Prepared, generation: ApiGeneration, now_ms: i64) -> im
     let needs_approval = !prepared.report.plan.approval_reasons.is_empty();
     accepted(prepared, generation)
         .enumerate()
-        .filter_map(move |(seq, (row, hold))| {
+        .filter_map(move |(seq, accepted)| {
             let seq = u32::try_from(seq).unwrap_or(u32::MAX);
-            order(prepared, row, hold, seq, needs_approval, generation, now_ms)
+            order(prepared, &accepted, seq, needs_approval, generation, now_ms)
         })
 }
 
@@ -179,17 +220,19 @@ pub fn build(
 
 fn order(
     prepared: &Prepared,
-    row: &Row,
-    hold: Option<&str>,
+    accepted: &Accepted<'_>,
     seq: u32,
     needs_approval: bool,
     generation: ApiGeneration,
     now_ms: i64,
 ) -> Option<OrderRecord> {
+    let (row, hold) = (accepted.row, accepted.hold);
     let v = &prepared.validated;
     let cat = &prepared.catalogue;
     // `accepted` passes only rows that have a call.
     let call = withdraw_call(row, v, cat, generation)?;
+    // A row held for the recipient review waits for its own approval whatever the batch's.
+    let needs_approval = needs_approval || accepted.review.is_some();
     // Release through the state machine; these transitions cannot fail from Planned.
     let (mut state, attempts) =
         transition(&OrderState::Planned, 0, &Event::Release { needs_approval }).unwrap_or((OrderState::Planned, 0));
@@ -221,6 +264,7 @@ fn order(
             },
             reference: v.reference(row).to_owned(),
             token_id: v.token_id(row).to_owned(),
+            payee: v.payee(row).to_owned(),
         },
         call,
         payload_digest: hex::encode(payload_digest(row, v, cat)),
@@ -238,6 +282,10 @@ fn order(
         next_check_ms: None,
         checks: 0,
         absent: None,
+        review: accepted.review.map(|kind| RecipientReview {
+            kind,
+            previous: prepared.report.plan.rows.previous_destination(accepted.index).cloned(),
+        }),
     })
 }
 
@@ -295,6 +343,8 @@ mod tests {
             balance_margin: Decimal::ZERO,
             rate_per_second: 10,
             paid_today: &nothing_today,
+            deny: &crate::rules::deny::DenyLists::default(),
+            recipients: None,
         };
         let plan = plan::build(&validated, &catalogue, &answers, &settings);
         let report = CheckReport {
@@ -303,6 +353,7 @@ mod tests {
             size_bytes: text.len() as u64,
             sha256: "ab".repeat(32),
             preflight_requests: 0,
+            signer: None,
             plan,
         };
         Prepared {

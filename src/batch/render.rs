@@ -21,9 +21,80 @@ pub fn check_report(report: &CheckReport) -> String {
     );
     rows_table(&mut out, plan);
     problems(&mut out, report);
+    controls(&mut out, report);
     coins_table(&mut out, plan);
     summary(&mut out, report);
     out
+}
+
+/// What the controls found: the signer, deny-list hits, and the rows held for the recipient
+/// review with each destination beside the payee's old one.
+fn controls(out: &mut String, report: &CheckReport) {
+    let plan = &report.plan;
+    if let Some(signer) = &report.signer {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "signed by: {} ({} {}){}",
+            signer.principal,
+            signer.key_type,
+            signer.fingerprint,
+            if plan.maker_may_approve {
+                ""
+            } else {
+                "; the signer may not approve this batch"
+            }
+        );
+    }
+    if !plan.deny_list_hits.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "deny-list hits ({}), refused:", plan.deny_list_hits.len());
+        for hit in &plan.deny_list_hits {
+            let _ = writeln!(
+                out,
+                "  line {} {}: {} is on {} line {}",
+                hit.line, hit.order_id, hit.recipient, hit.list, hit.list_line
+            );
+        }
+    }
+    if let Some(review) = &plan.review {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "recipient review: {} row(s) wait for their own approval ({} new destination(s), {} changed payee destination(s)); the rest of the batch proceeds",
+            review.rows, review.new, review.changed
+        );
+        for (shown, row) in plan
+            .rows
+            .iter()
+            .filter(|r| matches!(r.verdict, Verdict::Review { .. }))
+            .enumerate()
+        {
+            if shown == MAX_TABLE_ROWS {
+                let _ = writeln!(out, "  … use --json for every row");
+                break;
+            }
+            let was = match &row.previous_destination {
+                Some(previous) => format!("was {previous} (payee {})", row.payee),
+                None => "new".to_owned(),
+            };
+            let memo = if row.memo.is_empty() {
+                String::new()
+            } else {
+                format!(" memo {}", row.memo)
+            };
+            let _ = writeln!(
+                out,
+                "  line {} {}: {} {} to {} {}{memo}  [{was}]",
+                row.line, row.order_id, row.amount, row.coin, row.chain, row.recipient
+            );
+        }
+        let _ = writeln!(
+            out,
+            "recipient review digest: {} ({} approval(s) needed)",
+            review.digest, review.approvals_needed
+        );
+    }
 }
 
 fn rows_table(out: &mut String, plan: &Plan) {
@@ -166,7 +237,12 @@ fn summary(out: &mut String, report: &CheckReport) {
     if plan.approval_reasons.is_empty() {
         let _ = writeln!(out, "approval: not required");
     } else {
-        let _ = writeln!(out, "approval: required ({})", plan.approval_reasons.join("; "));
+        let _ = writeln!(
+            out,
+            "approval: required, {} approver(s) ({})",
+            plan.approvals_needed,
+            plan.approval_reasons.join("; ")
+        );
     }
     for blocker in &plan.blockers {
         let _ = writeln!(out, "blocked: {blocker}");
@@ -178,9 +254,10 @@ fn summary(out: &mut String, report: &CheckReport) {
     } else {
         let _ = writeln!(
             out,
-            "verdict: NOT payable as it is: {} payable, {} held, {} refused, {} duplicate of {} rows{}",
+            "verdict: NOT payable as it is: {} payable, {} held, {} for recipient review, {} refused, {} duplicate of {} rows{}",
             c.payable,
             c.held,
+            c.review,
             c.refused,
             c.duplicate,
             c.rows,

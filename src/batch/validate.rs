@@ -131,8 +131,8 @@ impl TextArena {
     }
 }
 
-/// A row's five texts, stored back to back in the arena: order_id, recipient, memo, reference,
-/// token_id. Lengths fit the validated limits (order_id ≤ 64 bytes, token_id a 36-byte UUID,
+/// A row's six texts, stored back to back in the arena: order_id, recipient, memo, reference,
+/// token_id, payee. Lengths fit the validated limits (order_id ≤ 64 bytes, token_id a 36-byte UUID,
 /// the others ≤ the parser's 4 KiB field limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RowText {
@@ -142,6 +142,7 @@ pub struct RowText {
     recipient: u16,
     memo: u16,
     reference: u16,
+    payee: u8,
 }
 
 impl RowText {
@@ -175,6 +176,15 @@ impl RowText {
         let skip =
             u32::from(self.order_id) + u32::from(self.recipient) + u32::from(self.memo) + u32::from(self.reference);
         self.slot(skip, self.token_id)
+    }
+
+    fn payee(self) -> Slot {
+        let skip = u32::from(self.order_id)
+            + u32::from(self.recipient)
+            + u32::from(self.memo)
+            + u32::from(self.reference)
+            + u32::from(self.token_id);
+        self.slot(skip, self.payee)
     }
 }
 
@@ -254,6 +264,11 @@ impl Validated {
     /// Empty when the row has none.
     pub fn reference(&self, row: &Row) -> &str {
         self.arena.get(row.text.reference())
+    }
+
+    /// The row's payee id; empty when it has none.
+    pub fn payee(&self, row: &Row) -> &str {
+        self.arena.get(row.text.payee())
     }
 
     /// Empty except for v1 rows.
@@ -337,6 +352,7 @@ impl Validator<'_, '_> {
             &mut problems,
         );
         check_reference(cells.reference, &mut problems);
+        check_payee(cells.payee, &mut problems);
 
         if !problems.is_empty() {
             self.refuse(raw.line, cells.order_id, order_id_ok, problems);
@@ -390,12 +406,14 @@ impl Validator<'_, '_> {
                 cells.memo,
                 cells.reference,
                 cells.token_id,
+                cells.payee,
             ]),
             order_id: cells.order_id.len() as u8,
             recipient: cells.recipient.len() as u16,
             memo: cells.memo.len() as u16,
             reference: cells.reference.len() as u16,
             token_id: cells.token_id.len() as u8,
+            payee: cells.payee.len() as u8,
         }
     }
 
@@ -498,6 +516,7 @@ struct Cells<'r> {
     merchant_pays_fee: &'r str,
     reference: &'r str,
     token_id: &'r str,
+    payee: &'r str,
 }
 
 impl<'r> Cells<'r> {
@@ -513,6 +532,7 @@ impl<'r> Cells<'r> {
             merchant_pays_fee: get(Column::MerchantPaysFee),
             reference: get(Column::Reference),
             token_id: get(Column::TokenId),
+            payee: get(Column::Payee).trim(),
         }
     }
 }
@@ -927,6 +947,19 @@ fn check_reference(reference: &str, problems: &mut RowProblems) {
             Column::Reference,
             format!("reference is longer than {MAX_REFERENCE_CHARS} characters"),
         );
+    }
+}
+
+/// The longest `payee` id.
+const MAX_PAYEE_BYTES: usize = 64;
+
+/// `payee`: a stable id of the person paid, which the recipient registry keys on: printable,
+/// at most 64 bytes (empty: the row names no payee).
+fn check_payee(payee: &str, problems: &mut RowProblems) {
+    if payee.len() > MAX_PAYEE_BYTES {
+        problems.fail(Column::Payee, format!("payee is longer than {MAX_PAYEE_BYTES} bytes"));
+    } else if payee.chars().any(char::is_control) {
+        problems.fail(Column::Payee, "payee contains a control character".to_owned());
     }
 }
 

@@ -101,14 +101,30 @@ pub enum Command {
         sandbox: bool,
     },
 
-    /// Approve a batch that needs approval, binding to the exact plan digest `check`/`status` showed.
+    /// Approve a batch that needs approval, binding to the exact plan digest `check`/`status` showed
+    /// (or its recipient review's digest). The approval is your OS user's, or the key's with --sign-with.
     Approve {
         /// A batch name or id prefix.
         batch: String,
-        /// The plan digest being approved; any other digest is refused.
+        /// The plan digest (or recipient review digest) being approved; any other digest is refused.
         #[arg(long)]
         digest: String,
+        /// Sign the approval with this OpenSSH private key (namespace ccpayout-approval); it counts
+        /// for the key's principal in policy.approver_signers. A key with a passphrase is signed by
+        /// ssh-keygen, which asks for it.
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
         /// A batch of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
+    /// List the recipient registry: every destination a payout succeeded to, and each payee's.
+    Recipients {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: RecipientsFormat,
+        /// The registry of `--sandbox` runs.
         #[arg(long)]
         sandbox: bool,
     },
@@ -451,7 +467,8 @@ async fn operator_reply(
         crate::app::reports_dir(&config, state_dir),
         clock::system(),
         crate::app::Offline,
-    );
+    )
+    .with_policy(config.policy.clone());
     Ok(operator.handle(request).await)
 }
 
@@ -471,9 +488,54 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
             operate(cli.config, &dir, Request::Status { target }).await
         }
-        Command::Approve { batch, digest, sandbox } => {
+        Command::Approve {
+            batch,
+            digest,
+            sign_with,
+            sandbox,
+        } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
-            operate(cli.config, &dir, Request::Approve { batch, digest }).await
+            let signature = match sign_with {
+                None => None,
+                Some(key) => {
+                    // The signature binds the batch's full id and the digest.
+                    let config_path = cli.config.clone();
+                    let reply = operator_reply(&dir, Request::Resolve { batch: batch.clone() }, || {
+                        load_config(config_path)
+                    })
+                    .await?;
+                    if reply.verdict != crate::app::Verdict::Done {
+                        return submit::show(reply);
+                    }
+                    Some(sign_approval(&key, reply.text.trim(), &digest)?)
+                }
+            };
+            operate(
+                cli.config,
+                &dir,
+                Request::Approve {
+                    batch,
+                    digest,
+                    signature,
+                },
+            )
+            .await
+        }
+        Command::Recipients { format, sandbox } => {
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            let format = match format {
+                RecipientsFormat::Table => "table",
+                RecipientsFormat::Csv => "csv",
+                RecipientsFormat::Json => "json",
+            };
+            operate(
+                cli.config,
+                &dir,
+                Request::Recipients {
+                    format: format.to_owned(),
+                },
+            )
+            .await
         }
         Command::Cancel { batch, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
@@ -499,6 +561,57 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         },
         Command::Sandbox(args) => sandbox_command(*args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
+    }
+}
+
+/// `ccpayout recipients --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecipientsFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Signs an approval of `digest` for batch `batch_id` with the OpenSSH private key at `key`: in
+/// process for a key without a passphrase, else by `ssh-keygen -Y sign` (which asks for it or
+/// uses the agent).
+fn sign_approval(key: &std::path::Path, batch_id: &str, digest: &str) -> Result<String, CliError> {
+    use crate::rules::signature::{self, APPROVAL_NAMESPACE, SignError};
+    let message = signature::approval_message(batch_id, digest.trim());
+    let text =
+        std::fs::read_to_string(key).map_err(|e| anyhow::anyhow!("cannot read the key {}: {e}", key.display()))?;
+    match signature::sign(&text, APPROVAL_NAMESPACE, &message) {
+        Ok(sig) => Ok(sig),
+        Err(SignError::Encrypted) => {
+            let mut child = std::process::Command::new("ssh-keygen")
+                .args(["-Y", "sign", "-n", APPROVAL_NAMESPACE, "-f"])
+                .arg(key)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} has a passphrase and ssh-keygen cannot be run to sign with it: {e}",
+                        key.display()
+                    )
+                })?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write as _;
+                stdin
+                    .write_all(&message)
+                    .map_err(|e| anyhow::anyhow!("cannot hand the approval to ssh-keygen: {e}"))?;
+            }
+            let out = child
+                .wait_with_output()
+                .map_err(|e| anyhow::anyhow!("ssh-keygen failed: {e}"))?;
+            if !out.status.success() {
+                return Err(
+                    anyhow::anyhow!("ssh-keygen could not sign with {} ({})", key.display(), out.status).into(),
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot sign with {}: {e}", key.display()).into()),
     }
 }
 
@@ -585,7 +698,7 @@ async fn check_command(
         Some(dir) => Some(dir),
         None => submit::default_state_dir(args.sandbox).ok(),
     };
-    let known: std::sync::Arc<dyn crate::batch::validate::KnownOrders + Send + Sync> = match dir
+    let known: std::sync::Arc<dyn crate::model::recipient::Known + Send + Sync> = match dir
         .filter(|d| d.join(crate::store::DB_FILE).exists())
         .map(|d| crate::store::Store::open(&d))
     {
@@ -606,9 +719,16 @@ async fn check_command(
     let started = std::time::Instant::now();
     let report = match preflight::check_file(&client, &config.preflight_settings(), &args.file, known).await {
         Ok(report) => report,
-        Err(preflight::CheckError::NotABatch(message)) => {
+        Err(preflight::CheckError::NotABatch(message) | preflight::CheckError::Signature(message)) => {
             eprintln!("error: {message}");
             return Ok(Outcome::Refused);
+        }
+        Err(preflight::CheckError::DenyList(message)) => {
+            return Err(ConfigError {
+                path: config.path.clone(),
+                problems: vec![message],
+            }
+            .into());
         }
         Err(preflight::CheckError::Api(CallError::Api(e))) => {
             let hint = e.hint().map(|h| format!("\n  check: {h}")).unwrap_or_default();

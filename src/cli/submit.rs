@@ -116,7 +116,7 @@ pub async fn submit(
             batch
         }
     };
-    if let Approval::Required { reasons } = &batch.approval {
+    if let Approval::Required { reasons, .. } = &batch.approval {
         eprintln!(
             "batch {} needs approval before anything is sent ({}).\n  approve exactly this plan with: ccpayout approve {} --digest {}{}\n  then run this command again",
             batch.name,
@@ -162,6 +162,21 @@ pub async fn submit(
     let batch = &paid.batch;
     if let Some(paths) = &paid.reports {
         print_outcome(batch, &paid.counts, paths);
+    }
+    if let Some(review) = batch
+        .recipients
+        .as_ref()
+        .filter(|r| matches!(r.approval, Approval::Required { .. }))
+    {
+        eprintln!(
+            "{} orders of batch {} wait for the recipient review (new or changed destinations; `ccpayout status {}` lists them beside the old ones).\n  approve them with: ccpayout approve {} --digest {}{}\n  then run this command again",
+            review.orders,
+            batch.name,
+            batch.name,
+            batch.name,
+            review.digest,
+            if sandbox { " --sandbox" } else { "" }
+        );
     }
     let sent = wired.client.request_counts();
     let total: u64 = sent.values().sum();

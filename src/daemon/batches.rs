@@ -201,13 +201,30 @@ impl Batches {
                 Ok(None)
             }
             RunEnd::AwaitingApproval => {
-                tracing::warn!(
-                    batch = %batch.name,
-                    digest = %batch.plan_digest,
-                    "batch waits for approval: ccpayout approve {} --digest {}",
-                    batch.name,
-                    batch.plan_digest
-                );
+                let batch = &paid.batch;
+                if matches!(batch.approval, crate::model::record::Approval::Required { .. }) {
+                    tracing::warn!(
+                        batch = %batch.name,
+                        digest = %batch.plan_digest,
+                        "batch waits for approval: ccpayout approve {} --digest {}",
+                        batch.name,
+                        batch.plan_digest
+                    );
+                }
+                if let Some(review) = batch
+                    .recipients
+                    .as_ref()
+                    .filter(|r| matches!(r.approval, crate::model::record::Approval::Required { .. }))
+                {
+                    tracing::warn!(
+                        batch = %batch.name,
+                        orders = review.orders,
+                        digest = %review.digest,
+                        "orders to new or changed destinations wait for the recipient review: ccpayout approve {} --digest {}",
+                        batch.name,
+                        review.digest
+                    );
+                }
                 Ok(None)
             }
             RunEnd::Interrupted => Ok(None),

@@ -442,13 +442,16 @@ impl Daemon {
     fn serve_socket(&mut self) {
         let Some(listener) = self.socket.take() else { return };
         let shared = self.shared.clone();
-        let operator = Arc::new(Operator::new(
-            shared.store.clone(),
-            shared.state_dir.clone(),
-            shared.reports_dir(),
-            shared.clock.clone(),
-            Live::new(shared.clone()),
-        ));
+        let operator = Arc::new(
+            Operator::new(
+                shared.store.clone(),
+                shared.state_dir.clone(),
+                shared.reports_dir(),
+                shared.clock.clone(),
+                Live::new(shared.clone()),
+            )
+            .with_policy(shared.config.policy.clone()),
+        );
         let path = socket::socket_path(&shared.state_dir);
         let cancel = self.shutdown.clone();
         self.spawn(

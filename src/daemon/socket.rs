@@ -94,14 +94,16 @@ pub async fn bind(state_dir: &Path, mode: u32) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Something that answers requests: the daemon's operator.
+/// Something that answers requests from a local user: the daemon's operator.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Request) -> impl std::future::Future<Output = Reply> + Send;
+    /// `caller` is the OS user of the peer, from the socket's peer credentials: an approval
+    /// is that user's, whatever the request says.
+    fn handle(&self, request: Request, caller: &str) -> impl std::future::Future<Output = Reply> + Send;
 }
 
 impl<R: Runtime + 'static> Handler for Operator<R> {
-    async fn handle(&self, request: Request) -> Reply {
-        Operator::handle(self, request).await
+    async fn handle(&self, request: Request, caller: &str) -> Reply {
+        Operator::handle_from(self, request, caller).await
     }
 }
 
@@ -143,6 +145,8 @@ pub async fn serve<H: Handler>(
 }
 
 async fn answer<H: Handler>(stream: UnixStream, handler: &H) -> io::Result<()> {
+    // Who is asking, as the kernel says (SO_PEERCRED): never taken from the request.
+    let caller = stream.peer_cred().map(|cred| crate::util::user::name_of(cred.uid()))?;
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64);
@@ -152,8 +156,8 @@ async fn answer<H: Handler>(stream: UnixStream, handler: &H) -> io::Result<()> {
         Ok(Ok(0)) => return Ok(()),
         Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
             Ok(request) => {
-                tracing::info!(?request, "control request");
-                handler.handle(request).await
+                tracing::info!(?request, caller = %caller, "control request");
+                handler.handle(request, &caller).await
             }
             Err(e) => Reply::error(format!("not a control request: {e}")),
         },
@@ -174,8 +178,8 @@ mod tests {
     struct Echo;
 
     impl Handler for Echo {
-        async fn handle(&self, request: Request) -> Reply {
-            Reply::ok(format!("{request:?}"))
+        async fn handle(&self, request: Request, caller: &str) -> Reply {
+            Reply::ok(format!("{request:?} from {caller}"))
         }
     }
 
@@ -192,6 +196,7 @@ mod tests {
             &Request::Approve {
                 batch: "b".into(),
                 digest: "d".into(),
+                signature: None,
             },
         )
         .await
@@ -199,6 +204,12 @@ mod tests {
         .unwrap();
         assert_eq!(reply.verdict, crate::app::Verdict::Done);
         assert!(reply.text.contains("Approve"), "{}", reply.text);
+        // The caller is the peer's OS user, from the kernel: this process's.
+        assert!(
+            reply.text.ends_with(&format!("from {}", crate::util::user::current())),
+            "{}",
+            reply.text
+        );
         cancel.cancel();
         server.await.unwrap().unwrap();
         assert!(

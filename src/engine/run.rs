@@ -125,10 +125,12 @@ impl Engine {
                 if cancel.is_cancelled() {
                     return Ok(RunEnd::Interrupted);
                 }
-                if count(StateKind::AwaitingApproval) + count(StateKind::Planned) > 0 && open_sends == 0 {
-                    return Ok(RunEnd::AwaitingApproval);
-                }
+                // Orders waiting for an approval (the batch's, or its recipient review's) end
+                // the loop once the rest is sent and, when asked, followed to the end.
                 if open_sends == 0 && (count(StateKind::Submitted) == 0 || !wait_final) {
+                    if count(StateKind::AwaitingApproval) + count(StateKind::Planned) > 0 {
+                        return Ok(RunEnd::AwaitingApproval);
+                    }
                     return Ok(if count(StateKind::Submitted) == 0 {
                         RunEnd::Finished
                     } else {

@@ -416,7 +416,7 @@ fn resolve(file: &Path, name: String, f: JobFile, base_policy: &Policy, p: &mut 
     let command = f.command.map(|command| resolve_command(command, base_dir, p));
     let action = resolve_action(has_schedule, release, command, p);
     check_staging_is_not_the_inbox(action.as_ref(), inbox.as_deref(), p);
-    let policy = resolve_policy(f.approval, f.policy, base_policy, p);
+    let policy = resolve_policy(f.approval, f.policy, base_policy, base_dir, p);
     Some(Job {
         name,
         file: file.to_path_buf(),
@@ -614,6 +614,7 @@ fn resolve_policy(
     approval: Option<String>,
     mut policy_file: PolicyFile,
     base_policy: &Policy,
+    base_dir: &Path,
     p: &mut Problems<'_>,
 ) -> Policy {
     if let Some(approval) = approval {
@@ -630,7 +631,7 @@ fn resolve_policy(
     }
     // Keys under `policy`, each problem then prefixed with the file like the others.
     let mut policy_problems = Vec::new();
-    let policy = override_policy(base_policy, policy_file, "policy", &mut policy_problems);
+    let policy = override_policy(base_policy, policy_file, "policy", Some(base_dir), &mut policy_problems);
     p.problems
         .extend(policy_problems.into_iter().map(|m| format!("{}: {m}", p.label)));
     policy

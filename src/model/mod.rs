@@ -8,10 +8,13 @@
 //! - [`ids`]: [`ids::OrderId`] and [`ids::BatchId`], ids as types of their own.
 //! - [`known`]: the question "was this order_id seen before?", asked by validation, answered by
 //!   the store.
+//! - [`recipient`]: the recipient registry's entries and the question "was this destination
+//!   paid before, and is it this payee's?".
 
 pub mod call;
 pub mod ids;
 pub mod known;
+pub mod recipient;
 pub mod record;
 pub mod state;
 

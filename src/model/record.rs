@@ -26,6 +26,9 @@ pub struct InputRow {
     pub reference: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token_id: String,
+    /// A stable id of the person paid (the optional `payee` column), for the registry.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub payee: String,
 }
 
 /// The network fee CCPayment charged for a payout: in which coin, and how much (the amount
@@ -97,6 +100,31 @@ pub struct OrderRecord {
     /// (ccpayment-api.md §5, R2/R3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub absent: Option<Absent>,
+    /// Why the order waits for the batch's recipient review (a new destination, or its payee's
+    /// changed one), and the payee's destination before: the order is released by approving
+    /// the review part, not the batch's plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<RecipientReview>,
+}
+
+/// Why an order waits for the recipient review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientReview {
+    /// `new` or `changed`.
+    pub kind: ReviewKind,
+    /// The payee's destination before, for a changed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<super::recipient::Destination>,
+}
+
+/// What the review is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewKind {
+    /// A destination no payout went to before.
+    New,
+    /// The payee was paid to another destination before.
+    Changed,
 }
 
 /// Lookups that found nothing for an order since its last send.
@@ -143,13 +171,87 @@ pub struct RefusedRow {
     pub duplicate_of_batch: Option<String>,
 }
 
-/// Whether a batch needs approval, and whether it has it.
+/// Whether a batch (or its recipient review) needs approval, and whether it has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "approval", rename_all = "snake_case")]
 pub enum Approval {
     NotNeeded,
-    Required { reasons: Vec<String> },
-    Approved { at_ms: i64, digest: String },
+    Required {
+        reasons: Vec<String>,
+        /// Distinct approvers needed (records of 0.1.0 have none: one).
+        #[serde(default = "one")]
+        needed: u32,
+        /// Approvals given so far, each by a different approver.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        given: Vec<GivenApproval>,
+    },
+    Approved {
+        at_ms: i64,
+        digest: String,
+        /// Who approved (empty in records of 0.1.0, whose approvals were anonymous).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        by: Vec<GivenApproval>,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Approval {
+    /// A requirement of `needed` approvers for `reasons`, none given yet.
+    pub fn required(reasons: Vec<String>, needed: u32) -> Approval {
+        Approval::Required {
+            reasons,
+            needed: needed.max(1),
+            given: Vec::new(),
+        }
+    }
+}
+
+/// One approval: who gave it, how they were known, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GivenApproval {
+    /// The approver: an OS user name, or the principal of the key that signed.
+    pub by: String,
+    pub how: ApproverProof,
+    /// The SHA256 fingerprint of the key, for a signed approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    pub at_ms: i64,
+}
+
+/// How an approver was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApproverProof {
+    /// The OS user of the caller: peer credentials on the control socket, or the process's own
+    /// user on the store.
+    OsUser,
+    /// An SSH signature over the batch id and digest, by a key of `policy.approver_signers`.
+    SshSignature,
+}
+
+/// Who signed a batch file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSigner {
+    /// The principal of the allowed-signers line.
+    pub principal: String,
+    pub key_type: String,
+    /// `SHA256:…`, as ssh-keygen prints it.
+    pub fingerprint: String,
+}
+
+/// The part of a batch that waits for its own approval: rows to new destinations, or to a payee's
+/// changed one. The rest of the batch proceeds without it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientPart {
+    /// SHA-256 over the held rows and their destinations (old and new), hex: what its approval
+    /// binds to.
+    pub digest: String,
+    /// Orders held.
+    pub orders: u32,
+    pub approval: Approval,
 }
 
 /// Where a batch is as a whole.
@@ -197,4 +299,21 @@ pub struct BatchRecord {
     pub refused: Vec<RefusedRow>,
     pub approval: Approval,
     pub state: BatchState,
+    /// Who signed the batch file, when it was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<BatchSigner>,
+    /// Whether the signer may approve the batch (`policy.maker_may_approve` when it was taken in).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub maker_may_approve: bool,
+    /// The rows held for recipient review, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<RecipientPart>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }

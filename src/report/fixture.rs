@@ -63,6 +63,9 @@ pub fn batch() -> BatchRecord {
         ],
         approval: Approval::NotNeeded,
         state: BatchState::Open,
+        signer: None,
+        maker_may_approve: true,
+        recipients: None,
     }
 }
 
@@ -139,6 +142,7 @@ fn order(seq: u32, line: u64, coin: &str, chain: &str, amount: &str, amount_sent
         next_check_ms: None,
         checks: 0,
         absent: None,
+        review: None,
     }
 }
 

@@ -12,7 +12,7 @@ use redb::{Durability, ReadableTable};
 use super::codec::{
     self, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, ORDERS, decode_identity, encode_batch, state_key_of,
 };
-use super::{Store, StoreError, encode_error};
+use super::{ControlEvent, Store, StoreError, encode_error};
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::StateKind;
 
@@ -42,7 +42,22 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true)
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[])
+    }
+
+    /// [`Store::create_batch_streamed`], with `events` in the audit trail in the same
+    /// transaction as the batch record (the signer checked, deny-list hits).
+    pub fn create_batch_audited<I>(
+        &self,
+        batch: &BatchRecord,
+        orders: I,
+        events: &[ControlEvent],
+    ) -> Result<(), StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<OrderRecord>,
+    {
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, events)
     }
 
     pub(super) fn create_batch_with<I>(
@@ -51,6 +66,7 @@ impl Store {
         orders: I,
         chunk_orders: usize,
         write_marker: bool,
+        events: &[ControlEvent],
     ) -> Result<(), StoreError>
     where
         I: IntoIterator,
@@ -72,7 +88,7 @@ impl Store {
             self.remove_leftovers(&leftover)?;
         }
 
-        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker);
+        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker, events);
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
             // the next open. remove_leftovers checks that the batch record is absent, so a
@@ -90,6 +106,7 @@ impl Store {
         orders: impl Iterator<Item: Borrow<OrderRecord>>,
         chunk_orders: usize,
         write_marker: bool,
+        events: &[ControlEvent],
     ) -> Result<(), StoreError> {
         let batch_id = batch.batch_id.as_str();
         let expected = u64::from(batch.orders);
@@ -179,7 +196,10 @@ impl Store {
             let bytes = encode_batch(batch).map_err(encode_error)?;
             batches.insert(batch_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
         }
-        tx.commit().map_err(|e| self.db_err(e))
+        let lines = self.control_lines(&tx, events)?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        self.lock_audit().append(self, &lines);
+        Ok(())
     }
 
     /// Writes `orders` of `batch` without the batch record, as a crash before the marker would
@@ -191,7 +211,7 @@ impl Store {
         orders: &[OrderRecord],
         chunk_orders: usize,
     ) -> Result<(), StoreError> {
-        self.create_batch_with(batch, orders, chunk_orders, false)
+        self.create_batch_with(batch, orders, chunk_orders, false, &[])
     }
 
     #[cfg(test)]
@@ -205,7 +225,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, chunk_orders, true)
+        self.create_batch_with(batch, orders, chunk_orders, true, &[])
     }
 
     /// The batch ids that have orders but no batch record. Visits one key per batch: each step
@@ -361,6 +381,12 @@ impl Store {
     /// being only through `create_batch`: a record written here for an unknown batch would turn
     /// leftovers into a batch, so that is refused.
     pub fn put_batch(&self, batch: &BatchRecord) -> Result<(), StoreError> {
+        self.put_batch_audited(batch, &[])
+    }
+
+    /// [`Store::put_batch`], with `events` in the audit trail in the same transaction (an
+    /// approval given).
+    pub fn put_batch_audited(&self, batch: &BatchRecord, events: &[ControlEvent]) -> Result<(), StoreError> {
         let bytes = encode_batch(batch).map_err(encode_error)?;
         let tx = self.write(Durability::Immediate)?;
         {
@@ -379,7 +405,10 @@ impl Store {
                 .insert(batch.batch_id.as_str(), bytes.as_slice())
                 .map_err(|e| self.db_err(e))?;
         }
-        tx.commit().map_err(|e| self.db_err(e))
+        let lines = self.control_lines(&tx, events)?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        self.lock_audit().append(self, &lines);
+        Ok(())
     }
 }
 

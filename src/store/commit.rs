@@ -10,8 +10,23 @@ use super::audit::AuditMirror;
 use super::codec::{
     AUDIT, AuditLine, BATCHES, BY_STATE, COUNTS, ORDERS, decode_head, encode_order, line_hash, state_key, state_key_of,
 };
-use super::{Change, Store, StoreError, encode_error};
+use super::{Change, ControlEvent, Store, StoreError, encode_error};
 use crate::model::state::StateKind;
+
+/// The audit line of a control event (no order changes state): a batch's signer checked, a
+/// deny-list hit, an approval given. Field order is the line's text order, which the hash chain
+/// covers.
+#[derive(serde::Serialize)]
+struct ControlLine<'a> {
+    seq: u64,
+    at_ms: i64,
+    batch_id: &'a str,
+    control: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
+    detail: &'a str,
+    prev: &'a str,
+}
 
 impl Store {
     /// Writes the new versions of the given orders in one durable write transaction: the
@@ -108,6 +123,10 @@ impl Store {
             }
             let bytes = encode_order(new).map_err(encode_error)?;
             orders.insert(order_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
+            // A payout that succeeded joins the recipient registry in the same transaction.
+            if new_kind == StateKind::Success && old_kind != StateKind::Success {
+                self.record_payout(tx, new)?;
+            }
 
             seq += 1;
             let line = serde_json::to_string(&AuditLine {
@@ -131,6 +150,54 @@ impl Store {
             if delta != 0 {
                 self.add_count(&mut counts, batch_id, kind, delta)?;
             }
+        }
+        Ok(lines)
+    }
+
+    /// Writes control events to the audit trail on their own (a decision about a batch that is
+    /// not stored, such as a deny-list hit in a blocked file), durably.
+    pub fn audit(&self, events: &[ControlEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write(Durability::Immediate)?;
+        let lines = self.control_lines(&tx, events)?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        self.lock_audit().append(self, &lines);
+        Ok(())
+    }
+
+    /// Appends one audit line per control event inside `tx` (after any order lines of the same
+    /// transaction), hash-chained like every line; returns them for the file mirror.
+    pub(super) fn control_lines(
+        &self,
+        tx: &WriteTransaction,
+        events: &[ControlEvent],
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut audit = tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
+        let (mut seq, mut prev) = match audit.last().map_err(|e| self.db_err(e))? {
+            Some((k, v)) => (k.value(), line_hash(v.value())),
+            None => (0, String::new()),
+        };
+        let mut lines = Vec::with_capacity(events.len());
+        for event in events {
+            seq += 1;
+            let line = serde_json::to_string(&ControlLine {
+                seq,
+                at_ms: event.at_ms,
+                batch_id: &event.batch_id,
+                control: event.event,
+                by: event.by.as_deref(),
+                detail: &event.detail,
+                prev: &prev,
+            })
+            .map_err(encode_error)?;
+            audit.insert(seq, line.as_str()).map_err(|e| self.db_err(e))?;
+            prev = line_hash(&line);
+            lines.push((seq, line));
         }
         Ok(lines)
     }

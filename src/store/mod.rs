@@ -48,6 +48,7 @@ mod codec;
 mod commit;
 mod meta;
 mod orders;
+mod recipients;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +65,7 @@ use self::codec::{
     state_key_of,
 };
 pub use self::meta::Key;
+pub use self::recipients::destination_of;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::StateKind;
 
@@ -111,6 +113,19 @@ pub struct Change {
     /// The event's name (`Event::name`).
     pub event: &'static str,
     pub detail: Option<String>,
+}
+
+/// A batch-level decision for the audit trail, written in the transaction of the change it
+/// explains: a batch file's signer checked, a row refused by a deny list, an approval given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlEvent {
+    pub batch_id: String,
+    /// `signature_verified`, `deny_list_hit`, `approval`, `recipient_review_approval`, …
+    pub event: &'static str,
+    /// Who acted, when someone did (an approver).
+    pub by: Option<String>,
+    pub detail: String,
+    pub at_ms: i64,
 }
 
 /// The state store. `Send + Sync`; share it behind an `Arc`.
@@ -165,6 +180,7 @@ impl Store {
         };
         store.create_tables()?;
         store.migrate_state_index()?;
+        store.migrate_registry()?;
         // Leftovers of a create_batch a crash interrupted: remove them now, so that only a
         // create_batch in progress can ever have orders without a batch record.
         for batch_id in store.leftover_batches()? {
@@ -191,6 +207,8 @@ impl Store {
             tx.open_table(COUNTS).map_err(|e| self.db_err(e))?;
             tx.open_table(META).map_err(|e| self.db_err(e))?;
             tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
+            tx.open_table(recipients::RECIPIENTS).map_err(|e| self.db_err(e))?;
+            tx.open_table(recipients::PAYEES).map_err(|e| self.db_err(e))?;
         }
         tx.commit().map_err(|e| self.db_err(e))
     }

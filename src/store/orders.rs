@@ -11,7 +11,7 @@ use super::codec::{
     BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, ORDERS, OrderIdentity, decode_identity, split_state_key, state_range,
 };
 use super::{Store, StoreError};
-use crate::model::known::{KnownOrder, KnownOrders};
+use crate::model::known::KnownOrder;
 use crate::model::record::OrderRecord;
 use crate::model::state::StateKind;
 
@@ -253,40 +253,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Cross-batch duplicate lookups for validation.
-    pub fn known_orders(self: &Arc<Self>) -> Arc<dyn KnownOrders + Send + Sync> {
-        Arc::new(StoreKnownOrders(Arc::clone(self)))
+    /// Cross-batch duplicate lookups for validation, and the recipient registry.
+    pub fn known_orders(self: &Arc<Self>) -> Arc<dyn crate::model::recipient::Known + Send + Sync> {
+        self.known()
     }
 }
 
-/// [`KnownOrders`] over the store, for validation.
-struct StoreKnownOrders(Arc<Store>);
-
-impl KnownOrders for StoreKnownOrders {
-    fn lookup(&self, order_id: &str) -> Option<KnownOrder> {
-        let fail_safe = |why: String| {
-            // The trait cannot report an error. Answering "unknown" could let a row through that
-            // an earlier batch already paid, so answer with an impossible digest instead: the
-            // row is refused as a conflict, and the message says why.
-            tracing::error!(order_id, error = %why, "cannot look up an order_id in the state store");
-            Some(KnownOrder {
-                batch: format!("(unreadable state store: {why})"),
-                payload_digest: [0; 32],
-            })
-        };
-        match self.0.order_identity(order_id) {
-            Ok(None) => None,
-            Ok(Some(order)) => {
-                let mut digest = [0u8; 32];
-                match hex::decode_to_slice(&order.payload_digest, &mut digest) {
-                    Ok(()) => Some(KnownOrder {
-                        batch: order.batch_id.into_string(),
-                        payload_digest: digest,
-                    }),
-                    Err(e) => fail_safe(format!("order {order_id:?} has a malformed payload digest: {e}")),
-                }
+/// An order_id from an earlier batch, for validation.
+pub(super) fn lookup_known(store: &Store, order_id: &str) -> Option<KnownOrder> {
+    let fail_safe = |why: String| {
+        // The trait cannot report an error. Answering "unknown" could let a row through that
+        // an earlier batch already paid, so answer with an impossible digest instead: the
+        // row is refused as a conflict, and the message says why.
+        tracing::error!(order_id, error = %why, "cannot look up an order_id in the state store");
+        Some(KnownOrder {
+            batch: format!("(unreadable state store: {why})"),
+            payload_digest: [0; 32],
+        })
+    };
+    match store.order_identity(order_id) {
+        Ok(None) => None,
+        Ok(Some(order)) => {
+            let mut digest = [0u8; 32];
+            match hex::decode_to_slice(&order.payload_digest, &mut digest) {
+                Ok(()) => Some(KnownOrder {
+                    batch: order.batch_id.into_string(),
+                    payload_digest: digest,
+                }),
+                Err(e) => fail_safe(format!("order {order_id:?} has a malformed payload digest: {e}")),
             }
-            Err(e) => fail_safe(e.to_string()),
         }
+        Err(e) => fail_safe(e.to_string()),
     }
 }

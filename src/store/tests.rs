@@ -34,6 +34,9 @@ fn batch(seed: &str, created_ms: i64, orders: u32) -> BatchRecord {
         refused: Vec::new(),
         approval: Approval::NotNeeded,
         state: BatchState::Open,
+        signer: None,
+        maker_may_approve: true,
+        recipients: None,
     }
 }
 
@@ -78,6 +81,7 @@ fn order(batch: &BatchRecord, seq: u32, order_id: &str) -> OrderRecord {
         next_check_ms: None,
         checks: 0,
         absent: None,
+        review: None,
     }
 }
 
@@ -768,6 +772,7 @@ fn everything_survives_closing_and_reopening() {
             approval: Approval::Approved {
                 at_ms: 5,
                 digest: "d".into(),
+                by: Vec::new(),
             },
             ..a.clone()
         };
@@ -1235,7 +1240,7 @@ fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
     store.create_batch(&a, &rows_a).unwrap();
     store.create_batch(&b, &rows_b).unwrap();
     // An interrupted creation: its orders are in the tables but invisible.
-    store.create_batch_with(&c, orders(&c, "c"), 1, false).unwrap();
+    store.create_batch_with(&c, orders(&c, "c"), 1, false, &[]).unwrap();
     let keys = store.due_keys(StateKind::Planned, Some(&b.batch_id), None, 2).unwrap();
     assert_eq!(
         keys.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),

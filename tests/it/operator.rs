@@ -96,10 +96,12 @@ async fn every_operator_command_answers_the_same_on_the_store_and_through_the_da
         Request::Approve {
             batch: first.clone(),
             digest: "0000".into(),
+            signature: None,
         },
         Request::Approve {
             batch: "no-such-batch".into(),
             digest: digest.clone(),
+            signature: None,
         },
         Request::Pause {
             reason: Some("incident 42".into()),
@@ -115,6 +117,7 @@ async fn every_operator_command_answers_the_same_on_the_store_and_through_the_da
         Request::Approve {
             batch: first.clone(),
             digest: digest.clone(),
+            signature: None,
         },
     ];
 

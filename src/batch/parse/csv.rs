@@ -179,8 +179,8 @@ fn read_header<R: Read>(
 
     let mut problems = Vec::new();
     let mut columns = Vec::with_capacity(record.len());
-    let mut first_index: [Option<usize>; 9] = [None; 9];
-    let mut suggested = [false; 9];
+    let mut first_index: [Option<usize>; Column::ALL.len()] = [None; Column::ALL.len()];
+    let mut suggested = [false; Column::ALL.len()];
     for (i, raw) in record.iter().enumerate() {
         let Ok(name) = std::str::from_utf8(raw) else {
             problems.push(ParseProblem::at(

@@ -536,9 +536,9 @@ impl<'de> Visitor<'de> for ElementVisitor<'_, '_> {
             line,
             values: Default::default(),
         };
-        let mut presence = [Presence::Absent; 9];
+        let mut presence = [Presence::Absent; Column::ALL.len()];
         // The key as first written, to name it when it comes again.
-        let mut first_key: [Option<String>; 9] = Default::default();
+        let mut first_key: [Option<String>; Column::ALL.len()] = Default::default();
         let mut problems = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(ValueSeed {

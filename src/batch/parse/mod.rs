@@ -37,11 +37,12 @@ pub enum Column {
     MerchantPaysFee,
     Reference,
     TokenId,
+    Payee,
 }
 
 impl Column {
     /// Every column, in the order of their indexes in [`RawRow::values`].
-    pub const ALL: [Column; 9] = [
+    pub const ALL: [Column; 10] = [
         Column::OrderId,
         Column::Recipient,
         Column::Coin,
@@ -51,6 +52,7 @@ impl Column {
         Column::MerchantPaysFee,
         Column::Reference,
         Column::TokenId,
+        Column::Payee,
     ];
 
     /// The name as written in files: `order_id`, `merchant_pays_fee`, ...
@@ -65,6 +67,7 @@ impl Column {
             Column::MerchantPaysFee => "merchant_pays_fee",
             Column::Reference => "reference",
             Column::TokenId => "token_id",
+            Column::Payee => "payee",
         }
     }
 
@@ -116,7 +119,7 @@ pub struct RawRow {
     /// 1-based line where the row (CSV record or JSON object) starts.
     pub line: u64,
     /// Indexed by `Column as usize`.
-    pub values: [Option<String>; 9],
+    pub values: [Option<String>; Column::ALL.len()],
 }
 
 impl RawRow {

@@ -582,7 +582,7 @@ fn sign_approval(key: &std::path::Path, batch_id: &str, digest: &str) -> Result<
         std::fs::read_to_string(key).map_err(|e| anyhow::anyhow!("cannot read the key {}: {e}", key.display()))?;
     match signature::sign(&text, APPROVAL_NAMESPACE, &message) {
         Ok(sig) => Ok(sig),
-        Err(SignError::Encrypted) => {
+        Err(SignError::Encrypted | SignError::Rsa) => {
             let mut child = std::process::Command::new("ssh-keygen")
                 .args(["-Y", "sign", "-n", APPROVAL_NAMESPACE, "-f"])
                 .arg(key)

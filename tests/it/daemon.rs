@@ -369,6 +369,56 @@ async fn a_bad_file_is_rejected_with_an_error_report_naming_its_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_pays_a_signed_batch_and_rejects_unsigned_and_altered_ones() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let signers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/signing");
+    let (_dir, state, config, inbox) = layout(&format!(
+        "[policy]\nrequire_signature = true\nallowed_signers = \"{}\"\n",
+        signers.join("allowed_signers").display()
+    ));
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let key = std::fs::read_to_string(signers.join("alice")).unwrap();
+    let signed = |text: &str| ccpayout::rules::signature::sign(&key, "ccpayout-batch", text.as_bytes()).unwrap();
+
+    // The producer contract: the .sig first, then the batch, each renamed into place.
+    let good = batch_text("signed", 2);
+    drop_file(&inbox, "good.csv.sig", &signed(&good));
+    drop_file(&inbox, "good.csv", &good);
+    let unsigned = batch_text("unsigned", 2);
+    drop_file(&inbox, "unsigned.csv", &unsigned);
+    let altered = batch_text("altered", 2);
+    drop_file(&inbox, "altered.csv.sig", &signed(&altered));
+    drop_file(&inbox, "altered.csv", &altered.replace(",2.5\n", ",25\n"));
+
+    let (done, rejected) = (inbox.join("done"), inbox.join("rejected"));
+    daemon.wait_for("good.csv in done/", Duration::from_secs(60), || {
+        done.join("good.csv").exists()
+    });
+    assert!(
+        done.join("good.csv.sig").exists(),
+        "the signature is archived with its batch"
+    );
+    for (name, says) in [
+        ("unsigned.csv", "unsigned"),
+        ("altered.csv", "changed after it was signed"),
+    ] {
+        daemon.wait_for(&format!("{name} in rejected/"), Duration::from_secs(30), || {
+            rejected.join(format!("{name}.error.txt")).exists()
+        });
+        let report = std::fs::read_to_string(rejected.join(format!("{name}.error.txt"))).unwrap();
+        assert!(report.contains(says), "{name}: {report}");
+    }
+    let paid = paid_once(&api.sandbox.ledger());
+    assert_eq!(paid.len(), 2, "{paid:?}");
+    assert!(paid.keys().all(|id| id.starts_with("signed-")), "{paid:?}");
+    let id = ccpayout::app::file_sha256(&done.join("good.csv")).unwrap();
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["status", &id[..16]]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("signed by:   alice"), "{out}");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_cancel_and_pause_work_through_the_control_socket() {
     let api = TestApi::start_live(sandbox_config()).await;
     let dir = tempfile::tempdir().unwrap();

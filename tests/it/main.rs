@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod client;
+mod controls;
 mod daemon;
 mod doctor;
 mod errors;

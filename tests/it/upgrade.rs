@@ -67,11 +67,13 @@ fn a_store_written_by_the_previous_release_opens_with_everything_in_it() {
         (bonus.state, payroll.state, mixed.state),
         (BatchState::Open, BatchState::Done, BatchState::Done)
     );
+    // 0.1.0's approvals were anonymous and needed one approver.
     assert!(
-        matches!(bonus.approval, Approval::Required { .. }),
+        matches!(&bonus.approval, Approval::Required { needed: 1, given, .. } if given.is_empty()),
         "{:?}",
         bonus.approval
     );
+    assert!(bonus.signer.is_none() && bonus.recipients.is_none() && bonus.maker_may_approve);
     assert_eq!(mixed.refused.len(), 1);
     assert_eq!(mixed.refused[0].order_id.as_deref(), Some("mixed-003"));
 
@@ -111,6 +113,20 @@ fn a_store_written_by_the_previous_release_opens_with_everything_in_it() {
         .unwrap()
         .expect("explorers");
     assert!(explorers.contains_key("TRX"), "{explorers:?}");
+
+    // The recipient registry, which 0.1.0 did not keep, is filled from its 22 successful
+    // payouts when the store is first opened.
+    let registry = store.recipients().unwrap();
+    assert_eq!(registry.iter().map(|r| r.payouts).sum::<u64>(), 22, "{registry:?}");
+    let destination = ccpayout::store::destination_of(&store.order("mixed-001").unwrap().unwrap());
+    assert!(
+        registry.iter().any(|r| r.destination == destination),
+        "{destination:?} in {registry:?}"
+    );
+    drop(store);
+    // Once: opening again adds nothing.
+    let store = Store::open(&state).unwrap();
+    assert_eq!(store.recipients().unwrap().iter().map(|r| r.payouts).sum::<u64>(), 22);
 }
 
 #[test]

@@ -192,6 +192,19 @@ pub struct BatchHeader<'a> {
     pub rows: u64,
     /// Accepted orders.
     pub orders: u32,
+    /// Who signed the batch file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<&'a crate::model::record::BatchSigner>,
+    /// The plan's approval: needed, given by whom.
+    #[serde(skip_serializing_if = "is_not_needed")]
+    pub approval: &'a crate::model::record::Approval,
+    /// The rows held for the recipient review, and its approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_review: Option<&'a crate::model::record::RecipientPart>,
+}
+
+fn is_not_needed(approval: &&crate::model::record::Approval) -> bool {
+    **approval == crate::model::record::Approval::NotNeeded
 }
 
 impl<'a> BatchHeader<'a> {
@@ -206,6 +219,9 @@ impl<'a> BatchHeader<'a> {
             created_at: rfc3339_ms(batch.created_ms),
             rows: batch.rows,
             orders: batch.orders,
+            signer: batch.signer.as_ref(),
+            approval: &batch.approval,
+            recipient_review: batch.recipients.as_ref(),
         }
     }
 }

@@ -114,6 +114,19 @@ fn batch_name(run: &Run) -> String {
         .to_owned()
 }
 
+/// A JSON report (`result.json`, `summary.json`) of batch `name`.
+fn report(state: &Path, name: &str, kind: &str) -> Value {
+    let path = std::fs::read_dir(state.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let f = p.file_name().unwrap().to_string_lossy();
+            f.starts_with(name) && f.ends_with(kind)
+        })
+        .unwrap_or_else(|| panic!("no {kind} report of {name}"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_batch_pays_and_unsigned_foreign_or_altered_ones_pay_nothing() {
     let api = TestApi::start_live(sandbox()).await;
@@ -268,6 +281,15 @@ async fn two_approvers_are_needed_one_counts_once_and_the_maker_cannot_approve()
     let run = submit(&api, &state, &config, &file);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(paid(&api), ids(&["quo-1", "quo-2"]));
+    let result = report(&state, &name, "result.json");
+    let by: Vec<&str> = result["batch"]["approval"]["by"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{result}"))
+        .iter()
+        .map(|g| g["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by.len(), 2, "{result}");
+    assert_eq!(by[1], "bob");
     let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"control\":\"approval\",\"by\":\"bob\""), "{audit}");
     assert!(

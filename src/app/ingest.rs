@@ -127,7 +127,7 @@ pub async fn ingest(
     let plan_text = render::check_report(&prepared.report);
     if !prepared.report.plan.blockers.is_empty() || prepared.validated.has_file_problem() {
         // Nothing is stored, but what the controls found is still in the audit trail.
-        store.audit(&control_events(&prepared, batch_id.as_str(), None, now_ms))?;
+        store.audit(&control_events(&prepared, batch_id.as_str(), now_ms))?;
         return Ok(Ingested::Blocked { plan: plan_text });
     }
     let explorers: BTreeMap<String, String> = prepared
@@ -144,29 +144,19 @@ pub async fn ingest(
         return Err(IngestError::FileChanged(file.display().to_string()));
     }
     if batch.orders == 0 {
-        store.audit(&control_events(
-            &prepared,
-            batch_id.as_str(),
-            batch.signer.as_ref(),
-            now_ms,
-        ))?;
+        store.audit(&control_events(&prepared, batch_id.as_str(), now_ms))?;
         return Ok(Ingested::NothingPayable { batch, plan: plan_text });
     }
     // The orders are built as the store writes them, chunk by chunk: a big batch is never
     // held as records. The controls' decisions go into the audit trail with the batch.
-    let events = control_events(&prepared, batch_id.as_str(), batch.signer.as_ref(), now_ms);
+    let events = control_events(&prepared, batch_id.as_str(), now_ms);
     store.create_batch_audited(&batch, records::orders(&prepared, generation, now_ms), &events)?;
     Ok(Ingested::Created { batch, plan: plan_text })
 }
 
 /// The audit events of a batch taken in: who signed it, each deny-list hit, the rows held for
 /// the recipient review.
-fn control_events(
-    prepared: &preflight::Prepared,
-    batch_id: &str,
-    signer: Option<&crate::model::record::BatchSigner>,
-    now_ms: i64,
-) -> Vec<ControlEvent> {
+fn control_events(prepared: &preflight::Prepared, batch_id: &str, now_ms: i64) -> Vec<ControlEvent> {
     let source = &prepared.report.file;
     let event = |name: &'static str, by: Option<String>, detail: String| ControlEvent {
         batch_id: batch_id.to_owned(),
@@ -177,7 +167,7 @@ fn control_events(
     };
     let plan = &prepared.report.plan;
     let mut events = Vec::new();
-    if let Some(signer) = signer.or(prepared.report.signer.as_ref()) {
+    if let Some(signer) = &prepared.report.signer {
         events.push(event(
             "signature_verified",
             Some(signer.principal.clone()),

@@ -576,13 +576,13 @@ pub enum RecipientsFormat {
 /// process for a key without a passphrase, else by `ssh-keygen -Y sign` (which asks for it or
 /// uses the agent).
 fn sign_approval(key: &std::path::Path, batch_id: &str, digest: &str) -> Result<String, CliError> {
-    use crate::rules::signature::{self, APPROVAL_NAMESPACE, SignError};
+    use crate::rules::signature::{self, APPROVAL_NAMESPACE};
     let message = signature::approval_message(batch_id, digest.trim());
     let text =
         std::fs::read_to_string(key).map_err(|e| anyhow::anyhow!("cannot read the key {}: {e}", key.display()))?;
     match signature::sign(&text, APPROVAL_NAMESPACE, &message) {
         Ok(sig) => Ok(sig),
-        Err(SignError::Encrypted | SignError::Rsa) => {
+        Err(e) if e.falls_back_to_ssh_keygen() => {
             let mut child = std::process::Command::new("ssh-keygen")
                 .args(["-Y", "sign", "-n", APPROVAL_NAMESPACE, "-f"])
                 .arg(key)

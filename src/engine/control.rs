@@ -132,17 +132,9 @@ pub fn approve(
             review: batch.recipients.as_ref().map(|r| r.digest.clone()),
         });
     };
-    let full_digest = match part {
-        Part::Plan => batch.plan_digest.clone(),
-        Part::Recipients => batch.recipients.as_ref().map(|r| r.digest.clone()).unwrap_or_default(),
-    };
-    let approval = match part {
-        Part::Plan => batch.approval.clone(),
-        Part::Recipients => batch
-            .recipients
-            .as_ref()
-            .map(|r| r.approval.clone())
-            .unwrap_or(Approval::NotNeeded),
+    let (full_digest, approval) = match (part, &batch.recipients) {
+        (Part::Recipients, Some(r)) => (r.digest.clone(), r.approval.clone()),
+        _ => (batch.plan_digest.clone(), batch.approval.clone()),
     };
     let (reasons, needed, mut given) = match approval {
         Approval::NotNeeded => return Ok(Approved::NotNeeded),
@@ -214,18 +206,16 @@ pub fn approve(
         }
     }
     batch.updated_ms = now_ms;
+    // The approval is on disk before any order moves: a crash in between leaves the part
+    // approved with orders still waiting, which the next approve (Already) sets going.
+    store.put_batch_audited(&batch, &[event])?;
     if !complete {
-        store.put_batch_audited(&batch, &[event])?;
         return Ok(Approved::Counted {
             part,
             given: names,
             needed,
         });
     }
-    // The approval is on disk before any order moves: a crash in between leaves the part
-    // approved with orders still waiting, which the next approve (Already) or a restart's
-    // `release_approved` sets going.
-    store.put_batch_audited(&batch, &[event])?;
     let orders = release_approved(store, &batch, part, now_ms)?;
     Ok(Approved::Released {
         part,

@@ -796,6 +796,64 @@ impl Client {
     }
 
     // -----------------------------------------------------------------------------------------
+    // Batch withdrawals (ccpayment-api.md §2.8)
+    // -----------------------------------------------------------------------------------------
+
+    /// Checks up to 500 addresses of one chain at once: a result per seq, with CCPayment's codes
+    /// for what is wrong (none: nothing found wrong).
+    pub async fn check_withdraw_address(
+        &self,
+        req: &CheckWithdrawAddressRequest,
+    ) -> Result<Vec<WithdrawAddressResult>, CallError> {
+        let data: CheckWithdrawAddressReply = self.call(Endpoint::v2(method::CHECK_WITHDRAW_ADDRESS), req).await?;
+        Ok(data.address_info_results)
+    }
+
+    /// Creates a batch withdrawal (not yet run) with its first tasks.
+    pub async fn apply_batch_withdraw(
+        &self,
+        req: &ApplyBatchWithdrawRequest,
+    ) -> Result<ApplyBatchWithdrawReply, CallError> {
+        self.call(Endpoint::v2(method::APPLY_BATCH_WITHDRAW), req).await
+    }
+
+    /// Adds tasks to a batch not yet confirmed.
+    pub async fn append_batch_withdraw(&self, req: &AppendBatchWithdrawRequest) -> Result<(), CallError> {
+        let _: IgnoredAny = self.call(Endpoint::v2(method::APPEND_BATCH_WITHDRAW), req).await?;
+        Ok(())
+    }
+
+    /// Runs a batch (after its delay).
+    pub async fn confirm_batch_withdraw(
+        &self,
+        req: &ConfirmBatchWithdrawRequest,
+    ) -> Result<BatchWithdrawOrder, CallError> {
+        self.call(Endpoint::v2(method::CONFIRM_BATCH_WITHDRAW), req).await
+    }
+
+    /// Cancels tasks of a batch that have not run.
+    pub async fn abort_batch_withdraw(
+        &self,
+        req: &AbortBatchWithdrawRequest,
+    ) -> Result<AbortBatchWithdrawReply, CallError> {
+        self.call(Endpoint::v2(method::ABORT_BATCH_WITHDRAW), req).await
+    }
+
+    /// A batch by its batchOrderId.
+    pub async fn get_batch_withdraw_order(&self, query: &BatchOrderQuery) -> Result<BatchWithdrawOrder, CallError> {
+        self.call(Endpoint::v2(method::GET_BATCH_WITHDRAW_ORDER), query).await
+    }
+
+    /// One page of a batch's tasks.
+    pub async fn get_batch_withdraw_order_record_list(
+        &self,
+        query: &BatchRecordListQuery,
+    ) -> Result<BatchRecordPage, CallError> {
+        self.call(Endpoint::v2(method::GET_BATCH_WITHDRAW_ORDER_RECORD_LIST), query)
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------------
     // v1
     // -----------------------------------------------------------------------------------------
 

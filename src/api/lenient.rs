@@ -44,6 +44,29 @@ pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Err
     }
 }
 
+/// A list of unsigned 32-bit numbers (seqs), each a number or a string of digits; `null` is empty.
+pub fn u32_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    let values = Option::<Vec<Loose>>::deserialize(d)?.unwrap_or_default();
+    values
+        .into_iter()
+        .map(|loose| {
+            loose
+                .unsigned()
+                .and_then(|n| u32::try_from(n).map_err(|_| format!("{n} does not fit 32 bits")))
+                .map_err(de::Error::custom)
+        })
+        .collect()
+}
+
+/// A list of signed numbers (codes), each a number or a numeric string; `null` is empty.
+pub fn i64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    let values = Option::<Vec<Loose>>::deserialize(d)?.unwrap_or_default();
+    values
+        .into_iter()
+        .map(|loose| loose.signed().map_err(de::Error::custom))
+        .collect()
+}
+
 /// A signed number (a timestamp, an envelope code) from a number or a numeric string.
 pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     Loose::deserialize(d)?.signed().map_err(de::Error::custom)

@@ -23,7 +23,7 @@ pub use client::{ApiVersion, Client, ClientConfig, Endpoint, HttpTransport, NoPa
 pub use codes::ErrorClass;
 pub use error::{ApiError, CallError};
 pub use pacing::Pacing;
-pub use payouts::Payouts;
+pub use payouts::{BatchAnswer, BatchCall, Payouts};
 
 /// Installs the process-wide rustls crypto provider (ring) once. Every HTTP client in the crate
 /// is built after calling this; a second call is a no-op.

@@ -13,7 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::Client;
 use super::error::CallError;
-use super::types::{V1Bill, WithdrawRecord, WithdrawRecordListQuery, WithdrawRecordPage, WithdrawRecordQuery};
+use super::types::{
+    AbortBatchWithdrawReply, AbortBatchWithdrawRequest, AppendBatchWithdrawRequest, ApplyBatchWithdrawReply,
+    ApplyBatchWithdrawRequest, BatchOrderQuery, BatchRecordListQuery, BatchRecordPage, BatchWithdrawOrder,
+    ConfirmBatchWithdrawRequest, V1Bill, WithdrawRecord, WithdrawRecordListQuery, WithdrawRecordPage,
+    WithdrawRecordQuery,
+};
 use crate::model::call::WithdrawCall;
 
 /// The withdrawal calls and record queries the engine makes.
@@ -45,6 +50,32 @@ pub trait Payouts: Send + Sync {
         merchant_order_ids: &'a [String],
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<Vec<V1Bill>, CallError>>;
+
+    /// The batch withdrawal family (`withdraw_mode = "batch"`): apply, append, confirm, abort,
+    /// and the two reads that resolve every ambiguity.
+    fn batch<'a>(&'a self, call: BatchCall<'a>, cancel: &'a CancellationToken) -> BoxFuture<'a, BatchAnswer>;
+}
+
+/// One request of the batch withdrawal family.
+#[derive(Debug, Clone, Copy)]
+pub enum BatchCall<'a> {
+    Apply(&'a ApplyBatchWithdrawRequest),
+    Append(&'a AppendBatchWithdrawRequest),
+    Confirm(&'a ConfirmBatchWithdrawRequest),
+    Abort(&'a AbortBatchWithdrawRequest),
+    Order(&'a BatchOrderQuery),
+    Records(&'a BatchRecordListQuery),
+}
+
+/// The answer to a [`BatchCall`], of the matching kind.
+#[derive(Debug)]
+pub enum BatchAnswer {
+    Applied(Result<ApplyBatchWithdrawReply, CallError>),
+    Appended(Result<(), CallError>),
+    Confirmed(Result<BatchWithdrawOrder, CallError>),
+    Aborted(Result<AbortBatchWithdrawReply, CallError>),
+    Order(Result<BatchWithdrawOrder, CallError>),
+    Records(Result<BatchRecordPage, CallError>),
 }
 
 impl Payouts for Client {
@@ -103,5 +134,21 @@ impl Payouts for Client {
     ) -> BoxFuture<'a, Result<Vec<V1Bill>, CallError>> {
         let client = self.with_cancel(cancel.clone());
         Box::pin(async move { client.v1_bill_info(merchant_order_ids).await })
+    }
+
+    fn batch<'a>(&'a self, call: BatchCall<'a>, cancel: &'a CancellationToken) -> BoxFuture<'a, BatchAnswer> {
+        let client = self.with_cancel(cancel.clone());
+        Box::pin(async move {
+            match call {
+                BatchCall::Apply(req) => BatchAnswer::Applied(client.apply_batch_withdraw(req).await),
+                BatchCall::Append(req) => BatchAnswer::Appended(client.append_batch_withdraw(req).await),
+                BatchCall::Confirm(req) => BatchAnswer::Confirmed(client.confirm_batch_withdraw(req).await),
+                BatchCall::Abort(req) => BatchAnswer::Aborted(client.abort_batch_withdraw(req).await),
+                BatchCall::Order(query) => BatchAnswer::Order(client.get_batch_withdraw_order(query).await),
+                BatchCall::Records(query) => {
+                    BatchAnswer::Records(client.get_batch_withdraw_order_record_list(query).await)
+                }
+            }
+        })
     }
 }

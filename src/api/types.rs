@@ -34,6 +34,14 @@ pub mod method {
     pub const GET_CHAIN_LIST: &str = "getChainList";
     pub const GET_FIAT_LIST: &str = "getFiatList";
     pub const GET_SWAP_COIN_LIST: &str = "getSwapCoinList";
+    /// The batch withdrawal family (ccpayment-api.md §2.8; 2026 definitions).
+    pub const CHECK_WITHDRAW_ADDRESS: &str = "checkWithdrawAddress";
+    pub const APPLY_BATCH_WITHDRAW: &str = "applyBatchWithdraw";
+    pub const APPEND_BATCH_WITHDRAW: &str = "appendBatchWithdraw";
+    pub const CONFIRM_BATCH_WITHDRAW: &str = "confirmBatchWithdraw";
+    pub const ABORT_BATCH_WITHDRAW: &str = "abortBatchWithdraw";
+    pub const GET_BATCH_WITHDRAW_ORDER: &str = "getBatchWithdrawOrder";
+    pub const GET_BATCH_WITHDRAW_ORDER_RECORD_LIST: &str = "getBatchWithdrawOrderRecordList";
 
     /// Every v2 method the client and the sandbox know.
     pub const ALL: &[&str] = &[
@@ -52,6 +60,13 @@ pub mod method {
         GET_CHAIN_LIST,
         GET_FIAT_LIST,
         GET_SWAP_COIN_LIST,
+        CHECK_WITHDRAW_ADDRESS,
+        APPLY_BATCH_WITHDRAW,
+        APPEND_BATCH_WITHDRAW,
+        CONFIRM_BATCH_WITHDRAW,
+        ABORT_BATCH_WITHDRAW,
+        GET_BATCH_WITHDRAW_ORDER,
+        GET_BATCH_WITHDRAW_ORDER_RECORD_LIST,
     ];
 
     /// v1 paths, after `/ccpayment/v1/`.
@@ -77,11 +92,17 @@ pub mod method {
         V1_CHECK_USER,
     ];
 
-    /// Methods that create a payout: a failure after sending one is ambiguous.
+    /// Methods that create a payout or commit to one (a batch's apply, append and confirm): they
+    /// take the pacing's turn for creates, and `doctor` never sends them.
     pub fn creates_payout(name: &str) -> bool {
         matches!(
             name,
-            APPLY_APP_WITHDRAW_TO_NETWORK | APPLY_APP_WITHDRAW_TO_CWALLET | V1_WITHDRAW
+            APPLY_APP_WITHDRAW_TO_NETWORK
+                | APPLY_APP_WITHDRAW_TO_CWALLET
+                | V1_WITHDRAW
+                | APPLY_BATCH_WITHDRAW
+                | APPEND_BATCH_WITHDRAW
+                | CONFIRM_BATCH_WITHDRAW
         )
     }
 }
@@ -599,6 +620,291 @@ pub struct SwapCoin {
     pub symbol: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub logo_url: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch withdrawals (v2, 2026 definitions: ccpayment-api.md §2.8)
+// ---------------------------------------------------------------------------------------------
+
+/// At most this many tasks in one `applyBatchWithdraw` or `appendBatchWithdraw`, and addresses
+/// in one `checkWithdrawAddress`.
+pub const MAX_TASKS_PER_REQUEST: usize = 500;
+/// At most this many tasks in one page of `getBatchWithdrawOrderRecordList`.
+pub const BATCH_RECORD_PAGE_SIZE: usize = 100;
+/// A task's memo is at most this many characters.
+pub const MAX_TASK_MEMO_CHARS: usize = 16;
+/// A task's remark is at most this many characters.
+pub const MAX_TASK_REMARK_CHARS: usize = 64;
+/// The longest `delaySeconds` a confirm may ask for.
+pub const MAX_CONFIRM_DELAY_SECS: u64 = 3600;
+
+/// One address to check in `checkWithdrawAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithdrawAddress {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub memo: String,
+    /// From 1; the answer names the address by it.
+    pub seq: u32,
+}
+
+/// `checkWithdrawAddress`: up to 500 addresses of one chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckWithdrawAddressRequest {
+    pub chain: String,
+    pub address_info_list: Vec<WithdrawAddress>,
+}
+
+/// The verdict on one address: no codes means CCPayment found nothing wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WithdrawAddressResult {
+    #[serde(deserialize_with = "super::lenient::u32")]
+    pub seq: u32,
+    #[serde(deserialize_with = "super::lenient::i64_list")]
+    pub codes: Vec<i64>,
+}
+
+/// The reply to `checkWithdrawAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CheckWithdrawAddressReply {
+    #[serde(deserialize_with = "super::lenient::each")]
+    pub address_info_results: Vec<WithdrawAddressResult>,
+}
+
+/// A task of a batch withdrawal: what ccpayout sends (seq, address, memo, amount, remark) and
+/// what CCPayment adds once it runs (recordId, orderId, status, fee, txId, reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchTask {
+    #[serde(deserialize_with = "super::lenient::u32")]
+    pub seq: u32,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub address: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub memo: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub amount: String,
+    /// ccpayout puts the row's order_id here: the task's identity beside its seq.
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub remark: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub record_id: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub order_id: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub status: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub network_fee: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub tx_id: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub reason: String,
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "super::lenient::i64")]
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "super::lenient::i64")]
+    pub updated_at: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Where a task is, read from CCPayment's spelling. The statuses are not enumerated by the
+/// sources (the abort reply names `Successful` and `Processing`), so every plausible spelling of
+/// an end is read, and anything else is not final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Paid.
+    Succeeded,
+    /// Not paid: failed or rejected (the amount stays with the merchant).
+    Failed,
+    /// Cancelled (aborted) before it ran: not paid.
+    Canceled,
+    /// Anything else: waiting, pending, processing, or a spelling not seen before.
+    Open,
+}
+
+impl TaskStatus {
+    /// Reads CCPayment's spelling.
+    pub fn of(status: &str) -> TaskStatus {
+        match status.to_ascii_lowercase().as_str() {
+            "success" | "successful" | "succeeded" | "completed" => TaskStatus::Succeeded,
+            "failed" | "failure" | "fail" | "rejected" => TaskStatus::Failed,
+            "canceled" | "cancelled" | "aborted" => TaskStatus::Canceled,
+            _ => TaskStatus::Open,
+        }
+    }
+
+    /// Whether no further change is expected.
+    pub fn is_final(self) -> bool {
+        self != TaskStatus::Open
+    }
+}
+
+/// `applyBatchWithdraw`: a batch of one coin on one chain, with 0–500 tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyBatchWithdrawRequest {
+    pub batch_order_id: String,
+    pub coin_id: u64,
+    pub chain: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub product_name: String,
+    pub orders: Vec<BatchTask>,
+    /// `Single` (one transaction per task) or `Batch` (many tasks in one transaction).
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notify_url: String,
+}
+
+/// The reply to `applyBatchWithdraw`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ApplyBatchWithdrawReply {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub batch_order_id: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub bill_id: String,
+}
+
+/// `appendBatchWithdraw`: 1–500 more tasks for a batch not yet confirmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendBatchWithdrawRequest {
+    pub batch_order_id: String,
+    pub orders: Vec<BatchTask>,
+}
+
+/// `confirmBatchWithdraw`: run the batch, after `delaySeconds` (0–3600).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfirmBatchWithdrawRequest {
+    pub batch_order_id: String,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub delay_seconds: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `abortBatchWithdraw`: cancel the listed tasks (none listed: the whole batch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortBatchWithdrawRequest {
+    pub batch_order_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seqs: Vec<u32>,
+}
+
+/// The reply to `abortBatchWithdraw`: which tasks were cancelled, and which were not because
+/// they had already run or been handed to the fund service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AbortBatchWithdrawReply {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub batch_order_id: String,
+    #[serde(deserialize_with = "super::lenient::u32_list")]
+    pub canceled_seqs: Vec<u32>,
+    #[serde(deserialize_with = "super::lenient::u32_list")]
+    pub ignored_seqs: Vec<u32>,
+}
+
+/// `getBatchWithdrawOrder`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchOrderQuery {
+    pub batch_order_id: String,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub verbose: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A coin as the batch replies name it (snake_case, unlike the rest of v2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchCoin {
+    #[serde(deserialize_with = "super::lenient::u64")]
+    pub coin_id: u64,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub coin_symbol: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub coin_price: String,
+}
+
+/// A batch's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchStats {
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub total: i64,
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub succeeded: i64,
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub failed: i64,
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub canceled: i64,
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub processing: i64,
+    #[serde(deserialize_with = "super::lenient::u32")]
+    pub exec_seq: u32,
+}
+
+/// A batch withdrawal, as `getBatchWithdrawOrder` and `confirmBatchWithdraw` return it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchWithdrawOrder {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub batch_order_id: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub product_name: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub bill_id: String,
+    pub coin: BatchCoin,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub amount: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub network_fee: String,
+    pub network_fee_coin: BatchCoin,
+    /// `Init`, `Reviewing`, `Rejected`, `Pending`, `Processing`, `Completed`.
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub status: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    pub reason: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub mode: String,
+    pub stats: BatchStats,
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub created_at: i64,
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub updated_at: i64,
+}
+
+/// `getBatchWithdrawOrderRecordList`: a page of a batch's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRecordListQuery {
+    pub batch_order_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_id: String,
+    pub limit: u64,
+}
+
+/// One page of a batch's tasks; an empty `nextId` is the last page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchRecordPage {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub next_id: String,
+    #[serde(deserialize_with = "super::lenient::each")]
+    pub records: Vec<BatchTask>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -203,9 +203,32 @@ struct ApiFile {
     app_secret_file: Option<PathBuf>,
     connect_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
+    withdraw_mode: Option<String>,
+    batch_execution: Option<String>,
+    batch_confirm_delay_secs: Option<u64>,
 }
 
 pub use crate::model::ApiGeneration;
+
+/// How network payouts go to CCPayment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WithdrawMode {
+    /// One `applyAppWithdrawToNetwork` per row (the default).
+    #[default]
+    Single,
+    /// CCPayment's batch withdrawals: up to 500 rows of one coin and chain per batch.
+    Batch(crate::model::bundle::BundleSettings),
+}
+
+impl WithdrawMode {
+    /// The bundle settings in batch mode.
+    pub fn bundles(self) -> Option<crate::model::bundle::BundleSettings> {
+        match self {
+            WithdrawMode::Single => None,
+            WithdrawMode::Batch(settings) => Some(settings),
+        }
+    }
+}
 
 /// Where the app secret came from; shown instead of the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +261,8 @@ pub struct ApiConfig {
     pub app_secret: Option<(SecretString, SecretSource)>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// `api.withdraw_mode` with `batch_execution` and `batch_confirm_delay_secs`.
+    pub withdraw_mode: WithdrawMode,
 }
 
 /// The resolved configuration.
@@ -265,6 +290,7 @@ impl Config {
             balance_margin: self.preflight.balance_margin,
             rate_per_second: self.limits.rate_per_second,
             policy: self.policy.clone(),
+            bundles: self.api.withdraw_mode.bundles(),
         }
     }
 }
@@ -487,6 +513,8 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         }
     };
 
+    let withdraw_mode = resolve_withdraw_mode(&api, generation, &mut problems);
+
     let mut base_url = |key: &str, from_file: Option<String>, default: &str| -> String {
         let (value, origin) = match (env(ENV_API_BASE_URL), from_file) {
             (Some(v), _) => (v, ENV_API_BASE_URL.to_owned()),
@@ -584,6 +612,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
             app_secret,
             connect_timeout,
             request_timeout,
+            withdraw_mode,
         },
         batch,
         preflight,
@@ -593,6 +622,53 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         daemon,
         webhook,
     })
+}
+
+/// `withdraw_mode`, `batch_execution` and `batch_confirm_delay_secs` of `[api]`.
+fn resolve_withdraw_mode(api: &ApiFile, generation: ApiGeneration, problems: &mut Vec<String>) -> WithdrawMode {
+    use crate::model::bundle::Execution;
+    let execution = match api.batch_execution.as_deref() {
+        None | Some("single") => Execution::Single,
+        Some("batch") => Execution::Batch,
+        Some(other) => {
+            problems.push(format!(
+                "api.batch_execution: expected \"single\" (a transaction per payout) or \"batch\" (many payouts in one transaction), got {other:?}"
+            ));
+            Execution::Single
+        }
+    };
+    let delay = api.batch_confirm_delay_secs.unwrap_or(0);
+    if delay > crate::api::types::MAX_CONFIRM_DELAY_SECS {
+        problems.push(format!(
+            "api.batch_confirm_delay_secs: CCPayment takes 0 to {}, got {delay}",
+            crate::api::types::MAX_CONFIRM_DELAY_SECS
+        ));
+    }
+    let batch_keys_set = api.batch_execution.is_some() || api.batch_confirm_delay_secs.is_some();
+    match api.withdraw_mode.as_deref() {
+        None | Some("single") => {
+            if batch_keys_set {
+                problems.push(
+                    "api.batch_execution and api.batch_confirm_delay_secs apply only with api.withdraw_mode = \"batch\""
+                        .to_owned(),
+                );
+            }
+            WithdrawMode::Single
+        }
+        Some("batch") => {
+            if generation == ApiGeneration::V1 {
+                problems.push(
+                    "api.withdraw_mode = \"batch\" needs api.version = \"v2\": v1 accounts have no batch withdrawals"
+                        .to_owned(),
+                );
+            }
+            WithdrawMode::Batch(crate::batch::bundles::settings(execution, delay))
+        }
+        Some(other) => {
+            problems.push(format!("api.withdraw_mode: expected \"single\" or \"batch\", got {other:?}"));
+            WithdrawMode::Single
+        }
+    }
 }
 
 fn resolve_daemon(file: DaemonFile, relative: &dyn Fn(PathBuf) -> PathBuf, problems: &mut Vec<String>) -> DaemonConfig {

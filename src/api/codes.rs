@@ -172,7 +172,7 @@ codes! {
     14024 "AddressFormatErr" Permanent "the address format is wrong";
     14025 "AddressMemoFormatErr" Permanent "the memo format is wrong";
     14026 "RiskAddress" Permanent "the address is flagged as risky";
-    14027 "SeqDuplicate" Permanent "a batch sequence number is repeated";
+    14027 "SeqDuplicate" DuplicateReconcile "a batch sequence number is repeated";
     14028 "UnableAbort" Permanent "the batch can no longer be aborted";
     14029 "AddressBlackList" Permanent "the address is blacklisted";
     15000 "GenerateAddressFailed" RetryLater "generating an address failed; try again";

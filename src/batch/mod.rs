@@ -10,6 +10,7 @@
 //! - [`request`]: the withdrawal call a validated row becomes (pure).
 //! - [`records`]: the order and batch records of a checked batch (pure).
 
+pub mod bundles;
 pub mod catalogue;
 pub mod parse;
 pub mod plan;

@@ -27,8 +27,10 @@ use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use super::bundles::{self, BundlePlan};
 use super::validate::{self, Hold, Problem, Row, Validated};
 use crate::batch::catalogue::{Catalogue, ChainRef, CoinEntry};
+use crate::model::bundle::BundleSettings;
 use crate::model::recipient::{Destination, KnownRecipients, RecipientStatus};
 use crate::model::record::ReviewKind;
 use crate::rules::amount::plain;
@@ -94,6 +96,9 @@ pub struct PlanSettings<'a> {
     /// The recipient registry, when the plan says which destinations are new or changed
     /// (`None`: not asked, and nothing is held for review).
     pub recipients: Option<&'a dyn KnownRecipients>,
+    /// `withdraw_mode = "batch"`: network rows go in CCPayment batch withdrawals (`None`: every
+    /// row is a single create).
+    pub bundles: Option<BundleSettings>,
 }
 
 /// A row's verdict.
@@ -365,6 +370,9 @@ pub struct CoinTotals {
 pub struct RequestEstimate {
     pub withdrawals: u64,
     pub status_queries: u64,
+    /// Requests of CCPayment batch withdrawals (apply, confirm, status, task lists), in batch mode.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub batch_requests: u64,
     pub total: u64,
     pub rate_per_second: u32,
     pub seconds: f64,
@@ -431,6 +439,9 @@ pub struct Plan {
     /// Rows refused because their recipient is on a deny list.
     pub deny_list_hits: Vec<DenyListHit>,
     pub requests: RequestEstimate,
+    /// How the rows are grouped into CCPayment batch withdrawals (`withdraw_mode = "batch"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundles: Option<BundlePlan>,
     pub remote_checks: RemoteCheckSummary,
     /// SHA-256 over the canonical form of the accepted rows and totals, hex.
     pub digest: String,
@@ -468,7 +479,15 @@ pub fn build(
         blockers.insert(0, "the file is not a valid batch".to_owned());
     }
     let counts = rows.counts;
-    let requests = estimate_requests(counts.payable + counts.held + counts.review, settings.rate_per_second);
+    let bundles = settings.bundles.map(|bundle_settings| {
+        let verdicts: Vec<&Verdict> = rows.outcomes.iter().map(|o| &o.verdict).collect();
+        bundles::plan(validated, cat, &verdicts, bundle_settings)
+    });
+    let requests = estimate_requests(
+        counts.payable + counts.held + counts.review,
+        bundles.as_ref(),
+        settings.rate_per_second,
+    );
     let payable = blockers.is_empty() && counts.payable == counts.rows && counts.rows > 0;
     let review = (counts.review > 0).then(|| ReviewPart {
         digest: hex::encode(std::mem::take(&mut rows.review_digest).finalize()),
@@ -495,6 +514,7 @@ pub fn build(
         review,
         deny_list_hits: rows.deny_hits,
         requests,
+        bundles,
         remote_checks: answers.remote_checks.clone(),
         digest: hex::encode(digest.finalize()),
         payable,
@@ -902,14 +922,23 @@ fn balance_blocker(symbol: &str, before: Decimal, with_margin: Decimal, margin: 
 }
 
 /// The requests submitting `accepted` rows takes: one withdrawal each, plus the status queries
-/// that track them, and the time that takes at `rate_per_second` (at least 1).
-fn estimate_requests(accepted: u64, rate_per_second: u32) -> RequestEstimate {
-    let status_queries = accepted.div_ceil(ORDER_IDS_PER_QUERY) * EXPECTED_TRACKING_ROUNDS;
-    let total = accepted + status_queries;
+/// that track them — in batch mode, the bundled rows instead cost their bundles' few requests
+/// each — and the time that takes at `rate_per_second` (at least 1).
+fn estimate_requests(accepted: u64, bundles: Option<&BundlePlan>, rate_per_second: u32) -> RequestEstimate {
+    let (single, batch_requests) = match bundles {
+        Some(b) => (
+            accepted.saturating_sub(b.bundled_rows),
+            b.parts.iter().map(|p| bundles::requests_for(p.tasks)).sum(),
+        ),
+        None => (accepted, 0),
+    };
+    let status_queries = single.div_ceil(ORDER_IDS_PER_QUERY) * EXPECTED_TRACKING_ROUNDS;
+    let total = single + status_queries + batch_requests;
     let rate = rate_per_second.max(1);
     RequestEstimate {
-        withdrawals: accepted,
+        withdrawals: single,
         status_queries,
+        batch_requests,
         total,
         rate_per_second: rate,
         seconds: total as f64 / f64::from(rate),

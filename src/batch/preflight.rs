@@ -75,6 +75,8 @@ pub struct Settings {
     /// The configured request rate, for the plan's time estimate.
     pub rate_per_second: u32,
     pub policy: Policy,
+    /// `withdraw_mode = "batch"`: how network rows are grouped into CCPayment batch withdrawals.
+    pub bundles: Option<crate::model::bundle::BundleSettings>,
 }
 
 /// The result of `ccpayout check`.
@@ -265,6 +267,7 @@ pub async fn prepare(
         paid_today: &paid_today,
         deny: &deny,
         recipients: holds.then_some(known_recipients),
+        bundles: settings.bundles,
     };
     let plan = plan::build(&validated, &catalogue, &answers, &settings);
     let report = CheckReport {

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::batch::bundles::{Grouper, Place};
 use crate::batch::plan::Verdict;
 use crate::batch::preflight::Prepared;
 use crate::batch::request::{has_call, withdraw_call};
@@ -21,6 +22,7 @@ use crate::model::ApiGeneration;
 use crate::model::record::{
     Approval, BatchRecord, BatchState, InputRow, OrderRecord, RecipientPart, RecipientReview, RefusedRow, ReviewKind,
 };
+use crate::model::bundle::{BundlePhase, BundleRecord, TaskRef, bundle_id};
 use crate::model::state::{Event, OrderState, transition};
 
 /// How long a row held at intake (chain in maintenance, coin suspended) waits before its first
@@ -189,18 +191,92 @@ pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneratio
                 review.approvals_needed,
             ),
         }),
+        bundles: plan.bundles.as_ref().map(|b| b.settings),
     }
+}
+
+/// The (part, seq) an accepted row takes in batch mode, from the grouper (called once per
+/// accepted row, in file order); `None` in single mode or for a row kept on a single create.
+fn place_of(prepared: &Prepared, grouper: &mut Grouper, accepted: &Accepted<'_>) -> Option<(u32, u32)> {
+    prepared.report.plan.bundles.as_ref()?;
+    let verdict = prepared.report.plan.rows.verdict(accepted.index)?;
+    match grouper.place(accepted.row, &prepared.validated, &prepared.catalogue, verdict) {
+        Place::Task { part, seq } => Some((part, seq)),
+        Place::Single(_) => None,
+    }
+}
+
+/// The `batchOrderId` of a part the grouper opened.
+fn id_of(prepared: &Prepared, grouper: &Grouper, part: u32) -> Option<String> {
+    let p = grouper.parts().get(usize::try_from(part).ok()?.checked_sub(1)?)?;
+    Some(bundle_id(&prepared.report.sha256, &p.coin, &p.chain, part))
+}
+
+/// The bundles of a prepared batch in batch mode (none otherwise): each with its orders in
+/// seq order, waiting to be applied.
+pub fn bundles(prepared: &Prepared, generation: ApiGeneration, now_ms: i64) -> Vec<BundleRecord> {
+    let Some(plan) = prepared.report.plan.bundles.as_ref() else {
+        return Vec::new();
+    };
+    let mut grouper = Grouper::default();
+    let mut orders: Vec<Vec<String>> = vec![Vec::new(); plan.parts.len()];
+    for accepted in accepted(prepared, generation) {
+        if let Some((part, _)) = place_of(prepared, &mut grouper, &accepted)
+            && let Some(list) = orders.get_mut(part as usize - 1)
+        {
+            list.push(prepared.validated.order_id(accepted.row).to_owned());
+        }
+    }
+    grouper
+        .parts()
+        .iter()
+        .zip(orders)
+        .map(|(part, orders)| BundleRecord {
+            id: bundle_id(&prepared.report.sha256, &part.coin, &part.chain, part.part),
+            batch_id: prepared.report.sha256.clone().into(),
+            part: part.part,
+            coin_id: part.coin_id,
+            coin: part.coin.clone(),
+            chain: part.chain.clone(),
+            settings: plan.settings,
+            orders,
+            phase: BundlePhase::Waiting,
+            attempts: 0,
+            last_sent_ms: None,
+            absent: None,
+            next_check_ms: None,
+            checks: 0,
+            listed_final: 0,
+            remote: None,
+            confirmed_ms: None,
+            cancel_requested: false,
+            abort: None,
+            problem: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        })
+        .collect()
 }
 
 /// The order records of a prepared batch, built one at a time in file order (`seq` from 0):
 /// exactly `batch_record(..).orders` of them.
 pub fn orders(prepared: &Prepared, generation: ApiGeneration, now_ms: i64) -> impl Iterator<Item = OrderRecord> + '_ {
     let needs_approval = !prepared.report.plan.approval_reasons.is_empty();
+    let mut grouper = Grouper::default();
     accepted(prepared, generation)
         .enumerate()
         .filter_map(move |(seq, accepted)| {
             let seq = u32::try_from(seq).unwrap_or(u32::MAX);
-            order(prepared, &accepted, seq, needs_approval, generation, now_ms)
+            let task = place_of(prepared, &mut grouper, &accepted).and_then(|(part, seq)| {
+                Some(TaskRef {
+                    bundle: id_of(prepared, &grouper, part)?,
+                    seq,
+                    ccp_order_id: None,
+                })
+            });
+            let mut order = order(prepared, &accepted, seq, needs_approval, generation, now_ms)?;
+            order.task = task;
+            Some(order)
         })
 }
 
@@ -286,6 +362,7 @@ fn order(
             kind,
             previous: prepared.report.plan.rows.previous_destination(accepted.index).cloned(),
         }),
+        task: None,
     })
 }
 

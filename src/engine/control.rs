@@ -4,6 +4,7 @@
 //! directly or inside the daemon.
 
 use super::{EngineError, all_final, apply_event, mark_done};
+use crate::model::bundle::BundlePhase;
 use crate::model::record::{Approval, ApproverProof, BatchRecord, GivenApproval};
 use crate::model::state::{Event, StateKind};
 use crate::store::{ControlEvent, Store};
@@ -270,10 +271,38 @@ pub fn cancel(store: &Store, batch: &BatchRecord, now_ms: i64) -> Result<u64, Co
         now_ms,
         "cancelled by an operator",
     )?;
+    request_abort(store, batch, now_ms)?;
     if all_final(store, &batch.batch_id)? {
         mark_done(store, &batch.batch_id, now_ms)?;
     }
     Ok(cancelled)
+}
+
+/// Marks the batch's applied bundles (CCPayment batch withdrawals) for abort: their tasks are
+/// at CCPayment, so only CCPayment can cancel them — the engine sends `abortBatchWithdraw` at
+/// the bundle's next step (before the confirm, or within its delay) and records which tasks were
+/// cancelled and which had already run. Returns how many bundles were marked.
+pub fn request_abort(store: &Store, batch: &BatchRecord, now_ms: i64) -> Result<u64, ControlError> {
+    let mut marked = 0;
+    for mut bundle in store.bundles(&batch.batch_id)? {
+        if bundle.phase.is_final() || bundle.phase == BundlePhase::Waiting || bundle.cancel_requested {
+            continue;
+        }
+        let from = bundle.phase.name();
+        bundle.cancel_requested = true;
+        bundle.updated_ms = now_ms;
+        bundle.next_check_ms = Some(now_ms);
+        let event = ControlEvent {
+            batch_id: batch.batch_id.as_str().to_owned(),
+            event: "bundle",
+            by: None,
+            detail: format!("{} ({from}): cancel requested; its tasks not yet run will be aborted", bundle.id),
+            at_ms: now_ms,
+        };
+        store.commit_bundle(&bundle, from, &[], &event)?;
+        marked += 1;
+    }
+    Ok(marked)
 }
 
 fn change_all(

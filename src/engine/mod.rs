@@ -29,6 +29,7 @@
 //! - `run`: the loop of one batch; `reconcile`: unknown orders by orderId; `send`: intents and
 //!   creates; `track`: status queries.
 
+mod bundle;
 pub mod control;
 pub mod outcome;
 mod reconcile;

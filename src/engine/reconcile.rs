@@ -18,7 +18,7 @@ use super::track::{final_status, is_this_order, pick, statuses_v1, with_record};
 use super::{Engine, EngineError, Progress, error_info, ms};
 use crate::api::types::WithdrawRecord;
 use crate::api::{CallError, Payouts};
-use crate::model::record::{Absent, OrderRecord};
+use crate::model::record::{Absent, BUNDLED_DUE_MS, OrderRecord};
 use crate::model::state::{Event, StateKind};
 use crate::store::Change;
 
@@ -53,12 +53,21 @@ impl Engine {
                 .collect::<Result<Vec<_>, _>>()?;
             self.commit(&changes)?;
         }
+        // Bundles (batch withdrawals) whose apply, append or confirm may have reached
+        // CCPayment are resolved too, by looking them up.
+        if !self.reconcile_bundles(cancel).await? {
+            return Ok(false);
+        }
         let mut announced = false;
         loop {
             if cancel.is_cancelled() {
                 return Ok(false);
             }
-            let unknown = self.store.orders_by_state(StateKind::Unknown, None, None, 200)?;
+            // Orders in bundles are resolved by their bundle (above), never by orderId: their
+            // index key sorts them after every due time.
+            let unknown = self
+                .store
+                .orders_by_state(StateKind::Unknown, None, Some(BUNDLED_DUE_MS - 1), 200)?;
             if unknown.is_empty() {
                 return Ok(true);
             }

@@ -12,6 +12,7 @@ use super::send::{Sent, StopReason};
 use super::track::{Checked, Tracking};
 use super::{Engine, EngineError, Progress, RunEnd, mark_done, ms};
 use crate::api::types::{MAX_ORDER_IDS_PER_LIST_QUERY, V1_MAX_ORDER_IDS_PER_QUERY};
+use crate::model::record::BUNDLED_DUE_MS;
 use crate::model::state::{Event, StateKind};
 
 impl Engine {
@@ -98,6 +99,12 @@ impl Engine {
             for change in changes.drain(first_intent..) {
                 self.spawn_send(change.order, &mut inflight, cancel);
             }
+            // Bundles (batch withdrawals) take their next step: applies, appends and confirms
+            // only while sending, each intent durable before its request.
+            let bundles = self.drive_bundles(batch_id, sending && inflight.len() < self.max_sends(), cancel).await?;
+            if let Some(stop) = bundles.stop {
+                stopped.get_or_insert(stop);
+            }
             if !cancel.is_cancelled() {
                 self.start_tracking(batch_id, &mut tracking, cancel)?;
                 let unknown = self
@@ -127,7 +134,12 @@ impl Engine {
                 }
                 // Orders waiting for an approval (the batch's, or its recipient review's) end
                 // the loop once the rest is sent and, when asked, followed to the end.
-                if open_sends == 0 && (count(StateKind::Submitted) == 0 || !wait_final) {
+                // A bundle not yet confirmed has sending to do (its orders may already count as
+                // submitted: present at CCPayment, but not confirmed).
+                if open_sends == 0
+                    && bundles.unconfirmed == 0
+                    && (count(StateKind::Submitted) == 0 || !wait_final)
+                {
                     if count(StateKind::AwaitingApproval) + count(StateKind::Planned) > 0 {
                         return Ok(RunEnd::AwaitingApproval);
                     }
@@ -142,7 +154,10 @@ impl Engine {
             // Sleep until something can happen: an answer, a due time, the gate, or cancel.
             // Biased, so a replay on paused time takes the same branch.
             let room = sending && inflight.len() < self.max_sends();
-            let next = self.next_wake(batch_id, room, &tracking)?;
+            let mut next = self.next_wake(batch_id, room, &tracking)?;
+            if let Some(at) = bundles.next_ms {
+                next = next.min(at);
+            }
             tokio::select! {
                 biased;
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
@@ -163,7 +178,9 @@ impl Engine {
         let now = self.now();
         let mut next = now + 1000;
         for kind in [StateKind::Deferred, StateKind::Unknown] {
-            if let Some(t) = self.store.next_due(kind, Some(batch_id))? {
+            if let Some(t) = self.store.next_due(kind, Some(batch_id))?
+                && t < BUNDLED_DUE_MS
+            {
                 next = next.min(t.max(now));
             }
         }
@@ -181,7 +198,7 @@ impl Engine {
                     tracking.asking.len() + V1_MAX_ORDER_IDS_PER_QUERY,
                 )?
                 .into_iter()
-                .filter(|(_, id)| !tracking.asking.contains(id.as_str()))
+                .filter(|(due, id)| *due < BUNDLED_DUE_MS && !tracking.asking.contains(id.as_str()))
                 .collect();
             // A query is full at the batch's query size (v1 asks about 100 orderIds at once): a
             // wake at 20 would find nothing to send on a v1 batch, and spin.
@@ -201,7 +218,12 @@ impl Engine {
         // Queued work wakes the loop at once only when a request could actually leave; with every
         // slot busy the loop waits for an answer instead of spinning.
         let gate = self.pacing.gate();
-        if room_to_send && self.store.next_due(StateKind::Queued, Some(batch_id))?.is_some() {
+        if room_to_send
+            && self
+                .store
+                .next_due(StateKind::Queued, Some(batch_id))?
+                .is_some_and(|t| t < BUNDLED_DUE_MS)
+        {
             if !gate.is_paused() {
                 next = now;
             } else if let Some(opens) = gate.hold_until() {

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use super::outcome::{Signal, classify};
 use super::{Engine, EngineError, error_info, ms};
 use crate::api::CallError;
-use crate::model::record::OrderRecord;
+use crate::model::record::{BUNDLED_DUE_MS, OrderRecord};
 use crate::model::state::{Event, StateKind};
 use crate::store::Change;
 
@@ -27,7 +27,8 @@ impl Engine {
     pub(super) fn intents(&self, batch_id: &str, room: usize, changes: &mut Vec<Change>) -> Result<usize, EngineError> {
         let queued = self
             .store
-            .orders_by_state(StateKind::Queued, Some(batch_id), None, room)?;
+            // Bundled orders sort after every due time: their bundle sends them.
+            .orders_by_state(StateKind::Queued, Some(batch_id), Some(BUNDLED_DUE_MS - 1), room)?;
         let now = self.now();
         let n = queued.len();
         for mut order in queued {

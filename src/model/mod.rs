@@ -4,6 +4,7 @@
 //!
 //! - [`state`]: every order state and event, and the one transition function.
 //! - [`record`]: the order and batch records the store keeps.
+//! - [`bundle`]: a CCPayment batch withdrawal made of a batch's orders (`withdraw_mode = "batch"`).
 //! - [`call`]: the withdrawal call an order stores and sends.
 //! - [`ids`]: [`ids::OrderId`] and [`ids::BatchId`], ids as types of their own.
 //! - [`known`]: the question "was this order_id seen before?", asked by validation, answered by
@@ -11,6 +12,7 @@
 //! - [`recipient`]: the recipient registry's entries and the question "was this destination
 //!   paid before, and is it this payee's?".
 
+pub mod bundle;
 pub mod call;
 pub mod ids;
 pub mod known;

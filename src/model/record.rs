@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ApiGeneration;
+use super::bundle::{BundleSettings, TaskRef};
 use super::call::WithdrawCall;
 use super::ids::{BatchId, OrderId};
 use super::state::{OrderState, StateKind};
@@ -105,6 +106,10 @@ pub struct OrderRecord {
     /// the review part, not the batch's plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<RecipientReview>,
+    /// The order's task in a CCPayment batch withdrawal (`withdraw_mode = "batch"`): the bundle
+    /// drives it, never the single-order paths (see [`due_ms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskRef>,
 }
 
 /// Why an order waits for the recipient review.
@@ -144,12 +149,20 @@ impl OrderRecord {
     /// The time the store's state index orders this record by: when a deferred order may be
     /// sent, or when a submitted or unknown order should be checked; 0 otherwise (due now).
     pub fn due_ms(&self) -> i64 {
-        due_ms(&self.state, self.next_check_ms)
+        due_ms(&self.state, self.next_check_ms, self.task.is_some())
     }
 }
 
-/// [`OrderRecord::due_ms`] from the two fields it depends on.
-pub fn due_ms(state: &OrderState, next_check_ms: Option<i64>) -> i64 {
+/// The due time of every order in a bundle, whatever its state: after every real due time, so
+/// the single-order paths (sends, status queries, lookups by orderId, wakes), which ask the
+/// index for orders due by now, never see it. Its bundle moves it.
+pub const BUNDLED_DUE_MS: i64 = i64::MAX;
+
+/// [`OrderRecord::due_ms`] from the fields it depends on.
+pub fn due_ms(state: &OrderState, next_check_ms: Option<i64>, bundled: bool) -> i64 {
+    if bundled {
+        return BUNDLED_DUE_MS;
+    }
     match state {
         OrderState::Deferred { until_ms, .. } => *until_ms,
         OrderState::Submitted | OrderState::Unknown { .. } => next_check_ms.unwrap_or(0),
@@ -308,6 +321,10 @@ pub struct BatchRecord {
     /// The rows held for recipient review, when there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<RecipientPart>,
+    /// Set when the batch was taken in with `withdraw_mode = "batch"`: its network rows go
+    /// through CCPayment's batch withdrawals (bundles), the rest through single creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundles: Option<BundleSettings>,
 }
 
 fn yes() -> bool {

@@ -19,6 +19,8 @@
 //!                          Final(Success)  │  Final(Failed / Rejected on the dashboard)
 //!                                 ▼        ▼
 //!                              Success   Failed
+//!
+//!  Submitted, Unknown ── Aborted (CCPayment cancelled the task of a batch withdrawal) ──▶ Cancelled
 //! ```
 //!
 //! Rules the function enforces (the money-safety rules in code):
@@ -27,7 +29,7 @@
 //! - `Unknown` goes back to `Queued` (and so to a resend with the same orderId) only on
 //!   `NotFound`; nothing else makes an ambiguous order sendable again;
 //! - an order that may exist at CCPayment (`Submitting`, `Unknown`, `Submitted`) can never be
-//!   cancelled or rejected locally;
+//!   cancelled or rejected locally — only CCPayment cancelling its task (`Aborted`) cancels it;
 //! - final states (`Success`, `Failed`, `Rejected`, `Cancelled`) accept no event.
 //!
 //! Pure: no I/O, no clock (times come in the events).
@@ -208,6 +210,10 @@ pub enum Event {
     Final(FinalStatus),
     /// The order is being held back without having been sent (chain in maintenance at release).
     Hold { until_ms: i64, reason: String },
+    /// CCPayment cancelled the order's task in a batch withdrawal (`abortBatchWithdraw` listed
+    /// it as cancelled, or the batch's task list shows it cancelled): CCPayment's own answer
+    /// that it will not be paid.
+    Aborted,
 }
 
 impl Event {
@@ -227,6 +233,7 @@ impl Event {
             Event::Wake => "wake",
             Event::Final(_) => "final",
             Event::Hold { .. } => "hold",
+            Event::Aborted => "aborted",
         }
     }
 }
@@ -308,6 +315,8 @@ pub fn transition(state: &OrderState, attempts: u32, event: &Event) -> Result<(O
         // created (reconciliation found it finished).
         (S::Unknown { .. }, Event::Final(FinalStatus::Success)) => S::Success,
         (S::Unknown { .. }, Event::Final(FinalStatus::Failed { reason })) => S::Failed { reason: reason.clone() },
+        // A task of a batch withdrawal that CCPayment itself cancelled.
+        (S::Submitted | S::Unknown { .. }, Event::Aborted) => S::Cancelled,
         _ => return Err(invalid()),
     };
     Ok((next, attempts))
@@ -378,6 +387,7 @@ mod tests {
                 until_ms: 9,
                 reason: "maintenance".into(),
             },
+            Event::Aborted,
         ]
     }
 
@@ -414,6 +424,7 @@ mod tests {
             (K::Unknown, Event::Final(FinalStatus::Failed { .. })) => K::Failed,
             (K::Submitted, Event::Final(FinalStatus::Success)) => K::Success,
             (K::Submitted, Event::Final(FinalStatus::Failed { .. })) => K::Failed,
+            (K::Submitted | K::Unknown, Event::Aborted) => K::Cancelled,
             _ => return None,
         })
     }
@@ -441,7 +452,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 11 * 16);
+        assert_eq!(checked, 11 * 17);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::codec::{
     self, BATCH_ORDERS, BATCHES, BY_STATE, COUNTS, ORDERS, decode_identity, encode_batch, state_key_of,
 };
 use super::{ControlEvent, Store, StoreError, encode_error};
+use crate::model::bundle::BundleRecord;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::StateKind;
 
@@ -42,22 +43,24 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[])
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[], &[])
     }
 
-    /// [`Store::create_batch_streamed`], with `events` in the audit trail in the same
-    /// transaction as the batch record (the signer checked, deny-list hits).
+    /// [`Store::create_batch_streamed`], with `events` in the audit trail and the batch's
+    /// `bundles` (CCPayment batch withdrawals, batch mode) in the same transaction as the batch
+    /// record (the signer checked, deny-list hits).
     pub fn create_batch_audited<I>(
         &self,
         batch: &BatchRecord,
         orders: I,
+        bundles: &[BundleRecord],
         events: &[ControlEvent],
     ) -> Result<(), StoreError>
     where
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, events)
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, bundles, events)
     }
 
     pub(super) fn create_batch_with<I>(
@@ -66,6 +69,7 @@ impl Store {
         orders: I,
         chunk_orders: usize,
         write_marker: bool,
+        bundles: &[BundleRecord],
         events: &[ControlEvent],
     ) -> Result<(), StoreError>
     where
@@ -88,7 +92,7 @@ impl Store {
             self.remove_leftovers(&leftover)?;
         }
 
-        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker, events);
+        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker, bundles, events);
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
             // the next open. remove_leftovers checks that the batch record is absent, so a
@@ -106,6 +110,7 @@ impl Store {
         orders: impl Iterator<Item: Borrow<OrderRecord>>,
         chunk_orders: usize,
         write_marker: bool,
+        bundles: &[BundleRecord],
         events: &[ControlEvent],
     ) -> Result<(), StoreError> {
         let batch_id = batch.batch_id.as_str();
@@ -196,6 +201,7 @@ impl Store {
             let bytes = encode_batch(batch).map_err(encode_error)?;
             batches.insert(batch_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
         }
+        self.insert_bundles(&tx, bundles)?;
         let lines = self.control_lines(&tx, events)?;
         tx.commit().map_err(|e| self.db_err(e))?;
         self.lock_audit().append(self, &lines);
@@ -211,7 +217,7 @@ impl Store {
         orders: &[OrderRecord],
         chunk_orders: usize,
     ) -> Result<(), StoreError> {
-        self.create_batch_with(batch, orders, chunk_orders, false, &[])
+        self.create_batch_with(batch, orders, chunk_orders, false, &[], &[])
     }
 
     #[cfg(test)]
@@ -225,7 +231,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, chunk_orders, true, &[])
+        self.create_batch_with(batch, orders, chunk_orders, true, &[], &[])
     }
 
     /// The batch ids that have orders but no batch record. Visits one key per batch: each step

@@ -147,6 +147,9 @@ pub(super) struct OrderHead {
     pub state: OrderState,
     #[serde(default)]
     pub next_check_ms: Option<i64>,
+    /// Only whether there is one: a bundled order's index key.
+    #[serde(default)]
+    pub task: Option<serde::de::IgnoredAny>,
 }
 
 impl OrderHead {
@@ -155,7 +158,7 @@ impl OrderHead {
     }
 
     pub fn due_ms(&self) -> i64 {
-        crate::model::record::due_ms(&self.state, self.next_check_ms)
+        crate::model::record::due_ms(&self.state, self.next_check_ms, self.task.is_some())
     }
 }
 
@@ -172,6 +175,7 @@ pub(super) fn decode_head(bytes: &[u8]) -> Result<OrderHead, serde_json::Error> 
         seq: o.seq,
         state: o.state,
         next_check_ms: o.next_check_ms,
+        task: o.task.map(|_| serde::de::IgnoredAny),
     })
 }
 

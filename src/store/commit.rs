@@ -44,7 +44,7 @@ impl Store {
         }
         let tx = self.write(Durability::Immediate)?;
         // On error the transaction is dropped, which aborts it: nothing of this group lands.
-        let lines = self.apply(&tx, changes)?;
+        let lines = self.apply_changes(&tx, changes)?;
         tx.commit().map_err(|e| self.db_err(e))?;
         // Only now, with the lines durable in the table, does the file get them: it never holds
         // a line the table lacks. The file's lock is taken after the commit, so the next commit
@@ -55,7 +55,7 @@ impl Store {
         Ok(())
     }
 
-    fn apply(&self, tx: &WriteTransaction, changes: &[Change]) -> Result<Vec<(u64, String)>, StoreError> {
+    pub(super) fn apply_changes(&self, tx: &WriteTransaction, changes: &[Change]) -> Result<Vec<(u64, String)>, StoreError> {
         let mut orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
         let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
         let mut by_state = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;

@@ -44,6 +44,7 @@
 
 mod audit;
 mod batches;
+mod bundles;
 mod codec;
 mod commit;
 mod meta;

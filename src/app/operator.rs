@@ -528,6 +528,7 @@ impl<R: Runtime> Operator<R> {
             if batch.recipients.is_some() {
                 held_rows(&mut out, store, &batch)?;
             }
+            bundle_lines(&mut out, &store.bundles(&batch.batch_id)?, now_ms);
             return Ok(Reply::ok(out));
         }
         if let Some(order) = store.order(target)? {
@@ -555,6 +556,18 @@ impl<R: Runtime> Operator<R> {
             if let Some(tx) = &order.tx_id {
                 let _ = writeln!(out, "  tx id:     {tx}");
             }
+            if let Some(task) = &order.task {
+                let _ = writeln!(
+                    out,
+                    "  task:      seq {} of CCPayment batch withdrawal {}{}",
+                    task.seq,
+                    task.bundle,
+                    task.ccp_order_id
+                        .as_deref()
+                        .map(|id| format!(" (CCPayment orderId {id})"))
+                        .unwrap_or_default()
+                );
+            }
             if let Some(error) = &order.error {
                 let _ = writeln!(out, "  last error: {}", error.message);
             }
@@ -572,6 +585,62 @@ impl<R: Runtime> Operator<R> {
             "no batch or order matches {target:?} in {}\n",
             self.where_()
         )))
+    }
+}
+
+/// The batch's CCPayment batch withdrawals (`withdraw_mode = "batch"`), one line each with what
+/// CCPayment last said, its review state and reason, and what an abort cancelled.
+fn bundle_lines(out: &mut String, bundles: &[crate::model::bundle::BundleRecord], now_ms: i64) {
+    if bundles.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "batch withdrawals ({}):", bundles.len());
+    for b in bundles {
+        let mut line = format!(
+            "  #{} {} {} {} on {}: {} task(s), {}",
+            b.part,
+            b.id,
+            b.settings.execution.as_str(),
+            b.coin,
+            b.chain,
+            b.orders.len(),
+            b.phase.name()
+        );
+        if let Some(remote) = &b.remote {
+            let _ = write!(
+                line,
+                "; CCPayment: {} ({} succeeded, {} failed, {} cancelled, {} processing)",
+                remote.status, remote.succeeded, remote.failed, remote.canceled, remote.processing
+            );
+            if remote.status.eq_ignore_ascii_case("reviewing") {
+                let _ = write!(line, " — held in CCPayment's review");
+            }
+            if !remote.reason.is_empty() {
+                let _ = write!(line, " — reason: {}", remote.reason);
+            }
+        }
+        if let Some(confirmed) = b.confirmed_ms {
+            let runs = confirmed + i64::try_from(b.settings.confirm_delay_secs).unwrap_or(0) * 1000;
+            if runs > now_ms {
+                let _ = write!(line, "; runs at {} (cancel aborts it until then)", rfc3339_ms(runs));
+            }
+        }
+        if b.cancel_requested && b.abort.is_none() {
+            let _ = write!(line, "; cancel requested: its tasks not yet run will be aborted");
+        }
+        if let Some(abort) = &b.abort {
+            let _ = write!(
+                line,
+                "; aborted {}: cancelled seqs {:?}, ignored seqs {:?}",
+                rfc3339_ms(abort.at_ms),
+                abort.canceled,
+                abort.ignored
+            );
+        }
+        if let Some(problem) = &b.problem {
+            let _ = write!(line, "; {problem}");
+        }
+        let _ = writeln!(out, "{line}");
     }
 }
 

@@ -422,6 +422,7 @@ mod tests {
             paid_today: &nothing_today,
             deny: &crate::rules::deny::DenyLists::default(),
             recipients: None,
+            bundles: None,
         };
         let plan = plan::build(&validated, &catalogue, &answers, &settings);
         let report = CheckReport {

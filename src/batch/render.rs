@@ -207,19 +207,66 @@ fn coins_table(out: &mut String, plan: &Plan) {
     table(out, &header, &cells, &[1, 2, 3, 4, 5, 6, 7]);
 }
 
+/// The grouping into CCPayment batch withdrawals (`withdraw_mode = "batch"`).
+fn bundles(out: &mut String, b: &crate::batch::bundles::BundlePlan) {
+    let _ = writeln!(
+        out,
+        "batch withdrawals ({} execution, confirmed with a {} s delay): {} in {}",
+        b.execution,
+        b.confirm_delay_secs,
+        count(b.bundled_rows, "row", "rows"),
+        count(b.parts.len() as u64, "batch", "batches"),
+    );
+    for p in &b.parts {
+        let _ = writeln!(
+            out,
+            "  #{:<3} {:<6} {:<10} {:>3} task(s){}",
+            p.part,
+            p.coin,
+            p.chain,
+            p.tasks,
+            if p.review { "  (waits for the recipient review)" } else { "" }
+        );
+    }
+    let singles = [
+        (b.single_cwallet, "Cwallet transfers"),
+        (b.single_recipient_pays_fee, "recipient pays the fee (a task cannot say so)"),
+        (b.single_long_memo, "memo longer than a task's 16 characters"),
+    ];
+    for (n, why) in singles {
+        if n > 0 {
+            let _ = writeln!(out, "  single creates: {} — {why}", count(n, "row", "rows"));
+        }
+    }
+}
+
 fn summary(out: &mut String, report: &CheckReport) {
     let plan = &report.plan;
     let r = &plan.requests;
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "submission: {} withdrawals + about {} status queries = {} API requests, about {} at {} requests/s",
-        r.withdrawals,
-        r.status_queries,
-        r.total,
-        duration(r.seconds),
-        r.rate_per_second
-    );
+    if let Some(b) = &plan.bundles {
+        bundles(out, b);
+        let _ = writeln!(
+            out,
+            "submission: {} single withdrawals + about {} status queries + about {} batch-withdrawal requests = {} API requests, about {} at {} requests/s",
+            r.withdrawals,
+            r.status_queries,
+            r.batch_requests,
+            r.total,
+            duration(r.seconds),
+            r.rate_per_second
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "submission: {} withdrawals + about {} status queries = {} API requests, about {} at {} requests/s",
+            r.withdrawals,
+            r.status_queries,
+            r.total,
+            duration(r.seconds),
+            r.rate_per_second
+        );
+    }
     let checks = &plan.remote_checks;
     if checks.performed {
         let _ = writeln!(

@@ -66,6 +66,7 @@ pub fn batch() -> BatchRecord {
         signer: None,
         maker_may_approve: true,
         recipients: None,
+        bundles: None,
     }
 }
 
@@ -143,6 +144,7 @@ fn order(seq: u32, line: u64, coin: &str, chain: &str, amount: &str, amount_sent
         checks: 0,
         absent: None,
         review: None,
+        task: None,
     }
 }
 

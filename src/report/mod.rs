@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::atomic::AtomicFile;
 pub use result::{CsvRows, JsonRows, result_csv, result_json};
-pub use row::{COLUMNS, CoinKey, ReportRow, RowStatus, explorer_link, report_rows};
+pub use row::{COLUMNS, CoinKey, TASK_COLUMNS, ReportRow, RowStatus, explorer_link, report_rows};
 pub use summary::{Summary, summary_json};
 
 use crate::model::record::{BatchRecord, OrderRecord};
@@ -77,7 +77,7 @@ pub fn write_batch_reports(
 
     let mut summary = Summary::new();
     {
-        let mut csv = CsvRows::begin(csv_file.writer())?;
+        let mut csv = CsvRows::begin_for(batch, csv_file.writer())?;
         let mut json = JsonRows::begin(batch, json_file.writer())?;
         let mut emit = |row: ReportRow| -> io::Result<()> {
             csv.row(&row)?;

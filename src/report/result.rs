@@ -18,18 +18,18 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::row::{ATTEMPTS_COLUMN, COLUMNS, LINE_COLUMN, ReportRow};
+use super::row::{ATTEMPTS_COLUMN, COLUMNS, LINE_COLUMN, ReportRow, TASK_COLUMNS};
 use crate::model::record::BatchRecord;
 use crate::util::time::rfc3339_ms;
 
 /// Writes the result CSV of `rows` to `out`. The CSV has no batch header (it would break CSV
 /// readers); `batch` is taken for symmetry with [`result_json`].
 pub fn result_csv(
-    _batch: &BatchRecord,
+    batch: &BatchRecord,
     rows: impl IntoIterator<Item = ReportRow>,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let mut csv = CsvRows::begin(out)?;
+    let mut csv = CsvRows::begin_for(batch, out)?;
     for row in rows {
         csv.row(&row)?;
     }
@@ -54,20 +54,38 @@ pub struct CsvRows<W: Write> {
     csv: csv::Writer<W>,
     line: String,
     attempts: String,
+    /// The batch went through CCPayment's batch withdrawals: [`TASK_COLUMNS`] follow.
+    tasks: bool,
 }
 
 impl<W: Write> CsvRows<W> {
     /// Starts the file with its header row.
     pub fn begin(out: W) -> io::Result<CsvRows<W>> {
+        Self::start(out, false)
+    }
+
+    /// Starts the file of `batch`: a batch paid through CCPayment's batch withdrawals has the
+    /// [`TASK_COLUMNS`] after the usual ones; any other has exactly [`COLUMNS`].
+    pub fn begin_for(batch: &BatchRecord, out: W) -> io::Result<CsvRows<W>> {
+        Self::start(out, batch.bundles.is_some())
+    }
+
+    fn start(out: W, tasks: bool) -> io::Result<CsvRows<W>> {
         let mut csv = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
             .quote_style(csv::QuoteStyle::Necessary)
             .from_writer(out);
-        csv.write_record(COLUMNS).map_err(csv_error)?;
+        if tasks {
+            csv.write_record(COLUMNS.iter().chain(TASK_COLUMNS.iter()))
+                .map_err(csv_error)?;
+        } else {
+            csv.write_record(COLUMNS).map_err(csv_error)?;
+        }
         Ok(CsvRows {
             csv,
             line: String::new(),
             attempts: String::new(),
+            tasks,
         })
     }
 
@@ -80,9 +98,15 @@ impl<W: Write> CsvRows<W> {
         if let Some(n) = row.attempts {
             let _ = write!(self.attempts, "{n}");
         }
-        self.csv
-            .write_record(row.cells(&self.line, &self.attempts).map(|c| SafeCell(formula_safe(c))))
-            .map_err(csv_error)
+        let cells = row.cells(&self.line, &self.attempts).map(|c| SafeCell(formula_safe(c)));
+        if self.tasks {
+            let tasks = row.task_cells().map(|c| SafeCell(formula_safe(c)));
+            self.csv
+                .write_record(cells.into_iter().chain(tasks))
+                .map_err(csv_error)
+        } else {
+            self.csv.write_record(cells).map_err(csv_error)
+        }
     }
 
     /// Flushes everything to the underlying writer.
@@ -172,6 +196,12 @@ impl Serialize for JsonRow<'_> {
                 LINE_COLUMN => map.serialize_entry(name, &row.line)?,
                 ATTEMPTS_COLUMN => map.serialize_entry(name, &row.attempts)?,
                 _ => map.serialize_entry(name, &Some(cell).filter(|c| !c.is_empty()))?,
+            }
+        }
+        // A task of a batch withdrawal says which, in the CSV's extra columns' names.
+        if row.task.is_some() {
+            for (name, cell) in TASK_COLUMNS.iter().zip(row.task_cells()) {
+                map.serialize_entry(name, &Some(cell).filter(|c| !c.is_empty()))?;
             }
         }
         map.end()

@@ -164,6 +164,10 @@ pub const COLUMNS: [&str; 23] = [
     "final_at",
 ];
 
+/// The columns a batch paid through CCPayment's batch withdrawals adds after [`COLUMNS`]: the
+/// task's batch, its seq there and CCPayment's own orderId for it.
+pub const TASK_COLUMNS: [&str; 3] = ["batch_order_id", "task_seq", "ccpayment_order_id"];
+
 /// Index of `line` in [`COLUMNS`]; written as a number in JSON.
 pub const LINE_COLUMN: usize = 0;
 /// Index of `attempts` in [`COLUMNS`]; written as a number in JSON.
@@ -197,6 +201,8 @@ pub struct ReportRow {
     pub fee_coin: String,
     pub error_code: String,
     pub error_message: String,
+    /// The order's task in a CCPayment batch withdrawal: batchOrderId, seq, CCPayment's orderId.
+    pub task: Option<[String; 3]>,
     /// Sends so far; `None` for rows that never became orders.
     pub attempts: Option<u32>,
     pub created_at: String,
@@ -239,6 +245,13 @@ impl ReportRow {
             fee_coin,
             error_code,
             error_message,
+            task: order.task.as_ref().map(|t| {
+                [
+                    t.bundle.clone(),
+                    t.seq.to_string(),
+                    t.ccp_order_id.clone().unwrap_or_default(),
+                ]
+            }),
             attempts: Some(order.attempts),
             created_at: rfc3339_ms(order.created_ms),
             first_sent_at: order.first_sent_ms.map(rfc3339_ms).unwrap_or_default(),
@@ -277,6 +290,7 @@ impl ReportRow {
             fee_coin: String::new(),
             error_code: String::new(),
             error_message,
+            task: None,
             attempts: None,
             created_at: String::new(),
             first_sent_at: String::new(),
@@ -287,6 +301,14 @@ impl ReportRow {
 
     /// The text cells in [`COLUMNS`] order, with `line` and `attempts` already formatted by the
     /// caller (who can reuse the buffers).
+    /// The [`TASK_COLUMNS`] cells (empty for a single create).
+    pub fn task_cells(&self) -> [&str; 3] {
+        match &self.task {
+            Some([a, b, c]) => [a, b, c],
+            None => ["", "", ""],
+        }
+    }
+
     pub fn cells<'a>(&'a self, line: &'a str, attempts: &'a str) -> [&'a str; 23] {
         [
             line,

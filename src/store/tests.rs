@@ -37,6 +37,7 @@ fn batch(seed: &str, created_ms: i64, orders: u32) -> BatchRecord {
         signer: None,
         maker_may_approve: true,
         recipients: None,
+        bundles: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn order(batch: &BatchRecord, seq: u32, order_id: &str) -> OrderRecord {
         checks: 0,
         absent: None,
         review: None,
+        task: None,
     }
 }
 

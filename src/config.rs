@@ -1180,6 +1180,42 @@ mod tests {
     }
 
     #[test]
+    fn withdraw_mode_is_single_by_default_and_batch_takes_its_settings() {
+        let config = load_text("", &[]).unwrap();
+        assert_eq!(config.api.withdraw_mode, WithdrawMode::Single);
+        assert_eq!(config.preflight_settings().bundles, None);
+        let config = load_text(
+            "[api]\nwithdraw_mode = \"batch\"\nbatch_execution = \"batch\"\nbatch_confirm_delay_secs = 600\n",
+            &[],
+        )
+        .unwrap();
+        let settings = config.api.withdraw_mode.bundles().unwrap();
+        assert_eq!(settings.execution, crate::model::bundle::Execution::Batch);
+        assert_eq!(settings.confirm_delay_secs, 600);
+        assert_eq!(config.preflight_settings().bundles, Some(settings));
+    }
+
+    #[test]
+    fn withdraw_mode_problems_name_the_key() {
+        for (text, key) in [
+            ("[api]\nwithdraw_mode = \"bulk\"\n", "api.withdraw_mode"),
+            (
+                "[api]\nwithdraw_mode = \"batch\"\nbatch_execution = \"parallel\"\n",
+                "api.batch_execution",
+            ),
+            (
+                "[api]\nwithdraw_mode = \"batch\"\nbatch_confirm_delay_secs = 3601\n",
+                "api.batch_confirm_delay_secs",
+            ),
+            ("[api]\nbatch_execution = \"batch\"\n", "apply only with api.withdraw_mode"),
+            ("[api]\nversion = \"v1\"\nwithdraw_mode = \"batch\"\n", "needs api.version"),
+        ] {
+            let err = load_text(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} → {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_errors_that_name_the_key() {
         let err = load_text("[api]\nbase_ulr = \"https://x\"\n", &[]).unwrap_err();
         let text = err.to_string();

@@ -265,6 +265,7 @@ impl Config {
             balance_margin: self.preflight.balance_margin,
             rate_per_second: self.limits.rate_per_second,
             policy: self.policy.clone(),
+            address_check: crate::batch::preflight::AddressCheck::default(),
         }
     }
 }

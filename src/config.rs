@@ -291,6 +291,7 @@ impl Config {
             rate_per_second: self.limits.rate_per_second,
             policy: self.policy.clone(),
             bundles: self.api.withdraw_mode.bundles(),
+            address_check: crate::batch::preflight::AddressCheck::default(),
         }
     }
 }

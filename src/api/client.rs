@@ -551,6 +551,33 @@ impl Client {
         self.call_body(endpoint, self.no_params.body()).await
     }
 
+    /// [`Client::call`] for a method an account may not have: `Ok(None)` when the reply is an
+    /// HTTP 404 without a CCPayment envelope, which is how the router CCPayment runs behind
+    /// answers a method it does not know ([`Client::call`] reads that reply as ambiguous, as it
+    /// does any reply that is not an envelope). Paced, signed and counted as any call.
+    pub async fn call_if_routed<Req, Resp>(
+        &self,
+        endpoint: Endpoint<'_>,
+        request: &Req,
+    ) -> Result<Option<Resp>, CallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(request).map_err(|e| CallError::NotSent {
+            endpoint: endpoint.label(),
+            detail: format!("cannot encode the request: {e}"),
+        })?;
+        let (reply, in_flight) = self.send(endpoint, body).await?;
+        let (code, result) = self.interpret_envelope(endpoint, &reply);
+        self.heard(endpoint, code);
+        in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
+        if code.is_none() && reply.http_status == 404 {
+            return Ok(None);
+        }
+        result.map(Some)
+    }
+
     /// Sends `body` and decodes the `data` of a successful reply.
     async fn call_body<Resp: DeserializeOwned>(
         &self,
@@ -807,6 +834,18 @@ impl Client {
     ) -> Result<Vec<WithdrawAddressResult>, CallError> {
         let data: CheckWithdrawAddressReply = self.call(Endpoint::v2(method::CHECK_WITHDRAW_ADDRESS), req).await?;
         Ok(data.address_info_results)
+    }
+
+    /// [`Client::check_withdraw_address`] on an account that may not have the route: `Ok(None)`
+    /// when the answer is the plain HTTP 404 of an unknown method (see [`Client::call_if_routed`]).
+    pub async fn check_withdraw_address_if_routed(
+        &self,
+        req: &CheckWithdrawAddressRequest,
+    ) -> Result<Option<Vec<WithdrawAddressResult>>, CallError> {
+        let data: Option<CheckWithdrawAddressReply> = self
+            .call_if_routed(Endpoint::v2(method::CHECK_WITHDRAW_ADDRESS), req)
+            .await?;
+        Ok(data.map(|d| d.address_info_results))
     }
 
     /// Creates a batch withdrawal (not yet run) with its first tasks.
@@ -1115,6 +1154,61 @@ mod tests {
         // The same envelope is a success on v2, which does not sign replies.
         let _: serde_json::Value = c.call(Endpoint::v2("anything"), &Empty {}).await.unwrap();
         assert_eq!(c.request_stats().last_success_ms, Some(1_677_152_720_000));
+        server.abort();
+    }
+
+    /// A method the account does not have is the router's plain 404, told apart from every other
+    /// reply; anything else reads as `call` reads it.
+    #[tokio::test]
+    async fn a_plain_404_is_a_method_the_account_does_not_have() {
+        use axum::http::StatusCode;
+        let app = axum::Router::new()
+            .route(
+                "/ccpayment/v2/checkWithdrawAddress",
+                axum::routing::post(|| async { (StatusCode::NOT_FOUND, "404 page not found") }),
+            )
+            .route(
+                "/ccpayment/v2/enveloped404",
+                axum::routing::post(|| async { (StatusCode::NOT_FOUND, r#"{"code":11003,"msg":"NotFound"}"#) }),
+            )
+            .route(
+                "/ccpayment/v2/gateway",
+                axum::routing::post(|| async { (StatusCode::BAD_GATEWAY, "<html>Bad Gateway</html>") }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let c = client(&format!("http://{addr}"));
+        let req = CheckWithdrawAddressRequest {
+            chain: "TRX".into(),
+            address_info_list: vec![WithdrawAddress {
+                address: "T".into(),
+                memo: String::new(),
+                seq: 1,
+            }],
+        };
+        assert_eq!(c.check_withdraw_address_if_routed(&req).await, Ok(None));
+        // `call` reads the same reply as ambiguous.
+        let err = c.check_withdraw_address(&req).await.unwrap_err();
+        assert!(err.is_ambiguous(), "{err}");
+        let err = c
+            .call_if_routed::<_, serde_json::Value>(Endpoint::v2("enveloped404"), &Empty {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(11003));
+        let err = c
+            .call_if_routed::<_, serde_json::Value>(Endpoint::v2("gateway"), &Empty {})
+            .await
+            .unwrap_err();
+        assert!(err.is_ambiguous(), "{err}");
+        assert_eq!(
+            c.request_stats().by_endpoint_and_code,
+            counts(&[
+                ("checkWithdrawAddress", "http_404", 2),
+                ("enveloped404", "11003", 1),
+                ("gateway", "http_502", 1)
+            ])
+        );
         server.abort();
     }
 

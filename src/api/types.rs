@@ -684,24 +684,48 @@ pub struct BatchTask {
     pub seq: u32,
     #[serde(deserialize_with = "super::lenient::string")]
     pub address: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub memo: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub amount: String,
     /// ccpayout puts the row's order_id here: the task's identity beside its seq.
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub remark: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub record_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub order_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub status: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub network_fee: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub tx_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub reason: String,
     #[serde(skip_serializing_if = "is_zero", deserialize_with = "super::lenient::i64")]
     pub created_at: i64,
@@ -835,7 +859,10 @@ pub struct BatchCoin {
     pub coin_id: u64,
     #[serde(deserialize_with = "super::lenient::string")]
     pub coin_symbol: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub coin_price: String,
 }
 
@@ -863,7 +890,10 @@ pub struct BatchStats {
 pub struct BatchWithdrawOrder {
     #[serde(deserialize_with = "super::lenient::string")]
     pub batch_order_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub product_name: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub bill_id: String,
@@ -876,7 +906,10 @@ pub struct BatchWithdrawOrder {
     /// `Init`, `Reviewing`, `Rejected`, `Pending`, `Processing`, `Completed`.
     #[serde(deserialize_with = "super::lenient::string")]
     pub status: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub reason: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub mode: String,

@@ -28,6 +28,7 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use super::bundles::{self, BundlePlan};
+use super::parse::Column;
 use super::validate::{self, Hold, Problem, Row, Validated};
 use crate::batch::catalogue::{Catalogue, ChainRef, CoinEntry};
 use crate::model::bundle::BundleSettings;
@@ -52,7 +53,8 @@ pub struct PreflightAnswers {
     pub fees: HashMap<(u64, String), FeeQuote>,
     /// Available balance per coin id.
     pub balances: HashMap<u64, Decimal>,
-    /// Refusals from remote checks (address validity, Cwallet users), keyed by line.
+    /// Refusals from remote checks (address validity, Cwallet users), keyed by line. They are
+    /// about the row's recipient, and its problems say so (field `recipient`).
     pub remote_problems: HashMap<u64, Vec<String>>,
     /// Whether recipients were checked with the API, and why not if they were not.
     pub remote_checks: RemoteCheckSummary,
@@ -75,6 +77,23 @@ pub struct RemoteCheckSummary {
     /// What else to know about the checks made (v1: addresses are checked locally only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// How the addresses were checked, when any was: `batch` (`checkWithdrawAddress`, up to 500
+    /// a request) or `single` (one `checkWithdrawalAddressValidity` each, also when the account
+    /// turned out not to have the batch route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_check: Option<AddressCheck>,
+}
+
+/// How the preflight asks CCPayment whether addresses are valid (`preflight::Settings`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressCheck {
+    /// `checkWithdrawAddress`: up to 500 addresses of a chain in one request. An account that
+    /// does not have the route gets the rest of the preflight's addresses checked `Single`.
+    #[default]
+    Batch,
+    /// `checkWithdrawalAddressValidity`: one request per address.
+    Single,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -620,7 +639,13 @@ fn plan_rows<'c>(
             }
             verdict
         } else {
-            pass.problems.extend(refusal_problems(row, validated, &reasons));
+            let remote = answers.remote_problems.get(&u64::from(row.line));
+            pass.problems.extend(refusal_problems(
+                row,
+                validated,
+                &reasons,
+                remote.map_or(&[][..], Vec::as_slice),
+            ));
             Verdict::Refused { reasons }
         };
         if matches!(
@@ -733,14 +758,16 @@ fn net_below_minimum(row: &Row, coin: Option<&CoinEntry>, fee: Option<&FeeQuote>
 }
 
 /// One problem per reason a row is refused, so reports list refusals with the other problems.
+/// The remote checks' refusals (`remote`) are about the recipient and name its field.
 fn refusal_problems<'a>(
     row: &'a Row,
     validated: &'a Validated,
     reasons: &'a [String],
+    remote: &'a [String],
 ) -> impl Iterator<Item = Problem> + 'a {
     reasons.iter().map(move |reason| Problem {
         line: Some(u64::from(row.line)),
-        field: None,
+        field: remote.contains(reason).then(|| Column::Recipient.name().to_owned()),
         order_id: Some(validated.order_id(row).to_owned()),
         message: reason.clone(),
     })

@@ -4,11 +4,12 @@
 //! In order: the coin and chain lists (one call each) become the [`Catalogue`]; the file is
 //! read once, hashed and validated against it; then, for the accepted rows only, one fee quote
 //! per distinct coin and chain, one balance list, and — when the configuration allows it for a
-//! batch of this size — one validity check per distinct address and one lookup per distinct
-//! Cwallet ID. Every answer is asked once per run. Each question is one request through the
-//! client, which passes the process's one pacing (`crate::api::pacing`): a preflight shares the
-//! rate, the pause gate and the daily budget with everything else the process sends, and has
-//! no pace of its own.
+//! batch of this size — the validity of the distinct addresses, up to 500 of a chain in one
+//! `checkWithdrawAddress` (one `checkWithdrawalAddressValidity` per address on an account
+//! without that route), and one lookup per distinct Cwallet ID. Every answer is asked once per
+//! run. Each question is one request through the client, which passes the process's one pacing
+//! (`crate::api::pacing`): a preflight shares the rate, the pause gate and the daily budget with
+//! everything else the process sends, and has no pace of its own.
 //!
 //! A v1 account (`api.version = "v1"`) may answer every v2 call with 11013 (R15), so its
 //! preflight asks the same questions of the v1 API only ([`super::preflight_v1`]): the token
@@ -26,8 +27,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::parse::{Format, Limits};
+pub use super::plan::AddressCheck;
 use super::plan::{self, FeeQuote, Plan, PlanSettings, PreflightAnswers, RemoteCheckSummary};
 use super::validate::{self, Rules, Validated};
+use crate::api::types::{
+    CheckWithdrawAddressRequest, MAX_TASKS_PER_REQUEST, WithdrawAddress, WithdrawAddressResult, method,
+};
 use crate::api::{CallError, Client, codes};
 use crate::batch::catalogue::{Catalogue, ChainRef};
 use crate::model::ApiGeneration;
@@ -77,6 +82,11 @@ pub struct Settings {
     pub policy: Policy,
     /// `withdraw_mode = "batch"`: how network rows are grouped into CCPayment batch withdrawals.
     pub bundles: Option<crate::model::bundle::BundleSettings>,
+    /// How addresses are asked about: [`AddressCheck::Batch`] (the default) falls back to
+    /// [`AddressCheck::Single`] by itself when the account does not have the batch route; a
+    /// caller that knows the account lacks it (from `doctor`'s findings, or an earlier
+    /// preflight's `remote_checks.address_check`) can ask `Single` from the start.
+    pub address_check: AddressCheck,
 }
 
 /// The result of `ccpayout check`.
@@ -341,6 +351,14 @@ async fn ask_fees(
 
 /// Address validity and Cwallet user checks with the API, when the configuration allows them
 /// for a batch of this size.
+///
+/// Addresses are asked [`AddressCheck::Batch`] by default: the distinct (chain, address, memo)
+/// destinations of a chain go up to [`MAX_TASKS_PER_REQUEST`] in one `checkWithdrawAddress`. The
+/// first of those requests goes alone: an account without the route (the router's plain 404 of
+/// an unknown method, or 11013 "not supported by API v2") then costs one request, and every
+/// address is asked with `checkWithdrawalAddressValidity` instead, one request each, as
+/// [`AddressCheck::Single`] asks from the start. An address a batch answer leaves out is not
+/// taken as valid: it is asked on its own too.
 async fn remote_checks(
     client: &Client,
     settings: &Settings,
@@ -357,7 +375,7 @@ async fn remote_checks(
     // Distinct questions, each with the lines that depend on the answer.
     // Ordered maps: the questions go out in the same order every time (a replayed simulation
     // sees the same requests), and the answers' problems land in line order.
-    let mut addresses: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    let mut addresses: BTreeMap<AddressKey, Vec<u64>> = BTreeMap::new();
     let mut users: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut known_skipped = 0u64;
     for row in &v.rows {
@@ -373,7 +391,11 @@ async fn remote_checks(
         }
         match row.chain {
             Some(chain @ ChainRef::Chain(_)) => addresses
-                .entry((cat.chain_name(chain).to_owned(), recipient))
+                .entry(AddressKey {
+                    chain: cat.chain_name(chain).to_owned(),
+                    address: recipient,
+                    memo: v.memo(row).to_owned(),
+                })
                 .or_default()
                 .push(u64::from(row.line)),
             // Only IDs can be looked up; getCwalletUserId takes no e-mail.
@@ -384,52 +406,301 @@ async fn remote_checks(
         }
     }
 
-    enum Question {
-        Address(String, String),
-        User(String),
-    }
-    let questions: Vec<(Question, Vec<u64>)> = addresses
-        .into_iter()
-        .map(|((chain, address), lines)| (Question::Address(chain, address), lines))
-        .chain(users.into_iter().map(|(user, lines)| (Question::User(user), lines)))
-        .collect();
-    let mut summary = RemoteCheckSummary {
-        performed: true,
-        known_recipients_skipped: known_skipped,
-        ..Default::default()
+    let mut checks = AddressChecks {
+        addresses,
+        singles: BTreeMap::new(),
+        route_missing: false,
+        summary: RemoteCheckSummary {
+            performed: true,
+            known_recipients_skipped: known_skipped,
+            ..Default::default()
+        },
     };
-    let mut results = futures_util::stream::iter(questions)
-        .map(|(question, lines)| async move {
-            let verdict: Result<Option<String>, CallError> = match &question {
-                Question::Address(chain, address) => read(|| client.check_withdrawal_address_validity(chain, address))
-                    .await
-                    .map(|ok| (!ok).then(|| format!("CCPayment says {address:?} is not a valid {chain} address"))),
-                Question::User(user) => match read(|| client.get_cwallet_user_id(user)).await {
-                    Ok(_) => Ok(None),
-                    Err(CallError::Api(e)) if matches!(e.code, 11015 | 11003) => {
-                        Ok(Some(format!("no Cwallet user has the ID {user:?}")))
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            (matches!(question, Question::Address(..)), lines, verdict)
-        })
-        .buffer_unordered(concurrency(client));
-    while let Some((is_address, lines, verdict)) = results.next().await {
+    let mut batches = match settings.address_check {
+        AddressCheck::Batch => checks.batches(),
+        AddressCheck::Single => {
+            checks.ask_singly(checks.addresses.keys().cloned().collect());
+            Vec::new()
+        }
+    }
+    .into_iter();
+
+    // The first batch alone: whether the account has the route decides how the rest are asked.
+    if let Some(first) = batches.next() {
+        let answer = ask(client, &first).await?;
         answers.requests += 1;
-        if is_address {
-            summary.addresses_checked += 1;
+        checks.take(first, answer, answers);
+    }
+    let mut round: Vec<Question> = Vec::new();
+    for batch in batches {
+        match batch {
+            Question::Batch { keys, .. } if checks.route_missing => checks.ask_singly(keys),
+            batch => round.push(batch),
+        }
+    }
+    round.extend(checks.take_singles());
+    round.extend(users.into_iter().map(|(user, lines)| Question::User(user, lines)));
+    // Then everything at once; an address a batch left unconfirmed goes in one more round.
+    while !round.is_empty() {
+        let mut results = futures_util::stream::iter(round)
+            .map(|question| async move {
+                let answer = ask(client, &question).await;
+                (question, answer)
+            })
+            .buffer_unordered(concurrency(client));
+        while let Some((question, answer)) = results.next().await {
+            let answer = answer?;
+            answers.requests += 1;
+            checks.take(question, answer, answers);
+        }
+        round = checks.take_singles();
+    }
+
+    let mut summary = checks.summary;
+    if !checks.addresses.is_empty() {
+        summary.address_check = Some(if checks.route_missing {
+            AddressCheck::Single
         } else {
-            summary.cwallet_users_checked += 1;
-        }
-        if let Some(problem) = verdict? {
-            for line in lines {
-                answers.remote_problems.entry(line).or_default().push(problem.clone());
-            }
-        }
+            settings.address_check
+        });
+    }
+    if checks.route_missing {
+        summary.note = Some(format!(
+            "this account has no {} (the batch address check); each address was checked with its own {} request",
+            method::CHECK_WITHDRAW_ADDRESS,
+            method::CHECK_WITHDRAWAL_ADDRESS_VALIDITY
+        ));
     }
     answers.remote_checks = summary;
     Ok(())
+}
+
+/// A destination whose address CCPayment is asked about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AddressKey {
+    chain: String,
+    address: String,
+    /// Sent with `checkWithdrawAddress`; `checkWithdrawalAddressValidity` takes none.
+    memo: String,
+}
+
+/// One remote question of the preflight, with the lines (or destinations) its answer is for.
+enum Question {
+    /// One `checkWithdrawAddress` of one chain: the destinations in seq order (seq = index + 1).
+    Batch { chain: String, keys: Vec<AddressKey> },
+    /// One `checkWithdrawalAddressValidity`, for the destinations with this chain and address
+    /// that are still to be confirmed.
+    Address {
+        chain: String,
+        address: String,
+        keys: Vec<AddressKey>,
+    },
+    /// One `getCwalletUserId`.
+    User(String, Vec<u64>),
+}
+
+/// What CCPayment answered to a [`Question`].
+enum Answer {
+    /// The results of a batch check; `None`: the account does not have the route.
+    Batch(Option<Vec<WithdrawAddressResult>>),
+    /// Whether the address is valid.
+    Address(bool),
+    /// Why the Cwallet ID cannot be paid, if it cannot.
+    User(Option<String>),
+}
+
+/// Asks one question, retrying what a read may retry ([`read`]).
+async fn ask(client: &Client, question: &Question) -> Result<Answer, CallError> {
+    match question {
+        Question::Batch { chain, keys } => {
+            let req = CheckWithdrawAddressRequest {
+                chain: chain.clone(),
+                address_info_list: keys
+                    .iter()
+                    .zip(1u32..)
+                    .map(|(key, seq)| WithdrawAddress {
+                        address: key.address.clone(),
+                        memo: key.memo.clone(),
+                        seq,
+                    })
+                    .collect(),
+            };
+            match read(|| client.check_withdraw_address_if_routed(&req)).await {
+                Ok(results) => Ok(Answer::Batch(results)),
+                // S2's reading of 11013: this method is "not supported by API v2" for the account.
+                Err(CallError::Api(e)) if e.code == NO_SUPPORT_VERSION => Ok(Answer::Batch(None)),
+                Err(e) => Err(e),
+            }
+        }
+        Question::Address { chain, address, .. } => read(|| client.check_withdrawal_address_validity(chain, address))
+            .await
+            .map(Answer::Address),
+        Question::User(user, _) => match read(|| client.get_cwallet_user_id(user)).await {
+            Ok(_) => Ok(Answer::User(None)),
+            Err(CallError::Api(e)) if matches!(e.code, 11015 | 11003) => {
+                Ok(Answer::User(Some(format!("no Cwallet user has the ID {user:?}"))))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// 11013 NoSupportVersion.
+const NO_SUPPORT_VERSION: i64 = 11013;
+
+/// The address checks of one preflight: the destinations, what is still to be asked one at a
+/// time, and what was learnt.
+struct AddressChecks {
+    /// Every destination asked about, with its lines.
+    addresses: BTreeMap<AddressKey, Vec<u64>>,
+    /// (chain, address) still to be asked with `checkWithdrawalAddressValidity`, with the
+    /// destinations its answer settles.
+    singles: BTreeMap<(String, String), Vec<AddressKey>>,
+    /// Whether the account turned out not to have `checkWithdrawAddress`.
+    route_missing: bool,
+    summary: RemoteCheckSummary,
+}
+
+impl AddressChecks {
+    /// The destinations of each chain in requests of at most [`MAX_TASKS_PER_REQUEST`].
+    fn batches(&self) -> Vec<Question> {
+        let mut by_chain: BTreeMap<&str, Vec<AddressKey>> = BTreeMap::new();
+        for key in self.addresses.keys() {
+            by_chain.entry(&key.chain).or_default().push(key.clone());
+        }
+        by_chain
+            .into_iter()
+            .flat_map(|(chain, keys)| {
+                keys.chunks(MAX_TASKS_PER_REQUEST)
+                    .map(|chunk| Question::Batch {
+                        chain: chain.to_owned(),
+                        keys: chunk.to_vec(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Queues `keys` to be asked one address at a time.
+    fn ask_singly(&mut self, keys: Vec<AddressKey>) {
+        for key in keys {
+            self.singles
+                .entry((key.chain.clone(), key.address.clone()))
+                .or_default()
+                .push(key);
+        }
+    }
+
+    /// The single-address questions queued so far, leaving none.
+    fn take_singles(&mut self) -> Vec<Question> {
+        std::mem::take(&mut self.singles)
+            .into_iter()
+            .map(|((chain, address), keys)| Question::Address { chain, address, keys })
+            .collect()
+    }
+
+    /// Flags every line of `key` with `problem`.
+    fn flag(&self, key: &AddressKey, problem: &str, answers: &mut PreflightAnswers) {
+        for &line in self.addresses.get(key).map_or(&[][..], Vec::as_slice) {
+            answers
+                .remote_problems
+                .entry(line)
+                .or_default()
+                .push(problem.to_owned());
+        }
+    }
+
+    /// Takes the answer to `question` in: flags what CCPayment refused, counts what it checked,
+    /// and queues for a single check what a batch answer did not confirm.
+    fn take(&mut self, question: Question, answer: Answer, answers: &mut PreflightAnswers) {
+        match (question, answer) {
+            (Question::Batch { keys, .. }, Answer::Batch(None)) => {
+                if !self.route_missing {
+                    self.route_missing = true;
+                    tracing::info!(
+                        "this account has no {}: the preflight checks addresses one request each with {}",
+                        method::CHECK_WITHDRAW_ADDRESS,
+                        method::CHECK_WITHDRAWAL_ADDRESS_VALIDITY
+                    );
+                }
+                self.ask_singly(keys);
+            }
+            (Question::Batch { keys, .. }, Answer::Batch(Some(results))) => {
+                let mut codes_by_seq: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+                for result in results {
+                    let codes = codes_by_seq.entry(result.seq).or_default();
+                    for code in result.codes {
+                        if !codes.contains(&code) {
+                            codes.push(code);
+                        }
+                    }
+                }
+                let mut unconfirmed = Vec::new();
+                for (key, seq) in keys.into_iter().zip(1u32..) {
+                    match codes_by_seq.get(&seq) {
+                        // Left out of the answer: not confirmed, so asked on its own.
+                        None => unconfirmed.push(key),
+                        Some(codes) => {
+                            self.summary.addresses_checked += 1;
+                            if !codes.is_empty() {
+                                self.flag(&key, &batch_refusal(&key, codes), answers);
+                            }
+                        }
+                    }
+                }
+                if !unconfirmed.is_empty() {
+                    tracing::debug!(
+                        addresses = unconfirmed.len(),
+                        "checkWithdrawAddress left addresses out of its answer; asking each on its own"
+                    );
+                    self.ask_singly(unconfirmed);
+                }
+            }
+            (Question::Address { chain, address, keys }, Answer::Address(valid)) => {
+                self.summary.addresses_checked += 1;
+                if !valid {
+                    let problem = format!("CCPayment says {address:?} is not a valid {chain} address");
+                    for key in &keys {
+                        self.flag(key, &problem, answers);
+                    }
+                }
+            }
+            (Question::User(_, lines), Answer::User(problem)) => {
+                self.summary.cwallet_users_checked += 1;
+                if let Some(problem) = problem {
+                    for line in lines {
+                        answers.remote_problems.entry(line).or_default().push(problem.clone());
+                    }
+                }
+            }
+            // `ask` answers each question with its own kind.
+            _ => {}
+        }
+    }
+}
+
+/// The refusal of a destination `checkWithdrawAddress` answered `codes` for: what CCPayment
+/// named, by number, name and meaning.
+fn batch_refusal(key: &AddressKey, codes: &[i64]) -> String {
+    let named: Vec<String> = codes
+        .iter()
+        .map(|&code| match codes::lookup(code) {
+            Some(info) => format!("{code} {}: {}", info.name, info.meaning),
+            None => format!("{code}: an undocumented code"),
+        })
+        .collect();
+    let AddressKey { chain, address, memo } = key;
+    if memo.is_empty() {
+        format!(
+            "CCPayment says {address:?} is not a valid {chain} address ({})",
+            named.join("; ")
+        )
+    } else {
+        format!(
+            "CCPayment says {address:?} with memo {memo:?} is not a valid {chain} destination ({})",
+            named.join("; ")
+        )
+    }
 }
 
 /// The summary of recipient checks not made for a batch of `n_rows` accepted rows, saying why,
@@ -577,5 +848,156 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(chain: &str, address: &str, memo: &str) -> AddressKey {
+        AddressKey {
+            chain: chain.to_owned(),
+            address: address.to_owned(),
+            memo: memo.to_owned(),
+        }
+    }
+
+    /// Three destinations: lines 2, 3 and 4 (and 5, the same as line 2).
+    fn checks() -> AddressChecks {
+        let addresses = BTreeMap::from([
+            (key("BSC", "0xa", ""), vec![2, 5]),
+            (key("BSC", "0xb", ""), vec![3]),
+            (key("XRP", "rC", "77"), vec![4]),
+        ]);
+        AddressChecks {
+            addresses,
+            singles: BTreeMap::new(),
+            route_missing: false,
+            summary: RemoteCheckSummary::default(),
+        }
+    }
+
+    fn result(seq: u32, codes: &[i64]) -> WithdrawAddressResult {
+        WithdrawAddressResult {
+            seq,
+            codes: codes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn batches_hold_one_chain_and_at_most_500_destinations() {
+        let mut checks = checks();
+        for i in 0..1001 {
+            checks
+                .addresses
+                .insert(key("TRX", &format!("T{i:04}"), ""), vec![10 + i]);
+        }
+        let sizes: Vec<(String, usize)> = checks
+            .batches()
+            .into_iter()
+            .map(|q| match q {
+                Question::Batch { chain, keys } => {
+                    assert!(keys.iter().all(|k| k.chain == chain));
+                    (chain, keys.len())
+                }
+                _ => panic!("not a batch"),
+            })
+            .collect();
+        let expected = [("BSC", 2), ("TRX", 500), ("TRX", 500), ("TRX", 1), ("XRP", 1)];
+        assert_eq!(sizes, expected.map(|(c, n)| (c.to_owned(), n)).to_vec());
+    }
+
+    #[test]
+    fn codes_flag_every_line_of_their_destination_naming_the_codes() {
+        let mut checks = checks();
+        let mut answers = PreflightAnswers::default();
+        let batch = Question::Batch {
+            chain: "BSC".into(),
+            keys: vec![key("BSC", "0xa", ""), key("BSC", "0xb", "")],
+        };
+        // The same seq twice: the codes of both count, once each.
+        let results = vec![result(1, &[14024]), result(2, &[]), result(1, &[14024, 19999])];
+        checks.take(batch, Answer::Batch(Some(results)), &mut answers);
+        let expected = "CCPayment says \"0xa\" is not a valid BSC address (14024 AddressFormatErr: the address format is wrong; 19999: an undocumented code)";
+        assert_eq!(answers.remote_problems.get(&2), Some(&vec![expected.to_owned()]));
+        assert_eq!(answers.remote_problems.get(&5), Some(&vec![expected.to_owned()]));
+        assert_eq!(answers.remote_problems.get(&3), None);
+        assert_eq!(checks.summary.addresses_checked, 2);
+        assert!(checks.take_singles().is_empty());
+
+        let batch = Question::Batch {
+            chain: "XRP".into(),
+            keys: vec![key("XRP", "rC", "77")],
+        };
+        checks.take(batch, Answer::Batch(Some(vec![result(1, &[14025])])), &mut answers);
+        assert_eq!(
+            answers.remote_problems.get(&4).map(Vec::as_slice),
+            Some(&["CCPayment says \"rC\" with memo \"77\" is not a valid XRP destination (14025 AddressMemoFormatErr: the memo format is wrong)".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn a_destination_left_out_of_the_answer_is_asked_on_its_own() {
+        let mut checks = checks();
+        let mut answers = PreflightAnswers::default();
+        let batch = Question::Batch {
+            chain: "BSC".into(),
+            keys: vec![key("BSC", "0xa", ""), key("BSC", "0xb", "")],
+        };
+        // seq 2 is missing, seq 9 was never asked.
+        checks.take(
+            batch,
+            Answer::Batch(Some(vec![result(1, &[]), result(9, &[14024])])),
+            &mut answers,
+        );
+        assert!(answers.remote_problems.is_empty());
+        assert_eq!(checks.summary.addresses_checked, 1);
+        assert!(!checks.route_missing);
+        let singles = checks.take_singles();
+        assert_eq!(singles.len(), 1);
+        let Some(Question::Address { chain, address, keys }) = singles.into_iter().next() else {
+            panic!("a single question");
+        };
+        assert_eq!((chain.as_str(), address.as_str()), ("BSC", "0xb"));
+        // Its single answer decides.
+        checks.take(
+            Question::Address { chain, address, keys },
+            Answer::Address(false),
+            &mut answers,
+        );
+        assert_eq!(
+            answers.remote_problems.get(&3),
+            Some(&vec!["CCPayment says \"0xb\" is not a valid BSC address".to_owned()])
+        );
+        assert_eq!(checks.summary.addresses_checked, 2);
+    }
+
+    #[test]
+    fn an_account_without_the_route_has_the_batch_asked_one_address_at_a_time() {
+        let mut checks = checks();
+        let mut answers = PreflightAnswers::default();
+        let batch = Question::Batch {
+            chain: "BSC".into(),
+            keys: vec![key("BSC", "0xa", ""), key("BSC", "0xb", "")],
+        };
+        checks.take(batch, Answer::Batch(None), &mut answers);
+        assert!(checks.route_missing);
+        assert_eq!(checks.summary.addresses_checked, 0);
+        let singles: Vec<(String, String)> = checks
+            .take_singles()
+            .into_iter()
+            .map(|q| match q {
+                Question::Address { chain, address, .. } => (chain, address),
+                _ => panic!("not a single question"),
+            })
+            .collect();
+        assert_eq!(
+            singles,
+            vec![
+                ("BSC".to_owned(), "0xa".to_owned()),
+                ("BSC".to_owned(), "0xb".to_owned())
+            ]
+        );
     }
 }

@@ -196,7 +196,8 @@ impl Transport for Direct {
             };
             // The request travels; a caller dropped now never reached the world.
             self.travel().await;
-            let Some(route) = route else {
+            // An unknown method, or one this account lacks (`no-address-batch-check`).
+            let Some(route) = route.filter(|&r| lock(&self.world).has_route(r)) else {
                 return Ok(RawReply {
                     http_status: 404,
                     headers: HeaderMap::new(),
@@ -383,5 +384,47 @@ mod tests {
                 .expect("reply");
             assert_eq!(code(&braces), 11000, "{name}");
         }
+    }
+
+    /// `no-address-batch-check`: the batch address check is the plain 404 of an unknown method,
+    /// as over HTTP, and never reaches the world; the single check still answers.
+    #[tokio::test]
+    async fn no_address_batch_check_answers_the_batch_check_as_an_unknown_method() {
+        use crate::api::types::{CheckWithdrawAddressRequest, WithdrawAddress};
+        let req = CheckWithdrawAddressRequest {
+            chain: "TRX".to_owned(),
+            address_info_list: vec![WithdrawAddress {
+                address: crate::sandbox::DEMO_ADDRESSES[0].1.to_owned(),
+                memo: String::new(),
+                seq: 1,
+            }],
+        };
+        let (client, _, _) = direct_client(Readings::NONE);
+        let results = client
+            .check_withdraw_address_if_routed(&req)
+            .await
+            .expect("an answer")
+            .expect("the route");
+        assert_eq!(results.len(), 1);
+        let (client, direct, _) = direct_client(Readings::parse("no-address-batch-check").expect("reading"));
+        assert_eq!(client.check_withdraw_address_if_routed(&req).await, Ok(None));
+        let reply = client
+            .send_raw(Endpoint::v2(method::CHECK_WITHDRAW_ADDRESS), b"{}".to_vec())
+            .await
+            .expect("a reply");
+        assert_eq!((reply.http_status, &reply.body[..]), (404, &b"404 page not found"[..]));
+        assert!(
+            client
+                .check_withdrawal_address_validity("TRX", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")
+                .await
+                .expect("the single check")
+        );
+        let stats = lock(&direct.world).stats();
+        assert_eq!(stats.to_endpoint(method::CHECK_WITHDRAW_ADDRESS), 0, "{stats:?}");
+        assert_eq!(
+            stats.to_endpoint(method::CHECK_WITHDRAWAL_ADDRESS_VALIDITY),
+            1,
+            "{stats:?}"
+        );
     }
 }

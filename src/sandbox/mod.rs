@@ -65,6 +65,12 @@
 //!   official examples send it) and `{}`.
 //! - Only a coin in `Maintain` (or any status but `Normal` and `Pre-delisting`) refuses
 //!   withdrawals (13005); `Pre-delisting` suspends deposits only.
+//! - `checkWithdrawAddress` (of the batch withdrawal family) judges each address as
+//!   `checkWithdrawalAddressValidity` does and names a bad one 14024 (AddressFormatErr, the 2026
+//!   definitions' code; a create still answers 14007); a memo missing where the chain takes one
+//!   is 14003, one given where it takes none 14009. An empty chain, no addresses, more than 500
+//!   or a seq of 0 refuse the request with 11000, an unknown chain with 13001, a repeated seq
+//!   with 14027.
 //!
 //! # Readings
 //!
@@ -92,6 +98,8 @@
 //!   signature made with it.
 //! - `v1-only` (R15): every v2 endpoint answers 11013 (NoSupportVersion) before it costs
 //!   anything; v1 endpoints work.
+//! - `no-address-batch-check` (§2.8): the account lacks `checkWithdrawAddress`, which is
+//!   answered as an unknown method is (the plain-text HTTP 404) before it reaches the world.
 //!
 //! # Persistence
 //!
@@ -119,9 +127,10 @@
 //!   a create whose payout could not be saved gets its connection dropped instead of a reply.
 //! - **Not persisted** (they belong to one run): the request statistics, the rate-limit
 //!   bucket, forced errors, orderIds held by slow replies, the webhook outbox and delivery log,
-//!   faults and chain statuses. Webhooks already queued when the process died are not resent;
-//!   payouts that were still `Processing` settle after the restart at their original due
-//!   time, with the outcome decided at commit, and send their final webhook then.
+//!   faults, chain statuses and refused addresses. Webhooks already queued when the process
+//!   died are not resent; payouts that were still `Processing` settle after the restart at
+//!   their original due time, with the outcome decided at commit, and send their final webhook
+//!   then.
 //!
 //! The file is JSON, [`persist::Snapshot`] (amounts are exact decimal strings):
 //!

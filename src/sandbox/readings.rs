@@ -58,6 +58,9 @@ pub struct Readings {
     pub old_webhook_timestamps: bool,
     /// `v1-only` (R15): every v2 endpoint answers 11013 (NoSupportVersion); v1 works.
     pub v1_only: bool,
+    /// `no-address-batch-check` (§2.8): the account has no `checkWithdrawAddress`; it is
+    /// answered as an unknown method is (the router's plain-text HTTP 404), before the world.
+    pub no_address_batch_check: bool,
 }
 
 /// One line of help per reading: (name, what it does). The order of [`Readings::ALL_NAMES`].
@@ -83,6 +86,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "R11: webhook retries keep the first timestamp and sign",
     ),
     ("v1-only", "R15: every v2 call answers 11013 NoSupportVersion"),
+    (
+        "no-address-batch-check",
+        "§2.8: checkWithdrawAddress is an unknown method (HTTP 404)",
+    ),
 ];
 
 /// The long help of `ccpayout sandbox --reading`: every name with its line. Written out (clap
@@ -100,7 +107,8 @@ documented.
   empty-body-only         R5: parameter-less v2 calls refuse a body of {} (11000)
   pre-delisting           R6: USDC is Pre-delisting; its withdrawals still work
   old-webhook-timestamps  R11: webhook retries keep the first timestamp and sign
-  v1-only                 R15: every v2 call answers 11013 NoSupportVersion";
+  v1-only                 R15: every v2 call answers 11013 NoSupportVersion
+  no-address-batch-check  §2.8: checkWithdrawAddress is an unknown method (HTTP 404)";
 
 impl Readings {
     /// Every reading's name, in the order of ccpayment-api.md's table. `lookup-lag` also takes
@@ -115,6 +123,7 @@ impl Readings {
         "pre-delisting",
         "old-webhook-timestamps",
         "v1-only",
+        "no-address-batch-check",
     ];
 
     /// No reading: the documented behaviour.
@@ -127,6 +136,7 @@ impl Readings {
         pre_delisting: false,
         old_webhook_timestamps: false,
         v1_only: false,
+        no_address_batch_check: false,
     };
 
     /// The readings a spec names: one name of [`Readings::ALL_NAMES`] (`lookup-lag=MS` sets the
@@ -173,6 +183,7 @@ impl Readings {
             "pre-delisting" => r.pre_delisting = true,
             "old-webhook-timestamps" => r.old_webhook_timestamps = true,
             "v1-only" => r.v1_only = true,
+            "no-address-batch-check" => r.no_address_batch_check = true,
             _ => {
                 return Err(format!(
                     "unknown reading {name:?}; the readings are {}",
@@ -203,6 +214,7 @@ impl Readings {
         self.pre_delisting |= other.pre_delisting;
         self.old_webhook_timestamps |= other.old_webhook_timestamps;
         self.v1_only |= other.v1_only;
+        self.no_address_batch_check |= other.no_address_batch_check;
         Ok(())
     }
 
@@ -230,6 +242,7 @@ impl Readings {
             (self.pre_delisting, "pre-delisting"),
             (self.old_webhook_timestamps, "old-webhook-timestamps"),
             (self.v1_only, "v1-only"),
+            (self.no_address_batch_check, "no-address-batch-check"),
         ] {
             if on {
                 names.push(name.to_owned());

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ccpayout::batch::plan::Verdict;
-use ccpayout::batch::preflight::{CheckError, CheckReport, check_file};
+use ccpayout::batch::preflight::{AddressCheck, CheckError, CheckReport, RemoteChecks, check_file};
 use ccpayout::batch::validate::NoKnownOrders;
 use ccpayout::config::Config;
+use ccpayout::sandbox::{Readings, SandboxConfig};
 use rust_decimal::Decimal;
 
 use crate::helpers::TestApi;
@@ -572,4 +573,195 @@ async fn an_unknown_extension_is_not_a_batch() {
     let api = TestApi::demo().await;
     let err = check_bytes(&api, "batch.xlsx", b"PK\x03\x04").await.unwrap_err();
     assert!(matches!(err, CheckError::NotABatch(_)), "{err}");
+}
+
+/// `n` distinct, well-formed BSC addresses.
+fn bsc_addresses(n: u64) -> Vec<String> {
+    (0..n).map(|i| format!("0x{:040x}", 0x5eed_0000u64 + i)).collect()
+}
+
+/// One USDT row on BSC per address, lines 2.. in order.
+fn bsc_batch(addresses: &[String]) -> Vec<u8> {
+    let rows: Vec<String> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| format!("addr-{i:05},{address},USDT,BSC,5,,true,"))
+        .collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    csv(&rows)
+}
+
+/// Checks `bytes` with every recipient asked about, whatever the batch's size, and addresses
+/// asked as `address_check` says.
+async fn check_all(api: &TestApi, name: &str, bytes: &[u8], address_check: AddressCheck) -> CheckReport {
+    let mut settings = default_config().preflight_settings();
+    settings.remote_checks = RemoteChecks::Always;
+    settings.address_check = address_check;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    check_file(&api.client, &settings, &path, Arc::new(NoKnownOrders))
+        .await
+        .expect("check runs")
+}
+
+/// Requests the client sent to `endpoint`.
+fn sent(api: &TestApi, endpoint: &str) -> u64 {
+    api.client.request_counts().get(endpoint).copied().unwrap_or(0)
+}
+
+/// The lines the remote checks refused, with the field and message of each problem.
+fn remote_refusals(report: &CheckReport) -> Vec<(u64, Option<String>, String)> {
+    report
+        .plan
+        .problems
+        .iter()
+        .filter(|p| p.message.starts_with("CCPayment says"))
+        .map(|p| (p.line.expect("a line"), p.field.clone(), p.message.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn addresses_are_checked_up_to_500_a_request_and_refusals_name_line_field_and_code() {
+    let api = TestApi::demo().await;
+    let addresses = bsc_addresses(1200);
+    // Well-formed, so validation lets them through; CCPayment refuses them anyway.
+    for i in [0, 499, 500, 1199] {
+        api.sandbox.refuse_address(&addresses[i]);
+    }
+    let report = check_all(&api, "many.csv", &bsc_batch(&addresses), AddressCheck::Batch).await;
+
+    assert_eq!(
+        sent(&api, "checkWithdrawAddress"),
+        3,
+        "{:?}",
+        api.client.request_counts()
+    );
+    assert_eq!(sent(&api, "checkWithdrawalAddressValidity"), 0);
+    assert_eq!(api.sandbox.stats().to_endpoint("checkWithdrawAddress"), 3);
+    let checks = &report.plan.remote_checks;
+    assert!(checks.performed);
+    assert_eq!(checks.addresses_checked, 1200);
+    assert_eq!(checks.address_check, Some(AddressCheck::Batch));
+    assert_eq!(checks.note, None);
+    // Coins and chains, one fee quote, the balances, three address checks.
+    assert_eq!(report.preflight_requests, 7);
+
+    let refusals = remote_refusals(&report);
+    let lines: Vec<u64> = refusals.iter().map(|(line, _, _)| *line).collect();
+    assert_eq!(lines, vec![2, 501, 502, 1201], "{refusals:#?}");
+    for (line, field, message) in &refusals {
+        assert_eq!(field.as_deref(), Some("recipient"), "line {line}");
+        let address = &addresses[*line as usize - 2];
+        assert!(message.contains(address.as_str()), "{message}");
+        assert!(
+            message.contains("14002 AddressNotActive: the receiving address is invalid or inactive"),
+            "{message}"
+        );
+    }
+    assert_eq!(report.plan.counts.refused, 4);
+    assert_eq!(report.plan.counts.payable, 1196);
+    // Rendered as every other problem: the file, the line, the field.
+    let text = ccpayout::batch::render::check_report(&report);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("many.csv:501: recipient: CCPayment says") && l.contains("14002")),
+        "{text}"
+    );
+}
+
+/// The same file against an account without `checkWithdrawAddress`: one refused batch request
+/// (the 404 of an unknown method), then one request per address, with the same verdicts.
+#[tokio::test]
+async fn an_account_without_the_batch_route_gets_one_request_per_address_and_the_same_verdicts() {
+    let addresses = bsc_addresses(40);
+    let refused = [3usize, 17, 39];
+    let check = |api: TestApi| {
+        let bytes = bsc_batch(&addresses);
+        let addresses = addresses.clone();
+        async move {
+            for i in refused {
+                api.sandbox.refuse_address(&addresses[i]);
+            }
+            let report = check_all(&api, "few.csv", &bytes, AddressCheck::Batch).await;
+            (api, report)
+        }
+    };
+    let (batch_api, batched) = check(TestApi::demo().await).await;
+    let (api, report) = check(
+        TestApi::start(SandboxConfig {
+            readings: Readings::parse("no-address-batch-check").unwrap(),
+            ..SandboxConfig::default()
+        })
+        .await,
+    )
+    .await;
+
+    assert_eq!(sent(&batch_api, "checkWithdrawAddress"), 1);
+    assert_eq!(sent(&batch_api, "checkWithdrawalAddressValidity"), 0);
+    assert_eq!(
+        sent(&api, "checkWithdrawAddress"),
+        1,
+        "one request learns the route is not there"
+    );
+    assert_eq!(
+        api.client
+            .request_stats()
+            .by_endpoint_and_code
+            .get(&("checkWithdrawAddress".to_owned(), "http_404".to_owned())),
+        Some(&1)
+    );
+    assert_eq!(sent(&api, "checkWithdrawalAddressValidity"), 40);
+    // The 404 never reached the account.
+    assert_eq!(api.sandbox.stats().to_endpoint("checkWithdrawAddress"), 0);
+    // The failed batch request counts too.
+    assert_eq!(report.preflight_requests, batched.preflight_requests + 40);
+
+    let checks = &report.plan.remote_checks;
+    assert_eq!(checks.addresses_checked, 40);
+    assert_eq!(checks.address_check, Some(AddressCheck::Single));
+    assert!(
+        checks
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("checkWithdrawAddress")),
+        "{checks:?}"
+    );
+    let lines = |r: &CheckReport| -> Vec<u64> { remote_refusals(r).iter().map(|(l, _, _)| *l).collect() };
+    assert_eq!(lines(&report), vec![5, 19, 41]);
+    assert_eq!(lines(&report), lines(&batched));
+    for (line, field, message) in remote_refusals(&report) {
+        assert_eq!(field.as_deref(), Some("recipient"), "line {line}");
+        assert!(message.contains("is not a valid BSC address"), "{message}");
+    }
+    assert_eq!(report.plan.counts, batched.plan.counts);
+}
+
+/// 11013 to the batch check is S2's "not supported by API v2": the same fallback.
+#[tokio::test]
+async fn a_batch_check_answered_11013_falls_back_to_one_request_per_address() {
+    let api = TestApi::demo().await;
+    api.sandbox
+        .force_error("checkWithdrawAddress", 11013, "NoSupportVersion", 1);
+    let addresses = bsc_addresses(600);
+    api.sandbox.refuse_address(&addresses[550]);
+    let report = check_all(&api, "v.csv", &bsc_batch(&addresses), AddressCheck::Batch).await;
+    // The first of the two batches went alone and was refused; the second was never sent.
+    assert_eq!(sent(&api, "checkWithdrawAddress"), 1);
+    assert_eq!(sent(&api, "checkWithdrawalAddressValidity"), 600);
+    assert_eq!(report.plan.remote_checks.address_check, Some(AddressCheck::Single));
+    let lines: Vec<u64> = remote_refusals(&report).iter().map(|(l, _, _)| *l).collect();
+    assert_eq!(lines, vec![552]);
+}
+
+/// `AddressCheck::Single` asks one address at a time from the start.
+#[tokio::test]
+async fn single_address_checks_when_the_settings_say_so() {
+    let api = TestApi::demo().await;
+    let addresses = bsc_addresses(12);
+    let report = check_all(&api, "s.csv", &bsc_batch(&addresses), AddressCheck::Single).await;
+    assert_eq!(sent(&api, "checkWithdrawAddress"), 0);
+    assert_eq!(sent(&api, "checkWithdrawalAddressValidity"), 12);
+    assert_eq!(report.plan.remote_checks.address_check, Some(AddressCheck::Single));
+    assert_eq!(report.plan.remote_checks.note, None);
 }

@@ -739,7 +739,9 @@ fn http_get(port: u16, path: &str) -> String {
 /// Issue 11: every request of the daemon — the creates and status queries of a batch being paid,
 /// and the preflight of a batch that arrives meanwhile (coins, chains, fees, balances, and one
 /// address check per recipient) — passes one pacing. With CCPayment's limit equal to the
-/// configured rate, nothing is answered 11004.
+/// configured rate, nothing is answered 11004. The account has no `checkWithdrawAddress`
+/// (`no-address-batch-check`), so the preflights learn that and check one address a request,
+/// the heaviest way there is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_batch_arriving_while_one_is_paid_costs_no_rate_limit_refusal() {
     use ccpayout::sandbox::RateLimit;
@@ -751,6 +753,7 @@ async fn a_second_batch_arriving_while_one_is_paid_costs_no_rate_limit_refusal()
             per_second: f64::from(RATE),
             burst: BURST,
         }),
+        readings: ccpayout::sandbox::Readings::parse("no-address-batch-check").expect("a reading"),
         ..SandboxConfig::default()
     })
     .await;
@@ -790,6 +793,13 @@ async fn a_second_batch_arriving_while_one_is_paid_costs_no_rate_limit_refusal()
     assert!(
         stats.to_endpoint("checkWithdrawalAddressValidity") >= 60,
         "the second batch's addresses were checked remotely: {stats:?}"
+    );
+    // Each preflight said once that it fell back.
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("this account has no checkWithdrawAddress").count(),
+        2,
+        "{log}"
     );
     assert_eq!(
         stats.with_code(11004),

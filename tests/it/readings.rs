@@ -416,6 +416,41 @@ async fn v1_only_answers_11013_to_every_v2_call_and_serves_v1() {
 }
 
 #[tokio::test]
+async fn no_address_batch_check_answers_the_batch_check_as_an_unknown_method() {
+    let api = start("no-address-batch-check").await;
+    let body = json!({"chain": "TRX", "addressInfoList": [{"address": TRON_ADDRESS, "seq": 1}]});
+    let reply = api
+        .client
+        .send_raw(
+            Endpoint::v2(method::CHECK_WITHDRAW_ADDRESS),
+            body.to_string().into_bytes(),
+        )
+        .await
+        .expect("a reply");
+    assert_eq!(reply.http_status, 404);
+    assert_eq!(&reply.body[..], b"404 page not found");
+    // Byte for byte what a method the sandbox does not know gets.
+    let unknown = api
+        .client
+        .send_raw(Endpoint::v2("noSuchMethod"), body.to_string().into_bytes())
+        .await
+        .expect("a reply");
+    assert_eq!((unknown.http_status, &unknown.body[..]), (404, &reply.body[..]));
+    assert!(
+        api.client
+            .check_withdrawal_address_validity("TRX", TRON_ADDRESS)
+            .await
+            .expect("the single check")
+    );
+    let stats = api.sandbox.stats();
+    assert_eq!(stats.to_endpoint(method::CHECK_WITHDRAW_ADDRESS), 0, "{stats:?}");
+    // Without the reading the route answers.
+    let api = start("none").await;
+    let text = raw_v2(&api, method::CHECK_WITHDRAW_ADDRESS, body.to_string().as_bytes()).await;
+    assert_eq!(code_of(&text), 10000, "{text}");
+}
+
+#[tokio::test]
 async fn every_reading_starts_a_sandbox_that_pays_on_v1() {
     for name in Readings::ALL_NAMES {
         let api = start(name).await;

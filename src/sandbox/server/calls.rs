@@ -24,10 +24,11 @@ pub(super) async fn v2_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Unknown methods look like the Go router CCPayment runs behind: a plain-text 404.
+    // Unknown methods look like the Go router CCPayment runs behind: a plain-text 404. So does
+    // a method this account lacks (`no-address-batch-check`).
     match Route::v2(&method) {
-        Some(route) => api_call(shared, peer, route, headers, body).await,
-        None => not_found().await,
+        Some(route) if shared.lock().has_route(route) => api_call(shared, peer, route, headers, body).await,
+        _ => not_found().await,
     }
 }
 

@@ -243,6 +243,13 @@ impl Sandbox {
         }
     }
 
+    /// From now on CCPayment refuses `address` although it is well-formed: both address checks
+    /// say it is not valid (`checkWithdrawAddress` with 14002 AddressNotActive), and a create to
+    /// it answers 14002. Not persisted.
+    pub fn refuse_address(&self, address: &str) {
+        self.shared.with_world(|w, _| w.refuse_address(address));
+    }
+
     /// The next `times` signed calls of `method` (a v2 method name, or `v1/` and a v1 path such
     /// as `v1/withdraw`) answer `code` with `msg`, committing nothing.
     pub fn force_error(&self, method: &str, code: i64, msg: &str, times: u32) {

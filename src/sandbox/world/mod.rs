@@ -133,6 +133,8 @@ pub struct World {
     generation: u64,
     /// The readings of the API this world takes (none by default).
     readings: Readings,
+    /// Well-formed addresses CCPayment refuses anyway ([`World::refuse_address`]).
+    refused_addresses: HashSet<String>,
 }
 
 /// Milliseconds of a configured duration, saturating (no configured duration comes near).
@@ -191,6 +193,7 @@ impl World {
             seed: config.seed,
             generation: 0,
             readings: config.readings,
+            refused_addresses: HashSet::new(),
         };
         for (symbol, amount) in &config.balances {
             world.set_balance(symbol, amount)?;
@@ -233,6 +236,14 @@ impl World {
             .ok_or_else(|| format!("unknown chain {chain:?}"))?;
         info.status = status.to_owned();
         Ok(())
+    }
+
+    /// From now on CCPayment refuses `address` although it is well-formed (as an inactive or
+    /// risky address is refused): `checkWithdrawalAddressValidity` says it is not valid,
+    /// `checkWithdrawAddress` names it 14002 (AddressNotActive) and a create to it answers 14002.
+    /// A test and demo control; not persisted.
+    pub fn refuse_address(&mut self, address: &str) {
+        self.refused_addresses.insert(address.to_owned());
     }
 
     /// The v1 token id of (coin, chain).

@@ -16,6 +16,7 @@ pub(super) enum Kind {
     Bool,
     StrList,
     U64List,
+    ObjectList,
 }
 
 impl Kind {
@@ -27,6 +28,7 @@ impl Kind {
             Kind::Bool => v.is_boolean(),
             Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
             Kind::U64List => v.as_array().is_some_and(|a| a.iter().all(Value::is_u64)),
+            Kind::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
         }
     }
 
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Bool => "a boolean",
             Kind::StrList => "an array of strings",
             Kind::U64List => "an array of unsigned integers",
+            Kind::ObjectList => "an array of objects",
         }
     }
 }
@@ -83,6 +86,9 @@ pub(super) const PRICE_FIELDS: &[Field] = &[("coinIds", Kind::U64List, true)];
 pub(super) const FEE_FIELDS: &[Field] = &[("coinId", Kind::U64, true), ("chain", Kind::Str, true)];
 
 pub(super) const ADDRESS_FIELDS: &[Field] = &[("chain", Kind::Str, true), ("address", Kind::Str, true)];
+
+pub(super) const CHECK_ADDRESS_FIELDS: &[Field] =
+    &[("chain", Kind::Str, true), ("addressInfoList", Kind::ObjectList, true)];
 
 pub(super) const CWALLET_USER_FIELDS: &[Field] = &[("cwalletUserId", Kind::Str, true)];
 

@@ -160,6 +160,9 @@ impl World {
         if let Err(e) = check_address(AddressFamily::for_chain(chain), address) {
             return Err(Refusal::msg(14007, format!("WithdrawAddrFormat: {e}")));
         }
+        if self.refused_addresses.contains(address) {
+            return Err(Refusal::code(14002));
+        }
         let memo = memo.unwrap_or("");
         if chain_info.support_memo && memo.is_empty() {
             return Err(Refusal::code(14003));

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::World;
 use super::faults::Fault;
+use super::parse::CHECK_ADDRESS_FIELDS;
 use super::parse::{
     ADDRESS_FIELDS, CHAIN_LIST_FIELDS, COIN_ID_FIELDS, CWALLET_FIELDS, CWALLET_USER_FIELDS, FEE_FIELDS, LIST_FIELDS,
     NETWORK_FIELDS, PRICE_FIELDS, RECORD_FIELDS, V1_BILL_FIELDS, V1_WITHDRAW_FIELDS, parse,
@@ -229,6 +230,9 @@ impl World {
             Route::V2(method::GET_WITHDRAW_FEE) => answer(parse(body, FEE_FIELDS).and_then(|q| self.withdraw_fee(&q))),
             Route::V2(method::CHECK_WITHDRAWAL_ADDRESS_VALIDITY) => {
                 answer(parse(body, ADDRESS_FIELDS).and_then(|q| self.address_validity(&q)))
+            }
+            Route::V2(method::CHECK_WITHDRAW_ADDRESS) => {
+                answer(parse(body, CHECK_ADDRESS_FIELDS).and_then(|q| self.check_withdraw_address(&q)))
             }
             Route::V2(method::GET_CWALLET_USER_ID) => {
                 answer(parse(body, CWALLET_USER_FIELDS).and_then(|q| self.cwallet_user(&q)))

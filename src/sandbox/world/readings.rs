@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::World;
 use super::parse::parse;
-use super::reply::Refusal;
-use crate::api::types::{Empty, WithdrawRecordData};
+use super::reply::{Refusal, Route};
+use crate::api::types::{Empty, WithdrawRecordData, method};
 use crate::sandbox::UnknownOrder;
 
 /// What `getAppWithdrawRecord` answers with code 10000.
@@ -81,6 +81,13 @@ impl World {
                 }))
             }
         }
+    }
+
+    /// Whether the account has `route`: every route but `checkWithdrawAddress` under
+    /// `no-address-batch-check`, which the server and the in-process transport answer as they
+    /// answer an unknown method (the router's plain-text HTTP 404) before the world sees it.
+    pub fn has_route(&self, route: Route) -> bool {
+        !(self.readings.no_address_batch_check && route == Route::V2(method::CHECK_WITHDRAW_ADDRESS))
     }
 
     /// The body of a parameter-less v2 call. By default an empty body (the official examples,

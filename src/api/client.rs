@@ -848,12 +848,14 @@ impl Client {
         Ok(data.map(|d| d.address_info_results))
     }
 
-    /// Creates a batch withdrawal (not yet run) with its first tasks.
+    /// Creates a batch withdrawal (not yet run) with its first tasks. `Ok(None)`: the account
+    /// does not have the route (HTTP 404 without a CCPayment envelope), so nothing was created.
     pub async fn apply_batch_withdraw(
         &self,
         req: &ApplyBatchWithdrawRequest,
-    ) -> Result<ApplyBatchWithdrawReply, CallError> {
-        self.call(Endpoint::v2(method::APPLY_BATCH_WITHDRAW), req).await
+    ) -> Result<Option<ApplyBatchWithdrawReply>, CallError> {
+        self.call_if_routed(Endpoint::v2(method::APPLY_BATCH_WITHDRAW), req)
+            .await
     }
 
     /// Adds tasks to a batch not yet confirmed.

@@ -70,7 +70,8 @@ pub enum BatchCall<'a> {
 /// The answer to a [`BatchCall`], of the matching kind.
 #[derive(Debug)]
 pub enum BatchAnswer {
-    Applied(Result<ApplyBatchWithdrawReply, CallError>),
+    /// `Ok(None)`: the account does not have the batch routes (nothing was created).
+    Applied(Result<Option<ApplyBatchWithdrawReply>, CallError>),
     Appended(Result<(), CallError>),
     Confirmed(Result<BatchWithdrawOrder, CallError>),
     Aborted(Result<AbortBatchWithdrawReply, CallError>),

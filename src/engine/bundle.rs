@@ -440,6 +440,11 @@ impl Engine {
         let BatchAnswer::Applied(result) = self.payouts.batch(BatchCall::Apply(&request), cancel).await else {
             return Err(EngineError::Invariant("the apply was answered as another call".into()));
         };
+        let result = match result {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => return self.not_routed(bundle, orders, &seqs).map(|b| (b, None)),
+            Err(e) => Err(e),
+        };
         let (event, signal) = self.classify_answer(&result, bundle.attempts);
         let at = self.now();
         let mut bundle = bundle;
@@ -503,6 +508,49 @@ impl Engine {
             detail,
         })?;
         Ok((bundle, stop_of(signal)))
+    }
+
+    /// The account does not have the batch routes (the apply was answered HTTP 404 without a
+    /// CCPayment envelope: the router never reached a handler, so nothing was created). The
+    /// bundle ends and its orders leave it for single creates, with the same order_ids; the
+    /// audit line and `status` say why.
+    fn not_routed(&self, bundle: BundleRecord, orders: Orders, seqs: &[u32]) -> Result<BundleRecord, EngineError> {
+        let now = self.now();
+        let reason = "the account does not answer applyBatchWithdraw (HTTP 404): its rows go through single creates"
+            .to_owned();
+        tracing::warn!(bundle = %bundle.id, "{reason}");
+        let mut bundle = bundle;
+        let from = bundle.phase.name();
+        bundle.phase = BundlePhase::Refused {
+            code: None,
+            reason: reason.clone(),
+        };
+        bundle.problem = Some(reason.clone());
+        bundle.next_check_ms = None;
+        let mut changes = Vec::new();
+        for seq in seqs {
+            let Some(order) = bundle.order_of(*seq).and_then(|id| orders.get(id)) else {
+                continue;
+            };
+            let mut order = order.clone();
+            // Not created: sendable again at once, without counting an attempt, now as a
+            // single create (the index key moves with the task gone).
+            order.attempts = order.attempts.saturating_sub(1);
+            order.task = None;
+            let event = Event::Retry {
+                until_ms: now,
+                reason: reason.clone(),
+                attempts_left: true,
+                code: None,
+            };
+            changes.push(self.apply(order, &event, Some(reason.clone()))?);
+        }
+        self.save(Commit {
+            bundle,
+            from,
+            changes,
+            detail: reason,
+        })
     }
 
     // -----------------------------------------------------------------------------------------

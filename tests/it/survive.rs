@@ -43,7 +43,7 @@ const TRON: [&str; 3] = [
 
 /// A sandbox on the real clock taking the readings `spec` names, with `faults` on withdrawal
 /// creates and a short settle delay.
-async fn sandbox(spec: &str, faults: Faults, seed: u64) -> TestApi {
+pub(crate) async fn sandbox(spec: &str, faults: Faults, seed: u64) -> TestApi {
     TestApi::start_live(SandboxConfig {
         settle_delay: Duration::from_millis(300),
         readings: Readings::parse(spec).expect("a reading"),
@@ -56,7 +56,7 @@ async fn sandbox(spec: &str, faults: Faults, seed: u64) -> TestApi {
 
 /// The config of `submit.rs` (short tracking, 3 s timeout and confirmation), with `api` added
 /// to its `[api]` table.
-fn write_config(dir: &Path, api: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, api: &str) -> PathBuf {
     let path = dir.join("ccpayout.toml");
     std::fs::write(
         &path,
@@ -100,29 +100,27 @@ fn usdt_rows(prefix: &str, n: usize) -> Vec<(String, &'static str, &'static str,
 }
 
 /// What one `submit` did.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) took: Duration,
 }
 
 /// Runs `ccpayout submit FILE` to its end, or kills it after [`RUN_LIMIT`] and fails the test
 /// naming the orders that were not final.
-async fn submit(api: &TestApi, dir: &Path, state: &Path, config: &Path, file: &Path) -> Run {
+pub(crate) async fn submit(api: &TestApi, dir: &Path, state: &Path, config: &Path, file: &Path) -> Run {
+    ccpayout(api, dir, state, config, &["submit", file.to_str().unwrap()]).await
+}
+
+/// Runs `ccpayout --config CONFIG --state-dir STATE ARGS…` to its end, or kills it after
+/// [`RUN_LIMIT`] and fails the test naming the orders that were not final.
+pub(crate) async fn ccpayout(api: &TestApi, dir: &Path, state: &Path, config: &Path, args: &[&str]) -> Run {
     let n = std::fs::read_dir(dir).unwrap().count();
     let (out_path, err_path) = (dir.join(format!("run-{n}.out")), dir.join(format!("run-{n}.err")));
-    let mut cmd = command(
-        api,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "submit",
-            file.to_str().unwrap(),
-        ],
-    );
+    let mut full = vec!["--config", config.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let mut cmd = command(api, &full);
     cmd.stdin(Stdio::null())
         .stdout(File::create(&out_path).unwrap())
         .stderr(File::create(&err_path).unwrap());
@@ -166,7 +164,7 @@ async fn submit(api: &TestApi, dir: &Path, state: &Path, config: &Path, file: &P
 }
 
 /// The last lines of a long log.
-fn tail(text: &str) -> String {
+pub(crate) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }

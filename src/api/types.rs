@@ -684,24 +684,48 @@ pub struct BatchTask {
     pub seq: u32,
     #[serde(deserialize_with = "super::lenient::string")]
     pub address: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub memo: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub amount: String,
     /// ccpayout puts the row's order_id here: the task's identity beside its seq.
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub remark: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub record_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub order_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub status: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub network_fee: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub tx_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub reason: String,
     #[serde(skip_serializing_if = "is_zero", deserialize_with = "super::lenient::i64")]
     pub created_at: i64,
@@ -754,6 +778,8 @@ pub struct ApplyBatchWithdrawRequest {
     pub chain: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub product_name: String,
+    /// Optional (0–500 tasks; an empty batch is filled by `append`): absent reads as none.
+    #[serde(default)]
     pub orders: Vec<BatchTask>,
     /// `Single` (one transaction per task) or `Batch` (many tasks in one transaction).
     pub mode: String,
@@ -835,7 +861,10 @@ pub struct BatchCoin {
     pub coin_id: u64,
     #[serde(deserialize_with = "super::lenient::string")]
     pub coin_symbol: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub coin_price: String,
 }
 
@@ -863,7 +892,10 @@ pub struct BatchStats {
 pub struct BatchWithdrawOrder {
     #[serde(deserialize_with = "super::lenient::string")]
     pub batch_order_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub product_name: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub bill_id: String,
@@ -876,7 +908,10 @@ pub struct BatchWithdrawOrder {
     /// `Init`, `Reviewing`, `Rejected`, `Pending`, `Processing`, `Completed`.
     #[serde(deserialize_with = "super::lenient::string")]
     pub status: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "super::lenient::string"
+    )]
     pub reason: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub mode: String,
@@ -894,6 +929,8 @@ pub struct BatchRecordListQuery {
     pub batch_order_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub next_id: String,
+    /// Optional (at most 100); absent reads as 0, which CCPayment's default page size answers.
+    #[serde(default)]
     pub limit: u64,
 }
 

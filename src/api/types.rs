@@ -778,6 +778,8 @@ pub struct ApplyBatchWithdrawRequest {
     pub chain: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub product_name: String,
+    /// Optional (0–500 tasks; an empty batch is filled by `append`): absent reads as none.
+    #[serde(default)]
     pub orders: Vec<BatchTask>,
     /// `Single` (one transaction per task) or `Batch` (many tasks in one transaction).
     pub mode: String,
@@ -927,6 +929,8 @@ pub struct BatchRecordListQuery {
     pub batch_order_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub next_id: String,
+    /// Optional (at most 100); absent reads as 0, which CCPayment's default page size answers.
+    #[serde(default)]
     pub limit: u64,
 }
 

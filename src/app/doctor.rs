@@ -6,9 +6,11 @@
 //! over TLS), is this machine's clock close enough to the server's (the `Date` header, and what
 //! 11006 says), are the credentials right (11005, 12001), is the address on the whitelist (12002),
 //! which API generation the account answers (11013), which body the parameter-less calls accept
-//! (R5), what a lookup of a never-used orderId returns (R1), whether coin, chain, fee and record
-//! replies decode (R4), the balances, and whether the coins and chains the policy allows are
-//! offered. The readings are those of ccpayment-api.md §5.
+//! (R5), what a lookup of a never-used orderId returns (R1), whether the account has the batch
+//! withdrawal routes (R14: a lookup of a batch never applied — never an apply, append or
+//! confirm, which are creates), whether coin, chain, fee and record replies decode (R4), the
+//! balances, and whether the coins and chains the policy allows are offered. The readings are
+//! those of ccpayment-api.md §5.
 //!
 //! What it learns that ccpayout can use is an [`AccountFindings`], kept in the store under
 //! [`ACCOUNT`] and shown by `status`: the wiring sends parameter-less calls in the form the
@@ -26,8 +28,8 @@ use serde_json::Value;
 
 use crate::api::codes;
 use crate::api::types::{
-    ChainListQuery, CoinAssetList, CoinList, Envelope, V1AssetsQuery, V1BillInfoRequest, V1CoinList, V1NetworkFeeQuery,
-    WithdrawRecordData, WithdrawRecordListQuery, WithdrawRecordPage, WithdrawRecordQuery, method,
+    BatchOrderQuery, ChainListQuery, CoinAssetList, CoinList, Envelope, V1AssetsQuery, V1BillInfoRequest, V1CoinList,
+    V1NetworkFeeQuery, WithdrawRecordData, WithdrawRecordListQuery, WithdrawRecordPage, WithdrawRecordQuery, method,
 };
 use crate::api::{CallError, Client, Endpoint, NoParams, RawReply};
 use crate::batch::catalogue::{suspends_withdrawals, v1_status_text};
@@ -143,6 +145,9 @@ pub struct AccountFindings {
     pub unknown_order: Option<UnknownOrder>,
     /// The server's clock minus this machine's, from the `Date` header (seconds).
     pub clock_skew_secs: Option<i64>,
+    /// Whether the account has the batch withdrawal routes (`withdraw_mode = "batch"`); `None`
+    /// when the probe could not tell (or a v1 account, which has none).
+    pub batch_withdraw: Option<bool>,
     /// Checks that passed, warned and failed.
     pub ok: u32,
     pub warnings: u32,
@@ -164,6 +169,11 @@ impl AccountFindings {
         }
         if let Some(form) = self.unknown_order {
             parts.push(format!("an unknown orderId is answered with {form}"));
+        }
+        match self.batch_withdraw {
+            Some(true) => parts.push("batch withdrawals available".to_owned()),
+            Some(false) => parts.push("no batch withdrawals".to_owned()),
+            None => {}
         }
         if let Some(skew) = self.clock_skew_secs {
             parts.push(format!("server clock {skew:+} s"));
@@ -256,6 +266,7 @@ pub const CHECKS: &[&str] = &[
     "api generation",
     "parameter-less body",
     "unknown orderId",
+    "batch withdrawals",
     "decoding",
     "balances",
     "policy",
@@ -425,6 +436,21 @@ impl Probe<'_> {
             )),
         }
 
+        // R14: whether the batch routes exist, by a read of a batch never applied.
+        let query = BatchOrderQuery {
+            batch_order_id: probe_order_id(self.clock.now_ms()),
+            verbose: 0,
+        };
+        let body = serde_json::to_vec(&query).unwrap_or_default();
+        let answer = self
+            .send(Endpoint::v2(method::GET_BATCH_WITHDRAW_ORDER), body)
+            .await
+            .map(|a| (a.reply.http_status, a.code))
+            .map_err(|e| e.to_string());
+        let (check, batch) = judge_batch_routes(answer);
+        self.findings.batch_withdraw = batch;
+        self.push(check);
+
         // R4: the coin, chain, fee and record replies decode.
         let mut decoded = Vec::new();
         let mut problems = Vec::new();
@@ -549,6 +575,10 @@ impl Probe<'_> {
         self.push(Check::ok(
             "parameter-less body",
             "v1 calls always carry a JSON object; nothing to choose",
+        ));
+        self.push(Check::skip(
+            "batch withdrawals",
+            "a v1 account: batch withdrawals are v2 routes",
         ));
 
         let order_id = probe_order_id(self.clock.now_ms());
@@ -1062,6 +1092,58 @@ pub fn judge_unknown_order_v1(
     }
 }
 
+/// R14: what a lookup of a batch never applied (`getBatchWithdrawOrder`) got: the HTTP status
+/// and the envelope's code, or why there was no reply. Any answer of CCPayment's API shows the
+/// route exists (11003 as the code table suggests, 10000 with an empty or another batch under
+/// the R1 readings, any refusal of the request); the router's 404 for an unknown method, or
+/// 11013 (v2 not offered), shows it does not. A retryable code or no reply says nothing.
+pub fn judge_batch_routes(answer: Result<(u16, Option<i64>), String>) -> (Check, Option<bool>) {
+    const NAME: &str = "batch withdrawals";
+    let unavailable = |seen: String| {
+        (
+            Check::warn(
+                NAME,
+                format!("not available on this account; withdraw_mode = \"batch\" cannot be used ({seen})"),
+                "pay with single withdrawals (the default), or ask CCPayment to enable batch withdrawals for the app",
+            ),
+            Some(false),
+        )
+    };
+    let unknown = |seen: String| {
+        (
+            Check::warn(
+                NAME,
+                format!("could not tell whether the account has the batch routes: {seen}"),
+                "run doctor again before choosing withdraw_mode = \"batch\"",
+            ),
+            None,
+        )
+    };
+    match answer {
+        Err(e) => unknown(format!("the lookup of a batch got no answer: {e}")),
+        Ok((_, Some(11013))) => unavailable("getBatchWithdrawOrder answered 11013 NoSupportVersion".to_owned()),
+        Ok((_, Some(code @ (11002 | 11004 | 11009 | 11018)))) => {
+            unknown(format!("getBatchWithdrawOrder answered {}", code_text(code)))
+        }
+        Ok((_, Some(code))) => (
+            Check::ok(
+                NAME,
+                format!(
+                    "the account answers the batch routes (a lookup of a batch never applied: {})",
+                    code_text(code)
+                ),
+            ),
+            Some(true),
+        ),
+        Ok((404, None)) => {
+            unavailable("getBatchWithdrawOrder answered HTTP 404, as CCPayment answers an unknown method".to_owned())
+        }
+        Ok((status, None)) => unknown(format!(
+            "getBatchWithdrawOrder answered HTTP {status} without CCPayment's reply envelope"
+        )),
+    }
+}
+
 /// R4: what decoded, what did not.
 pub fn judge_decoding(decoded: &[String], problems: &[String]) -> Check {
     const NAME: &str = "decoding";
@@ -1312,6 +1394,39 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_routes_exist_when_the_api_answers_and_not_on_a_404() {
+        for code in [11003, 10000, 11000, 12003] {
+            let (check, found) = judge_batch_routes(Ok((200, Some(code))));
+            assert_eq!((check.level, found), (Level::Ok, Some(true)), "{code}");
+            assert!(
+                check.seen.starts_with("the account answers the batch routes"),
+                "{}",
+                check.seen
+            );
+        }
+        let (check, found) = judge_batch_routes(Ok((404, None)));
+        assert_eq!((check.level, found), (Level::Warn, Some(false)));
+        assert!(
+            check
+                .seen
+                .starts_with("not available on this account; withdraw_mode = \"batch\" cannot be used"),
+            "{}",
+            check.seen
+        );
+        assert_eq!(judge_batch_routes(Ok((200, Some(11013)))).1, Some(false));
+        for inconclusive in [
+            Ok((200, Some(11004))),
+            Ok((200, Some(11002))),
+            Ok((502, None)),
+            Err("connection reset".to_owned()),
+        ] {
+            let (check, found) = judge_batch_routes(inconclusive.clone());
+            assert_eq!((check.level, found), (Level::Warn, None), "{inconclusive:?}");
+            assert!(check.seen.starts_with("could not tell"), "{}", check.seen);
+        }
+    }
+
+    #[test]
     fn the_policy_fails_on_a_coin_the_account_does_not_offer_and_warns_on_maintenance() {
         let policy = |coins: &[&str], chains: &[&str]| crate::rules::policy::Policy {
             allowed_coins: coins.iter().map(|s| (*s).to_owned()).collect(),
@@ -1379,12 +1494,20 @@ mod tests {
             no_params: Some(NoParams::Braces),
             unknown_order: Some(UnknownOrder::EmptyRecord),
             clock_skew_secs: Some(-2),
+            batch_withdraw: Some(false),
             ok: 9,
             warnings: 1,
             failures: 0,
         };
         let text = f.describe();
-        for part in ["v2 account", "sent with {}", "empty record", "-2 s", "9 ok"] {
+        for part in [
+            "v2 account",
+            "sent with {}",
+            "empty record",
+            "no batch withdrawals",
+            "-2 s",
+            "9 ok",
+        ] {
             assert!(text.contains(part), "{part}: {text}");
         }
         let json = serde_json::to_string(&f).unwrap();

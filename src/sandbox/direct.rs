@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::SecretString;
 
-use super::world::{Route, Transport as Delivery, WebhookJob, World, error_body};
+use super::world::{NOT_FOUND_BODY, Route, Transport as Delivery, WebhookJob, World, error_body};
 use crate::api::CallError;
 use crate::api::client::{ApiVersion, Endpoint, RawReply, Transport};
 use crate::api::codes::SUCCESS;
@@ -196,13 +196,10 @@ impl Transport for Direct {
             };
             // The request travels; a caller dropped now never reached the world.
             self.travel().await;
-            // An unknown method, or one this account lacks (`no-address-batch-check`).
-            let Some(route) = route.filter(|&r| lock(&self.world).has_route(r)) else {
-                return Ok(RawReply {
-                    http_status: 404,
-                    headers: HeaderMap::new(),
-                    body: Bytes::from_static(b"404 page not found"),
-                });
+            // An unknown method, or a route this account does not have (`no-batch-withdraw`):
+            // the router's 404, before authentication.
+            let Some(route) = route.filter(|route| lock(&self.world).offers(*route)) else {
+                return Ok(not_found());
             };
             if let Err((code, msg)) = self.authenticate(route, &headers, &body) {
                 self.travel().await;
@@ -244,6 +241,10 @@ impl Transport for Direct {
                         detail: "sandbox fault: connection dropped".into(),
                     });
                 }
+                Delivery::NotFound => {
+                    self.travel().await;
+                    return Ok(not_found());
+                }
                 Delivery::BadGateway => {
                     self.travel().await;
                     return Ok(RawReply {
@@ -257,6 +258,15 @@ impl Transport for Direct {
             self.travel().await;
             Ok(self.reply(route, handled.code, handled.body))
         })
+    }
+}
+
+/// The plain-text 404 of an unknown method, as the HTTP server sends it.
+fn not_found() -> RawReply {
+    RawReply {
+        http_status: 404,
+        headers: HeaderMap::new(),
+        body: Bytes::from_static(NOT_FOUND_BODY),
     }
 }
 
@@ -294,7 +304,7 @@ mod tests {
     use crate::api::types::method;
     use crate::api::{Client, ClientConfig};
     use crate::sandbox::{DEMO_APP_ID, DEMO_APP_SECRET, Readings, SandboxConfig};
-    use crate::util::clock::ManualClock;
+    use crate::util::clock::{Clock, ManualClock};
 
     const PARAMETERLESS: [&str; 4] = [
         method::GET_COIN_LIST,
@@ -304,13 +314,13 @@ mod tests {
     ];
 
     /// A client whose transport is a [`Direct`] into a demo world taking `readings`.
-    fn direct_client(readings: Readings) -> (Client, Arc<Direct>, SharedClock) {
+    fn direct_client(readings: Readings) -> (Client, Arc<Direct>, Arc<ManualClock>) {
         let config = SandboxConfig {
             readings,
             ..SandboxConfig::default()
         };
         let world = Arc::new(Mutex::new(World::new(&config).expect("demo world")));
-        let clock: SharedClock = ManualClock::new(1_700_000_000_000);
+        let clock = ManualClock::new(1_700_000_000_000);
         let direct = Arc::new(Direct::new(
             world,
             clock.clone(),
@@ -426,5 +436,127 @@ mod tests {
             1,
             "{stats:?}"
         );
+    }
+
+    /// The client's batch calls decode what the sandbox answers, end to end.
+    #[tokio::test]
+    async fn the_clients_batch_calls_round_trip_through_the_world() {
+        use crate::api::types::{
+            AbortBatchWithdrawRequest, AppendBatchWithdrawRequest, ApplyBatchWithdrawRequest, BatchOrderQuery,
+            BatchRecordListQuery, BatchTask, ConfirmBatchWithdrawRequest, TaskStatus,
+        };
+        let (client, direct, clock) = direct_client(Readings::NONE);
+        let task = |seq: u32| BatchTask {
+            seq,
+            address: "TPSFu3gV4D7SwHS3HkXs3S8QZauZpyQtWH".into(),
+            amount: "5".into(),
+            remark: format!("row-{seq}"),
+            ..BatchTask::default()
+        };
+        let applied = client
+            .apply_batch_withdraw(&ApplyBatchWithdrawRequest {
+                batch_order_id: "direct-batch-1".into(),
+                coin_id: 1280,
+                chain: "TRX".into(),
+                orders: vec![task(1), task(2)],
+                mode: "Single".into(),
+                ..ApplyBatchWithdrawRequest::default()
+            })
+            .await
+            .expect("applied")
+            .expect("the route");
+        assert_eq!(applied.batch_order_id, "direct-batch-1");
+        client
+            .append_batch_withdraw(&AppendBatchWithdrawRequest {
+                batch_order_id: "direct-batch-1".into(),
+                orders: vec![task(3)],
+            })
+            .await
+            .expect("appended");
+        let aborted = client
+            .abort_batch_withdraw(&AbortBatchWithdrawRequest {
+                batch_order_id: "direct-batch-1".into(),
+                seqs: vec![3],
+            })
+            .await
+            .expect("aborted");
+        assert_eq!((aborted.canceled_seqs, aborted.ignored_seqs), (vec![3], vec![]));
+        let confirmed = client
+            .confirm_batch_withdraw(&ConfirmBatchWithdrawRequest {
+                batch_order_id: "direct-batch-1".into(),
+                delay_seconds: 0,
+            })
+            .await
+            .expect("confirmed");
+        assert_eq!(
+            (confirmed.bill_id.as_str(), confirmed.status.as_str()),
+            (applied.bill_id.as_str(), "Processing")
+        );
+        clock.advance(Duration::from_secs(5));
+        let query = BatchOrderQuery {
+            batch_order_id: "direct-batch-1".into(),
+            verbose: 0,
+        };
+        let order = client.get_batch_withdraw_order(&query).await.expect("the batch");
+        assert_eq!(order.status, "Completed");
+        assert_eq!(
+            (order.stats.total, order.stats.succeeded, order.stats.canceled),
+            (3, 2, 1)
+        );
+        let page = client
+            .get_batch_withdraw_order_record_list(&BatchRecordListQuery {
+                batch_order_id: "direct-batch-1".into(),
+                ..BatchRecordListQuery::default()
+            })
+            .await
+            .expect("the tasks");
+        let seen: Vec<(u32, &str, TaskStatus)> = page
+            .records
+            .iter()
+            .map(|t| (t.seq, t.remark.as_str(), TaskStatus::of(&t.status)))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "row-1", TaskStatus::Succeeded),
+                (2, "row-2", TaskStatus::Succeeded),
+                (3, "row-3", TaskStatus::Canceled)
+            ]
+        );
+        assert!(page.next_id.is_empty());
+        assert_eq!(direct.world().ledger().tasks_of("direct-batch-1").len(), 2);
+        // Unknown: the API's 11003.
+        let unknown = BatchOrderQuery {
+            batch_order_id: "direct-batch-2".into(),
+            verbose: 0,
+        };
+        let err = client.get_batch_withdraw_order(&unknown).await.expect_err("unknown");
+        assert!(
+            matches!(&err, crate::api::CallError::Api(e) if e.code == 11003),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_batch_routes_the_direct_transport_answers_404() {
+        let (client, direct, _) = direct_client(Readings::parse("no-batch-withdraw").expect("reading"));
+        let body = br#"{"batchOrderId":"direct-nb-1"}"#.to_vec();
+        let reply = client
+            .send_raw(Endpoint::v2(method::GET_BATCH_WITHDRAW_ORDER), body)
+            .await
+            .expect("a reply");
+        assert_eq!((reply.http_status, &reply.body[..]), (404, &b"404 page not found"[..]));
+        // Unsigned too: the route is gone before the signature is looked at.
+        let reply = direct
+            .post(
+                Endpoint::v2(method::APPLY_BATCH_WITHDRAW),
+                String::new(),
+                HeaderMap::new(),
+                b"{}".to_vec(),
+            )
+            .await
+            .expect("a reply");
+        assert_eq!(reply.http_status, 404);
+        assert_eq!(direct.world().stats().total(), 0, "nothing reached the API");
     }
 }

@@ -24,6 +24,12 @@
 //! - A token-bucket rate limit (11004) and daily caps (11009) on the injected clock, forced
 //!   error codes, and seeded faults: dropped connections before and after commit, HTTP 502,
 //!   11002, slow replies.
+//! - Batch withdrawals (ccpayment-api.md §2.8): apply, append, confirm (review, delay, the run:
+//!   each task a network withdrawal in seq order, one every
+//!   [`SandboxConfig::batch_task_interval`] in `Single` mode, all at once in `Batch` mode, settled
+//!   like a single withdrawal), abort, the batch and its task list. Task payouts are in the
+//!   ledger (with their batch, seq and remark) but not in the single withdrawal reads. The
+//!   choices where the sources are silent are listed in `world/batches.rs`.
 //! - Withdrawal webhooks, signed and retried on CCPayment's schedule (time-scaled).
 //! - Debug endpoints: `GET /sandbox/ledger` (the [`Ledger`] as JSON), `GET /sandbox/stats`
 //!   (the [`SandboxStats`]: authenticated requests by endpoint and result code, and requests
@@ -34,10 +40,11 @@
 //!
 //! # What it deliberately does not simulate
 //!
-//! Deposits, invoices, swaps, the wallet-system (per-user) API, batch withdrawals, manual
-//! approval (`WaitingApproval`/`Rejected`), RSA signatures, webhook resend, the 11014 IP ban,
-//! merchant verification (12003) and test-mode amount limits (14022/14023). The catalogue is
-//! demo data, not CCPayment's live list.
+//! Deposits, invoices, swaps, the wallet-system (per-user) API, manual approval
+//! (`WaitingApproval`/`Rejected`, and a batch review that rejects), webhooks for batch tasks (no
+//! format is known), RSA signatures, webhook resend, the 11014 IP ban, merchant verification
+//! (12003) and test-mode amount limits (14022/14023). The catalogue is demo data, not
+//! CCPayment's live list.
 //!
 //! # Choices where the API reference is a guess (tagged \[G\] there)
 //!
@@ -96,6 +103,18 @@
 //! - `pre-delisting` (R6): USDC reports status `Pre-delisting`; its withdrawals still work.
 //! - `old-webhook-timestamps` (R11): webhook retries carry the first attempt's timestamp and the
 //!   signature made with it.
+//! - `batch-apply-idempotent` (R14): a reused batchOrderId answers 10000 with the existing
+//!   batch's ids and adds nothing (by default: 11007 RepeatedSubmit, nothing stored).
+//! - `batch-id-reuse` (R14): a reused batchOrderId makes a second batch; reads and `append` by
+//!   the id see the first, `confirm` and `abort` act on every batch with it — the reading under
+//!   which a blind re-apply pays twice. Excludes `batch-apply-idempotent`.
+//! - `batch-seq-unchecked` (R14): a task seq repeated in a request, or already in the batch, is
+//!   stored (and paid) instead of refused with 14027 SeqDuplicate.
+//! - `batch-review[=MS]` (R14): a confirmed batch is `Reviewing` for MS (default 5000) of world
+//!   time before it is `Pending`.
+//! - `task-status-success` (R14): a paid batch task reads `Success` instead of `Successful`.
+//! - `no-batch-withdraw` (R14): the six batch routes answer as an unknown method does (the
+//!   router's plain-text HTTP 404, before authentication; nothing counted).
 //! - `v1-only` (R15): every v2 endpoint answers 11013 (NoSupportVersion) before it costs
 //!   anything; v1 endpoints work.
 //! - `no-address-batch-check` (§2.8): the account lacks `checkWithdrawAddress`, which is
@@ -107,7 +126,8 @@
 //! [`SandboxConfig::persist_path`] set, [`Sandbox::start`] loads that file if it exists and
 //! restores the durable state from it, and the sandbox saves the state there after every change
 //! that matters, so a restarted simulator still knows (and still settles) the payouts it
-//! committed, refuses their orderIds with 11011 and never repeats a record id.
+//! committed, refuses their orderIds with 11011, goes on with its batches and never repeats a
+//! record id.
 //!
 //! - **Loading**: a missing file starts the demo state (and writes it at once, so an unwritable
 //!   path fails at start); a file that cannot be read, is not JSON, has another version or is
@@ -116,7 +136,8 @@
 //!   the simulation that would pay everything again. The file's balances replace the demo
 //!   balances and [`SandboxConfig::balances`]; everything else comes from the configuration.
 //! - **Saving**: after a committed create (before its reply is sent, also when a fault then
-//!   drops or holds the reply), a settlement, a balance change through
+//!   drops or holds the reply; a batch's apply, append, confirm and abort too), a settlement or
+//!   batch step, a balance change through
 //!   [`Sandbox::set_balance`], and on [`Sandbox::shutdown`]. Any reply is sent only once the
 //!   state it reflects is in the file, so SIGKILL after a reply never loses a payout the client
 //!   was told about. Create attempts refused without a payout and the daily counters are
@@ -136,7 +157,7 @@
 //!
 //! ```text
 //! {
-//!   "version": 1,
+//!   "version": 2,
 //!   "next_seq": 3,                      // sequence of the next record id
 //!   "fee_quotes": 0,                    // fee quotes given (inquiry ids derive from it)
 //!   "rng": {"seed": 1, "state": 123},   // the PRNG; continued only under the same seed
@@ -148,11 +169,22 @@
 //!     "debits": [{"coin_id": 1280, "amount": "5"}],      // refunded if it fails
 //!     "due_ms": 1700000002000, "will_fail": false, "webhook_url": null
 //!   }],
-//!   "attempts": [ ..CreateAttempt, as GET /sandbox/ledger shows them.. ]
+//!   "attempts": [ ..CreateAttempt, as GET /sandbox/ledger shows them.. ],
+//!   "batches": [{                                        // in creation order
+//!     "batch_order_id": "b-1", "bill_id": "2023...04", "coin_id": 1280, "chain": "TRX",
+//!     "product_name": "", "mode": "Single", "notify_url": "", "status": "Processing",
+//!     "created_ms": ..., "updated_ms": ..., "delay_ms": 0, "review_until_ms": null,
+//!     "start_ms": ..., "next_event_ms": ..., "exec_seq": 1, "fee_charged": false,
+//!     "tasks": [{"seq": 1, "address": "T...", "memo": "", "amount": "5", "remark": "row-1",
+//!                "created_ms": ..., "updated_ms": ..., "state": "executed",
+//!                "record_id": "2023...05"}]             // its payout, among "payouts"
+//!   }]
 //! }
 //! ```
 //!
-//! A later format gets a new version number; this build refuses any other version.
+//! The version is 2; a version 1 file (written before batch withdrawals) still loads, as a state
+//! without batches, and is written back as version 2. A later format gets a new version number;
+//! this build refuses any version but 1 and 2.
 //!
 //! # Layout
 //!
@@ -183,7 +215,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::types::{FeeAmount, RecordStatus};
 
 pub use demo::{DEMO_ADDRESSES, DEMO_FAILING_ADDRESS};
-pub use readings::{Readings, UnknownOrder};
+pub use readings::{Readings, RepeatedBatch, UnknownOrder};
 pub use server::Sandbox;
 
 /// The app id the sandbox accepts by default.
@@ -202,6 +234,9 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Time from commit (`Processing`) to the final status. Default 2 s.
     pub settle_delay: Duration,
+    /// A batch withdrawal in `Single` mode executes one task, then the next this much later.
+    /// Default 100 ms.
+    pub batch_task_interval: Duration,
     /// Share of payouts that end `Failed`, drawn from the seeded PRNG. Default 0.
     pub fail_rate: f64,
     /// Payouts to these addresses or Cwallet users always end `Failed`.
@@ -249,6 +284,7 @@ impl Default for SandboxConfig {
             app_secret: SecretString::from(DEMO_APP_SECRET),
             seed: 1,
             settle_delay: Duration::from_secs(2),
+            batch_task_interval: Duration::from_millis(100),
             fail_rate: 0.0,
             failing_recipients: vec![DEMO_FAILING_ADDRESS.to_owned()],
             rate_limit: None,
@@ -312,9 +348,22 @@ impl Ledger {
         self.payouts.iter().filter(|p| p.order_id == order_id).collect()
     }
 
-    /// The create attempts for this orderId.
+    /// The create attempts for this orderId (or, for the batch routes, this batchOrderId).
     pub fn attempts_for(&self, order_id: &str) -> Vec<&CreateAttempt> {
         self.attempts.iter().filter(|a| a.order_id == order_id).collect()
+    }
+
+    /// The payouts of the tasks of the batches with this batchOrderId, in execution order.
+    pub fn tasks_of(&self, batch_order_id: &str) -> Vec<&LedgerPayout> {
+        self.payouts
+            .iter()
+            .filter(|p| p.is_batch_task() && p.batch_order_id == batch_order_id)
+            .collect()
+    }
+
+    /// The payouts whose merchant reference ([`LedgerPayout::merchant_ref`]) is `reference`.
+    pub fn payouts_by_ref(&self, reference: &str) -> Vec<&LedgerPayout> {
+        self.payouts.iter().filter(|p| p.merchant_ref() == reference).collect()
     }
 }
 
@@ -345,12 +394,41 @@ pub struct LedgerPayout {
     pub tx_id: String,
     pub created_ms: i64,
     pub settled_ms: Option<i64>,
+    /// The batchOrderId of a batch task's payout; empty for a single withdrawal.
+    #[serde(default)]
+    pub batch_order_id: String,
+    /// The task's seq within its batch; 0 for a single withdrawal.
+    #[serde(default)]
+    pub seq: u32,
+    /// The task's remark as the merchant sent it (ccpayout puts the row's order_id there);
+    /// empty for a single withdrawal.
+    #[serde(default)]
+    pub remark: String,
 }
 
-/// One withdrawal create that passed authentication.
+impl LedgerPayout {
+    /// Whether this payout is a task of a batch withdrawal.
+    pub fn is_batch_task(&self) -> bool {
+        !self.batch_order_id.is_empty()
+    }
+
+    /// The merchant's own reference of this payout: the remark of a batch task (whose `order_id`
+    /// is CCPayment's generated one), the orderId of a single withdrawal.
+    pub fn merchant_ref(&self) -> &str {
+        if self.is_batch_task() {
+            &self.remark
+        } else {
+            &self.order_id
+        }
+    }
+}
+
+/// One withdrawal create that passed authentication: a single withdrawal (v2 or v1), or a
+/// batch's apply, append or confirm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateAttempt {
-    /// The orderId (or v1 `merchant_order_id`); empty when the body did not carry one.
+    /// The orderId (or v1 `merchant_order_id`, or the batchOrderId of a batch route); empty when
+    /// the body did not carry one.
     pub order_id: String,
     /// The v2 method name, or `v1/withdraw`.
     pub endpoint: String,
@@ -363,7 +441,9 @@ pub struct CreateAttempt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AttemptOutcome {
-    /// A payout was committed.
+    /// A payout was committed. For the batch routes: answered 10000, and `record_id` is the
+    /// batch's billId (the batch or its tasks were stored or confirmed, unless the answer was
+    /// an idempotent repeat).
     Created { record_id: String },
     /// Answered with this error code; nothing committed.
     Refused { code: i64 },

@@ -21,14 +21,19 @@ use serde_json::Value;
 use super::world::World;
 use super::{CreateAttempt, LedgerPayout};
 
-/// The only snapshot version this build reads and writes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot version this build writes. Version 2 added batch withdrawals (`batches`, and
+/// the batch fields of a ledger payout); a build that knows only version 1 refuses it rather
+/// than forget the batches.
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// The oldest version this build reads: a version 1 file is a state without batches.
+pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
 
 /// The durable state of a sandbox: everything needed to keep serving, settling and refunding
 /// the payouts it committed. Amounts are exact decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// [`SNAPSHOT_VERSION`].
+    /// [`SNAPSHOT_VERSION`] (or, as read from an older file, [`OLDEST_SNAPSHOT_VERSION`] up).
     pub version: u32,
     /// The sequence number of the next record id (the last six or more digits of a record id).
     pub next_seq: u64,
@@ -45,6 +50,56 @@ pub struct Snapshot {
     pub payouts: Vec<PayoutSnapshot>,
     /// Every create attempt, in arrival order.
     pub attempts: Vec<CreateAttempt>,
+    /// Batch withdrawals in creation order (absent from a version 1 file: none).
+    #[serde(default)]
+    pub batches: Vec<BatchSnapshot>,
+}
+
+/// One batch withdrawal: what was applied and appended, where its run is, and its tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSnapshot {
+    pub batch_order_id: String,
+    pub bill_id: String,
+    pub coin_id: u64,
+    pub chain: String,
+    pub product_name: String,
+    /// `Single` or `Batch`.
+    pub mode: String,
+    pub notify_url: String,
+    /// `Init`, `Reviewing`, `Pending`, `Processing` or `Completed`.
+    pub status: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// The confirm's delay.
+    pub delay_ms: i64,
+    /// When `Reviewing` ends.
+    pub review_until_ms: Option<i64>,
+    /// When the run starts.
+    pub start_ms: Option<i64>,
+    /// When the batch's next step is due (review over, run start, next task).
+    pub next_event_ms: Option<i64>,
+    /// The seq of the task executed last.
+    pub exec_seq: u32,
+    /// `Batch` mode: whether the batch's one network fee has been debited.
+    pub fee_charged: bool,
+    /// In arrival order.
+    pub tasks: Vec<TaskSnapshot>,
+}
+
+/// One task of a batch, as the merchant sent it, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSnapshot {
+    pub seq: u32,
+    pub address: String,
+    pub memo: String,
+    pub amount: String,
+    pub remark: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// `waiting`, `canceled` or `executed`.
+    pub state: String,
+    /// The recordId of its payout (among `payouts`) once executed; empty before.
+    pub record_id: String,
 }
 
 /// The PRNG behind faults and `fail_rate`.
@@ -112,11 +167,11 @@ pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| invalid_state(path, format!("is not valid JSON: {e}")))?;
     match value.get("version").and_then(Value::as_u64) {
-        Some(v) if v == u64::from(SNAPSHOT_VERSION) => {}
+        Some(v) if (u64::from(OLDEST_SNAPSHOT_VERSION)..=u64::from(SNAPSHOT_VERSION)).contains(&v) => {}
         Some(v) => {
             return Err(invalid_state(
                 path,
-                format!("has version {v}; this build reads version {SNAPSHOT_VERSION}"),
+                format!("has version {v}; this build reads versions {OLDEST_SNAPSHOT_VERSION} to {SNAPSHOT_VERSION}"),
             ));
         }
         None => return Err(invalid_state(path, "has no numeric \"version\"")),
@@ -244,7 +299,7 @@ mod tests {
         let snapshot = a.snapshot();
         let json = serde_json::to_string(&snapshot).expect("json");
         let value: Value = serde_json::from_str(&json).expect("value");
-        assert_eq!(value["version"], 1);
+        assert_eq!(value["version"], SNAPSHOT_VERSION);
         let back: Snapshot = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, snapshot);
 
@@ -304,6 +359,36 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_without_batches_still_loads_and_restores() {
+        let config = SandboxConfig::default();
+        let mut a = world(&config);
+        assert_eq!(create(&mut a, "old-1", TRX_ADDR, T0), 10000);
+        a.settle_due(T0 + 2000);
+        // What the previous build wrote: version 1, no batches, no batch fields in the ledger.
+        let mut value = serde_json::to_value(a.snapshot()).expect("value");
+        value["version"] = 1.into();
+        value.as_object_mut().expect("object").remove("batches");
+        for payout in value["payouts"].as_array_mut().expect("payouts") {
+            let ledger = payout["ledger"].as_object_mut().expect("ledger");
+            for field in ["batch_order_id", "seq", "remark"] {
+                assert!(ledger.remove(field).is_some(), "{field}");
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        fs::write(&path, serde_json::to_vec(&value).expect("json")).expect("write");
+        let old = load(&path).expect("loads").expect("exists");
+        assert_eq!((old.version, old.batches.len()), (1, 0));
+        assert_eq!(old.payouts[0].ledger.merchant_ref(), "old-1");
+        let mut b = world(&config);
+        b.restore(old).expect("restores");
+        assert_eq!(b.ledger(), a.ledger());
+        // It is written back as the current version.
+        assert_eq!(b.snapshot().version, SNAPSHOT_VERSION);
+        assert_eq!(create(&mut b, "old-1", TRX_ADDR, T0 + 3000), 11011);
+    }
+
+    #[test]
     fn load_tells_missing_from_corrupt() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
@@ -312,7 +397,7 @@ mod tests {
             ("empty", ""),
             ("not json", "{not json"),
             ("no version", r#"{"payouts": []}"#),
-            ("future version", r#"{"version": 2}"#),
+            ("future version", r#"{"version": 3}"#),
             ("wrong shape", r#"{"version": 1, "payouts": 3}"#),
         ] {
             fs::write(&path, content).expect("write");

@@ -5,7 +5,8 @@
 //! With no reading on (the default) the sandbox behaves as documented in the module
 //! documentation of [`crate::sandbox`]. Each reading replaces one of those choices with another
 //! plausible reading of the same silence; readings combine freely, except the two answers to an
-//! unknown orderId (`empty-record`, `other-record`), which exclude each other.
+//! unknown orderId (`empty-record`, `other-record`) and the two answers to a reused batchOrderId
+//! (`batch-apply-idempotent`, `batch-id-reuse`), which exclude each other.
 //!
 //! Names are what the command line (`ccpayout sandbox --reading NAME`), tests and CI use:
 //! [`Readings::parse`] reads them and [`Readings::ALL_NAMES`] lists every one.
@@ -19,6 +20,10 @@ pub const DEFAULT_LOOKUP_LAG: Duration = Duration::from_millis(3000);
 /// The demo coin that reports `Pre-delisting` under `pre-delisting`.
 pub const PRE_DELISTING_COIN: &str = "USDC";
 
+/// How long a confirmed batch stays `Reviewing` under `batch-review` when its name carries no
+/// time.
+pub const DEFAULT_BATCH_REVIEW: Duration = Duration::from_millis(5000);
+
 /// What `getAppWithdrawRecord` answers for an orderId with no (visible) payout (R1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum UnknownOrder {
@@ -30,6 +35,19 @@ pub enum UnknownOrder {
     /// Code 10000 with the record of the latest visible payout of another orderId, or the empty
     /// record when there is none.
     OtherRecord,
+}
+
+/// What `applyBatchWithdraw` answers for a batchOrderId already used (R14).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RepeatedBatch {
+    /// Code 11007 (RepeatedSubmit); nothing stored.
+    #[default]
+    Refused,
+    /// `batch-apply-idempotent`: code 10000 with the existing batch's ids; nothing added.
+    Idempotent,
+    /// `batch-id-reuse`: a second batch under the same id. Reads by the id see the first;
+    /// confirm and abort by the id act on every batch with it (the reading that pays twice).
+    Reuse,
 }
 
 /// Which readings are on. [`Default`] is none of them: today's behaviour.
@@ -56,6 +74,19 @@ pub struct Readings {
     /// `old-webhook-timestamps` (R11): webhook retries carry the first attempt's timestamp and
     /// signature instead of fresh ones.
     pub old_webhook_timestamps: bool,
+    /// `batch-apply-idempotent` / `batch-id-reuse` (R14): the answer to a reused batchOrderId.
+    pub repeated_batch: RepeatedBatch,
+    /// `batch-seq-unchecked` (R14): a task seq repeated in a request or already in the batch is
+    /// stored (and paid) instead of refused with 14027.
+    pub batch_seq_unchecked: bool,
+    /// `batch-review` (R14): a confirmed batch is `Reviewing` this long (world time) before it
+    /// is `Pending`.
+    pub batch_review: Option<Duration>,
+    /// `task-status-success` (R14): a paid batch task reads `Success` instead of `Successful`.
+    pub task_status_success: bool,
+    /// `no-batch-withdraw` (R14): the account has none of the six batch routes; they answer as
+    /// an unknown method does (a plain-text HTTP 404).
+    pub no_batch_withdraw: bool,
     /// `v1-only` (R15): every v2 endpoint answers 11013 (NoSupportVersion); v1 works.
     pub v1_only: bool,
     /// `no-address-batch-check` (§2.8): the account has no `checkWithdrawAddress`; it is
@@ -85,6 +116,30 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "old-webhook-timestamps",
         "R11: webhook retries keep the first timestamp and sign",
     ),
+    (
+        "batch-apply-idempotent",
+        "R14: a reused batchOrderId answers 10000 with the existing batch",
+    ),
+    (
+        "batch-id-reuse",
+        "R14: a reused batchOrderId makes a second batch; confirm and abort act on all",
+    ),
+    (
+        "batch-seq-unchecked",
+        "R14: a repeated task seq is stored (and paid) instead of 14027",
+    ),
+    (
+        "batch-review",
+        "R14: a confirmed batch is Reviewing for MS (5000) before Pending",
+    ),
+    (
+        "task-status-success",
+        "R14: a paid batch task reads Success instead of Successful",
+    ),
+    (
+        "no-batch-withdraw",
+        "R14: the batch routes answer HTTP 404 like an unknown method",
+    ),
     ("v1-only", "R15: every v2 call answers 11013 NoSupportVersion"),
     (
         "no-address-batch-check",
@@ -107,12 +162,18 @@ documented.
   empty-body-only         R5: parameter-less v2 calls refuse a body of {} (11000)
   pre-delisting           R6: USDC is Pre-delisting; its withdrawals still work
   old-webhook-timestamps  R11: webhook retries keep the first timestamp and sign
+  batch-apply-idempotent  R14: a reused batchOrderId answers 10000 with the existing batch
+  batch-id-reuse          R14: a reused batchOrderId makes a second batch; confirm and abort act on all
+  batch-seq-unchecked     R14: a repeated task seq is stored (and paid) instead of 14027
+  batch-review[=MS]       R14: a confirmed batch is Reviewing for MS (5000) before Pending
+  task-status-success     R14: a paid batch task reads Success instead of Successful
+  no-batch-withdraw       R14: the batch routes answer HTTP 404 like an unknown method
   v1-only                 R15: every v2 call answers 11013 NoSupportVersion
   no-address-batch-check  §2.8: checkWithdrawAddress is an unknown method (HTTP 404)";
 
 impl Readings {
-    /// Every reading's name, in the order of ccpayment-api.md's table. `lookup-lag` also takes
-    /// `lookup-lag=MS`.
+    /// Every reading's name, in the order of ccpayment-api.md's table. `lookup-lag` and
+    /// `batch-review` also take `=MS`.
     pub const ALL_NAMES: &'static [&'static str] = &[
         "lookup-lag",
         "empty-record",
@@ -122,6 +183,12 @@ impl Readings {
         "empty-body-only",
         "pre-delisting",
         "old-webhook-timestamps",
+        "batch-apply-idempotent",
+        "batch-id-reuse",
+        "batch-seq-unchecked",
+        "batch-review",
+        "task-status-success",
+        "no-batch-withdraw",
         "v1-only",
         "no-address-batch-check",
     ];
@@ -135,17 +202,22 @@ impl Readings {
         empty_body_only: false,
         pre_delisting: false,
         old_webhook_timestamps: false,
+        repeated_batch: RepeatedBatch::Refused,
+        batch_seq_unchecked: false,
+        batch_review: None,
+        task_status_success: false,
+        no_batch_withdraw: false,
         v1_only: false,
         no_address_batch_check: false,
     };
 
     /// The readings a spec names: one name of [`Readings::ALL_NAMES`] (`lookup-lag=MS` sets the
-    /// lag), several separated by commas, or `none`.
+    /// lag, `batch-review=MS` the review time), several separated by commas, or `none`.
     ///
     /// # Errors
     ///
-    /// An unknown name, a lag that is not a whole number of milliseconds, or both
-    /// `empty-record` and `other-record`.
+    /// An unknown name, a time that is not a whole number of milliseconds, both `empty-record`
+    /// and `other-record`, or both `batch-apply-idempotent` and `batch-id-reuse`.
     pub fn parse(spec: &str) -> Result<Readings, String> {
         let mut readings = Readings::NONE;
         for part in spec.split(',').map(str::trim) {
@@ -160,21 +232,19 @@ impl Readings {
             None => (part, None),
         };
         let mut r = Readings::NONE;
-        if value.is_some() && name != "lookup-lag" {
+        if value.is_some() && name != "lookup-lag" && name != "batch-review" {
             return Err(format!("reading {name:?} takes no value (in {part:?})"));
         }
+        let millis = |default: Duration| match value {
+            None => Ok(default),
+            Some(ms) => ms
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{name} wants milliseconds, like {name}=5000, got {part:?}")),
+        };
         match name {
             "none" => {}
-            "lookup-lag" => {
-                let lag =
-                    match value {
-                        None => DEFAULT_LOOKUP_LAG,
-                        Some(ms) => Duration::from_millis(ms.parse::<u64>().map_err(|_| {
-                            format!("lookup-lag wants milliseconds, like lookup-lag=5000, got {part:?}")
-                        })?),
-                    };
-                r.lookup_lag = Some(lag);
-            }
+            "lookup-lag" => r.lookup_lag = Some(millis(DEFAULT_LOOKUP_LAG)?),
             "empty-record" => r.unknown_order = UnknownOrder::EmptyRecord,
             "other-record" => r.unknown_order = UnknownOrder::OtherRecord,
             "no-order-uniqueness" => r.no_order_uniqueness = true,
@@ -182,6 +252,12 @@ impl Readings {
             "empty-body-only" => r.empty_body_only = true,
             "pre-delisting" => r.pre_delisting = true,
             "old-webhook-timestamps" => r.old_webhook_timestamps = true,
+            "batch-apply-idempotent" => r.repeated_batch = RepeatedBatch::Idempotent,
+            "batch-id-reuse" => r.repeated_batch = RepeatedBatch::Reuse,
+            "batch-seq-unchecked" => r.batch_seq_unchecked = true,
+            "batch-review" => r.batch_review = Some(millis(DEFAULT_BATCH_REVIEW)?),
+            "task-status-success" => r.task_status_success = true,
+            "no-batch-withdraw" => r.no_batch_withdraw = true,
             "v1-only" => r.v1_only = true,
             "no-address-batch-check" => r.no_address_batch_check = true,
             _ => {
@@ -194,12 +270,14 @@ impl Readings {
         Ok(r)
     }
 
-    /// Turns on every reading `other` has on as well. A lag given twice keeps the later one.
+    /// Turns on every reading `other` has on as well. A lag or review time given twice keeps the
+    /// later one.
     ///
     /// # Errors
     ///
     /// The two would answer an unknown orderId differently (`empty-record` and
-    /// `other-record`).
+    /// `other-record`), or a reused batchOrderId (`batch-apply-idempotent` and
+    /// `batch-id-reuse`).
     pub fn merge(&mut self, other: &Readings) -> Result<(), String> {
         match (self.unknown_order, other.unknown_order) {
             (_, UnknownOrder::NotFound) => {}
@@ -207,7 +285,17 @@ impl Readings {
             (mine, theirs) if mine == theirs => {}
             _ => return Err("empty-record and other-record exclude each other".to_owned()),
         }
+        match (self.repeated_batch, other.repeated_batch) {
+            (_, RepeatedBatch::Refused) => {}
+            (RepeatedBatch::Refused, answer) => self.repeated_batch = answer,
+            (mine, theirs) if mine == theirs => {}
+            _ => return Err("batch-apply-idempotent and batch-id-reuse exclude each other".to_owned()),
+        }
         self.lookup_lag = other.lookup_lag.or(self.lookup_lag);
+        self.batch_review = other.batch_review.or(self.batch_review);
+        self.batch_seq_unchecked |= other.batch_seq_unchecked;
+        self.task_status_success |= other.task_status_success;
+        self.no_batch_withdraw |= other.no_batch_withdraw;
         self.no_order_uniqueness |= other.no_order_uniqueness;
         self.string_ids |= other.string_ids;
         self.empty_body_only |= other.empty_body_only;
@@ -241,6 +329,25 @@ impl Readings {
             (self.empty_body_only, "empty-body-only"),
             (self.pre_delisting, "pre-delisting"),
             (self.old_webhook_timestamps, "old-webhook-timestamps"),
+        ] {
+            if on {
+                names.push(name.to_owned());
+            }
+        }
+        match self.repeated_batch {
+            RepeatedBatch::Refused => {}
+            RepeatedBatch::Idempotent => names.push("batch-apply-idempotent".to_owned()),
+            RepeatedBatch::Reuse => names.push("batch-id-reuse".to_owned()),
+        }
+        if self.batch_seq_unchecked {
+            names.push("batch-seq-unchecked".to_owned());
+        }
+        if let Some(review) = self.batch_review {
+            names.push(format!("batch-review={}", review.as_millis()));
+        }
+        for (on, name) in [
+            (self.task_status_success, "task-status-success"),
+            (self.no_batch_withdraw, "no-batch-withdraw"),
             (self.v1_only, "v1-only"),
             (self.no_address_batch_check, "no-address-batch-check"),
         ] {
@@ -260,6 +367,12 @@ impl Readings {
     pub(crate) fn lookup_lag_ms(&self) -> i64 {
         self.lookup_lag
             .map_or(0, |lag| i64::try_from(lag.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Milliseconds a confirmed batch is `Reviewing`; 0 without `batch-review`.
+    pub(crate) fn batch_review_ms(&self) -> i64 {
+        self.batch_review
+            .map_or(0, |review| i64::try_from(review.as_millis()).unwrap_or(i64::MAX))
     }
 }
 
@@ -316,12 +429,31 @@ mod tests {
         assert_eq!(Readings::default(), Readings::NONE);
         assert_eq!(Readings::NONE.to_string(), "none");
         assert_eq!(Readings::NONE.lookup_lag_ms(), 0);
+        assert_eq!(Readings::NONE.batch_review_ms(), 0);
+        assert_eq!(
+            Readings::parse("batch-review").map(|r| r.batch_review),
+            Ok(Some(DEFAULT_BATCH_REVIEW))
+        );
+        assert_eq!(
+            Readings::parse("batch-review=250").map(|r| r.batch_review_ms()),
+            Ok(250)
+        );
+        let batch = Readings::parse("batch-id-reuse,batch-seq-unchecked,task-status-success").expect("three");
+        assert_eq!(batch.repeated_batch, RepeatedBatch::Reuse);
+        assert!(batch.batch_seq_unchecked && batch.task_status_success && !batch.no_batch_withdraw);
+        assert_eq!(
+            batch.to_string(),
+            "batch-id-reuse batch-seq-unchecked task-status-success"
+        );
         for bad in [
             "nope",
             "lookup-lag=soon",
             "lookup-lag=-1",
             "string-ids=1",
             "empty-record,other-record",
+            "batch-apply-idempotent,batch-id-reuse",
+            "batch-review=later",
+            "no-batch-withdraw=1",
             "",
         ] {
             assert!(Readings::parse(bad).is_err(), "{bad:?}");
@@ -334,5 +466,11 @@ mod tests {
         let mut r = Readings::parse("empty-record").expect("one");
         assert!(r.merge(&Readings::parse("empty-record").expect("same")).is_ok());
         assert!(r.merge(&Readings::parse("other-record").expect("other")).is_err());
+        let mut r = Readings::parse("batch-id-reuse").expect("one");
+        assert!(r.merge(&Readings::parse("batch-id-reuse").expect("same")).is_ok());
+        assert!(
+            r.merge(&Readings::parse("batch-apply-idempotent").expect("other"))
+                .is_err()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `ccpayout doctor` as an operator runs it, against the sandbox playing each account a real
 //! operator could have: a healthy one, a wrong secret, a server clock five minutes off, an address
-//! off the whitelist, a legacy v1 account, undocumented lookup replies, nothing listening.
+//! off the whitelist, a legacy v1 account, undocumented lookup replies, an account without the
+//! batch withdrawal routes, nothing listening.
 
 use std::path::Path;
 use std::process::Output;
@@ -65,11 +66,15 @@ async fn doctor_passes_against_the_sandbox_records_its_findings_and_creates_no_p
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let checks: Vec<&str> = stdout.lines().take_while(|l| !l.trim().is_empty()).collect();
-    assert_eq!(checks.iter().filter(|l| !l.starts_with("  ")).count(), 10, "{stdout}");
+    assert_eq!(checks.iter().filter(|l| !l.starts_with("  ")).count(), 11, "{stdout}");
     for check in checks.iter().filter(|l| !l.starts_with("  ")) {
         assert!(check.starts_with("ok "), "every check passes: {check}\n{stdout}");
     }
     assert!(line(&stdout, "unknown orderId").contains("11003 NotFound"), "{stdout}");
+    assert!(
+        line(&stdout, "batch withdrawals").contains("the account answers the batch routes"),
+        "{stdout}"
+    );
     assert!(line(&stdout, "decoding").contains("coins"), "{stdout}");
     assert!(line(&stdout, "balances").contains("USDT 1000000"), "{stdout}");
     // The secret is never shown.
@@ -95,8 +100,9 @@ async fn doctor_passes_against_the_sandbox_records_its_findings_and_creates_no_p
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["exit_code"], 0);
-    assert_eq!(json["checks"].as_array().unwrap().len(), 10);
+    assert_eq!(json["checks"].as_array().unwrap().len(), 11);
     assert_eq!(json["findings"]["no_params"], "empty");
+    assert_eq!(json["findings"]["batch_withdraw"], true);
     assert_eq!(json["findings"]["unknown_order"], "not_found_code");
     assert_eq!(creates(&api.sandbox), Vec::<String>::new());
 }
@@ -205,6 +211,67 @@ async fn undocumented_lookup_replies_are_learnt_and_shown_by_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_routes_are_probed_with_a_read_and_their_absence_is_a_warning() {
+    // With the routes: one read of a batch never applied, answered 11003; nothing created.
+    let api = TestApi::start_live(SandboxConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = doctor(&api, &state, &[], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let batch = line(&stdout, "batch withdrawals");
+    assert!(batch.starts_with("ok") && batch.contains("11003 NotFound"), "{stdout}");
+    let probes: Vec<(i64, u64)> = api
+        .sandbox
+        .stats()
+        .requests
+        .iter()
+        .filter(|r| r.endpoint == "getBatchWithdrawOrder")
+        .map(|r| (r.code, r.count))
+        .collect();
+    assert_eq!(probes, [(11003, 1)]);
+    assert!(api.sandbox.ledger().attempts.is_empty(), "no apply, append or confirm");
+    assert!(status(&api, &state).contains("batch withdrawals available"));
+
+    // Without them: the router's 404, a warning (not a failure), learnt and shown.
+    let api = TestApi::start_live(SandboxConfig {
+        readings: Readings::parse("no-batch-withdraw").unwrap(),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = doctor(&api, &state, &[], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "a warning only:\n{stdout}");
+    let batch = line(&stdout, "batch withdrawals");
+    assert!(
+        batch.starts_with("warn")
+            && batch.contains("not available on this account; withdraw_mode = \"batch\" cannot be used")
+            && batch.contains("HTTP 404"),
+        "{stdout}"
+    );
+    // Every other check passes as on a healthy account.
+    let others = stdout
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("  ") && !l.contains("batch withdrawals"));
+    for check in others {
+        assert!(check.starts_with("ok "), "{check}\n{stdout}");
+    }
+    assert_eq!(
+        api.sandbox.stats().to_endpoint("getBatchWithdrawOrder"),
+        0,
+        "a 404 never reaches the API"
+    );
+    let out = doctor(&api, &state, &["--json"], &[]);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["findings"]["batch_withdraw"], false);
+    assert!(status(&api, &state).contains("no batch withdrawals"));
+    assert_eq!(creates(&api.sandbox), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v1_account_is_told_to_set_api_version_and_then_passes() {
     let api = TestApi::start_live(SandboxConfig {
         readings: Readings::parse("v1-only").unwrap(),
@@ -230,6 +297,7 @@ async fn a_v1_account_is_told_to_set_api_version_and_then_passes() {
     assert!(line(&stdout, "api generation").contains("v1 answers"), "{stdout}");
     assert!(line(&stdout, "unknown orderId").contains("no bill"), "{stdout}");
     assert!(line(&stdout, "decoding").contains("fee quote"), "{stdout}");
+    assert!(line(&stdout, "batch withdrawals").starts_with("skip"), "{stdout}");
     assert_eq!(creates(&api.sandbox), Vec::<String>::new());
 }
 

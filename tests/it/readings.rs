@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use ccpayout::api::sign::verify_v2;
 use ccpayout::api::types::{
-    NetworkWithdrawRequest, RecordStatus, V1WithdrawRequest, WithdrawRecordListQuery, WithdrawRecordQuery, method,
+    ApplyBatchWithdrawRequest, BatchOrderQuery, BatchRecordListQuery, BatchTask, ConfirmBatchWithdrawRequest,
+    NetworkWithdrawRequest, RecordStatus, TaskStatus, V1WithdrawRequest, WithdrawRecordListQuery, WithdrawRecordQuery,
+    method,
 };
 use ccpayout::api::{CallError, Endpoint, RawReply};
 use ccpayout::sandbox::{DEMO_APP_ID, DEMO_APP_SECRET, Readings, SandboxConfig};
@@ -413,6 +415,245 @@ async fn v1_only_answers_11013_to_every_v2_call_and_serves_v1() {
     let bills = c.v1_bill_info(&["v1o-0001".to_owned()]).await.expect("bills");
     assert_eq!(bills.len(), 1);
     assert_eq!(api.sandbox.stats().with_code(11013), 3);
+}
+
+/// A Single-mode batch of 5 USDT TRX tasks with these seqs, each task's remark `ID-SEQ`.
+fn batch_of(id: &str, seqs: &[u32]) -> ApplyBatchWithdrawRequest {
+    ApplyBatchWithdrawRequest {
+        batch_order_id: id.into(),
+        coin_id: USDT,
+        chain: "TRX".into(),
+        orders: seqs
+            .iter()
+            .map(|&seq| BatchTask {
+                seq,
+                address: TRON_ADDRESS.into(),
+                amount: "5".into(),
+                remark: format!("{id}-{seq}"),
+                ..BatchTask::default()
+            })
+            .collect(),
+        mode: "Single".into(),
+        ..ApplyBatchWithdrawRequest::default()
+    }
+}
+
+fn confirm_now(id: &str) -> ConfirmBatchWithdrawRequest {
+    ConfirmBatchWithdrawRequest {
+        batch_order_id: id.into(),
+        delay_seconds: 0,
+    }
+}
+
+fn order_of(id: &str) -> BatchOrderQuery {
+    BatchOrderQuery {
+        batch_order_id: id.into(),
+        verbose: 0,
+    }
+}
+
+async fn task_statuses(api: &TestApi, id: &str) -> Vec<String> {
+    let query = BatchRecordListQuery {
+        batch_order_id: id.into(),
+        ..BatchRecordListQuery::default()
+    };
+    let page = api
+        .client
+        .get_batch_withdraw_order_record_list(&query)
+        .await
+        .expect("tasks");
+    page.records.into_iter().map(|t| t.status).collect()
+}
+
+#[tokio::test]
+async fn batch_apply_idempotent_answers_a_reused_batch_order_id_with_the_first_batch() {
+    let plain = start("none").await;
+    plain
+        .client
+        .apply_batch_withdraw(&batch_of("bi-0001", &[1, 2]))
+        .await
+        .expect("applied");
+    let again = plain.client.apply_batch_withdraw(&batch_of("bi-0001", &[1, 2])).await;
+    assert_eq!(api_code(again), 11007, "refused by default");
+
+    let api = start("batch-apply-idempotent").await;
+    let first = api
+        .client
+        .apply_batch_withdraw(&batch_of("bi-0001", &[1, 2]))
+        .await
+        .expect("applied");
+    let again = api
+        .client
+        .apply_batch_withdraw(&batch_of("bi-0001", &[1, 2, 3]))
+        .await
+        .expect("success");
+    assert_eq!(again, first);
+    api.client
+        .confirm_batch_withdraw(&confirm_now("bi-0001"))
+        .await
+        .expect("confirmed");
+    api.settle(Duration::from_secs(5));
+    assert_eq!(api.sandbox.ledger().tasks_of("bi-0001").len(), 2, "paid once");
+}
+
+#[tokio::test]
+async fn batch_id_reuse_pays_a_reapplied_batch_twice_on_one_confirm() {
+    let api = start("batch-id-reuse").await;
+    let c = &api.client;
+    let first = c
+        .apply_batch_withdraw(&batch_of("br-0001", &[1, 2]))
+        .await
+        .expect("applied")
+        .expect("the route");
+    let second = c
+        .apply_batch_withdraw(&batch_of("br-0001", &[1, 2]))
+        .await
+        .expect("applied again")
+        .expect("the route");
+    assert_ne!(first.bill_id, second.bill_id, "a second batch under the same id");
+    let order = c
+        .get_batch_withdraw_order(&order_of("br-0001"))
+        .await
+        .expect("the batch");
+    assert_eq!(
+        (order.bill_id.as_str(), order.stats.total),
+        (first.bill_id.as_str(), 2),
+        "reads see the first"
+    );
+    c.confirm_batch_withdraw(&confirm_now("br-0001"))
+        .await
+        .expect("confirmed");
+    api.settle(Duration::from_secs(5));
+    let ledger = api.sandbox.ledger();
+    assert_eq!(ledger.tasks_of("br-0001").len(), 4);
+    assert_eq!(ledger.payouts_by_ref("br-0001-1").len(), 2, "row 1 paid twice");
+}
+
+#[tokio::test]
+async fn batch_seq_unchecked_stores_a_repeated_seq_and_pays_it() {
+    let plain = start("none").await;
+    assert_eq!(
+        api_code(plain.client.apply_batch_withdraw(&batch_of("bs-0001", &[1, 1])).await),
+        14027
+    );
+    assert!(api_code(plain.client.get_batch_withdraw_order(&order_of("bs-0001")).await) == 11003);
+
+    let api = start("batch-seq-unchecked").await;
+    api.client
+        .apply_batch_withdraw(&batch_of("bs-0001", &[1, 1]))
+        .await
+        .expect("stored");
+    api.client
+        .confirm_batch_withdraw(&confirm_now("bs-0001"))
+        .await
+        .expect("confirmed");
+    api.settle(Duration::from_secs(5));
+    let seqs: Vec<u32> = api.sandbox.ledger().tasks_of("bs-0001").iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, [1, 1]);
+}
+
+#[tokio::test]
+async fn batch_review_holds_a_confirmed_batch_in_reviewing_then_runs_it() {
+    let api = start("batch-review=3000").await;
+    let c = &api.client;
+    c.apply_batch_withdraw(&batch_of("bv-0001", &[1]))
+        .await
+        .expect("applied");
+    let confirmed = c
+        .confirm_batch_withdraw(&confirm_now("bv-0001"))
+        .await
+        .expect("confirmed");
+    assert_eq!(confirmed.status, "Reviewing");
+    assert_eq!(task_statuses(&api, "bv-0001").await, ["Pending"]);
+    api.settle(Duration::from_millis(2999));
+    assert_eq!(
+        c.get_batch_withdraw_order(&order_of("bv-0001"))
+            .await
+            .expect("batch")
+            .status,
+        "Reviewing"
+    );
+    assert!(api.sandbox.ledger().payouts.is_empty());
+    api.settle(Duration::from_millis(1));
+    assert_eq!(
+        c.get_batch_withdraw_order(&order_of("bv-0001"))
+            .await
+            .expect("batch")
+            .status,
+        "Processing"
+    );
+    api.settle(Duration::from_secs(2));
+    assert_eq!(
+        c.get_batch_withdraw_order(&order_of("bv-0001"))
+            .await
+            .expect("batch")
+            .status,
+        "Completed"
+    );
+}
+
+#[tokio::test]
+async fn task_status_success_spells_a_paid_task_like_a_single_withdrawal() {
+    let api = start("task-status-success").await;
+    api.client
+        .apply_batch_withdraw(&batch_of("bt-0001", &[1]))
+        .await
+        .expect("applied");
+    api.client
+        .confirm_batch_withdraw(&confirm_now("bt-0001"))
+        .await
+        .expect("confirmed");
+    api.settle(Duration::from_secs(5));
+    let statuses = task_statuses(&api, "bt-0001").await;
+    assert_eq!(statuses, ["Success"]);
+    assert_eq!(TaskStatus::of(&statuses[0]), TaskStatus::Succeeded);
+    let plain = start("none").await;
+    plain
+        .client
+        .apply_batch_withdraw(&batch_of("bt-0001", &[1]))
+        .await
+        .expect("applied");
+    plain
+        .client
+        .confirm_batch_withdraw(&confirm_now("bt-0001"))
+        .await
+        .expect("confirmed");
+    plain.settle(Duration::from_secs(5));
+    assert_eq!(task_statuses(&plain, "bt-0001").await, ["Successful"]);
+}
+
+#[tokio::test]
+async fn no_batch_withdraw_answers_every_batch_route_like_an_unknown_method() {
+    let api = start("no-batch-withdraw").await;
+    for name in [
+        method::APPLY_BATCH_WITHDRAW,
+        method::APPEND_BATCH_WITHDRAW,
+        method::CONFIRM_BATCH_WITHDRAW,
+        method::ABORT_BATCH_WITHDRAW,
+        method::GET_BATCH_WITHDRAW_ORDER,
+        method::GET_BATCH_WITHDRAW_ORDER_RECORD_LIST,
+    ] {
+        let reply = api
+            .client
+            .send_raw(Endpoint::v2(name), br#"{"batchOrderId":"bn-0001"}"#.to_vec())
+            .await
+            .expect("a reply");
+        assert_eq!(reply.http_status, 404, "{name}");
+        assert_eq!(&reply.body[..], b"404 page not found", "{name}");
+    }
+    // What the client makes of it: no CCPayment reply at all.
+    let err = api
+        .client
+        .get_batch_withdraw_order(&order_of("bn-0001"))
+        .await
+        .expect_err("404");
+    assert!(matches!(err, CallError::Ambiguous { .. }), "{err}");
+    assert_eq!(api.sandbox.stats().total(), 0, "nothing reached the API");
+    // Single withdrawals are there as ever.
+    api.client
+        .apply_app_withdraw_to_network(&trx_withdraw("bn-0002", "5"))
+        .await
+        .expect("created");
 }
 
 #[tokio::test]

@@ -24,11 +24,12 @@ pub(super) async fn v2_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Unknown methods look like the Go router CCPayment runs behind: a plain-text 404. So does
-    // a method this account lacks (`no-address-batch-check`).
-    match Route::v2(&method) {
-        Some(route) if shared.lock().has_route(route) => api_call(shared, peer, route, headers, body).await,
-        _ => not_found().await,
+    // Unknown methods look like the Go router CCPayment runs behind: a plain-text 404. So do
+    // the routes this account does not have (the batch routes under `no-batch-withdraw`),
+    // before authentication, as a router answers before the API does.
+    match Route::v2(&method).filter(|route| shared.lock().offers(*route)) {
+        Some(route) => api_call(shared, peer, route, headers, body).await,
+        None => not_found().await,
     }
 }
 
@@ -285,5 +286,86 @@ mod tests {
                 .iter()
                 .any(|p| p.ledger.order_id == "race-dropped")
         );
+    }
+
+    /// The body of a batch of `n` 5 USDT TRX tasks.
+    fn batch_body(id: &str, n: u32) -> String {
+        let orders: Vec<Value> = (1..=n)
+            .map(|seq| serde_json::json!({"seq": seq, "address": TRX_ADDR, "amount": "5", "remark": format!("row-{seq}")}))
+            .collect();
+        serde_json::json!({"batchOrderId": id, "coinId": 1280, "chain": "TRX", "mode": "Single", "orders": orders})
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_batch_runs_on_the_servers_clock_and_every_step_reaches_the_state_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sandbox.json");
+        let h = harness(SandboxConfig {
+            persist_path: Some(path.clone()),
+            ..SandboxConfig::default()
+        })
+        .await;
+        let reply = h
+            .call_v2(method::APPLY_BATCH_WITHDRAW, &batch_body("srv-batch-1", 2))
+            .await;
+        assert_eq!(reply["code"], 10000, "{reply}");
+        let on_file = crate::sandbox::server::testkit::on_file(&path);
+        assert_eq!((on_file.batches.len(), on_file.batches[0].tasks.len()), (1, 2));
+        let reply = h
+            .call_v2(
+                method::CONFIRM_BATCH_WITHDRAW,
+                r#"{"batchOrderId":"srv-batch-1","delaySeconds":1}"#,
+            )
+            .await;
+        assert_eq!(reply["data"]["status"], "Pending", "{reply}");
+        assert_eq!(
+            crate::sandbox::server::testkit::on_file(&path).batches[0].status,
+            "Pending"
+        );
+        // No request needed: the settlement task runs the batch on the clock, and saves.
+        h.clock.advance(Duration::from_secs(4));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let on_file = crate::sandbox::server::testkit::on_file(&path);
+            if on_file.batches[0].status == "Completed" {
+                assert_eq!(on_file.payouts.len(), 2);
+                assert!(on_file.payouts.iter().all(|p| p.ledger.batch_order_id == "srv-batch-1"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "the run never reached the file");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(h.sandbox.ledger().tasks_of("srv-batch-1").len(), 2);
+        assert_eq!(h.sandbox.balance("USDT"), "999988");
+    }
+
+    #[tokio::test]
+    async fn without_the_batch_routes_they_answer_404_before_authentication() {
+        let h = harness(SandboxConfig {
+            readings: crate::sandbox::Readings::parse("no-batch-withdraw").expect("reading"),
+            ..SandboxConfig::default()
+        })
+        .await;
+        let response = h
+            .post_v2(method::APPLY_BATCH_WITHDRAW, &batch_body("srv-nb-1", 1))
+            .await
+            .expect("reply");
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.text().await.expect("text"), "404 page not found");
+        let path = format!("/ccpayment/v2/{}", method::GET_BATCH_WITHDRAW_ORDER);
+        let unsigned = h.post_raw(&path, "{}", None, None, None).await.expect("reply");
+        assert_eq!(unsigned.status(), 404, "before the headers are looked at");
+        assert_eq!(h.sandbox.stats().total(), 0, "nothing reached the API");
+        assert!(h.sandbox.ledger().attempts.is_empty());
+        // The account's other routes answer as ever.
+        let reply = h.call_v2(method::GET_COIN_LIST, "{}").await;
+        assert_eq!(reply["code"], 10000);
+        // With the routes, the same unsigned request is the API's: 11001.
+        let plain = harness(SandboxConfig::default()).await;
+        let unsigned = plain.post_raw(&path, "{}", None, None, None).await.expect("reply");
+        assert_eq!(unsigned.status(), 200);
+        let reply: Value = serde_json::from_slice(&unsigned.bytes().await.expect("body")).expect("JSON");
+        assert_eq!(reply["code"], 11001);
     }
 }

@@ -26,6 +26,7 @@ pub(super) async fn deliver(shared: &Shared, route: Route, handled: Handled) -> 
             api_response(shared, route, handled)
         }
         Transport::Drop => dropped_connection(),
+        Transport::NotFound => not_found().await,
         Transport::BadGateway => (
             StatusCode::BAD_GATEWAY,
             [(header::CONTENT_TYPE, "text/html")],

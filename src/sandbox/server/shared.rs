@@ -191,7 +191,7 @@ mod tests {
         let h = harness(persisted(&path)).await;
         // A fresh file is written at start.
         let snapshot = on_file(&path);
-        assert_eq!(snapshot.version, 1);
+        assert_eq!(snapshot.version, crate::sandbox::persist::SNAPSHOT_VERSION);
         assert!(snapshot.payouts.is_empty());
         h.sandbox.set_balance("USDT", "100");
         assert_eq!(on_file(&path).balances.get(&1280).map(String::as_str), Some("100"));

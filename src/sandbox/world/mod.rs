@@ -20,8 +20,11 @@
 //!   the endpoints.
 //! - `parse.rs`: each endpoint's fields and the body parser.
 //! - `payouts.rs`: the create endpoints, their validations, and committing a payout.
-//! - `settle.rs`: settlement, refunds and [`World::ledger`].
-//! - `records.rs`: record queries, the record-list cursor and v1 `bill/info`.
+//! - `batches.rs`: batch withdrawals: the six batch routes, a batch's review, delay and run
+//!   (each task executed as a payout, in seq order), abort, and the batch and task views.
+//! - `settle.rs`: settlement, refunds, the batch steps due, and [`World::ledger`].
+//! - `records.rs`: record queries (single withdrawals only), the record-list cursor and v1
+//!   `bill/info`.
 //! - `reads.rs`: the catalogue, fee, asset, address, Cwallet-user and chain reads.
 //! - `v1.rs`: the same reads as a v1 account makes them (token list, a coin's networks, the
 //!   network fee, balances, the Cwallet user check).
@@ -31,12 +34,14 @@
 //! - `webhooks.rs`: the webhook outbox.
 //! - `readings.rs`: what the readings of [`Readings`] change that has no better home: which
 //!   payouts a read sees, the answer to an unknown orderId, the `string-ids` transform of the
-//!   reply bytes, and the parameter-less bodies.
+//!   reply bytes, and the parameter-less bodies. (The batch readings act in `batches.rs`, and
+//!   `no-batch-withdraw` in `pipeline.rs`.)
 //! - `snapshot.rs`: [`World::snapshot`] and [`World::restore`].
 //! - `rng.rs`: the seeded PRNG.
 //! - `decimal.rs`: exact-decimal helpers.
 //! - `testkit.rs`: what the unit tests above share (test builds only).
 
+mod batches;
 mod decimal;
 mod faults;
 mod limits;
@@ -70,7 +75,9 @@ use super::demo::Catalogue;
 use super::readings::PRE_DELISTING_COIN;
 use super::{CreateAttempt, Faults, LedgerPayout, RateLimit, Readings, SandboxConfig};
 
+pub use self::batches::{BALANCE_REASON, BatchAnswer, FEE_BALANCE_REASON};
 pub use self::payouts::CWALLET_CHAIN;
+pub use self::pipeline::NOT_FOUND_BODY;
 pub use self::reply::{Handled, Refusal, Route, Transport, error_body};
 pub use self::settle::FAILURE_REASON;
 pub use self::webhooks::{WebhookJob, WebhookScheme};
@@ -135,6 +142,17 @@ pub struct World {
     readings: Readings,
     /// Well-formed addresses CCPayment refuses anyway ([`World::refuse_address`]).
     refused_addresses: HashSet<String>,
+    /// Batch withdrawals, in creation order.
+    batches: Vec<batches::Batch>,
+    /// The batches of each batchOrderId, in creation order (more than one only under
+    /// `batch-id-reuse`).
+    batch_ids: HashMap<String, Vec<usize>>,
+    /// Each batch's next step by due time (review over, run start, next task).
+    batch_due: BTreeSet<(i64, usize)>,
+    /// The payouts of batch tasks: payout index → (batch index, task index).
+    task_payouts: HashMap<usize, (usize, usize)>,
+    /// `Single` mode: the time between two tasks of a batch.
+    batch_task_interval_ms: i64,
 }
 
 /// Milliseconds of a configured duration, saturating (no configured duration comes near).
@@ -194,6 +212,11 @@ impl World {
             generation: 0,
             readings: config.readings,
             refused_addresses: HashSet::new(),
+            batches: Vec::new(),
+            batch_ids: HashMap::new(),
+            batch_due: BTreeSet::new(),
+            task_payouts: HashMap::new(),
+            batch_task_interval_ms: duration_ms(config.batch_task_interval),
         };
         for (symbol, amount) in &config.balances {
             world.set_balance(symbol, amount)?;

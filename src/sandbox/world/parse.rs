@@ -16,7 +16,8 @@ pub(super) enum Kind {
     Bool,
     StrList,
     U64List,
-    ObjectList,
+    /// An array of objects, each with these fields (a batch's tasks).
+    ObjList(&'static [Field]),
 }
 
 impl Kind {
@@ -28,7 +29,7 @@ impl Kind {
             Kind::Bool => v.is_boolean(),
             Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
             Kind::U64List => v.as_array().is_some_and(|a| a.iter().all(Value::is_u64)),
-            Kind::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+            Kind::ObjList(_) => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
         }
     }
 
@@ -40,7 +41,7 @@ impl Kind {
             Kind::Bool => "a boolean",
             Kind::StrList => "an array of strings",
             Kind::U64List => "an array of unsigned integers",
-            Kind::ObjectList => "an array of objects",
+            Kind::ObjList(_) => "an array of objects",
         }
     }
 }
@@ -88,7 +89,7 @@ pub(super) const FEE_FIELDS: &[Field] = &[("coinId", Kind::U64, true), ("chain",
 pub(super) const ADDRESS_FIELDS: &[Field] = &[("chain", Kind::Str, true), ("address", Kind::Str, true)];
 
 pub(super) const CHECK_ADDRESS_FIELDS: &[Field] =
-    &[("chain", Kind::Str, true), ("addressInfoList", Kind::ObjectList, true)];
+    &[("chain", Kind::Str, true), ("addressInfoList", Kind::ObjList(&[]), true)];
 
 pub(super) const CWALLET_USER_FIELDS: &[Field] = &[("cwalletUserId", Kind::Str, true)];
 
@@ -105,6 +106,44 @@ pub(super) const V1_WITHDRAW_FIELDS: &[Field] = &[
 
 pub(super) const V1_BILL_FIELDS: &[Field] = &[("merchant_order_ids", Kind::StrList, true)];
 
+/// A task of `applyBatchWithdraw` and `appendBatchWithdraw` as the merchant sends it (what
+/// CCPayment adds, recordId and the rest, is ignored if sent).
+pub(super) const BATCH_TASK_FIELDS: &[Field] = &[
+    ("seq", Kind::U64, true),
+    ("address", Kind::Str, true),
+    ("memo", Kind::Str, false),
+    ("amount", Kind::Str, true),
+    ("remark", Kind::Str, false),
+];
+
+pub(super) const APPLY_BATCH_FIELDS: &[Field] = &[
+    ("batchOrderId", Kind::Str, true),
+    ("coinId", Kind::U64, true),
+    ("chain", Kind::Str, true),
+    ("productName", Kind::Str, false),
+    ("orders", Kind::ObjList(BATCH_TASK_FIELDS), false),
+    ("mode", Kind::Str, true),
+    ("notifyUrl", Kind::Str, false),
+];
+
+pub(super) const APPEND_BATCH_FIELDS: &[Field] = &[
+    ("batchOrderId", Kind::Str, true),
+    ("orders", Kind::ObjList(BATCH_TASK_FIELDS), true),
+];
+
+pub(super) const CONFIRM_BATCH_FIELDS: &[Field] =
+    &[("batchOrderId", Kind::Str, true), ("delaySeconds", Kind::I64, false)];
+
+pub(super) const ABORT_BATCH_FIELDS: &[Field] = &[("batchOrderId", Kind::Str, true), ("seqs", Kind::U64List, false)];
+
+pub(super) const BATCH_ORDER_FIELDS: &[Field] = &[("batchOrderId", Kind::Str, true), ("verbose", Kind::U64, false)];
+
+pub(super) const BATCH_RECORDS_FIELDS: &[Field] = &[
+    ("batchOrderId", Kind::Str, true),
+    ("nextId", Kind::Str, false),
+    ("limit", Kind::U64, false),
+];
+
 /// Parses a request body into its wire type. An empty body is `{}`. Field types are checked
 /// against `fields` first, so a wrong type answers 11000 with a message naming the field
 /// (serde's own messages do not name it). Optional fields sent as `null` count as absent.
@@ -118,21 +157,36 @@ pub(super) fn parse<T: DeserializeOwned>(body: &[u8], fields: &[Field]) -> Resul
     let Some(object) = value.as_object_mut() else {
         return Err(Refusal::invalid("the body must be a JSON object"));
     };
+    check_fields(object, fields, "")?;
+    serde_json::from_value(value).map_err(|e| Refusal::invalid(e.to_string()))
+}
+
+/// Checks (and drops the `null`s of) the fields of one object; `prefix` names where it sits
+/// (`orders[2].` for a task), so a message names the very field.
+fn check_fields(object: &mut serde_json::Map<String, Value>, fields: &[Field], prefix: &str) -> Result<(), Refusal> {
     for &(name, kind, required) in fields {
-        match object.get(name) {
+        match object.get_mut(name) {
             None | Some(Value::Null) => {
                 if required {
-                    return Err(Refusal::invalid(format!("{name} is required")));
+                    return Err(Refusal::invalid(format!("{prefix}{name} is required")));
                 }
                 object.remove(name);
             }
             Some(v) if !kind.accepts(v) => {
-                return Err(Refusal::invalid(format!("{name} must be {}", kind.expected())));
+                return Err(Refusal::invalid(format!("{prefix}{name} must be {}", kind.expected())));
             }
-            Some(_) => {}
+            Some(v) => {
+                if let (Kind::ObjList(item_fields), Some(items)) = (kind, v.as_array_mut()) {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        if let Some(item) = item.as_object_mut() {
+                            check_fields(item, item_fields, &format!("{prefix}{name}[{i}]."))?;
+                        }
+                    }
+                }
+            }
         }
     }
-    serde_json::from_value(value).map_err(|e| Refusal::invalid(e.to_string()))
+    Ok(())
 }
 
 #[cfg(test)]

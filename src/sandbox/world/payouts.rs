@@ -345,6 +345,9 @@ impl World {
                 tx_id: String::new(),
                 created_ms: now_ms,
                 settled_ms: None,
+                batch_order_id: String::new(),
+                seq: 0,
+                remark: String::new(),
             },
             from_address,
             contract,
@@ -366,12 +369,12 @@ impl World {
 
 /// Whether a coin in this status can be withdrawn: `Normal`, and `Pre-delisting`, which
 /// suspends deposits only (getCoinList's documentation); `Maintain` and anything else refuse.
-fn withdrawals_open(status: &str) -> bool {
+pub(super) fn withdrawals_open(status: &str) -> bool {
     matches!(status, "Normal" | "Pre-delisting")
 }
 
 /// `yyyyMMddHHmmss` in UTC: the prefix of CCPayment record ids.
-fn utc_compact(now_ms: i64) -> String {
+pub(super) fn utc_compact(now_ms: i64) -> String {
     // "2026-11-21T10:32:40.123Z" → "20261121103240"
     crate::util::time::rfc3339_ms(now_ms)
         .chars()

@@ -1,7 +1,7 @@
-//! The request pipeline: [`World::handle`] takes one authenticated request through settling
-//! what is due, the version gate of `v1-only`, the rate limit, the daily caps, forced errors and
-//! faults, then parses the body and runs the endpoint, applies the `string-ids` transform to the
-//! reply bytes, and counts the result.
+//! The request pipeline: [`World::handle`] takes one authenticated request through the route
+//! gate of `no-batch-withdraw`, settling what is due, the version gate of `v1-only`, the rate
+//! limit, the daily caps, forced errors and faults, then parses the body and runs the endpoint,
+//! applies the `string-ids` transform to the reply bytes, and counts the result.
 //!
 //! The order of those steps is the simulated API's behaviour (which code a request gets when
 //! several apply), so it lives in one place: [`World::handle`] and the `respond` it calls.
@@ -14,15 +14,18 @@ use super::World;
 use super::faults::Fault;
 use super::parse::CHECK_ADDRESS_FIELDS;
 use super::parse::{
-    ADDRESS_FIELDS, CHAIN_LIST_FIELDS, COIN_ID_FIELDS, CWALLET_FIELDS, CWALLET_USER_FIELDS, FEE_FIELDS, LIST_FIELDS,
-    NETWORK_FIELDS, PRICE_FIELDS, RECORD_FIELDS, V1_BILL_FIELDS, V1_WITHDRAW_FIELDS, parse,
+    ABORT_BATCH_FIELDS, ADDRESS_FIELDS, APPEND_BATCH_FIELDS, APPLY_BATCH_FIELDS, BATCH_ORDER_FIELDS,
+    BATCH_RECORDS_FIELDS, CHAIN_LIST_FIELDS, COIN_ID_FIELDS, CONFIRM_BATCH_FIELDS, CWALLET_FIELDS, CWALLET_USER_FIELDS,
+    FEE_FIELDS, LIST_FIELDS, NETWORK_FIELDS, PRICE_FIELDS, RECORD_FIELDS, V1_BILL_FIELDS, V1_WITHDRAW_FIELDS, parse,
 };
 use super::readings::quote_data_numbers;
 use super::reply::{Handled, Refusal, Route, Transport, answer, error_body};
 use super::v1::{V1_ASSETS_FIELDS, V1_FEE_FIELDS, V1_TOKEN_FIELDS, V1_USER_FIELDS};
 use crate::api::codes;
 use crate::api::types::{
-    CoinList, CwalletWithdrawRequest, Empty, FiatList, NetworkWithdrawRequest, SwapCoinList, V1WithdrawRequest, method,
+    AbortBatchWithdrawRequest, AppendBatchWithdrawRequest, ApplyBatchWithdrawRequest, CoinList,
+    ConfirmBatchWithdrawRequest, CwalletWithdrawRequest, Empty, FiatList, NetworkWithdrawRequest, SwapCoinList,
+    V1WithdrawRequest, method,
 };
 use crate::sandbox::{AttemptOutcome, CreateAttempt, STATS_NO_REPLY, STATS_SUCCESS};
 
@@ -31,6 +34,20 @@ impl World {
     /// the rate limit, the daily caps, forced errors and faults, and finally the body; counts
     /// the result.
     pub fn handle(&mut self, route: Route, body: &[u8], now_ms: i64) -> Handled {
+        // `no-batch-withdraw` (R14): the route does not exist on this account. The transports
+        // ask [`World::offers`] before they authenticate, as a router answers before the API;
+        // this is the same answer for whoever calls the world directly. Not counted: it never
+        // reached the API.
+        if !self.offers(route) {
+            return Handled {
+                code: 0,
+                body: NOT_FOUND_BODY.to_vec(),
+                transport: Transport::NotFound,
+                in_flight: None,
+                created: None,
+                order_id: String::new(),
+            };
+        }
         let mut handled = self.respond(route, body, now_ms);
         // R4, last so that it covers every endpoint, v1 included (whose success replies are
         // signed over these bytes by the transport, after this).
@@ -38,12 +55,18 @@ impl World {
             handled.body = quote_data_numbers(&handled.body);
         }
         let code = match handled.transport {
-            Transport::Drop | Transport::BadGateway => STATS_NO_REPLY,
+            Transport::Drop | Transport::BadGateway | Transport::NotFound => STATS_NO_REPLY,
             Transport::Reply | Transport::Slow(_) if handled.code == codes::SUCCESS => STATS_SUCCESS,
             Transport::Reply | Transport::Slow(_) => handled.code,
         };
         self.requests.count(route.name(), code, now_ms);
         handled
+    }
+
+    /// Whether this account has the route: every known one, except the six batch routes under
+    /// `no-batch-withdraw`, which answer as an unknown method does.
+    pub fn offers(&self, route: Route) -> bool {
+        !(self.readings.no_batch_withdraw && route.is_batch()) && self.has_route(route)
     }
 
     fn respond(&mut self, route: Route, body: &[u8], now_ms: i64) -> Handled {
@@ -137,8 +160,9 @@ impl World {
                 Fault::Slow => {
                     handled.transport = Transport::Slow(Duration::from_millis(self.faults.slow_delay_ms));
                     // Until the held reply is out, a duplicate of this orderId is "repeated
-                    // submission" rather than "order exists".
-                    if handled.created.is_some() && !peeked_order.is_empty() {
+                    // submission" rather than "order exists". (A batchOrderId is another
+                    // namespace, and a reused one is 11007 anyway unless a reading says not.)
+                    if handled.created.is_some() && !peeked_order.is_empty() && !route.is_batch() {
                         self.in_flight.insert(peeked_order.clone());
                         handled.in_flight = Some(peeked_order.clone());
                     }
@@ -244,6 +268,43 @@ impl World {
             Route::V2(method::GET_SWAP_COIN_LIST) => answer(self.no_params(body).map(|_| SwapCoinList {
                 coins: self.catalogue.swap_coins.clone(),
             })),
+            Route::V2(method::APPLY_BATCH_WITHDRAW) => {
+                let parsed = parse::<ApplyBatchWithdrawRequest>(body, APPLY_BATCH_FIELDS);
+                let id = parsed
+                    .as_ref()
+                    .map_or_else(|_| peeked.to_owned(), |r| r.batch_order_id.clone());
+                let result = parsed.and_then(|r| self.apply_batch(r, now_ms));
+                created = self.log_create(route, &id, now_ms, &result, |r| &r.bill_id);
+                answer(result)
+            }
+            Route::V2(method::APPEND_BATCH_WITHDRAW) => {
+                let parsed = parse::<AppendBatchWithdrawRequest>(body, APPEND_BATCH_FIELDS);
+                let id = parsed
+                    .as_ref()
+                    .map_or_else(|_| peeked.to_owned(), |r| r.batch_order_id.clone());
+                let result = parsed.and_then(|r| self.append_batch(r, now_ms));
+                created = self.log_create(route, &id, now_ms, &result, |bill_id| bill_id);
+                // The reply has no fields (`AppendBatchWithdrawReply`).
+                answer(result.map(|_| Empty {}))
+            }
+            Route::V2(method::CONFIRM_BATCH_WITHDRAW) => {
+                let parsed = parse::<ConfirmBatchWithdrawRequest>(body, CONFIRM_BATCH_FIELDS);
+                let id = parsed
+                    .as_ref()
+                    .map_or_else(|_| peeked.to_owned(), |r| r.batch_order_id.clone());
+                let result = parsed.and_then(|r| self.confirm_batch(r, now_ms));
+                created = self.log_create(route, &id, now_ms, &result, |r| &r.bill_id);
+                answer(result)
+            }
+            Route::V2(method::ABORT_BATCH_WITHDRAW) => answer(
+                parse::<AbortBatchWithdrawRequest>(body, ABORT_BATCH_FIELDS).and_then(|r| self.abort_batch(r, now_ms)),
+            ),
+            Route::V2(method::GET_BATCH_WITHDRAW_ORDER) => {
+                answer(parse(body, BATCH_ORDER_FIELDS).and_then(|q| self.get_batch(&q, now_ms)))
+            }
+            Route::V2(method::GET_BATCH_WITHDRAW_ORDER_RECORD_LIST) => {
+                answer(parse(body, BATCH_RECORDS_FIELDS).and_then(|q| self.list_batch_records(&q, now_ms)))
+            }
             Route::V2(other) => answer::<Empty>(Err(Refusal::invalid(format!("method {other} is not simulated")))),
         };
         Handled {
@@ -286,9 +347,19 @@ impl World {
     }
 }
 
-/// The orderId of a create body, if it has one, without validating anything else.
+/// The body the router answers an unknown method with.
+pub const NOT_FOUND_BODY: &[u8] = b"404 page not found";
+
+/// The orderId (a batch route's batchOrderId) of a create body, if it has one, without
+/// validating anything else.
 fn peek_order_id(route: Route, body: &[u8]) -> String {
-    let key = if route.is_v1() { "merchant_order_id" } else { "orderId" };
+    let key = if route.is_v1() {
+        "merchant_order_id"
+    } else if route.is_batch() {
+        "batchOrderId"
+    } else {
+        "orderId"
+    };
     serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get(key).and_then(Value::as_str).map(str::to_owned))

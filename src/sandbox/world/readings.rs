@@ -71,9 +71,10 @@ impl World {
             UnknownOrder::NotFound => Err(Refusal::code(11003)),
             UnknownOrder::EmptyRecord => Ok(RecordAnswer::empty()),
             UnknownOrder::OtherRecord => {
-                let other = (0..self.payouts.len())
-                    .rev()
-                    .find(|&i| self.payouts[i].ledger.order_id != order_id && self.visible(i, now_ms));
+                let other = (0..self.payouts.len()).rev().find(|&i| {
+                    let ledger = &self.payouts[i].ledger;
+                    !ledger.is_batch_task() && ledger.order_id != order_id && self.visible(i, now_ms)
+                });
                 Ok(other.map_or_else(RecordAnswer::empty, |i| {
                     RecordAnswer::Found(Box::new(WithdrawRecordData {
                         record: self.to_record(&self.payouts[i]),

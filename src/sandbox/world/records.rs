@@ -1,6 +1,7 @@
 //! Record queries: `getAppWithdrawRecord`, the paged `getAppWithdrawRecordList` with its
-//! cursor, and v1 `bill/info`, all built from the committed payouts; also the fee fields v1
-//! reports (in receipts, bills and webhooks).
+//! cursor, and v1 `bill/info`, all built from the committed single withdrawals (the payouts of
+//! batch tasks are not indexed by orderId or recordId and are left out of lists); also the fee
+//! fields v1 reports (in receipts, bills and webhooks).
 
 use super::decimal::{catalogue_decimal, fmt_decimal};
 use super::readings::RecordAnswer;
@@ -91,7 +92,9 @@ impl World {
         let matches = |p: &Payout| {
             let l = &p.ledger;
             let created_secs = l.created_ms.div_euclid(1000);
-            q.coin_id.is_none_or(|c| c == l.coin_id)
+            // Batch tasks are the batch routes' business: single withdrawal reads never see them.
+            !l.is_batch_task()
+                && q.coin_id.is_none_or(|c| c == l.coin_id)
                 && q.chain.as_deref().is_none_or(|c| c.is_empty() || c == l.chain)
                 && q.to_address
                     .as_deref()

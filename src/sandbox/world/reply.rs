@@ -88,6 +88,22 @@ impl Route {
         }
     }
 
+    /// Whether this is one of the six batch withdrawal routes (apply, append, confirm, abort,
+    /// the batch, its task list): what `no-batch-withdraw` takes away.
+    pub fn is_batch(self) -> bool {
+        matches!(
+            self,
+            Route::V2(
+                method::APPLY_BATCH_WITHDRAW
+                    | method::APPEND_BATCH_WITHDRAW
+                    | method::CONFIRM_BATCH_WITHDRAW
+                    | method::ABORT_BATCH_WITHDRAW
+                    | method::GET_BATCH_WITHDRAW_ORDER
+                    | method::GET_BATCH_WITHDRAW_ORDER_RECORD_LIST
+            )
+        )
+    }
+
     /// Whether this is a v1 route (v1 signatures, signed success replies).
     pub fn is_v1(self) -> bool {
         !matches!(self, Route::V2(_))
@@ -105,6 +121,9 @@ pub enum Transport {
     Drop,
     /// Answer HTTP 502 with an HTML body instead of the API reply.
     BadGateway,
+    /// Answer as an unknown method: the router's plain-text HTTP 404 (a route the account does
+    /// not have, under `no-batch-withdraw`).
+    NotFound,
 }
 
 /// The outcome of one authenticated request.
@@ -118,9 +137,12 @@ pub struct Handled {
     /// The orderId whose reply is held back; the server calls [`World::release_in_flight`](super::World::release_in_flight)
     /// once the reply is out (or abandoned), and duplicates answer 11007 until then.
     pub in_flight: Option<String>,
-    /// The recordId a create committed, for logging.
+    /// The recordId a create committed (for the batch routes: the batch's billId when the
+    /// apply, append or confirm stored something), for logging; the server also wakes its
+    /// settlement task on it and never replies about a commit it could not save.
     pub created: Option<String>,
-    /// The orderId of a create (best effort, for logging); empty for reads.
+    /// The orderId of a create (the batchOrderId of a batch route; best effort, for logging);
+    /// empty for reads.
     pub order_id: String,
 }
 
@@ -188,6 +210,25 @@ mod tests {
             assert_eq!(route.is_create(), *path == method::V1_WITHDRAW, "{path}");
         }
         assert_eq!(Route::v1("getCoinList"), None);
+        let batch: Vec<&str> = method::ALL
+            .iter()
+            .filter(|m| Route::V2(m).is_batch())
+            .copied()
+            .collect();
+        assert_eq!(
+            batch,
+            [
+                method::APPLY_BATCH_WITHDRAW,
+                method::APPEND_BATCH_WITHDRAW,
+                method::CONFIRM_BATCH_WITHDRAW,
+                method::ABORT_BATCH_WITHDRAW,
+                method::GET_BATCH_WITHDRAW_ORDER,
+                method::GET_BATCH_WITHDRAW_ORDER_RECORD_LIST,
+            ]
+        );
+        assert!(Route::v2(method::APPLY_BATCH_WITHDRAW).is_some_and(Route::is_create));
+        assert!(Route::v2(method::CONFIRM_BATCH_WITHDRAW).is_some_and(Route::is_create));
+        assert!(Route::v2(method::ABORT_BATCH_WITHDRAW).is_some_and(|r| !r.is_create()));
         assert_eq!(Route::v1("withdrawal"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Settlement and the ledger: payouts settle at their due time to `Success` (with a transaction
-//! hash) or `Failed` (refunding everything they debited), and [`World::ledger`] shows every
-//! payout and create attempt as they stand.
+//! hash) or `Failed` (refunding everything they debited), the steps of batch withdrawals run at
+//! theirs (interleaved in time order), and [`World::ledger`] shows every payout and create
+//! attempt as they stand.
 
 use sha2::{Digest, Sha256};
 
@@ -13,24 +14,39 @@ use crate::sandbox::{Ledger, LedgerPayout};
 pub const FAILURE_REASON: &str = "the network rejected the transfer";
 
 impl World {
-    /// Settles every payout due at or before `now_ms`; returns how many settled.
+    /// Settles every payout due at or before `now_ms`, and runs every batch step due by then,
+    /// each at its own time and all in time order (a settlement first when they are due at the
+    /// same millisecond, so its refund is there for the step); returns how many payouts settled.
     pub fn settle_due(&mut self, now_ms: i64) -> usize {
         let mut settled = 0;
-        while let Some(&(due, idx)) = self.due.first() {
-            if due > now_ms {
-                break;
+        loop {
+            let payout_due = self.due.first().map(|&(due, _)| due).filter(|&due| due <= now_ms);
+            let batch_due = self.next_batch_due_ms().filter(|&due| due <= now_ms);
+            let settle_first = match (payout_due, batch_due) {
+                (None, None) => break,
+                (Some(p), Some(b)) => p <= b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if settle_first {
+                if let Some((_, idx)) = self.due.pop_first() {
+                    self.settle(idx);
+                    settled += 1;
+                }
+            } else {
+                self.run_due_batch_step(now_ms);
             }
-            self.due.pop_first();
-            self.settle(idx);
-            settled += 1;
         }
         settled
     }
 
     fn settle(&mut self, idx: usize) {
         self.generation += 1;
+        let shared_tx = self.shared_tx_key(idx);
         let payout = &mut self.payouts[idx];
-        payout.ledger.settled_ms = Some(payout.due_ms);
+        let at_ms = payout.due_ms;
+        let is_task = payout.ledger.is_batch_task();
+        payout.ledger.settled_ms = Some(at_ms);
         if payout.will_fail {
             payout.ledger.status = RecordStatus::Failed;
             payout.ledger.reason = FAILURE_REASON.to_owned();
@@ -42,14 +58,26 @@ impl World {
             }
         } else {
             payout.ledger.status = RecordStatus::Success;
-            payout.ledger.tx_id = tx_id_for(&payout.ledger);
+            payout.ledger.tx_id = match &shared_tx {
+                // A batch in `Batch` mode pays its tasks in one transaction.
+                Some(key) => tx_hash(key, &payout.ledger.chain),
+                None => tx_id_for(&payout.ledger),
+            };
         }
-        self.enqueue_final_webhook(idx);
+        if is_task {
+            self.task_settled(idx, at_ms);
+        } else {
+            self.enqueue_final_webhook(idx);
+        }
     }
 
-    /// When the next unsettled payout is due.
+    /// When the next unsettled payout, or the next step of a batch, is due.
     pub fn next_due_ms(&self) -> Option<i64> {
-        self.due.first().map(|&(due, _)| due)
+        let payout = self.due.first().map(|&(due, _)| due);
+        match (payout, self.next_batch_due_ms()) {
+            (Some(p), Some(b)) => Some(p.min(b)),
+            (p, b) => p.or(b),
+        }
     }
 
     /// The ledger as it stands (call [`World::settle_due`] first for an up-to-date view).
@@ -67,8 +95,13 @@ fn tx_id_for(l: &LedgerPayout) -> String {
     if l.withdraw_type == "Cwallet" {
         return String::new();
     }
-    let hash = hex::encode(Sha256::digest(l.record_id.as_bytes()));
-    match AddressFamily::for_chain(&l.chain) {
+    tx_hash(&l.record_id, &l.chain)
+}
+
+/// A transaction hash made from `key`, written as `chain` writes hashes.
+fn tx_hash(key: &str, chain: &str) -> String {
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    match AddressFamily::for_chain(chain) {
         AddressFamily::Evm => format!("0x{hash}"),
         AddressFamily::Xrp => hash.to_uppercase(),
         _ => hash,

@@ -247,6 +247,7 @@ pub fn bundles(prepared: &Prepared, generation: ApiGeneration, now_ms: i64) -> V
             next_check_ms: None,
             checks: 0,
             listed_final: 0,
+            listed_ms: None,
             remote: None,
             confirmed_ms: None,
             cancel_requested: false,

@@ -44,6 +44,9 @@ use crate::model::state::{Event, FinalStatus, OrderState, StateKind};
 use crate::rules::deny::match_key;
 use crate::store::{Change, ControlEvent};
 
+/// While a bundle runs, its task list is read again at most this often.
+const PROGRESS_LISTING_MS: i64 = 60_000;
+
 /// What one pass over a batch's bundles found.
 #[derive(Debug, Default)]
 pub(super) struct BundlesTick {
@@ -1024,6 +1027,34 @@ impl Engine {
         Ok((bundle, stop_of(signal)))
     }
 
+    /// The wait before the next question about a running bundle: the tracking backoff's ceiling
+    /// for the questions asked, half of it jittered (a full jitter would ask needlessly soon).
+    fn follow_delay(&self, checks: u32) -> i64 {
+        let ceiling = ms(self.settings.track_backoff.ceiling(checks));
+        ceiling / 2 + (ceiling as f64 / 2.0 * self.unit()) as i64
+    }
+
+    /// The wait before the next question about a running bundle: [`Engine::follow_delay`], or
+    /// longer when CCPayment's counts say how long the rest will take (the tasks ended so far
+    /// over the time it has run), up to the tracking backoff's cap: a steady batch is asked
+    /// about about when it should be done, not every doubling of the backoff.
+    fn expected_wait(&self, bundle: &BundleRecord, now: i64) -> i64 {
+        let wait = self.follow_delay(bundle.checks);
+        let (Some(remote), Some(confirmed)) = (&bundle.remote, bundle.confirmed_ms) else {
+            return wait;
+        };
+        let started = confirmed + i64::try_from(bundle.settings.confirm_delay_secs).unwrap_or(0) * 1000;
+        let ran = now - started;
+        let ended = remote.ended();
+        let left = i64::try_from(bundle.orders.len()).unwrap_or(i64::MAX) - ended;
+        if ended <= 0 || ran <= 0 || left <= 0 {
+            return wait;
+        }
+        let rest = i128::from(ran) * i128::from(left) / i128::from(ended);
+        let cap = ms(self.settings.track_backoff.cap);
+        wait.max(i64::try_from(rest).unwrap_or(cap).min(cap) + 1000)
+    }
+
     /// The first question about a confirmed bundle: after its delay and the usual first wait.
     fn first_follow_ms(&self, bundle: &BundleRecord) -> i64 {
         let delay = i64::try_from(bundle.settings.confirm_delay_secs).unwrap_or(0) * 1000;
@@ -1125,21 +1156,26 @@ impl Engine {
         let order = match found(&bundle, result) {
             Lookup::Found(order) => order,
             Lookup::Absent => {
-                let next = now + ms(self.settings.track_backoff.delay(bundle.checks, self.unit()));
+                let next = now + self.follow_delay(bundle.checks);
                 return self.reschedule(bundle, next, "the confirmed batch was not found; asked again".into());
             }
             Lookup::Unanswered(detail) => {
-                let next = now + ms(self.settings.track_backoff.delay(bundle.checks, self.unit()));
+                let next = now + self.follow_delay(bundle.checks);
                 return self.reschedule(bundle, next, format!("status unanswered: {detail}"));
             }
         };
         let view = view_of(&order, now);
         let rejected = order.status.eq_ignore_ascii_case("rejected");
         let completed = order.status.eq_ignore_ascii_case("completed");
-        let progressed = view.ended() > bundle.listed_final;
+        // The task list (a request per 100 tasks) is read when the batch has ended, and while it
+        // runs only when CCPayment counts more tasks final and the last reading is a minute old:
+        // the reports need each task's end, the operator a picture now and then.
+        let ended = view.ended() >= i64::try_from(bundle.orders.len()).unwrap_or(i64::MAX) && view.processing == 0;
+        let progressed = view.ended() > bundle.listed_final
+            && bundle.listed_ms.or(bundle.confirmed_ms).is_none_or(|t| now - t >= PROGRESS_LISTING_MS);
         bundle.remote = Some(view);
-        if !(rejected || completed || progressed) {
-            let next = now + ms(self.settings.track_backoff.delay(bundle.checks, self.unit()));
+        if !(rejected || completed || ended || progressed) {
+            let next = now + self.expected_wait(&bundle, now);
             let detail = format!(
                 "{} ({} of {} final)",
                 order.status,
@@ -1151,7 +1187,7 @@ impl Engine {
         let listed = match self.task_list(&bundle, cancel).await? {
             Ok(listed) => listed,
             Err(detail) => {
-                let next = now + ms(self.settings.track_backoff.delay(bundle.checks, self.unit()));
+                let next = now + self.follow_delay(bundle.checks);
                 return self.reschedule(bundle, next, format!("task list unanswered: {detail}"));
             }
         };
@@ -1208,6 +1244,7 @@ impl Engine {
             }
         }
         bundle.listed_final = final_listed;
+        bundle.listed_ms = Some(now);
         let all_final = bundle.orders.iter().all(|id| {
             orders.get(id).is_none_or(|o| o.state.is_final())
                 || changes
@@ -1218,7 +1255,7 @@ impl Engine {
             bundle.phase = BundlePhase::Done;
             bundle.next_check_ms = None;
         } else {
-            bundle.next_check_ms = Some(now + ms(self.settings.track_backoff.delay(bundle.checks, self.unit())));
+            bundle.next_check_ms = Some(now + self.expected_wait(&bundle, now));
         }
         // Orders whose state did not change are not rewritten.
         changes.retain(|c| c.event != "checked" || orders.get(c.order.order_id.as_str()) != Some(&c.order));

@@ -222,6 +222,9 @@ pub struct BundleRecord {
     /// CCPayment counts more).
     #[serde(default)]
     pub listed_final: i64,
+    /// When the task list was last read while the bundle ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +312,7 @@ mod tests {
             next_check_ms: None,
             checks: 0,
             listed_final: 0,
+            listed_ms: None,
             remote: None,
             confirmed_ms: None,
             cancel_requested: false,

@@ -1,6 +1,7 @@
 //! The one integration-test binary of ccpayout. Every test runs against the built-in sandbox on
 //! loopback with temporary folders; nothing touches the internet.
 
+mod bundles;
 mod check;
 mod cli;
 mod client;

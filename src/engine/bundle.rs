@@ -94,6 +94,7 @@ impl Engine {
             let due = bundle.next_check_ms.is_none_or(|t| t <= now);
             // A paused gate (11009, the kill switch, an 11004 backoff) would hold an inline
             // request for as long as it is closed: the loop waits for it to open instead.
+            let before = (bundle.phase.clone(), bundle.updated_ms);
             let bundle = if due && !cancel.is_cancelled() && !self.pacing.gate().is_paused() {
                 match self.bundle_step(bundle, sending, cancel).await? {
                     (bundle, Some(stop)) => {
@@ -105,6 +106,10 @@ impl Engine {
             } else {
                 bundle
             };
+            // A step that moved the bundle may be followed by the next at once (the confirm after
+            // the apply); one that could not move it (the gate closed, no room to send, an order
+            // not ready) is tried again when the gate opens or a second later, never in a spin.
+            let moved = (bundle.phase.clone(), bundle.updated_ms) != before;
             if bundle.phase.is_final() {
                 continue;
             }
@@ -113,7 +118,15 @@ impl Engine {
                 BundlePhase::Waiting if self.awaits_approval(&bundle)? => {}
                 _ => tick.unconfirmed += 1,
             }
-            let next = bundle.next_check_ms.unwrap_or(now + 1000).max(now);
+            let now = self.now();
+            let next = match bundle.next_check_ms {
+                Some(t) if t > now => t,
+                _ if moved => now,
+                _ => match self.pacing.gate().hold_until() {
+                    Some(opens) if opens > now && opens < i64::MAX => opens,
+                    _ => now + 1000,
+                },
+            };
             tick.next_ms = Some(tick.next_ms.map_or(next, |t| t.min(next)));
         }
         Ok(tick)
@@ -139,14 +152,16 @@ impl Engine {
             let now = self.now();
             let mut next = now + 1000;
             for bundle in uncertain {
-                if bundle.next_check_ms.is_none_or(|t| t <= now) && !self.pacing.gate().is_paused() {
-                    let (bundle, _) = self.bundle_step(bundle, false, cancel).await?;
-                    if let Some(t) = bundle.next_check_ms {
-                        next = next.min(t);
-                    }
-                } else if let Some(t) = bundle.next_check_ms {
-                    next = next.min(t);
-                }
+                let bundle = if bundle.next_check_ms.is_none_or(|t| t <= now) && !self.pacing.gate().is_paused() {
+                    self.bundle_step(bundle, false, cancel).await?.0
+                } else {
+                    bundle
+                };
+                // A bundle still due (the gate closed, or no answer yet) is tried again shortly,
+                // never in a spin that would hold virtual time still.
+                let now = self.now();
+                let due = bundle.next_check_ms.filter(|t| *t > now).unwrap_or(now + 250);
+                next = next.min(due);
             }
             self.sleep_until(next, cancel).await;
         }

@@ -61,10 +61,11 @@ pub fn all(scenario: &Scenario, dir: &Path, world: &Arc<Mutex<World>>, report: &
         .map(|r| r.order_id.as_str())
         .collect();
 
-    // The ledger alone: one payout per orderId at most, and only for accepted rows.
+    // The ledger alone: one payout per orderId at most, and only for accepted rows. A batch
+    // withdrawal's task is ccpayout's order by its remark (its orderId is CCPayment's own).
     let mut payouts: BTreeMap<&str, Vec<&LedgerPayout>> = BTreeMap::new();
     for p in &ledger.payouts {
-        payouts.entry(p.order_id.as_str()).or_default().push(p);
+        payouts.entry(p.merchant_ref()).or_default().push(p);
     }
     for (id, ps) in &payouts {
         if ps.len() > 1 {

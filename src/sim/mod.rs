@@ -229,7 +229,7 @@ base_url = "http://ccpayment.sim"
 v1_base_url = "http://ccpayment.sim"
 connect_timeout_ms = 1000
 request_timeout_ms = {timeout}
-
+{api_batch}
 [preflight]
 remote_checks = "{remote}"
 
@@ -243,7 +243,7 @@ day_length_secs = {day}
 track_first_check_secs = 2
 track_max_interval_secs = 60
 not_found_confirm_secs = {confirm}
-"#,
+{batch_mode}"#,
         version = s.generation,
         remote = if s.remote_checks { "always" } else { "never" },
         rate = s.rate,
@@ -252,6 +252,19 @@ not_found_confirm_secs = {confirm}
         day = s.day_length.as_secs(),
         timeout = s.request_timeout_ms,
         confirm = s.not_found_confirm_secs,
+        api_batch = match s.batch_mode {
+            None => String::new(),
+            Some((execution, delay)) => format!(
+                "withdraw_mode = \"batch\"\nbatch_execution = \"{}\"\nbatch_confirm_delay_secs = {delay}\n",
+                execution.as_str()
+            ),
+        },
+        batch_mode = if s.batch_mode.is_some() {
+            // A task cannot say who pays the fee: rows go into batches only when the merchant does.
+            "\n[batch]\ndefault_merchant_pays_fee = true\n"
+        } else {
+            ""
+        },
     )
 }
 

@@ -9,6 +9,8 @@ use crate::api::pacing::backoff::Jitter;
 use crate::model::ApiGeneration;
 use crate::sandbox::demo::v1_token_id;
 use crate::sandbox::direct::Latency;
+use crate::model::bundle::Execution;
+use crate::sandbox::readings::RepeatedBatch;
 use crate::sandbox::{DEMO_FAILING_ADDRESS, Faults, RateLimit, Readings, UnknownOrder};
 
 /// Valid TRON addresses the sandbox pays.
@@ -133,6 +135,9 @@ pub struct Scenario {
     pub request_timeout_ms: u64,
     /// `limits.not_found_confirm_secs`: at least the timeout, close above the lookup lag.
     pub not_found_confirm_secs: u64,
+    /// `withdraw_mode = "batch"` (v2 only): CCPayment's execution mode and the confirm's delay
+    /// in seconds; `None`: single creates.
+    pub batch_mode: Option<(Execution, u64)>,
 }
 
 impl Scenario {
@@ -193,7 +198,24 @@ impl Scenario {
         let lag_ms = readings.lookup_lag.map_or(0, |l| l.as_millis() as u64);
         let confirm_ms = request_timeout_ms.max(lag_ms) + d.range(0, 1_000);
         let not_found_confirm_secs = confirm_ms.div_ceil(1000);
+        // Drawn after everything else, so the scenarios of earlier seeds are unchanged: batch
+        // mode on a third of v2 runs, with the batch readings of R14 each in a share of them.
+        let mut readings = readings;
+        let batch_mode = (generation == ApiGeneration::V2 && d.chance(0.35)).then(|| {
+            readings.repeated_batch = match d.range(0, 2) {
+                0 => RepeatedBatch::Refused,
+                1 => RepeatedBatch::Idempotent,
+                _ => RepeatedBatch::Reuse,
+            };
+            readings.batch_seq_unchecked = d.chance(0.5);
+            readings.batch_review = d.chance(0.3).then(|| Duration::from_millis(d.range(100, 20_000)));
+            readings.task_status_success = d.chance(0.5);
+            let execution = if d.chance(0.5) { Execution::Batch } else { Execution::Single };
+            let delay = if d.chance(0.3) { d.range(1, 120) } else { 0 };
+            (execution, delay)
+        });
         Scenario {
+            batch_mode,
             request_timeout_ms,
             not_found_confirm_secs,
             seed,

@@ -1509,3 +1509,167 @@ fn task_differs(task: &BatchTask, order: &OrderRecord) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiError;
+    use crate::model::bundle::{BundleSettings, Execution};
+    use crate::model::call::NetworkWithdrawal;
+    use crate::model::record::InputRow;
+
+    fn order(id: &str, address: &str, amount: &str) -> OrderRecord {
+        OrderRecord {
+            order_id: id.to_owned().into(),
+            batch_id: "b".to_owned().into(),
+            seq: 0,
+            line: 2,
+            input: InputRow::default(),
+            call: WithdrawCall::Network(NetworkWithdrawal {
+                order_id: id.into(),
+                coin_id: 1280,
+                chain: "POLYGON".into(),
+                address: address.into(),
+                memo: None,
+                amount: amount.into(),
+                merchant_pay_network_fee: Some(true),
+                network_fee_inquiry_id: None,
+                notify_url: None,
+            }),
+            payload_digest: String::new(),
+            state: OrderState::Submitted,
+            attempts: 1,
+            record_id: None,
+            tx_id: None,
+            fee: None,
+            error: None,
+            created_ms: 0,
+            updated_ms: 0,
+            first_sent_ms: None,
+            last_sent_ms: None,
+            final_ms: None,
+            next_check_ms: None,
+            checks: 0,
+            absent: None,
+            review: None,
+            task: None,
+        }
+    }
+
+    const A: &str = "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d";
+    const B: &str = "0x09a939da0a61353314b90d4bdcc7d7450c847008";
+
+    fn bundle() -> (BundleRecord, Orders) {
+        let bundle = BundleRecord {
+            id: "cpo-x-USDT-POLYGON-1".into(),
+            batch_id: "b".to_owned().into(),
+            part: 1,
+            coin_id: 1280,
+            coin: "USDT".into(),
+            chain: "POLYGON".into(),
+            settings: BundleSettings {
+                execution: Execution::Single,
+                confirm_delay_secs: 0,
+            },
+            orders: vec!["o-1".into(), "o-2".into()],
+            phase: BundlePhase::Open { verify: true },
+            attempts: 1,
+            last_sent_ms: None,
+            absent: None,
+            next_check_ms: None,
+            checks: 0,
+            listed_final: 0,
+            listed_ms: None,
+            remote: None,
+            confirmed_ms: None,
+            cancel_requested: false,
+            abort: None,
+            problem: None,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        let orders = [order("o-1", A, "12.5"), order("o-2", B, "3")]
+            .into_iter()
+            .map(|o| (o.order_id.as_str().to_owned(), o))
+            .collect();
+        (bundle, orders)
+    }
+
+    fn task(seq: u32, remark: &str, address: &str, amount: &str) -> BatchTask {
+        BatchTask {
+            seq,
+            address: address.into(),
+            amount: amount.into(),
+            remark: remark.into(),
+            ..BatchTask::default()
+        }
+    }
+
+    #[test]
+    fn a_task_list_as_sent_matches_whatever_the_spelling_of_its_amounts_and_address_case() {
+        let (b, orders) = bundle();
+        let listed = [task(1, "o-1", &A.to_uppercase().replace("0X", "0x"), "12.50"), task(2, "o-2", B, "3.0")];
+        let (present, problem) = match_tasks(&b, &orders, &listed);
+        assert_eq!(problem, None);
+        assert_eq!(present.len(), 2);
+        // A list with a task missing is no mismatch: the missing one is looked for again.
+        let (present, problem) = match_tasks(&b, &orders, &listed[..1]);
+        assert_eq!((present.len(), problem), (1, None));
+    }
+
+    #[test]
+    fn a_task_list_that_is_not_what_was_sent_is_refused_naming_why() {
+        let (b, orders) = bundle();
+        let cases: [(Vec<BatchTask>, &str); 5] = [
+            (vec![task(3, "o-3", A, "1")], "seq 3 is a task ccpayout did not send"),
+            (vec![task(1, "o-1", A, "12.5"), task(1, "o-1", A, "12.5")], "seq 1 is in the batch twice"),
+            (vec![task(1, "o-1", A, "12.6")], "its amount is \"12.6\""),
+            (vec![task(1, "o-1", B, "12.5")], "its address is"),
+            (vec![task(2, "o-1", B, "3")], "its remark is \"o-1\""),
+        ];
+        for (listed, why) in cases {
+            let (_, problem) = match_tasks(&b, &orders, &listed);
+            let problem = problem.unwrap_or_else(|| panic!("{listed:?} must not match"));
+            assert!(problem.contains(why), "{problem} ∌ {why}");
+        }
+    }
+
+    #[test]
+    fn only_an_answer_naming_the_bundle_is_the_bundle() {
+        let (b, _) = bundle();
+        let named = |id: &str| BatchWithdrawOrder {
+            batch_order_id: id.into(),
+            status: "Init".into(),
+            ..BatchWithdrawOrder::default()
+        };
+        assert!(matches!(found(&b, Ok(named(&b.id))), Lookup::Found(_)));
+        // R1 for batches: an empty answer or another batch is no proof it exists.
+        assert!(matches!(found(&b, Ok(named(""))), Lookup::Absent));
+        assert!(matches!(found(&b, Ok(named("cpo-other"))), Lookup::Absent));
+        let api = |code| Err(CallError::Api(ApiError::new("getBatchWithdrawOrder", code, "m")));
+        assert!(matches!(found(&b, api(11003)), Lookup::Absent));
+        assert!(matches!(found(&b, api(11002)), Lookup::Unanswered(_)));
+        let timeout = Err(CallError::Ambiguous {
+            endpoint: "getBatchWithdrawOrder".into(),
+            detail: "timeout".into(),
+        });
+        assert!(matches!(found(&b, timeout), Lookup::Unanswered(_)));
+    }
+
+    #[test]
+    fn task_statuses_in_every_spelling_end_only_when_final() {
+        for (status, end) in [
+            ("Successful", TaskStatus::Succeeded),
+            ("Success", TaskStatus::Succeeded),
+            ("Failed", TaskStatus::Failed),
+            ("Canceled", TaskStatus::Canceled),
+            ("Processing", TaskStatus::Open),
+            ("Pending", TaskStatus::Open),
+            ("Init", TaskStatus::Open),
+            ("SomethingNew", TaskStatus::Open),
+        ] {
+            assert_eq!(TaskStatus::of(status), end, "{status}");
+        }
+        assert!(!TaskStatus::of("SomethingNew").is_final());
+    }
+}

@@ -27,7 +27,7 @@ use super::plan::{FeeQuote, PreflightAnswers, RemoteCheckSummary};
 use super::preflight::{Settings, concurrency, read, remote_checks_skipped};
 use super::validate::Validated;
 use crate::api::types::{V1NetworkFeeQuery, V1Token};
-use crate::api::{CallError, Client, codes};
+use crate::api::{CallError, Client, ErrorClass, codes};
 use crate::batch::catalogue::{Catalogue, ChainRef, CoinIdx, v1_coin_number};
 use crate::rules::address::{CwalletRecipient, parse_cwallet_recipient};
 use crate::rules::amount::parse_api_decimal;
@@ -186,7 +186,17 @@ pub async fn remote_checks(
         .map(|(user, lines)| async move {
             let verdict = match read(|| client.v1_check_user(&user)).await {
                 Ok(_) => Ok(None),
-                // Any answer but yes means the payout cannot be trusted to arrive (R10).
+                // The pacing's answers (11004, 11009) and passing trouble say nothing about the
+                // user: the preflight stops and the file is tried again later.
+                Err(CallError::Api(e))
+                    if matches!(
+                        e.class,
+                        ErrorClass::RateLimited | ErrorClass::DailyLimit | ErrorClass::RetryLater | ErrorClass::Clock
+                    ) =>
+                {
+                    Err(CallError::Api(e))
+                }
+                // Any other answer but yes means the payout cannot be trusted to arrive (R10).
                 Err(CallError::Api(e)) => Ok(Some(user_refused(&user, e.code, &e.msg))),
                 Err(e) => Err(e),
             };

@@ -75,9 +75,14 @@ fn a_seed_replays_to_the_same_outcome() {
 /// at the pacing (11004 backoff) after the intent; two lookups inside the lookup lag then counted
 /// as confirmed, the order was resent, and a server that does not refuse a reused orderId paid it
 /// twice. Absence is now confirmed from the ambiguous answer.
+/// 4: batch mode (issue 15); while 11004s held the pacing's gate closed, a bundle whose step was
+/// due could not take it and asked the loop to wake at once, so the loop spun without letting
+/// virtual time move. 2765: on a v1 account whose daily request cap ran out during the preflight,
+/// the Cwallet user checks answered 11009 and their rows were refused as unconfirmed users; the
+/// pacing's answers now stop the preflight, and the file is taken in after the reset.
 #[test]
 fn seeds_that_once_found_a_bug_keep_every_invariant() {
-    for seed in [190_u64, 290, 119, 417] {
+    for seed in [190_u64, 290, 119, 417, 4, 2765] {
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
             max_rows: 40,

@@ -666,7 +666,9 @@ fn resolve_withdraw_mode(api: &ApiFile, generation: ApiGeneration, problems: &mu
             WithdrawMode::Batch(crate::batch::bundles::settings(execution, delay))
         }
         Some(other) => {
-            problems.push(format!("api.withdraw_mode: expected \"single\" or \"batch\", got {other:?}"));
+            problems.push(format!(
+                "api.withdraw_mode: expected \"single\" or \"batch\", got {other:?}"
+            ));
             WithdrawMode::Single
         }
     }
@@ -1208,8 +1210,14 @@ mod tests {
                 "[api]\nwithdraw_mode = \"batch\"\nbatch_confirm_delay_secs = 3601\n",
                 "api.batch_confirm_delay_secs",
             ),
-            ("[api]\nbatch_execution = \"batch\"\n", "apply only with api.withdraw_mode"),
-            ("[api]\nversion = \"v1\"\nwithdraw_mode = \"batch\"\n", "needs api.version"),
+            (
+                "[api]\nbatch_execution = \"batch\"\n",
+                "apply only with api.withdraw_mode",
+            ),
+            (
+                "[api]\nversion = \"v1\"\nwithdraw_mode = \"batch\"\n",
+                "needs api.version",
+            ),
         ] {
             let err = load_text(text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} → {err}");

@@ -151,7 +151,12 @@ pub async fn ingest(
     // held as records. The controls' decisions go into the audit trail with the batch.
     let events = control_events(&prepared, batch_id.as_str(), now_ms);
     let bundles = records::bundles(&prepared, generation, now_ms);
-    store.create_batch_audited(&batch, records::orders(&prepared, generation, now_ms), &bundles, &events)?;
+    store.create_batch_audited(
+        &batch,
+        records::orders(&prepared, generation, now_ms),
+        &bundles,
+        &events,
+    )?;
     Ok(Ingested::Created { batch, plan: plan_text })
 }
 

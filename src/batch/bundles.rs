@@ -149,7 +149,10 @@ impl Grouper {
 
 /// Whether a verdict makes the row an order (the rows [`Grouper::place`] is called for).
 pub fn is_accepted(verdict: &Verdict) -> bool {
-    matches!(verdict, Verdict::Payable | Verdict::Held { .. } | Verdict::Review { .. })
+    matches!(
+        verdict,
+        Verdict::Payable | Verdict::Held { .. } | Verdict::Review { .. }
+    )
 }
 
 /// Groups every accepted row of a batch.
@@ -231,7 +234,11 @@ mod tests {
         assert_eq!(plan.bundled_rows, 2);
         assert_eq!(plan.parts.len(), 2, "USDT on TRX and XRP on XRP");
         assert_eq!(
-            (plan.single_cwallet, plan.single_recipient_pays_fee, plan.single_long_memo),
+            (
+                plan.single_cwallet,
+                plan.single_recipient_pays_fee,
+                plan.single_long_memo
+            ),
             (1, 1, 1)
         );
     }

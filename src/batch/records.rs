@@ -19,10 +19,10 @@ use crate::batch::preflight::Prepared;
 use crate::batch::request::{has_call, withdraw_call};
 use crate::batch::validate::{Row, payload_digest};
 use crate::model::ApiGeneration;
+use crate::model::bundle::{BundlePhase, BundleRecord, TaskRef, bundle_id};
 use crate::model::record::{
     Approval, BatchRecord, BatchState, InputRow, OrderRecord, RecipientPart, RecipientReview, RefusedRow, ReviewKind,
 };
-use crate::model::bundle::{BundlePhase, BundleRecord, TaskRef, bundle_id};
 use crate::model::state::{Event, OrderState, transition};
 
 /// How long a row held at intake (chain in maintenance, coin suspended) waits before its first

@@ -225,12 +225,19 @@ fn bundles(out: &mut String, b: &crate::batch::bundles::BundlePlan) {
             p.coin,
             p.chain,
             p.tasks,
-            if p.review { "  (waits for the recipient review)" } else { "" }
+            if p.review {
+                "  (waits for the recipient review)"
+            } else {
+                ""
+            }
         );
     }
     let singles = [
         (b.single_cwallet, "Cwallet transfers"),
-        (b.single_recipient_pays_fee, "recipient pays the fee (a task cannot say so)"),
+        (
+            b.single_recipient_pays_fee,
+            "recipient pays the fee (a task cannot say so)",
+        ),
         (b.single_long_memo, "memo longer than a task's 16 characters"),
     ];
     for (n, why) in singles {

@@ -231,7 +231,9 @@ impl Engine {
             }
             BundlePhase::Confirming { .. } => self.confirm_resolved(bundle, cancel).await.map(|b| (b, None)),
             BundlePhase::Confirmed => self.follow(bundle, orders, cancel).await.map(|b| (b, None)),
-            BundlePhase::Aborting { seqs, cause } => self.abort(bundle, orders, seqs, cause, cancel).await.map(|b| (b, None)),
+            BundlePhase::Aborting { seqs, cause } => {
+                self.abort(bundle, orders, seqs, cause, cancel).await.map(|b| (b, None))
+            }
             BundlePhase::Done | BundlePhase::Refused { .. } => Ok((bundle, None)),
         }
     }
@@ -290,9 +292,9 @@ impl Engine {
     fn tasks(&self, bundle: &BundleRecord, orders: &Orders, seqs: &[u32]) -> Result<Vec<BatchTask>, EngineError> {
         seqs.iter()
             .map(|&seq| {
-                let order_id = bundle.order_of(seq).ok_or_else(|| {
-                    EngineError::Invariant(format!("bundle {} has no task {seq}", bundle.id))
-                })?;
+                let order_id = bundle
+                    .order_of(seq)
+                    .ok_or_else(|| EngineError::Invariant(format!("bundle {} has no task {seq}", bundle.id)))?;
                 let order = orders.get(order_id).ok_or_else(|| {
                     EngineError::Invariant(format!("bundle {}: order {order_id} is not in the store", bundle.id))
                 })?;
@@ -534,8 +536,8 @@ impl Engine {
     /// audit line and `status` say why.
     fn not_routed(&self, bundle: BundleRecord, orders: Orders, seqs: &[u32]) -> Result<BundleRecord, EngineError> {
         let now = self.now();
-        let reason = "the account does not answer applyBatchWithdraw (HTTP 404): its rows go through single creates"
-            .to_owned();
+        let reason =
+            "the account does not answer applyBatchWithdraw (HTTP 404): its rows go through single creates".to_owned();
         tracing::warn!(bundle = %bundle.id, "{reason}");
         let mut bundle = bundle;
         let from = bundle.phase.name();
@@ -665,7 +667,9 @@ impl Engine {
                 limit: BATCH_RECORD_PAGE_SIZE as u64,
             };
             let BatchAnswer::Records(result) = self.payouts.batch(BatchCall::Records(&query), cancel).await else {
-                return Err(EngineError::Invariant("a task list was answered as another call".into()));
+                return Err(EngineError::Invariant(
+                    "a task list was answered as another call".into(),
+                ));
             };
             match result {
                 Ok(page) => {
@@ -679,12 +683,15 @@ impl Engine {
                 Err(e) => return Ok(Err(e.to_string())),
             }
         }
-        Ok(Err(format!(
-            "the task list did not end after {max_pages} pages"
-        )))
+        Ok(Err(format!("the task list did not end after {max_pages} pages")))
     }
 
-    async fn verify(&self, bundle: BundleRecord, orders: Orders, cancel: &CancellationToken) -> Result<BundleRecord, EngineError> {
+    async fn verify(
+        &self,
+        bundle: BundleRecord,
+        orders: Orders,
+        cancel: &CancellationToken,
+    ) -> Result<BundleRecord, EngineError> {
         let listed = match self.task_list(&bundle, cancel).await? {
             Ok(listed) => listed,
             Err(detail) => {
@@ -1079,7 +1086,11 @@ impl Engine {
     /// A confirm whose answer was not recorded: still `Init` at CCPayment, it is confirmed again
     /// (a confirm names the batch, whose tasks are verified: a second one adds no payment);
     /// anything else means it took.
-    async fn confirm_resolved(&self, bundle: BundleRecord, cancel: &CancellationToken) -> Result<BundleRecord, EngineError> {
+    async fn confirm_resolved(
+        &self,
+        bundle: BundleRecord,
+        cancel: &CancellationToken,
+    ) -> Result<BundleRecord, EngineError> {
         let query = BatchOrderQuery {
             batch_order_id: bundle.id.clone(),
             verbose: 0,
@@ -1129,7 +1140,12 @@ impl Engine {
     // Confirmed: follow every task to its end
     // -----------------------------------------------------------------------------------------
 
-    async fn follow(&self, bundle: BundleRecord, orders: Orders, cancel: &CancellationToken) -> Result<BundleRecord, EngineError> {
+    async fn follow(
+        &self,
+        bundle: BundleRecord,
+        orders: Orders,
+        cancel: &CancellationToken,
+    ) -> Result<BundleRecord, EngineError> {
         let now = self.now();
         let open = Self::seqs_in(&bundle, &orders, &[StateKind::Submitted, StateKind::Unknown]);
         if bundle.cancel_requested && bundle.abort.is_none() && !open.is_empty() {
@@ -1164,7 +1180,9 @@ impl Engine {
             verbose: 0,
         };
         let BatchAnswer::Order(result) = self.payouts.batch(BatchCall::Order(&query), cancel).await else {
-            return Err(EngineError::Invariant("a status query was answered as another call".into()));
+            return Err(EngineError::Invariant(
+                "a status query was answered as another call".into(),
+            ));
         };
         let mut bundle = bundle;
         bundle.checks += 1;
@@ -1187,7 +1205,10 @@ impl Engine {
         // the reports need each task's end, the operator a picture now and then.
         let ended = view.ended() >= i64::try_from(bundle.orders.len()).unwrap_or(i64::MAX) && view.processing == 0;
         let progressed = view.ended() > bundle.listed_final
-            && bundle.listed_ms.or(bundle.confirmed_ms).is_none_or(|t| now - t >= PROGRESS_LISTING_MS);
+            && bundle
+                .listed_ms
+                .or(bundle.confirmed_ms)
+                .is_none_or(|t| now - t >= PROGRESS_LISTING_MS);
         bundle.remote = Some(view);
         if !(rejected || completed || ended || progressed) {
             let next = now + self.expected_wait(&bundle, now);
@@ -1215,7 +1236,9 @@ impl Engine {
         }
         for (order_id, seq) in bundle.orders.iter().zip(1u32..) {
             let Some(order) = orders.get(order_id) else { continue };
-            let task = by_seq.get(&seq).filter(|t| t.remark.is_empty() || t.remark == *order_id);
+            let task = by_seq
+                .get(&seq)
+                .filter(|t| t.remark.is_empty() || t.remark == *order_id);
             let status = task.map_or(TaskStatus::Open, |t| TaskStatus::of(&t.status));
             if status.is_final() {
                 final_listed += 1;
@@ -1331,7 +1354,9 @@ impl Engine {
         };
         let mut changes = Vec::new();
         for seq in &reply.canceled_seqs {
-            let Some(order_id) = bundle.order_of(*seq) else { continue };
+            let Some(order_id) = bundle.order_of(*seq) else {
+                continue;
+            };
             let Some(order) = orders.get(order_id) else { continue };
             if order.state.is_final() || !order.kind().may_exist_remotely() || order.kind() == StateKind::Submitting {
                 continue;
@@ -1341,7 +1366,10 @@ impl Engine {
                 AbortCause::Mismatch | AbortCause::Refused => Event::Final(FinalStatus::Failed {
                     reason: format!(
                         "not paid: {}",
-                        bundle.problem.clone().unwrap_or_else(|| "the batch withdrawal was aborted".into())
+                        bundle
+                            .problem
+                            .clone()
+                            .unwrap_or_else(|| "the batch withdrawal was aborted".into())
                     ),
                 }),
             };
@@ -1401,7 +1429,7 @@ fn order_reason(bundle: &BundleRecord) -> String {
 
 /// What a lookup of a bundle found.
 enum Lookup {
-    Found(BatchWithdrawOrder),
+    Found(Box<BatchWithdrawOrder>),
     /// 11003, an empty answer, or another batch (R1 for batches): not this bundle.
     Absent,
     Unanswered(String),
@@ -1410,7 +1438,7 @@ enum Lookup {
 fn found(bundle: &BundleRecord, result: Result<BatchWithdrawOrder, CallError>) -> Lookup {
     match result {
         // Only an answer naming this batchOrderId is this bundle (R1).
-        Ok(order) if order.batch_order_id == bundle.id => Lookup::Found(order),
+        Ok(order) if order.batch_order_id == bundle.id => Lookup::Found(Box::new(order)),
         Ok(_) => Lookup::Absent,
         Err(CallError::Api(e)) if e.code == 11003 => Lookup::Absent,
         Err(e) => Lookup::Unanswered(e.to_string()),
@@ -1471,13 +1499,19 @@ fn match_tasks<'a>(
     let mut present: HashMap<u32, &BatchTask> = HashMap::new();
     for task in listed {
         let Some(order_id) = bundle.order_of(task.seq) else {
-            return (present, Some(format!("seq {} is a task ccpayout did not send", task.seq)));
+            return (
+                present,
+                Some(format!("seq {} is a task ccpayout did not send", task.seq)),
+            );
         };
         if present.insert(task.seq, task).is_some() {
             return (present, Some(format!("seq {} is in the batch twice", task.seq)));
         }
         let Some(order) = orders.get(order_id) else {
-            return (present, Some(format!("seq {} names order {order_id}, which is not stored", task.seq)));
+            return (
+                present,
+                Some(format!("seq {} names order {order_id}, which is not stored", task.seq)),
+            );
         };
         if let Some(problem) = task_differs(task, order) {
             return (present, Some(format!("seq {} ({order_id}): {problem}", task.seq)));
@@ -1608,7 +1642,10 @@ mod tests {
     #[test]
     fn a_task_list_as_sent_matches_whatever_the_spelling_of_its_amounts_and_address_case() {
         let (b, orders) = bundle();
-        let listed = [task(1, "o-1", &A.to_uppercase().replace("0X", "0x"), "12.50"), task(2, "o-2", B, "3.0")];
+        let listed = [
+            task(1, "o-1", &A.to_uppercase().replace("0X", "0x"), "12.50"),
+            task(2, "o-2", B, "3.0"),
+        ];
         let (present, problem) = match_tasks(&b, &orders, &listed);
         assert_eq!(problem, None);
         assert_eq!(present.len(), 2);
@@ -1622,7 +1659,10 @@ mod tests {
         let (b, orders) = bundle();
         let cases: [(Vec<BatchTask>, &str); 5] = [
             (vec![task(3, "o-3", A, "1")], "seq 3 is a task ccpayout did not send"),
-            (vec![task(1, "o-1", A, "12.5"), task(1, "o-1", A, "12.5")], "seq 1 is in the batch twice"),
+            (
+                vec![task(1, "o-1", A, "12.5"), task(1, "o-1", A, "12.5")],
+                "seq 1 is in the batch twice",
+            ),
             (vec![task(1, "o-1", A, "12.6")], "its amount is \"12.6\""),
             (vec![task(1, "o-1", B, "12.5")], "its address is"),
             (vec![task(2, "o-1", B, "3")], "its remark is \"o-1\""),

@@ -296,7 +296,10 @@ pub fn request_abort(store: &Store, batch: &BatchRecord, now_ms: i64) -> Result<
             batch_id: batch.batch_id.as_str().to_owned(),
             event: "bundle",
             by: None,
-            detail: format!("{} ({from}): cancel requested; its tasks not yet run will be aborted", bundle.id),
+            detail: format!(
+                "{} ({from}): cancel requested; its tasks not yet run will be aborted",
+                bundle.id
+            ),
             at_ms: now_ms,
         };
         store.commit_bundle(&bundle, from, &[], &event)?;

@@ -101,7 +101,9 @@ impl Engine {
             }
             // Bundles (batch withdrawals) take their next step: applies, appends and confirms
             // only while sending, each intent durable before its request.
-            let bundles = self.drive_bundles(batch_id, sending && inflight.len() < self.max_sends(), cancel).await?;
+            let bundles = self
+                .drive_bundles(batch_id, sending && inflight.len() < self.max_sends(), cancel)
+                .await?;
             if let Some(stop) = bundles.stop {
                 stopped.get_or_insert(stop);
             }
@@ -136,10 +138,7 @@ impl Engine {
                 // the loop once the rest is sent and, when asked, followed to the end.
                 // A bundle not yet confirmed has sending to do (its orders may already count as
                 // submitted: present at CCPayment, but not confirmed).
-                if open_sends == 0
-                    && bundles.unconfirmed == 0
-                    && (count(StateKind::Submitted) == 0 || !wait_final)
-                {
+                if open_sends == 0 && bundles.unconfirmed == 0 && (count(StateKind::Submitted) == 0 || !wait_final) {
                     if count(StateKind::AwaitingApproval) + count(StateKind::Planned) > 0 {
                         return Ok(RunEnd::AwaitingApproval);
                     }

@@ -329,6 +329,12 @@ mod tests {
         assert_eq!(b.seq_of("c"), None);
         assert!(BundlePhase::Confirming { attempt: 1 }.is_uncertain());
         assert!(!BundlePhase::Confirmed.is_uncertain());
-        assert!(BundlePhase::Refused { code: None, reason: String::new() }.is_final());
+        assert!(
+            BundlePhase::Refused {
+                code: None,
+                reason: String::new()
+            }
+            .is_final()
+        );
     }
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::atomic::AtomicFile;
 pub use result::{CsvRows, JsonRows, result_csv, result_json};
-pub use row::{COLUMNS, CoinKey, TASK_COLUMNS, ReportRow, RowStatus, explorer_link, report_rows};
+pub use row::{COLUMNS, CoinKey, ReportRow, RowStatus, TASK_COLUMNS, explorer_link, report_rows};
 pub use summary::{Summary, summary_json};
 
 use crate::model::record::{BatchRecord, OrderRecord};

@@ -101,9 +101,7 @@ impl<W: Write> CsvRows<W> {
         let cells = row.cells(&self.line, &self.attempts).map(|c| SafeCell(formula_safe(c)));
         if self.tasks {
             let tasks = row.task_cells().map(|c| SafeCell(formula_safe(c)));
-            self.csv
-                .write_record(cells.into_iter().chain(tasks))
-                .map_err(csv_error)
+            self.csv.write_record(cells.into_iter().chain(tasks)).map_err(csv_error)
         } else {
             self.csv.write_record(cells).map_err(csv_error)
         }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::api::pacing::backoff::Jitter;
 use crate::model::ApiGeneration;
+use crate::model::bundle::Execution;
 use crate::sandbox::demo::v1_token_id;
 use crate::sandbox::direct::Latency;
-use crate::model::bundle::Execution;
 use crate::sandbox::readings::RepeatedBatch;
 use crate::sandbox::{DEMO_FAILING_ADDRESS, Faults, RateLimit, Readings, UnknownOrder};
 
@@ -210,7 +210,11 @@ impl Scenario {
             readings.batch_seq_unchecked = d.chance(0.5);
             readings.batch_review = d.chance(0.3).then(|| Duration::from_millis(d.range(100, 20_000)));
             readings.task_status_success = d.chance(0.5);
-            let execution = if d.chance(0.5) { Execution::Batch } else { Execution::Single };
+            let execution = if d.chance(0.5) {
+                Execution::Batch
+            } else {
+                Execution::Single
+            };
             let delay = if d.chance(0.3) { d.range(1, 120) } else { 0 };
             (execution, delay)
         });

@@ -92,7 +92,14 @@ impl Store {
             self.remove_leftovers(&leftover)?;
         }
 
-        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker, bundles, events);
+        let written = self.write_batch(
+            batch,
+            orders.into_iter(),
+            chunk_orders.max(1),
+            write_marker,
+            bundles,
+            events,
+        );
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
             // the next open. remove_leftovers checks that the batch record is absent, so a

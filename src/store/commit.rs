@@ -55,7 +55,11 @@ impl Store {
         Ok(())
     }
 
-    pub(super) fn apply_changes(&self, tx: &WriteTransaction, changes: &[Change]) -> Result<Vec<(u64, String)>, StoreError> {
+    pub(super) fn apply_changes(
+        &self,
+        tx: &WriteTransaction,
+        changes: &[Change],
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let mut orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
         let batches = tx.open_table(BATCHES).map_err(|e| self.db_err(e))?;
         let mut by_state = tx.open_table(BY_STATE).map_err(|e| self.db_err(e))?;

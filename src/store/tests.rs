@@ -1242,7 +1242,9 @@ fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
     store.create_batch(&a, &rows_a).unwrap();
     store.create_batch(&b, &rows_b).unwrap();
     // An interrupted creation: its orders are in the tables but invisible.
-    store.create_batch_with(&c, orders(&c, "c"), 1, false, &[], &[]).unwrap();
+    store
+        .create_batch_with(&c, orders(&c, "c"), 1, false, &[], &[])
+        .unwrap();
     let keys = store.due_keys(StateKind::Planned, Some(&b.batch_id), None, 2).unwrap();
     assert_eq!(
         keys.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),

@@ -89,8 +89,16 @@ fn report_rows(state: &Path) -> BTreeMap<String, Value> {
 fn assert_paid_once(api: &TestApi, run: &Run, state: &Path, ids: &[String], expect_failed: &[&str]) {
     let ledger = api.sandbox.ledger();
     let paid = by_ref(&ledger);
-    let twice: Vec<(&str, usize)> = paid.iter().filter(|(_, p)| p.len() > 1).map(|(id, p)| (*id, p.len())).collect();
-    assert!(twice.is_empty(), "rows paid more than once: {twice:?}\n{}", tail(&run.stderr));
+    let twice: Vec<(&str, usize)> = paid
+        .iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(id, p)| (*id, p.len()))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "rows paid more than once: {twice:?}\n{}",
+        tail(&run.stderr)
+    );
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let stray: Vec<&&str> = paid.keys().filter(|id| !wanted.contains(**id)).collect();
     assert!(stray.is_empty(), "payouts for rows not in the batch: {stray:?}");
@@ -109,19 +117,42 @@ fn assert_paid_once(api: &TestApi, run: &Run, state: &Path, ids: &[String], expe
     assert_eq!(rows.len(), ids.len(), "report rows");
     for (id, row) in &rows {
         let payout = paid[id.as_str()][0];
-        let expected = if expect_failed.contains(&id.as_str()) { "failed" } else { "success" };
+        let expected = if expect_failed.contains(&id.as_str()) {
+            "failed"
+        } else {
+            "success"
+        };
         assert_eq!(row["status"], expected, "{row}");
-        assert_eq!(payout.status.as_str(), if expected == "success" { "Success" } else { "Failed" }, "{id}");
-        assert_eq!(row["record_id"].as_str(), Some(payout.record_id.as_str()), "{id}: {row}");
+        assert_eq!(
+            payout.status.as_str(),
+            if expected == "success" { "Success" } else { "Failed" },
+            "{id}"
+        );
+        assert_eq!(
+            row["record_id"].as_str(),
+            Some(payout.record_id.as_str()),
+            "{id}: {row}"
+        );
         if payout.is_batch_task() {
-            assert_eq!(row["batch_order_id"].as_str(), Some(payout.batch_order_id.as_str()), "{row}");
+            assert_eq!(
+                row["batch_order_id"].as_str(),
+                Some(payout.batch_order_id.as_str()),
+                "{row}"
+            );
             assert_eq!(row["task_seq"].as_str(), Some(payout.seq.to_string().as_str()), "{row}");
-            assert_eq!(row["ccpayment_order_id"].as_str(), Some(payout.order_id.as_str()), "{row}");
+            assert_eq!(
+                row["ccpayment_order_id"].as_str(),
+                Some(payout.order_id.as_str()),
+                "{row}"
+            );
             if !payout.tx_id.is_empty() {
                 assert_eq!(row["tx_id"].as_str(), Some(payout.tx_id.as_str()), "{row}");
             }
         } else {
-            assert!(row.get("batch_order_id").is_none_or(Value::is_null), "a single create: {row}");
+            assert!(
+                row.get("batch_order_id").is_none_or(Value::is_null),
+                "a single create: {row}"
+            );
         }
     }
 }
@@ -143,7 +174,12 @@ async fn the_affiliate_example_is_paid_once_in_at_most_a_tenth_of_a_request_per_
     let ids: Vec<String> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["order_id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(ids.len(), 500);
 
@@ -153,7 +189,12 @@ async fn the_affiliate_example_is_paid_once_in_at_most_a_tenth_of_a_request_per_
     let ledger = api.sandbox.ledger();
     let tasks = ledger.payouts.iter().filter(|p| p.is_batch_task()).count();
     assert_eq!(tasks, 490, "every network row went in a batch");
-    let batches: BTreeSet<&str> = ledger.payouts.iter().map(|p| p.batch_order_id.as_str()).filter(|b| !b.is_empty()).collect();
+    let batches: BTreeSet<&str> = ledger
+        .payouts
+        .iter()
+        .map(|p| p.batch_order_id.as_str())
+        .filter(|b| !b.is_empty())
+        .collect();
     assert_eq!(batches.len(), 3, "one batch per chain: {batches:?}");
 
     let stats = api.sandbox.stats();
@@ -164,7 +205,11 @@ async fn the_affiliate_example_is_paid_once_in_at_most_a_tenth_of_a_request_per_
         "{requests} requests for 500 orders ({per_order:.3} per order): {:?}",
         stats.requests
     );
-    assert!(run.stdout.contains("batch withdrawals"), "the plan shows the grouping:\n{}", run.stdout);
+    assert!(
+        run.stdout.contains("batch withdrawals"),
+        "the plan shows the grouping:\n{}",
+        run.stdout
+    );
 }
 
 /// Lost replies to apply, append and confirm (40 % of them dropped after commit), against the
@@ -191,7 +236,9 @@ async fn lost_replies_under_the_readings_that_could_pay_twice_pay_each_row_once(
         assert_eq!(run.code, Some(1), "a failed row: exit 1\n{}", tail(&run.stderr));
         let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
         assert!(
-            audit.contains("(unknown → open)") || audit.contains("(open → open)") || audit.contains("(confirming → confirmed)"),
+            audit.contains("(unknown → open)")
+                || audit.contains("(open → open)")
+                || audit.contains("(confirming → confirmed)"),
             "seed {seed}: no lost reply was resolved by a lookup"
         );
     }
@@ -230,14 +277,28 @@ async fn cancel_within_the_confirm_delay_aborts_every_task() {
     assert_eq!(cancel.code, Some(0), "{}\n{}", cancel.stdout, cancel.stderr);
 
     let resumed = submit(&api, dir.path(), &state, &config, &file).await;
-    assert_eq!(resumed.code, Some(1), "rows cancelled: exit 1\n{}", tail(&resumed.stderr));
+    assert_eq!(
+        resumed.code,
+        Some(1),
+        "rows cancelled: exit 1\n{}",
+        tail(&resumed.stderr)
+    );
     let ledger = api.sandbox.ledger();
-    let paid: Vec<&str> = ledger.payouts.iter().filter(|p| p.is_batch_task()).map(LedgerPayout::merchant_ref).collect();
+    let paid: Vec<&str> = ledger
+        .payouts
+        .iter()
+        .filter(|p| p.is_batch_task())
+        .map(LedgerPayout::merchant_ref)
+        .collect();
     assert!(paid.is_empty(), "a task ran despite the abort: {paid:?}");
     let rows = report_rows(&state);
     for id in &ids {
         let row = &rows[id];
-        let expected = if row["chain"] == "CWALLET" { "success" } else { "cancelled" };
+        let expected = if row["chain"] == "CWALLET" {
+            "success"
+        } else {
+            "cancelled"
+        };
         assert_eq!(row["status"], expected, "{row}");
     }
     let status = ccpayout(&api, dir.path(), &state, &config, &["status", &name]).await;

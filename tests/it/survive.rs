@@ -118,7 +118,12 @@ pub(crate) async fn submit(api: &TestApi, dir: &Path, state: &Path, config: &Pat
 pub(crate) async fn ccpayout(api: &TestApi, dir: &Path, state: &Path, config: &Path, args: &[&str]) -> Run {
     let n = std::fs::read_dir(dir).unwrap().count();
     let (out_path, err_path) = (dir.join(format!("run-{n}.out")), dir.join(format!("run-{n}.err")));
-    let mut full = vec!["--config", config.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+    let mut full = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
     full.extend_from_slice(args);
     let mut cmd = command(api, &full);
     cmd.stdin(Stdio::null())

@@ -88,8 +88,10 @@ pub(super) const FEE_FIELDS: &[Field] = &[("coinId", Kind::U64, true), ("chain",
 
 pub(super) const ADDRESS_FIELDS: &[Field] = &[("chain", Kind::Str, true), ("address", Kind::Str, true)];
 
-pub(super) const CHECK_ADDRESS_FIELDS: &[Field] =
-    &[("chain", Kind::Str, true), ("addressInfoList", Kind::ObjList(&[]), true)];
+pub(super) const CHECK_ADDRESS_FIELDS: &[Field] = &[
+    ("chain", Kind::Str, true),
+    ("addressInfoList", Kind::ObjList(&[]), true),
+];
 
 pub(super) const CWALLET_USER_FIELDS: &[Field] = &[("cwalletUserId", Kind::Str, true)];
 

@@ -108,8 +108,8 @@ impl World {
 
     /// `checkWithdrawAddress`: up to [`MAX_TASKS_PER_REQUEST`] addresses of one chain, a result
     /// per seq in the order asked. An address judged as `checkWithdrawalAddressValidity` judges
-    /// it and found malformed gets [`INVALID_ADDRESS_CODE`], one the sandbox was told to refuse
-    /// [`REFUSED_ADDRESS_CODE`]; a missing memo where the chain takes one
+    /// it and found malformed gets 14024 (AddressFormatErr), one the sandbox was told to refuse
+    /// 14002 (AddressNotActive); a missing memo where the chain takes one
     /// gets 14003 (AddressEmptyMemo), and a memo where it takes none 14009 (CoinNoSupportMemo),
     /// as a create would answer. No codes: nothing found wrong.
     ///

@@ -19,7 +19,7 @@ use crate::batch::preflight::Prepared;
 use crate::batch::request::{has_call, withdraw_call};
 use crate::batch::validate::{Row, payload_digest};
 use crate::model::ApiGeneration;
-use crate::model::bundle::{BundlePhase, BundleRecord, TaskRef, bundle_id};
+use crate::model::bundle::{BundleRecord, TaskRef, bundle_id};
 use crate::model::record::{
     Approval, BatchRecord, BatchState, InputRow, OrderRecord, RecipientPart, RecipientReview, RefusedRow, ReviewKind,
 };
@@ -231,30 +231,17 @@ pub fn bundles(prepared: &Prepared, generation: ApiGeneration, now_ms: i64) -> V
         .parts()
         .iter()
         .zip(orders)
-        .map(|(part, orders)| BundleRecord {
-            id: bundle_id(&prepared.report.sha256, &part.coin, &part.chain, part.part),
-            batch_id: prepared.report.sha256.clone().into(),
-            part: part.part,
-            coin_id: part.coin_id,
-            coin: part.coin.clone(),
-            chain: part.chain.clone(),
-            settings: plan.settings,
-            orders,
-            phase: BundlePhase::Waiting,
-            attempts: 0,
-            last_sent_ms: None,
-            absent: None,
-            next_check_ms: None,
-            checks: 0,
-            listed_final: 0,
-            listed_ms: None,
-            remote: None,
-            confirmed_ms: None,
-            cancel_requested: false,
-            abort: None,
-            problem: None,
-            created_ms: now_ms,
-            updated_ms: now_ms,
+        .map(|(part, orders)| {
+            BundleRecord::new(
+                prepared.report.sha256.clone().into(),
+                part.part,
+                part.coin_id,
+                &part.coin,
+                &part.chain,
+                plan.settings,
+                orders,
+                now_ms,
+            )
         })
         .collect()
 }

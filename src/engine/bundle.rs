@@ -577,23 +577,31 @@ impl Engine {
     // Unknown: look the batch up
     // -----------------------------------------------------------------------------------------
 
+    /// Asks CCPayment about the bundle's batch (`getBatchWithdrawOrder`).
+    async fn ask_order(&self, bundle: &BundleRecord, cancel: &CancellationToken) -> Result<Lookup, EngineError> {
+        let query = BatchOrderQuery {
+            batch_order_id: bundle.id.clone(),
+            verbose: 0,
+        };
+        let BatchAnswer::Order(result) = self.payouts.batch(BatchCall::Order(&query), cancel).await else {
+            return Err(EngineError::Invariant(
+                "a batch lookup was answered as another call".into(),
+            ));
+        };
+        Ok(found(bundle, result))
+    }
+
     async fn look_up(
         &self,
         bundle: BundleRecord,
         orders: Orders,
         cancel: &CancellationToken,
     ) -> Result<BundleRecord, EngineError> {
-        let query = BatchOrderQuery {
-            batch_order_id: bundle.id.clone(),
-            verbose: 0,
-        };
-        let BatchAnswer::Order(result) = self.payouts.batch(BatchCall::Order(&query), cancel).await else {
-            return Err(EngineError::Invariant("a lookup was answered as another call".into()));
-        };
+        let answer = self.ask_order(&bundle, cancel).await?;
         let now = self.now();
         let mut bundle = bundle;
         let from = bundle.phase.name();
-        match found(&bundle, result) {
+        match answer {
             Lookup::Found(order) => {
                 bundle.remote = Some(view_of(&order, now));
                 bundle.phase = BundlePhase::Open { verify: true };
@@ -1091,17 +1099,11 @@ impl Engine {
         bundle: BundleRecord,
         cancel: &CancellationToken,
     ) -> Result<BundleRecord, EngineError> {
-        let query = BatchOrderQuery {
-            batch_order_id: bundle.id.clone(),
-            verbose: 0,
-        };
-        let BatchAnswer::Order(result) = self.payouts.batch(BatchCall::Order(&query), cancel).await else {
-            return Err(EngineError::Invariant("a lookup was answered as another call".into()));
-        };
+        let answer = self.ask_order(&bundle, cancel).await?;
         let now = self.now();
         let mut bundle = bundle;
         let from = bundle.phase.name();
-        match found(&bundle, result) {
+        match answer {
             Lookup::Found(order) if order.status.eq_ignore_ascii_case("init") => {
                 bundle.remote = Some(view_of(&order, now));
                 // Confirmed again by the next step, once the answer may have landed (R2).
@@ -1175,18 +1177,10 @@ impl Engine {
                 detail: "every task is final".into(),
             });
         }
-        let query = BatchOrderQuery {
-            batch_order_id: bundle.id.clone(),
-            verbose: 0,
-        };
-        let BatchAnswer::Order(result) = self.payouts.batch(BatchCall::Order(&query), cancel).await else {
-            return Err(EngineError::Invariant(
-                "a status query was answered as another call".into(),
-            ));
-        };
+        let answer = self.ask_order(&bundle, cancel).await?;
         let mut bundle = bundle;
         bundle.checks += 1;
-        let order = match found(&bundle, result) {
+        let order = match answer {
             Lookup::Found(order) => order,
             Lookup::Absent => {
                 let next = now + self.follow_delay(bundle.checks);
@@ -1594,34 +1588,21 @@ mod tests {
     const B: &str = "0x09a939da0a61353314b90d4bdcc7d7450c847008";
 
     fn bundle() -> (BundleRecord, Orders) {
-        let bundle = BundleRecord {
-            id: "cpo-x-USDT-POLYGON-1".into(),
-            batch_id: "b".to_owned().into(),
-            part: 1,
-            coin_id: 1280,
-            coin: "USDT".into(),
-            chain: "POLYGON".into(),
-            settings: BundleSettings {
-                execution: Execution::Single,
-                confirm_delay_secs: 0,
-            },
-            orders: vec!["o-1".into(), "o-2".into()],
-            phase: BundlePhase::Open { verify: true },
-            attempts: 1,
-            last_sent_ms: None,
-            absent: None,
-            next_check_ms: None,
-            checks: 0,
-            listed_final: 0,
-            listed_ms: None,
-            remote: None,
-            confirmed_ms: None,
-            cancel_requested: false,
-            abort: None,
-            problem: None,
-            created_ms: 0,
-            updated_ms: 0,
+        let settings = BundleSettings {
+            execution: Execution::Single,
+            confirm_delay_secs: 0,
         };
+        let mut bundle = BundleRecord::new(
+            "b".to_owned().into(),
+            1,
+            1280,
+            "USDT",
+            "POLYGON",
+            settings,
+            vec!["o-1".into(), "o-2".into()],
+            0,
+        );
+        bundle.phase = BundlePhase::Open { verify: true };
         let orders = [order("o-1", A, "12.5"), order("o-2", B, "3")]
             .into_iter()
             .map(|o| (o.order_id.as_str().to_owned(), o))

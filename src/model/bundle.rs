@@ -243,6 +243,45 @@ pub struct BundleRecord {
 }
 
 impl BundleRecord {
+    /// A bundle of `orders` (in seq order) waiting to be applied, named by [`bundle_id`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch_id: BatchId,
+        part: u32,
+        coin_id: u64,
+        coin: &str,
+        chain: &str,
+        settings: BundleSettings,
+        orders: Vec<String>,
+        now_ms: i64,
+    ) -> BundleRecord {
+        BundleRecord {
+            id: bundle_id(batch_id.as_str(), coin, chain, part),
+            batch_id,
+            part,
+            coin_id,
+            coin: coin.to_owned(),
+            chain: chain.to_owned(),
+            settings,
+            orders,
+            phase: BundlePhase::Waiting,
+            attempts: 0,
+            last_sent_ms: None,
+            absent: None,
+            next_check_ms: None,
+            checks: 0,
+            listed_final: 0,
+            listed_ms: None,
+            remote: None,
+            confirmed_ms: None,
+            cancel_requested: false,
+            abort: None,
+            problem: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        }
+    }
+
     /// The order_id of task `seq`.
     pub fn order_of(&self, seq: u32) -> Option<&str> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
@@ -293,34 +332,22 @@ mod tests {
 
     #[test]
     fn seqs_count_from_one() {
-        let b = BundleRecord {
-            id: "b".into(),
-            batch_id: "x".to_owned().into(),
-            part: 1,
-            coin_id: 1280,
-            coin: "USDT".into(),
-            chain: "TRX".into(),
-            settings: BundleSettings {
-                execution: Execution::Single,
-                confirm_delay_secs: 0,
-            },
-            orders: vec!["a".into(), "b".into()],
-            phase: BundlePhase::Waiting,
-            attempts: 0,
-            last_sent_ms: None,
-            absent: None,
-            next_check_ms: None,
-            checks: 0,
-            listed_final: 0,
-            listed_ms: None,
-            remote: None,
-            confirmed_ms: None,
-            cancel_requested: false,
-            abort: None,
-            problem: None,
-            created_ms: 0,
-            updated_ms: 0,
+        let settings = BundleSettings {
+            execution: Execution::Single,
+            confirm_delay_secs: 0,
         };
+        let b = BundleRecord::new(
+            "x".to_owned().into(),
+            1,
+            1280,
+            "USDT",
+            "TRX",
+            settings,
+            vec!["a".into(), "b".into()],
+            0,
+        );
+        assert_eq!(b.id, "cpo-x-USDT-TRX-1");
+        assert_eq!(b.phase, BundlePhase::Waiting);
         assert_eq!(b.order_of(1), Some("a"));
         assert_eq!(b.order_of(2), Some("b"));
         assert_eq!(b.order_of(0), None);

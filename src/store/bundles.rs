@@ -60,42 +60,39 @@ impl Store {
 
     /// The bundles of a batch, in part order (none for a batch paid by single creates).
     pub fn bundles(&self, batch_id: &str) -> Result<Vec<BundleRecord>, StoreError> {
-        let tx = self.read()?;
-        let table = match tx.open_table(BUNDLES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.db_err(e)),
-        };
-        let mut out = Vec::new();
-        for entry in table
-            .range((batch_id, 0)..=(batch_id, u32::MAX))
-            .map_err(|e| self.db_err(e))?
-        {
-            let (key, value) = entry.map_err(|e| self.db_err(e))?;
-            let (_, part) = key.value();
-            out.push(
-                decode(value.value())
-                    .map_err(|e| self.corrupt(format!("bundle {part} of batch {batch_id} does not read back: {e}")))?,
-            );
-        }
-        Ok(out)
+        self.read_bundles(Some(batch_id), |_| true)
     }
 
     /// Every bundle of every batch whose phase is not final, in (batch, part) order.
     pub fn open_bundles(&self) -> Result<Vec<BundleRecord>, StoreError> {
+        self.read_bundles(None, |b| !b.phase.is_final())
+    }
+
+    /// The bundles of `batch_id` (or of every batch) that `keep` keeps, in (batch, part) order.
+    /// A store written before bundles existed has no table: no bundles.
+    fn read_bundles(
+        &self,
+        batch_id: Option<&str>,
+        keep: impl Fn(&BundleRecord) -> bool,
+    ) -> Result<Vec<BundleRecord>, StoreError> {
         let tx = self.read()?;
         let table = match tx.open_table(BUNDLES) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(self.db_err(e)),
         };
+        let entries = match batch_id {
+            Some(id) => table.range((id, 0)..=(id, u32::MAX)),
+            None => table.range::<(&str, u32)>(..),
+        }
+        .map_err(|e| self.db_err(e))?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| self.db_err(e))? {
+        for entry in entries {
             let (key, value) = entry.map_err(|e| self.db_err(e))?;
             let (batch_id, part) = key.value();
             let bundle = decode(value.value())
                 .map_err(|e| self.corrupt(format!("bundle {part} of batch {batch_id} does not read back: {e}")))?;
-            if !bundle.phase.is_final() {
+            if keep(&bundle) {
                 out.push(bundle);
             }
         }

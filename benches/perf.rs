@@ -54,10 +54,17 @@
 //!    client: the accepted rate while sending as a share of the limit (≥ 95 % at each latency),
 //!    the 11004 answers (0), the time to all final and its ratio to the sequential client's, the
 //!    TCP connections opened.
+//! 10. `batch-mode`: 10,000 USDT payouts (quick 2,000) over TRX, POLYGON and BSC, the merchant
+//!     paying the fee, paid once with `withdraw_mode = "single"` and once with `"batch"` against
+//!     an API limit of 10/s (ccpayout configured at 10/s): API requests per order (batch mode
+//!     ≤ 0.1) and the time to all final in each mode; the ledger must show every row paid
+//!     exactly once by its merchant reference.
 //!
 //! `benches/README.md` explains every figure.
 
 // The modules live in benches/perf/ (a crate root's modules are looked up beside it).
+#[path = "perf/batch_mode.rs"]
+mod batch_mode;
 #[path = "perf/daily_cap.rs"]
 mod daily_cap;
 #[path = "perf/data.rs"]
@@ -112,7 +119,7 @@ impl Ctx {
 type Scenario = fn(&mut Ctx, &mut Report) -> anyhow::Result<()>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 9] = [
+const SCENARIOS: [(&str, Scenario); 10] = [
     ("throughput", throughput::engine),
     ("baseline", throughput::baseline),
     ("rate-limit-match", rate_limit::limits_match),
@@ -122,10 +129,12 @@ const SCENARIOS: [(&str, Scenario); 9] = [
     ("restart", restart::run),
     ("idle", idle::run),
     ("latency", latency::run),
+    ("batch-mode", batch_mode::run),
 ];
 
 const USAGE: &str = "usage: cargo bench --bench perf [-- [--quick] [--only NAME[,NAME...]]]
-scenarios: throughput, baseline, rate-limit-match, rate-limit-unknown, daily-cap, ingest, restart, idle, latency";
+scenarios: throughput, baseline, rate-limit-match, rate-limit-unknown, daily-cap, ingest, restart, idle, latency,
+           batch-mode";
 
 /// The command line.
 #[derive(Debug, Default)]

@@ -15,7 +15,8 @@
 //! - every row of the file is in the result report, once, with a final status (success, failed
 //!   or rejected);
 //! - the report equals the ledger: `success` ⇔ a `Success` payout with the same record id,
-//!   `failed` ⇔ a `Failed` payout with the same record id, `rejected` ⇔ no payout;
+//!   `failed` ⇔ a `Failed` payout with the same record id, `rejected` ⇔ no payout; a paid row's
+//!   amount sent is the amount paid;
 //! - the final exit code agrees with the report (0 exactly when every row succeeded);
 //! - no run ended on its own with a crash (panic, signal, unexpected exit code).
 //!
@@ -30,6 +31,46 @@
 //! violation counts, times, seed) and exits 1 with the list of violations when a check fails, 2
 //! when the harness itself cannot run; in both cases it keeps its temporary folder (batch,
 //! config, state, every run's output, sandbox log).
+//!
+//! # Batch mode
+//!
+//! `--withdraw-mode batch` runs the same proof with `withdraw_mode = "batch"` in `[api]` and
+//! `default_merchant_pays_fee = true` in `[batch]`, so network rows are paid through CCPayment's
+//! batch withdrawals (apply, append, confirm, the batch and its task list): one batch of up to
+//! 500 tasks per coin and chain. The file spreads its rows over USDT on TRX (four in ten),
+//! POLYGON (two) and BSC (two), Cwallet (one), and every tenth row is USDT on TRX whose receiver
+//! pays the fee: those and the Cwallet rows stay single creates beside the batches. The
+//! sandbox's faults hit apply, append and confirm as they hit single creates (a batch committed
+//! and its reply dropped, HTTP 502, 11002, slow replies), so lost replies happen there too, and
+//! the kills land anywhere: with a batch's intent on disk and its request out, while a lost apply
+//! is looked up, while a confirmed batch runs and is followed. `--batch-execution single|batch`
+//! and `--confirm-delay SECS` set `api.batch_execution` and `api.batch_confirm_delay_secs`; the
+//! final run's time limit grows by the confirm delay and the `batch-review` time.
+//!
+//! A batch task's payout carries CCPayment's own orderId and ccpayout's order_id in its remark,
+//! so every check identifies a payout by its merchant reference (`LedgerPayout::merchant_ref`:
+//! a task's remark, a single withdrawal's orderId):
+//!
+//! - no order_id of the file has two payouts, single or task, and no payout's reference is
+//!   outside the file;
+//! - every row is in the report, once, final: `cancelled` (a task aborted before it ran) counts
+//!   as final and, like `rejected`, means no payout;
+//! - the report equals the ledger as above and, for a task, its `batch_order_id`, `task_seq` and
+//!   `ccpayment_order_id` are the payout's batch, seq and orderId (a single withdrawal's row has
+//!   no task columns).
+//!
+//! It also prints the tasks paid (by status), the requests to each batch route by answer (from
+//! the sandbox's stats), the faults by route, and where the kills landed: each kill is placed,
+//! by the bundle lines of `audit.jsonl`, under the most telling phase any batch was in at that
+//! moment (`applying`, `appending`, `confirming`: the request's intent on disk and its answer not
+//! recorded yet; `unknown`: a lost apply being looked up; `open`: applied, not confirmed;
+//! `confirmed`: running and followed; `waiting`: none applied yet; `done`).
+//!
+//! Readings that give the batch checks teeth: `batch-id-reuse` (a second apply with the same
+//! batchOrderId makes a second batch, so a blind re-apply after a lost reply would pay twice),
+//! `batch-seq-unchecked` (a task seq sent twice is paid twice), with `lookup-lag` so the lookup
+//! of a lost apply first finds nothing; and `batch-apply-idempotent`, `task-status-success`,
+//! `batch-review[=MS]`.
 //!
 //! # Readings of the API
 //!
@@ -57,6 +98,10 @@
 //! cargo build && cargo run --example chaos -- --rows 100 --kills 20  # CI form
 //! cargo run --example chaos -- --seed 1234                           # repeat a run
 //! cargo run --example chaos -- --rows 30 --kills 5 --reading lookup-lag=1000 --reading no-order-uniqueness
+//! cargo build && cargo run --example chaos -- --withdraw-mode batch --rows 500 --kills 200
+//! cargo run --example chaos -- --withdraw-mode batch --rows 100 --kills 20   # CI form, batch mode
+//! cargo run --example chaos -- --withdraw-mode batch --rows 60 --kills 10 \
+//!     --reading batch-id-reuse,batch-seq-unchecked,lookup-lag=1000
 //! ```
 //!
 //! Other options: `--max-delay-ms MS` (default 1500), `--bin PATH` (another binary), `--keep`
@@ -70,8 +115,13 @@
 //!   where a kill lands inside the program still depends on scheduling, so a failing seed may
 //!   need a few tries to fail again.
 //! - Behaviour of the real CCPayment API, only of the sandbox's model of it (and of the readings
-//!   it can take); nor other chains (but USDC on POLYGON under `pre-delisting`), Cwallet
-//!   transfers, webhooks, approval, daily caps or full disks. v1 only under `--reading v1-only`.
+//!   it can take); nor other chains (but USDC on POLYGON under `pre-delisting`, and POLYGON,
+//!   BSC and Cwallet in batch mode), webhooks, approval, daily caps or full disks. v1 only under
+//!   `--reading v1-only`.
+//! - In batch mode, an append cut short: ccpayout appends only tasks found missing from a batch
+//!   that exists, and the sandbox stores a batch with all its tasks or not at all, so
+//!   `appendBatchWithdraw` is not sent in these runs (its count is printed). Nor `cancel` and
+//!   the aborts it sends, or batches larger than 500 tasks (at most 500 rows per chain here).
 //! - The pacing itself: ccpayout is configured at 200/s against the sandbox's 150/s (burst 20),
 //!   so some 11004 refusals happen and are counted, but their effect on throughput is measured by
 //!   the benchmarks, not here.
@@ -87,11 +137,14 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use ccpayout::api::types::RecordStatus;
+use ccpayout::api::types::{RecordStatus, method};
 use ccpayout::sandbox::demo::v1_token_id;
 use ccpayout::sandbox::readings::PRE_DELISTING_COIN;
-use ccpayout::sandbox::{AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET, Ledger, LedgerPayout, Readings, SandboxStats};
-use clap::Parser;
+use ccpayout::sandbox::{
+    AttemptOutcome, DEMO_APP_ID, DEMO_APP_SECRET, Ledger, LedgerPayout, Readings, STATS_NO_REPLY, STATS_SUCCESS,
+    SandboxStats,
+};
+use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 /// Valid TRON addresses the sandbox pays normally (not its always-failing demo address).
@@ -101,24 +154,58 @@ const RECIPIENTS: [&str; 3] = [
     "TVqoGi64Ad2mSiPNsqVnqB2VkLGi7Mx1vq",
 ];
 
-/// Valid POLYGON addresses for the USDC rows under `pre-delisting`.
+/// Valid EVM addresses: the POLYGON and BSC rows of batch mode, the USDC rows under
+/// `pre-delisting`.
 const EVM_RECIPIENTS: [&str; 3] = [
     "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d",
     "0x09a939da0a61353314b90d4bdcc7d7450c847008",
     "0xfd8a42518aa107f174cb78a6bbeef965d4f0bd15",
 ];
 
+/// Cwallet IDs the sandbox knows (its demo users), for the Cwallet rows of batch mode.
+const CWALLET_RECIPIENTS: [&str; 3] = ["9558861", "35255142", "10000001"];
+
+/// The six batch withdrawal routes, in the order a batch meets them.
+const BATCH_ROUTES: [&str; 6] = [
+    method::APPLY_BATCH_WITHDRAW,
+    method::APPEND_BATCH_WITHDRAW,
+    method::CONFIRM_BATCH_WITHDRAW,
+    method::ABORT_BATCH_WITHDRAW,
+    method::GET_BATCH_WITHDRAW_ORDER,
+    method::GET_BATCH_WITHDRAW_ORDER_RECORD_LIST,
+];
+
 /// The config: fast tracking, so a batch settles within seconds of its last send; a short
 /// request timeout, so "no such order" after a lost request is confirmed in seconds rather than
 /// a minute, but never before a lagging lookup can see the create (`lookup-lag`); v1 for an
-/// account that only speaks v1.
-fn config_toml(readings: &Readings) -> String {
+/// account that only speaks v1. In batch mode, `withdraw_mode = "batch"` (with the execution
+/// and confirm delay asked for) and the merchant paying the fee of every row that does not say
+/// otherwise, so network rows go into CCPayment's batch withdrawals.
+fn config_toml(readings: &Readings, mode: &Mode) -> String {
     let confirm_secs = not_found_confirm_secs(readings);
-    let version = if readings.v1_only { "version = \"v1\"\n" } else { "" };
+    let mut api = String::new();
+    if readings.v1_only {
+        api.push_str("version = \"v1\"\n");
+    }
+    let mut batch = String::new();
+    if let Mode::Batch {
+        execution,
+        confirm_delay_secs,
+    } = mode
+    {
+        api.push_str("withdraw_mode = \"batch\"\n");
+        if let Some(execution) = execution {
+            let _ = writeln!(api, "batch_execution = \"{}\"", execution.name());
+        }
+        if let Some(delay) = confirm_delay_secs {
+            let _ = writeln!(api, "batch_confirm_delay_secs = {delay}");
+        }
+        batch.push_str("[batch]\ndefault_merchant_pays_fee = true\n");
+    }
     format!(
-        "[api]\n{version}connect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
+        "[api]\n{api}connect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
          [limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
-         not_found_confirm_secs = {confirm_secs}\n"
+         not_found_confirm_secs = {confirm_secs}\n{batch}"
     )
 }
 
@@ -133,7 +220,9 @@ fn not_found_confirm_secs(readings: &Readings) -> u64 {
 
 /// Runs to completion after the kills: exit 2 (interrupted, runtime error) earns another try.
 const FINAL_ATTEMPTS: u32 = 5;
-/// Ample for 500 rows at the configured rate with 300 ms settlement; a hang is a finding.
+/// Ample for 500 rows at the configured rate with 300 ms settlement (or a batch withdrawal's
+/// tasks run 100 ms apart); a hang is a finding. A batch's confirm delay and review time come on
+/// top.
 const FINAL_TIMEOUT: Duration = Duration::from_secs(120);
 /// A quarter of the kills land this early, while the process starts and opens its store.
 const EARLY_KILL_MS: u64 = 30;
@@ -168,6 +257,80 @@ struct Args {
     /// (repeatable; e.g. `lookup-lag=1000`, `no-order-uniqueness`, `v1-only`).
     #[arg(long = "reading", value_name = "NAME", value_parser = Readings::parse)]
     readings: Vec<Readings>,
+    /// How ccpayout pays network rows (`api.withdraw_mode`): `single`, a create per row, or
+    /// `batch`, CCPayment's batch withdrawals (the batch then spreads over TRX, POLYGON, BSC and
+    /// Cwallet).
+    #[arg(long, value_enum, default_value_t = WithdrawMode::Single)]
+    withdraw_mode: WithdrawMode,
+    /// Batch mode: CCPayment's `mode` for the batch withdrawals (`api.batch_execution`;
+    /// ccpayout's default is `single`).
+    #[arg(long, value_enum)]
+    batch_execution: Option<Execution>,
+    /// Batch mode: seconds CCPayment waits after the confirm (`api.batch_confirm_delay_secs`,
+    /// 0 to 3600; ccpayout's default is 0).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    confirm_delay: Option<u64>,
+}
+
+/// `--withdraw-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WithdrawMode {
+    Single,
+    Batch,
+}
+
+/// `--batch-execution`: CCPayment's `mode` of a batch withdrawal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Execution {
+    /// A transaction per task, one after another.
+    Single,
+    /// Every task in one transaction.
+    Batch,
+}
+
+impl Execution {
+    /// The value of `api.batch_execution`.
+    fn name(self) -> &'static str {
+        match self {
+            Execution::Single => "single",
+            Execution::Batch => "batch",
+        }
+    }
+}
+
+/// How the runs pay: every option of `--withdraw-mode` resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Single,
+    Batch {
+        /// `None`: ccpayout's default (`single`).
+        execution: Option<Execution>,
+        /// `None`: ccpayout's default (0).
+        confirm_delay_secs: Option<u64>,
+    },
+}
+
+impl Mode {
+    fn is_batch(&self) -> bool {
+        matches!(self, Mode::Batch { .. })
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Single => f.write_str("single"),
+            Mode::Batch {
+                execution,
+                confirm_delay_secs,
+            } => write!(
+                f,
+                "batch (execution {}, confirm delay {} s)",
+                execution.unwrap_or(Execution::Single).name(),
+                confirm_delay_secs.unwrap_or(0)
+            ),
+        }
+    }
 }
 
 impl Args {
@@ -179,6 +342,29 @@ impl Args {
         }
         Ok(all)
     }
+
+    /// `--withdraw-mode` with its batch options, which need batch mode and v2.
+    fn mode(&self, readings: &Readings) -> anyhow::Result<Mode> {
+        match self.withdraw_mode {
+            WithdrawMode::Single => {
+                if self.batch_execution.is_some() || self.confirm_delay.is_some() {
+                    bail!("--batch-execution and --confirm-delay need --withdraw-mode batch");
+                }
+                Ok(Mode::Single)
+            }
+            WithdrawMode::Batch => {
+                if readings.v1_only {
+                    bail!(
+                        "--withdraw-mode batch needs v2: v1 accounts have no batch withdrawals (drop --reading v1-only)"
+                    );
+                }
+                Ok(Mode::Batch {
+                    execution: self.batch_execution,
+                    confirm_delay_secs: self.confirm_delay,
+                })
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -188,14 +374,14 @@ fn main() -> ExitCode {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         SplitMix64(now.as_nanos() as u64).next_u64()
     });
-    let readings = match args.readings() {
-        Ok(readings) => readings,
+    let (readings, mode) = match args.readings().and_then(|r| Ok((r, args.mode(&r)?))) {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("chaos: error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    println!("chaos: seed {seed} (repeat with --seed {seed}), readings: {readings}");
+    println!("chaos: seed {seed} (repeat with --seed {seed}), readings: {readings}, withdraw mode: {mode}");
     let bin = match locate_binary(args.bin.as_deref()) {
         Ok(bin) => bin,
         Err(e) => {
@@ -210,7 +396,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = chaos(&args, &readings, seed, &bin, dir.path());
+    let outcome = chaos(&args, &readings, &mode, seed, &bin, dir.path());
     let code = match &outcome {
         Ok(violations) if violations.is_empty() => {
             println!("chaos: PASS");
@@ -239,17 +425,25 @@ fn main() -> ExitCode {
 }
 
 /// The whole harness in folder `root`; returns the violations found (empty: every check passed).
-fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -> anyhow::Result<Vec<String>> {
+fn chaos(
+    args: &Args,
+    readings: &Readings,
+    mode: &Mode,
+    seed: u64,
+    bin: &Path,
+    root: &Path,
+) -> anyhow::Result<Vec<String>> {
     let started = Instant::now();
     let state = root.join("state");
     let config_path = root.join("ccpayout.toml");
-    fs::write(&config_path, config_toml(readings)).context("cannot write the config")?;
+    fs::write(&config_path, config_toml(readings, mode)).context("cannot write the config")?;
     let batch_path = root.join("chaos.csv");
     // Separate streams, so that changing --kills or --max-delay-ms keeps the same batch.
     let order_ids = write_batch(
         &batch_path,
         args.rows,
         readings,
+        mode,
         &mut SplitMix64(seed ^ 0xba7c_0000_0000_0001),
     )?;
 
@@ -293,10 +487,12 @@ fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -
         let ended_by_itself = match child.try_wait()? {
             Some(status) => Some(status),
             None => {
+                let kill_ms = unix_ms();
                 child.kill()?;
                 let status = child.wait()?;
                 if killed_by_sigkill(status) {
                     stats.kills_hit += 1;
+                    stats.kill_times_ms.push(kill_ms);
                     None
                 } else {
                     Some(status)
@@ -324,14 +520,23 @@ fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -
     }
     let kill_time = kill_started.elapsed();
 
-    // Run to completion.
+    // Run to completion. A batch withdrawal's confirm delay and review are waited for too.
+    let final_timeout = FINAL_TIMEOUT
+        + match mode {
+            Mode::Batch {
+                confirm_delay_secs: Some(delay),
+                ..
+            } => Duration::from_secs(*delay),
+            _ => Duration::ZERO,
+        }
+        + readings.batch_review.unwrap_or_default();
     let final_started = Instant::now();
     let mut final_code = None;
     for attempt in 1..=FINAL_ATTEMPTS {
         stats.runs += 1;
         stats.final_runs += 1;
         let mut child = submit.start(stats.runs, &format!("final run, attempt {attempt}"))?;
-        let deadline = Instant::now() + FINAL_TIMEOUT;
+        let deadline = Instant::now() + final_timeout;
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
@@ -344,7 +549,7 @@ fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -
         match status {
             None => violations.push(format!(
                 "final run {attempt} did not finish within {}s",
-                FINAL_TIMEOUT.as_secs()
+                final_timeout.as_secs()
             )),
             Some(status) => match status.code() {
                 Some(code @ (0 | 1)) => {
@@ -370,8 +575,9 @@ fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -
             root.join("sandbox.log").display()
         )
     })?;
-    // What the lookups met (a lagging read answers 11003); only for the figures.
-    let lookups = fetch_stats(&sandbox.url).map(|s| Lookups::of(&s)).unwrap_or_default();
+    // What the lookups met (a lagging read answers 11003) and the batch routes; only for the
+    // figures.
+    let sandbox_stats = fetch_stats(&sandbox.url).ok();
     drop(sandbox);
     let report = read_report(&state.join("reports"));
     let mut figures = verify(
@@ -382,14 +588,17 @@ fn chaos(args: &Args, readings: &Readings, seed: u64, bin: &Path, root: &Path) -
         readings.v1_only,
         &mut violations,
     );
-    figures.lookups = lookups;
+    figures.lookups = sandbox_stats.as_ref().map(Lookups::of).unwrap_or_default();
+    figures.kill_phases = kills_by_phase(&bundle_transitions(&state.join("audit.jsonl")), &stats.kill_times_ms);
 
     print_figures(
         args,
         readings,
+        mode,
         seed,
         &stats,
         &ledger,
+        sandbox_stats.as_ref(),
         &figures,
         Times {
             kills: kill_time,
@@ -451,10 +660,22 @@ fn newest_modification(dir: &Path) -> Option<SystemTime> {
 
 /// Writes the batch CSV and returns its order ids in file order. USDT on TRX; under
 /// `pre-delisting` every fifth row is USDC on POLYGON; under `v1-only` each row names its v1
-/// token.
-fn write_batch(path: &Path, rows: u32, readings: &Readings, rng: &mut SplitMix64) -> anyhow::Result<Vec<String>> {
+/// token. In batch mode the rows spread over USDT on TRX (four in ten), POLYGON (two), BSC (two)
+/// and Cwallet (one), and every tenth is USDT on TRX whose receiver pays the fee
+/// (`merchant_pays_fee = false`): those two kinds stay single creates, the rest go into batch
+/// withdrawals (the config's `default_merchant_pays_fee = true` covers the empty cells).
+fn write_batch(
+    path: &Path,
+    rows: u32,
+    readings: &Readings,
+    mode: &Mode,
+    rng: &mut SplitMix64,
+) -> anyhow::Result<Vec<String>> {
+    let batch = mode.is_batch();
     let mut csv = String::from(if readings.v1_only {
         "order_id,recipient,coin,chain,amount,token_id\n"
+    } else if batch {
+        "order_id,recipient,coin,chain,amount,merchant_pays_fee\n"
     } else {
         "order_id,recipient,coin,chain,amount\n"
     });
@@ -462,8 +683,20 @@ fn write_batch(path: &Path, rows: u32, readings: &Readings, rng: &mut SplitMix64
     for i in 0..rows {
         let id = format!("chaos-{i:05}");
         let pick = rng.below(RECIPIENTS.len() as u64) as usize;
+        let mut merchant_pays_fee = "";
         let (recipient, coin, chain) = if readings.pre_delisting && i % 5 == 4 {
             (EVM_RECIPIENTS[pick], PRE_DELISTING_COIN, "POLYGON")
+        } else if batch {
+            match i % 10 {
+                4 | 5 => (EVM_RECIPIENTS[pick], "USDT", "POLYGON"),
+                6 | 7 => (EVM_RECIPIENTS[pick], "USDT", "BSC"),
+                8 => (CWALLET_RECIPIENTS[pick], "USDT", "CWALLET"),
+                9 => {
+                    merchant_pays_fee = "false";
+                    (RECIPIENTS[pick], "USDT", "TRX")
+                }
+                _ => (RECIPIENTS[pick], "USDT", "TRX"),
+            }
         } else {
             (RECIPIENTS[pick], "USDT", "TRX")
         };
@@ -485,6 +718,8 @@ fn write_batch(path: &Path, rows: u32, readings: &Readings, rng: &mut SplitMix64
         if readings.v1_only {
             let token = v1_token_id(coin, chain);
             let _ = writeln!(csv, "{id},{recipient},{coin},{chain},{amount},{token}");
+        } else if batch {
+            let _ = writeln!(csv, "{id},{recipient},{coin},{chain},{amount},{merchant_pays_fee}");
         } else {
             let _ = writeln!(csv, "{id},{recipient},{coin},{chain},{amount}");
         }
@@ -679,6 +914,11 @@ struct ResultRow {
     order_id: Option<String>,
     status: String,
     record_id: Option<String>,
+    amount_sent: Option<String>,
+    /// The task columns, present for a row paid as a task of a batch withdrawal.
+    batch_order_id: Option<String>,
+    task_seq: Option<String>,
+    ccpayment_order_id: Option<String>,
 }
 
 /// The one `*.result.json` in the reports folder (the harness pays one batch per state folder).
@@ -712,6 +952,9 @@ struct RunStats {
     final_runs: u32,
     /// Kills that ended a live process.
     kills_hit: u32,
+    /// When each of those kills was sent (Unix ms), to place it among the batch withdrawals'
+    /// steps in the audit file.
+    kill_times_ms: Vec<i64>,
     /// Runs of the kill loop that ended before their kill, by status.
     self_exits: BTreeMap<String, u32>,
 }
@@ -727,12 +970,92 @@ impl RunStats {
     }
 }
 
+/// Milliseconds since the Unix epoch, on the clock ccpayout's audit lines use.
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Bundle phases from the most telling to the least: a kill is counted under the first phase
+/// any bundle was in at that moment. The first four have a request's intent on disk and its
+/// answer not yet recorded.
+const PHASES: [&str; 10] = [
+    "applying",
+    "appending",
+    "confirming",
+    "aborting",
+    "unknown",
+    "open",
+    "confirmed",
+    "waiting",
+    "done",
+    "refused",
+];
+
+/// Each bundle's phase changes, from the audit lines `{id} ({from} → {to}): …` of `audit.jsonl`:
+/// (at_ms, bundle id, the phase it entered), in the file's order. Empty when there is no file
+/// (single mode) or it cannot be read.
+fn bundle_transitions(audit: &Path) -> Vec<(i64, String, String)> {
+    let Ok(text) = fs::read_to_string(audit) else {
+        return Vec::new();
+    };
+    let mut transitions = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if entry["control"] != "bundle" {
+            continue;
+        }
+        let (Some(at_ms), Some(detail)) = (entry["at_ms"].as_i64(), entry["detail"].as_str()) else {
+            continue;
+        };
+        let Some((id, rest)) = detail.split_once(" (") else {
+            continue;
+        };
+        let Some(to) = rest
+            .split_once(')')
+            .and_then(|(change, _)| change.split_once(" → "))
+            .map(|(_, to)| to)
+        else {
+            continue;
+        };
+        transitions.push((at_ms, id.to_owned(), to.to_owned()));
+    }
+    transitions
+}
+
+/// The kills by the most telling phase a bundle was in when each was sent ([`PHASES`]); a kill
+/// before any bundle left `waiting` counts as `waiting`.
+fn kills_by_phase(transitions: &[(i64, String, String)], kill_times_ms: &[i64]) -> Vec<(&'static str, u32)> {
+    let mut counts = [0u32; PHASES.len()];
+    for &t in kill_times_ms {
+        let mut phases: HashMap<&str, &str> = HashMap::new();
+        for (_, id, to) in transitions.iter().take_while(|(at, _, _)| *at <= t) {
+            phases.insert(id.as_str(), to.as_str());
+        }
+        let rank = phases
+            .values()
+            .filter_map(|phase| PHASES.iter().position(|p| p == phase))
+            .min()
+            .unwrap_or(PHASES.iter().position(|p| *p == "waiting").unwrap_or(0));
+        counts[rank] += 1;
+    }
+    PHASES
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(p, n)| (*p, n))
+        .collect()
+}
+
 /// The results of the checks.
 #[derive(Debug, Default)]
 struct Figures {
-    /// orderIds with more than one payout.
+    /// order_ids with more than one payout (single or task, by [`LedgerPayout::merchant_ref`]).
     double_paid: usize,
-    /// Payouts whose orderId is not in the file.
+    /// Payouts whose merchant reference is not an order_id of the file.
     stray_payouts: usize,
     /// Rows of the file missing from the report.
     lost: usize,
@@ -744,6 +1067,8 @@ struct Figures {
     statuses: BTreeMap<String, usize>,
     /// What the sandbox answered to lookups.
     lookups: Lookups,
+    /// The kills by the phase the batch withdrawals were in (batch mode).
+    kill_phases: Vec<(&'static str, u32)>,
 }
 
 /// Lookups by orderId and status queries the sandbox answered, from its stats.
@@ -788,21 +1113,19 @@ fn verify(
     let mut figures = Figures::default();
     let in_file: HashMap<&str, usize> = order_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
 
+    // A payout belongs to a row by its merchant reference: the orderId of a single withdrawal,
+    // the remark (ccpayout's order_id) of a batch task, whose orderId is CCPayment's own.
     let mut payouts: HashMap<&str, Vec<&LedgerPayout>> = HashMap::new();
     for p in &ledger.payouts {
-        payouts.entry(p.order_id.as_str()).or_default().push(p);
+        payouts.entry(p.merchant_ref()).or_default().push(p);
     }
     let mut paid: Vec<(&str, &Vec<&LedgerPayout>)> = payouts.iter().map(|(id, ps)| (*id, ps)).collect();
     paid.sort_unstable_by_key(|(id, _)| *id);
     for (id, ps) in paid {
         if ps.len() > 1 {
             figures.double_paid += 1;
-            let records: Vec<&str> = ps.iter().map(|p| p.record_id.as_str()).collect();
-            violations.push(format!(
-                "{id} was paid {} times (records {})",
-                ps.len(),
-                records.join(", ")
-            ));
+            let records: Vec<String> = ps.iter().map(|p| describe_payout(p)).collect();
+            violations.push(format!("{id} was paid {} times ({})", ps.len(), records.join("; ")));
         }
         if !in_file.contains_key(id) {
             figures.stray_payouts += ps.len();
@@ -846,11 +1169,12 @@ fn verify(
         let expected = match row.status.as_str() {
             "success" => Some(RecordStatus::Success),
             "failed" => Some(RecordStatus::Failed),
-            "rejected" => None,
+            // Refused by CCPayment, or a batch task aborted before it ran: never paid.
+            "rejected" | "cancelled" => None,
             other => {
                 figures.non_final += 1;
                 violations.push(format!(
-                    "{id} ended with status {other:?}, not success, failed or rejected"
+                    "{id} ended with status {other:?}, not success, failed, rejected or cancelled"
                 ));
                 continue;
             }
@@ -860,9 +1184,9 @@ fn verify(
         let problem = match (expected, found) {
             (None, []) => None,
             (None, [p, ..]) => Some(format!(
-                "reported rejected, but the ledger has payout {} ({})",
-                p.record_id,
-                p.status.as_str()
+                "reported {}, but the ledger has a payout ({})",
+                row.status,
+                describe_payout(p)
             )),
             (Some(_), []) => Some(format!("reported {}, but the ledger has no payout", row.status)),
             (Some(want), [p, ..]) if p.status != want => Some(format!(
@@ -882,7 +1206,7 @@ fn verify(
                     p.record_id
                 ))
             }
-            (Some(_), _) => None,
+            (Some(_), [p, ..]) => task_problem(row, p),
         };
         if let Some(problem) = problem {
             figures.mismatches += 1;
@@ -902,29 +1226,87 @@ fn verify(
     figures
 }
 
+/// A payout in a few words: its record id, and for a batch task its batch, seq and orderId.
+fn describe_payout(p: &LedgerPayout) -> String {
+    if p.is_batch_task() {
+        format!(
+            "record {} {}, task {} of {} (orderId {})",
+            p.record_id,
+            p.status.as_str(),
+            p.seq,
+            p.batch_order_id,
+            p.order_id
+        )
+    } else {
+        format!("record {} {}, single withdrawal", p.record_id, p.status.as_str())
+    }
+}
+
+/// Where a paid row's report disagrees with its payout beyond status and record id: the amount
+/// sent, and the task columns (present exactly when the payout is a batch task, and naming its
+/// batch, seq and CCPayment's orderId).
+fn task_problem(row: &ResultRow, p: &LedgerPayout) -> Option<String> {
+    let cell = |c: &Option<String>| c.as_deref().unwrap_or_default().to_owned();
+    if let Some(amount) = row.amount_sent.as_deref().filter(|a| !a.is_empty())
+        && amount != p.amount
+    {
+        return Some(format!("reported amount {amount}, but the ledger paid {}", p.amount));
+    }
+    let reported = (
+        cell(&row.batch_order_id),
+        cell(&row.task_seq),
+        cell(&row.ccpayment_order_id),
+    );
+    if p.is_batch_task() {
+        let ledger = (p.batch_order_id.clone(), p.seq.to_string(), p.order_id.clone());
+        (reported != ledger).then(|| {
+            format!(
+                "reported as task {:?} seq {:?} with ccpayment_order_id {:?}, but the ledger paid task {} seq {} with orderId {}",
+                reported.0, reported.1, reported.2, ledger.0, ledger.1, ledger.2
+            )
+        })
+    } else {
+        (!reported.0.is_empty() || !reported.2.is_empty()).then(|| {
+            format!(
+                "reported as task {:?} with ccpayment_order_id {:?}, but the ledger's payout {} is a single withdrawal",
+                reported.0, reported.2, p.record_id
+            )
+        })
+    }
+}
+
 struct Times {
     kills: Duration,
     final_runs: Duration,
     wall: Duration,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_figures(
     args: &Args,
     readings: &Readings,
+    mode: &Mode,
     seed: u64,
     stats: &RunStats,
     ledger: &Ledger,
+    sandbox_stats: Option<&SandboxStats>,
     figures: &Figures,
     times: Times,
 ) {
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut faults_by_route: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut refusals: BTreeMap<i64, usize> = BTreeMap::new();
     let mut created = 0;
     for attempt in &ledger.attempts {
         match &attempt.outcome {
             AttemptOutcome::Created { .. } => created += 1,
             AttemptOutcome::Refused { code } => *refusals.entry(*code).or_default() += 1,
-            AttemptOutcome::Fault { fault } => *faults.entry(fault.as_str()).or_default() += 1,
+            AttemptOutcome::Fault { fault } => {
+                *faults.entry(fault.as_str()).or_default() += 1;
+                *faults_by_route
+                    .entry((attempt.endpoint.as_str(), fault.as_str()))
+                    .or_default() += 1;
+            }
         }
     }
     // A committed create that was then dropped or slowed is logged twice: what the body did,
@@ -936,6 +1318,7 @@ fn print_figures(
 
     println!("chaos: figures");
     println!("  readings                  {readings}");
+    println!("  withdraw mode             {mode}");
     println!("  rows                      {}", args.rows);
     println!(
         "  kills                     {} of {} hit a running process",
@@ -966,7 +1349,64 @@ fn print_figures(
         "  lookups                   {} by orderId ({} answered 11003), {} record lists, {} v1 bills; {} answered 11013",
         l.by_order_id, l.not_found, l.lists, l.bills, l.refused_11013
     );
-    println!("  payouts in the ledger     {}", ledger.payouts.len());
+    let tasks: Vec<&LedgerPayout> = ledger.payouts.iter().filter(|p| p.is_batch_task()).collect();
+    let mut batches: Vec<&str> = tasks.iter().map(|p| p.batch_order_id.as_str()).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    println!(
+        "  payouts in the ledger     {} ({} batch tasks in {} batches, {} single withdrawals)",
+        ledger.payouts.len(),
+        tasks.len(),
+        batches.len(),
+        ledger.payouts.len() - tasks.len()
+    );
+    if mode.is_batch() {
+        let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &tasks {
+            *by_status.entry(p.status.as_str()).or_default() += 1;
+        }
+        println!(
+            "  kills by batch phase      {} (the most telling phase a batch was in)",
+            list(figures.kill_phases.iter().map(|(k, n)| format!("{k}: {n}")).collect())
+        );
+        println!(
+            "  tasks paid                {} ({})",
+            tasks.len(),
+            list(by_status.iter().map(|(k, n)| format!("{k}: {n}")).collect())
+        );
+        match sandbox_stats {
+            Some(s) => {
+                println!("  batch requests by route   (requests, then by answer)");
+                for route in BATCH_ROUTES {
+                    let mut codes: Vec<String> = s
+                        .requests
+                        .iter()
+                        .filter(|r| r.endpoint == route)
+                        .map(|r| match r.code {
+                            STATS_SUCCESS => format!("{} ok", r.count),
+                            STATS_NO_REPLY => format!("{} no reply", r.count),
+                            code => format!("{} × {code}", r.count),
+                        })
+                        .collect();
+                    if codes.is_empty() {
+                        codes.push("none".to_owned());
+                    }
+                    println!("    {route:<32} {} ({})", s.to_endpoint(route), codes.join(", "));
+                }
+                println!("  requests, every endpoint  {}", s.total());
+            }
+            None => println!("  batch requests            (the sandbox's stats could not be read)"),
+        }
+        println!(
+            "  faults by route           {}",
+            list(
+                faults_by_route
+                    .iter()
+                    .map(|((route, fault), n)| format!("{route} {fault}: {n}"))
+                    .collect()
+            )
+        );
+    }
     println!(
         "  report statuses           {}",
         list(figures.statuses.iter().map(|(k, n)| format!("{k}: {n}")).collect())

@@ -33,13 +33,35 @@ pub fn write_trx_batch(path: &Path, prefix: &str, rows: u64) -> anyhow::Result<(
     Ok(())
 }
 
+/// Valid EVM addresses (POLYGON and BSC) the sandbox pays normally.
+pub const EVM: [&str; 2] = [
+    "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d",
+    "0x09a939da0a61353314b90d4bdcc7d7450c847008",
+];
+
+/// The batch-mode benchmark's file: `rows` USDT payouts of 2, in turn on TRX, POLYGON and BSC,
+/// the merchant paying every fee (so each row can be a task of a batch withdrawal), ids
+/// [`order_id`]`(prefix, 0..rows)`.
+pub fn write_batch_mode_batch(path: &Path, prefix: &str, rows: u64) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    writeln!(out, "order_id,recipient,coin,chain,amount,merchant_pays_fee")?;
+    for i in 0..rows {
+        let id = order_id(prefix, i);
+        match i % 3 {
+            0 => writeln!(out, "{id},{},USDT,TRX,2,true", TRON[(i / 3 % 3) as usize]),
+            1 => writeln!(out, "{id},{},USDT,POLYGON,2,true", EVM[(i / 3 % 2) as usize]),
+            _ => writeln!(out, "{id},{},USDT,BSC,2,true", EVM[(i / 3 % 2) as usize]),
+        }?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// The ingest benchmark's file: realistic affiliate rows (USDT on TRX and POLYGON, Cwallet, XRP
 /// with memos), with a memo and a reference column. Returns its size in bytes.
 pub fn write_mixed_batch(path: &Path, rows: u64) -> anyhow::Result<u64> {
-    let evm = [
-        "0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d",
-        "0x09a939da0a61353314b90d4bdcc7d7450c847008",
-    ];
+    let evm = EVM;
     let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     writeln!(out, "order_id,recipient,coin,chain,amount,memo,reference")?;
@@ -75,20 +97,20 @@ pub fn write_mixed_batch(path: &Path, rows: u64) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-/// Payouts per orderId, after checking that none was paid twice and that every payout belongs to
-/// the batch (`prefix`).
+/// Payouts per order_id, after checking that none was paid twice and that every payout belongs
+/// to the batch (`prefix`). A payout's order_id is its merchant reference
+/// ([`LedgerPayout::merchant_ref`](ccpayout::sandbox::LedgerPayout::merchant_ref)): a single
+/// withdrawal's orderId, a batch task's remark (its orderId is CCPayment's own).
 pub fn paid_at_most_once<'a>(ledger: &'a Ledger, prefix: &str) -> anyhow::Result<HashMap<&'a str, RecordStatus>> {
     let mut paid: HashMap<&str, RecordStatus> = HashMap::with_capacity(ledger.payouts.len());
     let own = format!("{prefix}-");
     for p in &ledger.payouts {
-        if !p.order_id.starts_with(&own) {
-            bail!(
-                "the ledger has a payout for {:?}, which is not in the batch",
-                p.order_id
-            );
+        let reference = p.merchant_ref();
+        if !reference.starts_with(&own) {
+            bail!("the ledger has a payout for {reference:?}, which is not in the batch");
         }
-        if paid.insert(p.order_id.as_str(), p.status.clone()).is_some() {
-            bail!("order {} was paid twice (ledger)", p.order_id);
+        if paid.insert(reference, p.status.clone()).is_some() {
+            bail!("order {reference} was paid twice (ledger)");
         }
     }
     Ok(paid)

@@ -275,6 +275,10 @@ pub struct SandboxArgs {
     /// Milliseconds from Processing to a final status.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub settle_delay_ms: u64,
+    /// Milliseconds between two tasks of a batch withdrawal in `Single` mode, where each task is
+    /// its own transaction, run one after another (0: without a pause).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub batch_task_interval_ms: u64,
     /// Share of payouts that end Failed (refunded), 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub fail_rate: f64,
@@ -930,6 +934,7 @@ async fn sandbox_command(args: SandboxArgs) -> Result<Outcome, CliError> {
         app_secret: SecretString::from(args.app_secret),
         seed: args.seed,
         settle_delay: Duration::from_millis(args.settle_delay_ms),
+        batch_task_interval: Duration::from_millis(args.batch_task_interval_ms),
         fail_rate: args.fail_rate,
         rate_limit: args.rate_limit.map(|per_second| RateLimit {
             per_second,

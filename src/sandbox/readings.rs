@@ -79,6 +79,9 @@ pub struct Readings {
     /// `batch-seq-unchecked` (R14): a task seq repeated in a request or already in the batch is
     /// stored (and paid) instead of refused with 14027.
     pub batch_seq_unchecked: bool,
+    /// `batch-partial-apply` (R14): an apply whose reply is lost after commit kept only the first
+    /// half of its tasks (an apply that is not atomic), so the rest must be appended.
+    pub batch_partial_apply: bool,
     /// `batch-review` (R14): a confirmed batch is `Reviewing` this long (world time) before it
     /// is `Pending`.
     pub batch_review: Option<Duration>,
@@ -133,6 +136,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "R14: a confirmed batch is Reviewing for MS (5000) before Pending",
     ),
     (
+        "batch-partial-apply",
+        "R14: an apply whose reply is lost keeps only the first half of its tasks",
+    ),
+    (
         "task-status-success",
         "R14: a paid batch task reads Success instead of Successful",
     ),
@@ -166,6 +173,7 @@ documented.
   batch-id-reuse          R14: a reused batchOrderId makes a second batch; confirm and abort act on all
   batch-seq-unchecked     R14: a repeated task seq is stored (and paid) instead of 14027
   batch-review[=MS]       R14: a confirmed batch is Reviewing for MS (5000) before Pending
+  batch-partial-apply     R14: an apply whose reply is lost keeps only the first half of its tasks
   task-status-success     R14: a paid batch task reads Success instead of Successful
   no-batch-withdraw       R14: the batch routes answer HTTP 404 like an unknown method
   v1-only                 R15: every v2 call answers 11013 NoSupportVersion
@@ -187,6 +195,7 @@ impl Readings {
         "batch-id-reuse",
         "batch-seq-unchecked",
         "batch-review",
+        "batch-partial-apply",
         "task-status-success",
         "no-batch-withdraw",
         "v1-only",
@@ -204,6 +213,7 @@ impl Readings {
         old_webhook_timestamps: false,
         repeated_batch: RepeatedBatch::Refused,
         batch_seq_unchecked: false,
+        batch_partial_apply: false,
         batch_review: None,
         task_status_success: false,
         no_batch_withdraw: false,
@@ -255,6 +265,7 @@ impl Readings {
             "batch-apply-idempotent" => r.repeated_batch = RepeatedBatch::Idempotent,
             "batch-id-reuse" => r.repeated_batch = RepeatedBatch::Reuse,
             "batch-seq-unchecked" => r.batch_seq_unchecked = true,
+            "batch-partial-apply" => r.batch_partial_apply = true,
             "batch-review" => r.batch_review = Some(millis(DEFAULT_BATCH_REVIEW)?),
             "task-status-success" => r.task_status_success = true,
             "no-batch-withdraw" => r.no_batch_withdraw = true,
@@ -294,6 +305,7 @@ impl Readings {
         self.lookup_lag = other.lookup_lag.or(self.lookup_lag);
         self.batch_review = other.batch_review.or(self.batch_review);
         self.batch_seq_unchecked |= other.batch_seq_unchecked;
+        self.batch_partial_apply |= other.batch_partial_apply;
         self.task_status_success |= other.task_status_success;
         self.no_batch_withdraw |= other.no_batch_withdraw;
         self.no_order_uniqueness |= other.no_order_uniqueness;
@@ -341,6 +353,9 @@ impl Readings {
         }
         if self.batch_seq_unchecked {
             names.push("batch-seq-unchecked".to_owned());
+        }
+        if self.batch_partial_apply {
+            names.push("batch-partial-apply".to_owned());
         }
         if let Some(review) = self.batch_review {
             names.push(format!("batch-review={}", review.as_millis()));

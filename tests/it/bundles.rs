@@ -244,6 +244,36 @@ async fn lost_replies_under_the_readings_that_could_pay_twice_pay_each_row_once(
     }
 }
 
+/// Every create's reply is lost after commit, and an apply that loses its reply kept only the
+/// first half of its tasks (`batch-partial-apply`): each batch is found by lookup, its task list
+/// read, the missing tasks confirmed absent and appended — only those — and the batch confirmed
+/// once every task is there. Every row paid once.
+///
+/// Guards `verify` and `append` in `engine::bundle`: appending tasks that are present (or
+/// re-applying) pays twice under `batch-seq-unchecked`; confirming before the missing tasks are
+/// in leaves rows unpaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_apply_is_completed_by_appending_only_the_missing_tasks() {
+    let faults = Faults {
+        drop_after_commit: 1.0,
+        ..Faults::default()
+    };
+    let api = sandbox("batch-partial-apply,batch-seq-unchecked", faults, 9).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), &batch_mode(0)));
+    let (file, ids) = write_rows(dir.path(), "partial.csv", "partial", 20, false);
+    let run = submit(&api, dir.path(), &state, &config, &file).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, tail(&run.stderr));
+    assert_paid_once(&api, &run, &state, &ids, &[]);
+    let stats = api.sandbox.stats();
+    assert!(
+        stats.to_endpoint("appendBatchWithdraw") >= 1,
+        "no task was appended: {:?}",
+        stats.requests
+    );
+    assert_eq!(stats.to_endpoint("applyBatchWithdraw"), 3, "each batch applied once");
+}
+
 /// `cancel` within the confirm's delay aborts the batch's tasks: nothing is paid, the rows are
 /// reported cancelled, and `status` names the cancelled seqs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -255,6 +255,26 @@ impl World {
     // -----------------------------------------------------------------------------------------
 
     /// `applyBatchWithdraw`.
+    /// `batch-partial-apply`: the batch the apply in `body` just created (its reply about to be
+    /// lost) keeps only the first half of its tasks, as an apply that stopped midway would.
+    pub(super) fn keep_first_half_of_last_apply(&mut self, body: &[u8]) {
+        let Some(id) = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("batchOrderId").and_then(|id| id.as_str().map(str::to_owned)))
+        else {
+            return;
+        };
+        let Some(&index) = self.batch_ids.get(&id).and_then(|list| list.last()) else {
+            return;
+        };
+        if let Some(batch) = self.batches.get_mut(index)
+            && batch.status == BatchStatus::Init
+        {
+            let keep = batch.tasks.len().div_ceil(2);
+            batch.tasks.truncate(keep);
+        }
+    }
+
     pub fn apply_batch(
         &mut self,
         req: ApplyBatchWithdrawRequest,

@@ -156,7 +156,12 @@ impl World {
                 );
             }
             match fault {
-                Fault::DropAfterCommit => handled.transport = Transport::Drop,
+                Fault::DropAfterCommit => {
+                    handled.transport = Transport::Drop;
+                    if self.readings.batch_partial_apply && route == Route::V2(method::APPLY_BATCH_WITHDRAW) {
+                        self.keep_first_half_of_last_apply(body);
+                    }
+                }
                 Fault::Slow => {
                     handled.transport = Transport::Slow(Duration::from_millis(self.faults.slow_delay_ms));
                     // Until the held reply is out, a duplicate of this orderId is "repeated

@@ -216,6 +216,7 @@ impl Scenario {
                 Execution::Single
             };
             let delay = if d.chance(0.3) { d.range(1, 120) } else { 0 };
+            readings.batch_partial_apply = d.chance(0.3);
             (execution, delay)
         });
         Scenario {

@@ -44,6 +44,9 @@ use crate::model::state::{Event, FinalStatus, OrderState, StateKind};
 use crate::rules::deny::match_key;
 use crate::store::{Change, ControlEvent};
 
+const INTERRUPTED_APPLY: &str = "interrupted while applying; the batch may exist at CCPayment";
+const INTERRUPTED_APPEND: &str = "interrupted while appending; the tasks may be at CCPayment";
+
 /// While a bundle runs, its task list is read again at most this often.
 const PROGRESS_LISTING_MS: i64 = 60_000;
 
@@ -193,42 +196,20 @@ impl Engine {
             BundlePhase::Waiting => self.waiting(bundle, orders, sending, cancel).await,
             BundlePhase::Applying { attempt } => {
                 // Found at the start of a step: the process stopped while the apply was out.
-                let detail = "interrupted while applying; the batch may exist at CCPayment".to_owned();
-                let mut b = bundle;
-                let from = b.phase.name();
-                b.phase = BundlePhase::Unknown {
+                let next = BundlePhase::Unknown {
                     attempt,
-                    detail: detail.clone(),
+                    detail: INTERRUPTED_APPLY.to_owned(),
                 };
-                b.last_sent_ms = Some(b.last_sent_ms.map_or(self.now(), |t| t.max(self.now())));
-                let changes = self.ambiguous_orders(&orders, &detail)?;
-                self.save(Commit {
-                    bundle: b,
-                    from,
-                    changes,
-                    detail,
-                })
-                .map(|b| (b, None))
+                self.interrupted(bundle, &orders, next, INTERRUPTED_APPLY)
+                    .map(|b| (b, None))
             }
             BundlePhase::Unknown { .. } => self.look_up(bundle, orders, cancel).await.map(|b| (b, None)),
             BundlePhase::Open { verify: true } => self.verify(bundle, orders, cancel).await.map(|b| (b, None)),
             BundlePhase::Open { verify: false } => self.open(bundle, orders, sending, cancel).await,
-            BundlePhase::Appending { .. } => {
-                // Interrupted while appending: the tasks may be there; read the list.
-                let detail = "interrupted while appending; the tasks may be at CCPayment".to_owned();
-                let mut b = bundle;
-                let from = b.phase.name();
-                b.phase = BundlePhase::Open { verify: true };
-                b.last_sent_ms = Some(b.last_sent_ms.map_or(self.now(), |t| t.max(self.now())));
-                let changes = self.ambiguous_orders(&orders, &detail)?;
-                self.save(Commit {
-                    bundle: b,
-                    from,
-                    changes,
-                    detail,
-                })
-                .map(|b| (b, None))
-            }
+            // Interrupted while appending: the tasks may be there; the list is read.
+            BundlePhase::Appending { .. } => self
+                .interrupted(bundle, &orders, BundlePhase::Open { verify: true }, INTERRUPTED_APPEND)
+                .map(|b| (b, None)),
             BundlePhase::Confirming { .. } => self.confirm_resolved(bundle, cancel).await.map(|b| (b, None)),
             BundlePhase::Confirmed => self.follow(bundle, orders, cancel).await.map(|b| (b, None)),
             BundlePhase::Aborting { seqs, cause } => {
@@ -236,6 +217,30 @@ impl Engine {
             }
             BundlePhase::Done | BundlePhase::Refused { .. } => Ok((bundle, None)),
         }
+    }
+
+    /// A bundle found in `Applying` or `Appending` at the start of a step: the process stopped
+    /// with that request out. Its `Submitting` orders become `Unknown`, it moves to `next`, and
+    /// absence is confirmed from now (the latest moment the request could have arrived, R2).
+    fn interrupted(
+        &self,
+        bundle: BundleRecord,
+        orders: &Orders,
+        next: BundlePhase,
+        detail: &str,
+    ) -> Result<BundleRecord, EngineError> {
+        let mut bundle = bundle;
+        let from = bundle.phase.name();
+        let now = self.now();
+        bundle.phase = next;
+        bundle.last_sent_ms = Some(bundle.last_sent_ms.map_or(now, |t| t.max(now)));
+        let changes = self.ambiguous_orders(orders, detail)?;
+        self.save(Commit {
+            bundle,
+            from,
+            changes,
+            detail: detail.to_owned(),
+        })
     }
 
     /// Commits a step: the bundle (if still in `from`), its orders' changes and an audit line.

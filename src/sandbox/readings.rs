@@ -82,6 +82,9 @@ pub struct Readings {
     /// `batch-partial-apply` (R14): an apply whose reply is lost after commit kept only the first
     /// half of its tasks (an apply that is not atomic), so the rest must be appended.
     pub batch_partial_apply: bool,
+    /// `batch-review-reject` (R14): a confirmed batch is `Reviewing` (for `batch_review`, 5000 ms
+    /// unless set) and then `Rejected` with a reason; none of its tasks runs.
+    pub batch_review_reject: bool,
     /// `batch-review` (R14): a confirmed batch is `Reviewing` this long (world time) before it
     /// is `Pending`.
     pub batch_review: Option<Duration>,
@@ -136,6 +139,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "R14: a confirmed batch is Reviewing for MS (5000) before Pending",
     ),
     (
+        "batch-review-reject",
+        "R14: a confirmed batch's review ends Rejected; no task runs",
+    ),
+    (
         "batch-partial-apply",
         "R14: an apply whose reply is lost keeps only the first half of its tasks",
     ),
@@ -174,6 +181,7 @@ documented.
   batch-seq-unchecked     R14: a repeated task seq is stored (and paid) instead of 14027
   batch-review[=MS]       R14: a confirmed batch is Reviewing for MS (5000) before Pending
   batch-partial-apply     R14: an apply whose reply is lost keeps only the first half of its tasks
+  batch-review-reject     R14: a confirmed batch's review ends Rejected; no task runs
   task-status-success     R14: a paid batch task reads Success instead of Successful
   no-batch-withdraw       R14: the batch routes answer HTTP 404 like an unknown method
   v1-only                 R15: every v2 call answers 11013 NoSupportVersion
@@ -195,6 +203,7 @@ impl Readings {
         "batch-id-reuse",
         "batch-seq-unchecked",
         "batch-review",
+        "batch-review-reject",
         "batch-partial-apply",
         "task-status-success",
         "no-batch-withdraw",
@@ -214,6 +223,7 @@ impl Readings {
         repeated_batch: RepeatedBatch::Refused,
         batch_seq_unchecked: false,
         batch_partial_apply: false,
+        batch_review_reject: false,
         batch_review: None,
         task_status_success: false,
         no_batch_withdraw: false,
@@ -266,6 +276,7 @@ impl Readings {
             "batch-id-reuse" => r.repeated_batch = RepeatedBatch::Reuse,
             "batch-seq-unchecked" => r.batch_seq_unchecked = true,
             "batch-partial-apply" => r.batch_partial_apply = true,
+            "batch-review-reject" => r.batch_review_reject = true,
             "batch-review" => r.batch_review = Some(millis(DEFAULT_BATCH_REVIEW)?),
             "task-status-success" => r.task_status_success = true,
             "no-batch-withdraw" => r.no_batch_withdraw = true,
@@ -306,6 +317,7 @@ impl Readings {
         self.batch_review = other.batch_review.or(self.batch_review);
         self.batch_seq_unchecked |= other.batch_seq_unchecked;
         self.batch_partial_apply |= other.batch_partial_apply;
+        self.batch_review_reject |= other.batch_review_reject;
         self.task_status_success |= other.task_status_success;
         self.no_batch_withdraw |= other.no_batch_withdraw;
         self.no_order_uniqueness |= other.no_order_uniqueness;
@@ -357,6 +369,9 @@ impl Readings {
         if self.batch_partial_apply {
             names.push("batch-partial-apply".to_owned());
         }
+        if self.batch_review_reject {
+            names.push("batch-review-reject".to_owned());
+        }
         if let Some(review) = self.batch_review {
             names.push(format!("batch-review={}", review.as_millis()));
         }
@@ -385,9 +400,15 @@ impl Readings {
     }
 
     /// Milliseconds a confirmed batch is `Reviewing`; 0 without `batch-review`.
+    /// How long a confirmed batch is `Reviewing`: `batch-review`'s time, or its default when
+    /// only `batch-review-reject` is on (a review that rejects takes a while too).
     pub(crate) fn batch_review_ms(&self) -> i64 {
-        self.batch_review
-            .map_or(0, |review| i64::try_from(review.as_millis()).unwrap_or(i64::MAX))
+        let review = match (self.batch_review, self.batch_review_reject) {
+            (Some(review), _) => Some(review),
+            (None, true) => Some(DEFAULT_BATCH_REVIEW),
+            (None, false) => None,
+        };
+        review.map_or(0, |review| i64::try_from(review.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

@@ -274,6 +274,47 @@ async fn a_partial_apply_is_completed_by_appending_only_the_missing_tasks() {
     assert_eq!(stats.to_endpoint("applyBatchWithdraw"), 3, "each batch applied once");
 }
 
+/// A batch CCPayment's review rejects (`batch-review-reject`): nothing is paid, every task's row
+/// is reported failed with CCPayment's reason, and `status` shows the batch `Rejected` with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_review_rejects_is_reported_failed_with_the_reason() {
+    let api = sandbox("batch-review-reject,batch-review=1500", Faults::default(), 13).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, config) = (dir.path().join("state"), write_config(dir.path(), &batch_mode(0)));
+    let (file, ids) = write_rows(dir.path(), "rejected.csv", "rejected", 10, false);
+    let run = submit(&api, dir.path(), &state, &config, &file).await;
+    assert_eq!(
+        run.code,
+        Some(1),
+        "rows failed: exit 1\n{}\n{}",
+        run.stdout,
+        tail(&run.stderr)
+    );
+    let ledger = api.sandbox.ledger();
+    assert!(
+        ledger.payouts.iter().all(|p| !p.is_batch_task()),
+        "a task of a rejected batch ran"
+    );
+    let rows = report_rows(&state);
+    for id in &ids {
+        let row = &rows[id];
+        if row["chain"] == "CWALLET" {
+            assert_eq!(row["status"], "success", "{row}");
+        } else {
+            assert_eq!(row["status"], "failed", "{row}");
+            let message = row["error_message"].as_str().unwrap_or_default();
+            assert!(message.contains("rejected by risk review"), "{row}");
+        }
+    }
+    let name = Store::open(&state).unwrap().batches().unwrap()[0].name.clone();
+    let status = ccpayout(&api, dir.path(), &state, &config, &["status", &name]).await;
+    assert!(
+        status.stdout.contains("CCPayment: Rejected") && status.stdout.contains("reason: rejected by risk review"),
+        "{}",
+        status.stdout
+    );
+}
+
 /// `cancel` within the confirm's delay aborts the batch's tasks: nothing is paid, the rows are
 /// reported cancelled, and `status` names the cancelled seqs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,7 +126,12 @@ pub(super) enum BatchStatus {
     Pending,
     Processing,
     Completed,
+    /// `batch-review-reject`: the review refused the batch; none of its tasks runs.
+    Rejected,
 }
+
+/// CCPayment's reason on a batch its review refused (`batch-review-reject`).
+pub const REVIEW_REJECT_REASON: &str = "rejected by risk review";
 
 impl BatchStatus {
     pub(super) fn parse(s: &str) -> Option<BatchStatus> {
@@ -136,6 +141,7 @@ impl BatchStatus {
             "Pending" => BatchStatus::Pending,
             "Processing" => BatchStatus::Processing,
             "Completed" => BatchStatus::Completed,
+            "Rejected" => BatchStatus::Rejected,
             _ => return None,
         })
     }
@@ -147,6 +153,7 @@ impl BatchStatus {
             BatchStatus::Pending => "Pending",
             BatchStatus::Processing => "Processing",
             BatchStatus::Completed => "Completed",
+            BatchStatus::Rejected => "Rejected",
         }
     }
 }
@@ -600,6 +607,13 @@ impl World {
                         self.schedule_batch(b, Some(until));
                         return;
                     }
+                    if self.readings.batch_review_reject {
+                        batch.status = BatchStatus::Rejected;
+                        batch.updated_ms = at_ms;
+                        self.generation += 1;
+                        self.schedule_batch(b, None);
+                        return;
+                    }
                     batch.status = BatchStatus::Pending;
                     batch.updated_ms = at_ms;
                     self.generation += 1;
@@ -633,7 +647,7 @@ impl World {
                     self.refresh_completion(b, at_ms);
                     return;
                 }
-                BatchStatus::Init | BatchStatus::Completed => {
+                BatchStatus::Init | BatchStatus::Completed | BatchStatus::Rejected => {
                     self.schedule_batch(b, None);
                     return;
                 }
@@ -658,7 +672,7 @@ impl World {
     /// when it runs or is aborted, never while it waits.
     fn refresh_completion(&mut self, b: usize, at_ms: i64) {
         let batch = &self.batches[b];
-        if batch.status == BatchStatus::Completed {
+        if matches!(batch.status, BatchStatus::Completed | BatchStatus::Rejected) {
             return;
         }
         let all_final = batch.tasks.iter().all(|t| match t.state {
@@ -986,7 +1000,11 @@ impl World {
             network_fee: fmt_decimal(fees),
             network_fee_coin: coin(fee_coin_id),
             status: batch.status.as_str().to_owned(),
-            reason: String::new(),
+            reason: if batch.status == BatchStatus::Rejected {
+                REVIEW_REJECT_REASON.to_owned()
+            } else {
+                String::new()
+            },
             mode: batch.mode.as_str().to_owned(),
             stats,
             created_at: secs(batch.created_ms),

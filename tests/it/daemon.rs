@@ -240,6 +240,63 @@ async fn a_file_renamed_into_the_inbox_is_paid_and_archived_with_its_reports() {
     assert!(!state.join("control.sock").exists(), "the socket is removed on exit");
 }
 
+/// Batch mode through the daemon (issue 15): a file dropped into the inbox is paid through
+/// CCPayment's batch withdrawals (TRX and POLYGON rows) and a single create (the Cwallet row),
+/// each row once; `status BATCH` through the control socket lists the batch withdrawals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_pays_a_file_through_batch_withdrawals_in_batch_mode() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (_dir, state, config, inbox) = layout("[batch]\ndefault_merchant_pays_fee = true\n");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[api]\n", "[api]\nwithdraw_mode = \"batch\"\n", 1),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+
+    let mut rows = String::from("order_id,recipient,coin,chain,amount\n");
+    for i in 0..9 {
+        let (to, chain) = match i % 3 {
+            0 => (RECIPIENTS[i % 3], "TRX"),
+            1 => ("0x53a829a58820d8d01370933bae1ca6ed3b8c9b1d", "POLYGON"),
+            _ => ("9558861", "CWALLET"),
+        };
+        rows.push_str(&format!("inbox-batch-{i:04},{to},USDT,{chain},{}.25\n", 12 + i));
+    }
+    drop_file(&inbox, "bundled.csv", &rows);
+    let done = inbox.join("done");
+    daemon.wait_for("bundled.csv in done/", Duration::from_secs(60), || {
+        done.join("bundled.csv").exists()
+    });
+
+    let ledger = api.sandbox.ledger();
+    let mut per_row = std::collections::BTreeMap::new();
+    for p in &ledger.payouts {
+        *per_row.entry(p.merchant_ref().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(per_row.len(), 9, "{per_row:?}");
+    assert!(per_row.values().all(|n| *n == 1), "{per_row:?}");
+    let tasks = ledger.payouts.iter().filter(|p| p.is_batch_task()).count();
+    assert_eq!(tasks, 6, "TRX and POLYGON rows as tasks, the Cwallet rows single");
+
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let name = out
+        .lines()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("bundled-")))
+        .unwrap_or_else(|| panic!("no batch line in {out}"))
+        .trim_end_matches(':')
+        .to_owned();
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["status", &name]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("batch withdrawals (2)"), "{out}");
+    assert!(out.contains("done; CCPayment: Completed"), "{out}");
+
+    let (code, _, log) = daemon.terminate(Duration::from_secs(25));
+    assert_eq!(code, Some(0), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_still_being_written_is_not_read_before_it_settles() {
     let api = TestApi::start_live(sandbox_config()).await;

@@ -44,6 +44,12 @@ use crate::model::state::{Event, FinalStatus, OrderState, StateKind};
 use crate::rules::deny::match_key;
 use crate::store::{Change, ControlEvent};
 
+/// Abort every task of a bundle whose task list is not what was sent.
+const ABORT_MISMATCH: BundlePhase = BundlePhase::Aborting {
+    seqs: Vec::new(),
+    cause: AbortCause::Mismatch,
+};
+
 const INTERRUPTED_APPLY: &str = "interrupted while applying; the batch may exist at CCPayment";
 const INTERRUPTED_APPEND: &str = "interrupted while appending; the tasks may be at CCPayment";
 
@@ -265,6 +271,26 @@ impl Engine {
         Ok(bundle)
     }
 
+    /// Moves the bundle to `phase`, with nothing scheduled (the next step is taken at once), and
+    /// commits it with `changes`.
+    fn enter(
+        &self,
+        mut bundle: BundleRecord,
+        phase: BundlePhase,
+        changes: Vec<Change>,
+        detail: impl Into<String>,
+    ) -> Result<BundleRecord, EngineError> {
+        let from = bundle.phase.name();
+        bundle.phase = phase;
+        bundle.next_check_ms = None;
+        self.save(Commit {
+            bundle,
+            from,
+            changes,
+            detail: detail.into(),
+        })
+    }
+
     /// Writes a bundle's schedule (next check, counters) without an order change or a phase
     /// change.
     fn reschedule(&self, mut bundle: BundleRecord, next_ms: i64, detail: String) -> Result<BundleRecord, EngineError> {
@@ -404,18 +430,8 @@ impl Engine {
         if seqs.is_empty() {
             // Cancelled or refused before anything was applied: nothing exists at CCPayment.
             if orders.values().all(|o| o.state.is_final()) {
-                let mut bundle = bundle;
-                let from = bundle.phase.name();
-                bundle.phase = BundlePhase::Done;
-                bundle.next_check_ms = None;
-                let detail = "nothing left to apply".to_owned();
                 return self
-                    .save(Commit {
-                        bundle,
-                        from,
-                        changes,
-                        detail,
-                    })
+                    .enter(bundle, BundlePhase::Done, changes, "nothing left to apply")
                     .map(|b| (b, None));
             }
             return Ok((bundle, None));
@@ -721,17 +737,9 @@ impl Engine {
         if let Some(problem) = problem {
             // Never confirmed: what it holds is aborted, and its orders are reported not paid.
             bundle.problem = Some(problem.clone());
-            bundle.phase = BundlePhase::Aborting {
-                seqs: Vec::new(),
-                cause: AbortCause::Mismatch,
-            };
-            bundle.next_check_ms = None;
-            return self.save(Commit {
-                bundle,
-                from,
-                changes: Vec::new(),
-                detail: format!("the task list is not what was sent: {problem}; the batch is aborted, never confirmed"),
-            });
+            let detail =
+                format!("the task list is not what was sent: {problem}; the batch is aborted, never confirmed");
+            return self.enter(bundle, ABORT_MISMATCH, Vec::new(), detail);
         }
         let mut changes = Vec::new();
         let mut missing_acknowledged = 0usize;
@@ -778,17 +786,8 @@ impl Engine {
                 bundle.problem = Some(format!(
                     "{missing_acknowledged} task(s) CCPayment acknowledged are missing from its task list"
                 ));
-                bundle.phase = BundlePhase::Aborting {
-                    seqs: Vec::new(),
-                    cause: AbortCause::Mismatch,
-                };
-                bundle.next_check_ms = None;
-                return self.save(Commit {
-                    bundle,
-                    from,
-                    changes,
-                    detail: "acknowledged tasks stayed missing; the batch is aborted, never confirmed".into(),
-                });
+                let detail = "acknowledged tasks stayed missing; the batch is aborted, never confirmed";
+                return self.enter(bundle, ABORT_MISMATCH, changes, detail);
             }
             bundle.next_check_ms = Some(now + ms(self.settings.reconcile_backoff.delay(bundle.checks, self.unit())));
             return self.save(Commit {
@@ -822,20 +821,17 @@ impl Engine {
         let now = self.now();
         if bundle.cancel_requested {
             let seqs = Self::seqs_in(&bundle, &orders, &[StateKind::Submitted, StateKind::Unknown]);
-            let mut bundle = bundle;
-            let from = bundle.phase.name();
-            bundle.phase = BundlePhase::Aborting {
+            let aborting = BundlePhase::Aborting {
                 seqs,
                 cause: AbortCause::Cancel,
             };
-            bundle.next_check_ms = None;
             return self
-                .save(Commit {
+                .enter(
                     bundle,
-                    from,
-                    changes: Vec::new(),
-                    detail: "cancelled before the confirm: its tasks are aborted".into(),
-                })
+                    aborting,
+                    Vec::new(),
+                    "cancelled before the confirm: its tasks are aborted",
+                )
                 .map(|b| (b, None));
         }
         // Deferred appends whose time has come go back to the queue.
@@ -883,17 +879,8 @@ impl Engine {
         }
         if submitted.is_empty() {
             // Every task refused: nothing to confirm. The empty batch is left unconfirmed.
-            let mut bundle = bundle;
-            let from = bundle.phase.name();
-            bundle.phase = BundlePhase::Done;
-            bundle.next_check_ms = None;
             return self
-                .save(Commit {
-                    bundle,
-                    from,
-                    changes,
-                    detail: "no task left to confirm".into(),
-                })
+                .enter(bundle, BundlePhase::Done, changes, "no task left to confirm")
                 .map(|b| (b, None));
         }
         if !sending {
@@ -1156,31 +1143,15 @@ impl Engine {
         let now = self.now();
         let open = Self::seqs_in(&bundle, &orders, &[StateKind::Submitted, StateKind::Unknown]);
         if bundle.cancel_requested && bundle.abort.is_none() && !open.is_empty() {
-            let mut bundle = bundle;
-            let from = bundle.phase.name();
-            bundle.phase = BundlePhase::Aborting {
+            let aborting = BundlePhase::Aborting {
                 seqs: open,
                 cause: AbortCause::Cancel,
             };
-            bundle.next_check_ms = None;
-            return self.save(Commit {
-                bundle,
-                from,
-                changes: Vec::new(),
-                detail: "cancelled after the confirm: the tasks not yet run are aborted".into(),
-            });
+            let detail = "cancelled after the confirm: the tasks not yet run are aborted";
+            return self.enter(bundle, aborting, Vec::new(), detail);
         }
         if open.is_empty() {
-            let mut bundle = bundle;
-            let from = bundle.phase.name();
-            bundle.phase = BundlePhase::Done;
-            bundle.next_check_ms = None;
-            return self.save(Commit {
-                bundle,
-                from,
-                changes: Vec::new(),
-                detail: "every task is final".into(),
-            });
+            return self.enter(bundle, BundlePhase::Done, Vec::new(), "every task is final");
         }
         let answer = self.ask_order(&bundle, cancel).await?;
         let mut bundle = bundle;

@@ -5,13 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ccpayout::rules::signature::{self, APPROVAL_NAMESPACE, BATCH_NAMESPACE};
-use ccpayout::sandbox::SandboxConfig;
 use serde_json::Value;
 
 use crate::helpers::{TestApi, run_ccpayout};
+use crate::submit::sandbox_config;
 
 const A: &str = "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K";
 const B: &str = "TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr";
@@ -23,25 +22,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The config of `submit.rs` with a `[policy]` table of `policy`.
 fn write_config(dir: &Path, policy: &str) -> PathBuf {
-    let path = dir.join("ccpayout.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[api]\nconnect_timeout_ms = 1000\nrequest_timeout_ms = 3000\n\
-             [limits]\nrate_per_second = 200\nconcurrency = 8\ntrack_first_check_secs = 1\ntrack_max_interval_secs = 2\n\
-             not_found_confirm_secs = 3\n[policy]\n{policy}"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn sandbox() -> SandboxConfig {
-    SandboxConfig {
-        settle_delay: Duration::from_millis(300),
-        ..SandboxConfig::default()
-    }
+    crate::submit::write_config(dir, &format!("[policy]\n{policy}"))
 }
 
 /// A CSV of USDT payouts on TRX: (order_id, recipient, amount, payee).
@@ -129,7 +112,7 @@ fn report(state: &Path, name: &str, kind: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_batch_pays_and_unsigned_foreign_or_altered_ones_pay_nothing() {
-    let api = TestApi::start_live(sandbox()).await;
+    let api = TestApi::start_live(sandbox_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = write_config(
@@ -202,7 +185,7 @@ async fn a_signed_batch_pays_and_unsigned_foreign_or_altered_ones_pay_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_approvers_are_needed_one_counts_once_and_the_maker_cannot_approve() {
-    let api = TestApi::start_live(sandbox()).await;
+    let api = TestApi::start_live(sandbox_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = write_config(
@@ -300,7 +283,7 @@ async fn two_approvers_are_needed_one_counts_once_and_the_maker_cannot_approve()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_and_changed_destinations_wait_for_their_review_while_known_ones_pay() {
-    let api = TestApi::start_live(sandbox()).await;
+    let api = TestApi::start_live(sandbox_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // The first batch, with holds off, makes A (emp-1) and B (emp-2) known.
@@ -390,7 +373,7 @@ async fn new_and_changed_destinations_wait_for_their_review_while_known_ones_pay
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_listed_row_is_refused_naming_the_list_while_the_rest_pays() {
-    let api = TestApi::start_live(sandbox()).await;
+    let api = TestApi::start_live(sandbox_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let list = dir.path().join("sanctioned.txt");

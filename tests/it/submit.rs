@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::helpers::{TestApi, command, run_ccpayout};
 
 /// A config with short tracking delays, a generous rate and small backoffs for tests.
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("ccpayout.toml");
     std::fs::write(
         &path,
@@ -29,7 +29,7 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-fn sandbox_config() -> SandboxConfig {
+pub(crate) fn sandbox_config() -> SandboxConfig {
     SandboxConfig {
         settle_delay: Duration::from_millis(300),
         ..SandboxConfig::default()

@@ -239,6 +239,14 @@ impl Drop for InFlight {
 }
 
 /// The outcome label of a reply: its envelope's code, else `http_<status>`.
+/// A request's JSON body; a request that cannot be encoded is never sent.
+fn encode<Req: Serialize + ?Sized>(endpoint: Endpoint<'_>, request: &Req) -> Result<Vec<u8>, CallError> {
+    serde_json::to_vec(request).map_err(|e| CallError::NotSent {
+        endpoint: endpoint.label(),
+        detail: format!("cannot encode the request: {e}"),
+    })
+}
+
 fn outcome_label(code: Option<i64>, http_status: u16) -> String {
     match code {
         Some(code) => code.to_string(),
@@ -538,11 +546,7 @@ impl Client {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let body = serde_json::to_vec(request).map_err(|e| CallError::NotSent {
-            endpoint: endpoint.label(),
-            detail: format!("cannot encode the request: {e}"),
-        })?;
-        self.call_body(endpoint, body).await
+        self.call_body(endpoint, encode(endpoint, request)?).await
     }
 
     /// Calls a method that takes no parameters, with the body the client sends for those (an
@@ -564,15 +568,8 @@ impl Client {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let body = serde_json::to_vec(request).map_err(|e| CallError::NotSent {
-            endpoint: endpoint.label(),
-            detail: format!("cannot encode the request: {e}"),
-        })?;
-        let (reply, in_flight) = self.send(endpoint, body).await?;
-        let (code, result) = self.interpret_envelope(endpoint, &reply);
-        self.heard(endpoint, code);
-        in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
-        if code.is_none() && reply.http_status == 404 {
+        let (routed, result) = self.exchange(endpoint, encode(endpoint, request)?).await?;
+        if !routed {
             return Ok(None);
         }
         result.map(Some)
@@ -584,11 +581,22 @@ impl Client {
         endpoint: Endpoint<'_>,
         body: Vec<u8>,
     ) -> Result<Resp, CallError> {
+        self.exchange(endpoint, body).await?.1
+    }
+
+    /// Sends `body`, tells the pacing and the statistics what came back, and decodes it. The
+    /// flag is false for an HTTP 404 without a CCPayment envelope: the method is not routed.
+    async fn exchange<Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
+        body: Vec<u8>,
+    ) -> Result<(bool, Result<Resp, CallError>), CallError> {
         let (reply, in_flight) = self.send(endpoint, body).await?;
         let (code, result) = self.interpret_envelope(endpoint, &reply);
         self.heard(endpoint, code);
         in_flight.finish(outcome_label(code, reply.http_status), result.is_ok());
-        result
+        let routed = code.is_some() || reply.http_status != 404;
+        Ok((routed, result))
     }
 
     /// This client with parameter-less calls sent as `form` (what `ccpayout doctor` found the

@@ -60,6 +60,20 @@ struct FileConfig {
     daemon: DaemonFile,
     #[serde(default)]
     webhook: WebhookFile,
+    /// `[[notify]]` targets.
+    #[serde(default)]
+    notify: Vec<NotifyFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyFile {
+    name: Option<String>,
+    url: Option<String>,
+    secret_file: Option<PathBuf>,
+    format: Option<String>,
+    events: Option<Vec<String>>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,9 +292,22 @@ pub struct Config {
     pub reports: ReportsConfig,
     pub daemon: DaemonConfig,
     pub webhook: WebhookConfig,
+    /// Where notices go (`[[notify]]`); none by default.
+    pub notify: Vec<NotifyTarget>,
 }
 
 impl Config {
+    /// Which targets want which events, for the store's outbox.
+    pub fn notice_subscriptions(&self) -> Vec<crate::model::notice::Subscription> {
+        self.notify
+            .iter()
+            .map(|t| crate::model::notice::Subscription {
+                target: t.name.clone(),
+                events: t.events.clone(),
+            })
+            .collect()
+    }
+
     /// What a preflight (`check`, and every batch taken in) needs from the configuration.
     pub fn preflight_settings(&self) -> crate::batch::preflight::Settings {
         crate::batch::preflight::Settings {
@@ -496,6 +523,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         reports: reports_file,
         daemon: daemon_file,
         webhook: webhook_file,
+        notify: notify_files,
     } = file;
     let file = Sections {
         batch: batch_file,
@@ -599,6 +627,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
     let policy = resolve_policy(file.policy, path.and_then(Path::parent), &mut problems);
     let daemon = resolve_daemon(daemon_file, &relative_to_config, &mut problems);
     let webhook = resolve_webhook(webhook_file, &mut problems);
+    let notify = resolve_notify(notify_files, &relative_to_config, &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -622,6 +651,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         reports,
         daemon,
         webhook,
+        notify,
     })
 }
 
@@ -1084,6 +1114,193 @@ fn check_base_url(value: &str) -> Result<String, &'static str> {
         return Err("expected no query, fragment or credentials in the URL");
     }
     Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// The body a notify target receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    /// One JSON object per notice, signed with the target's secret when it has one.
+    Json,
+    /// Slack's incoming-webhook body (`text` and `blocks`).
+    Slack,
+}
+
+impl NotifyFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Json => "json",
+            NotifyFormat::Slack => "slack",
+        }
+    }
+}
+
+/// A target's URL. A Slack webhook's URL is itself a credential, so only its scheme and host
+/// are ever shown (`Display`, `Debug`); [`TargetUrl::as_str`] is for the request alone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TargetUrl(String);
+
+impl TargetUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `scheme://host[:port]/…`: what logs, `status` and errors show.
+    pub fn shown(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", self.0.as_str()));
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        // user:password@ never shows either.
+        let host = host.rsplit('@').next().unwrap_or(host);
+        let more = if rest.len() > host.len() { "/…" } else { "" };
+        format!("{scheme}://{host}{more}")
+    }
+
+    fn host(&self) -> String {
+        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        host.rsplit('@').next().unwrap_or(host).to_owned()
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl fmt::Debug for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TargetUrl({})", self.shown())
+    }
+}
+
+/// One `[[notify]]` target.
+#[derive(Debug, Clone)]
+pub struct NotifyTarget {
+    /// Its name: the key of its deliveries in the outbox, shown in `status` and the metrics.
+    pub name: String,
+    pub url: TargetUrl,
+    pub format: NotifyFormat,
+    /// The HMAC key of `X-Ccpayout-Signature`, from `secret_file`.
+    pub secret: Option<SecretString>,
+    /// The events it wants (all by default).
+    pub events: Vec<crate::model::notice::NoticeEvent>,
+    /// How long one delivery may take.
+    pub timeout: Duration,
+}
+
+/// The `[[notify]]` targets: each needs an http(s) URL; names are unique (a name defaults to
+/// the URL's host, then `host-2`, …).
+fn resolve_notify(
+    files: Vec<NotifyFile>,
+    relative: &dyn Fn(PathBuf) -> PathBuf,
+    problems: &mut Vec<String>,
+) -> Vec<NotifyTarget> {
+    use crate::model::notice::NoticeEvent;
+    let mut targets: Vec<NotifyTarget> = Vec::new();
+    for (i, file) in files.into_iter().enumerate() {
+        let prefix = format!("notify[{}]", i + 1);
+        let Some(url) = file.url else {
+            problems.push(format!("{prefix}.url: required (an http:// or https:// URL)"));
+            continue;
+        };
+        let lower = url.to_ascii_lowercase();
+        let url = TargetUrl(url);
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.host().is_empty() {
+            problems.push(format!("{prefix}.url: expected an http:// or https:// URL, got {}", url.shown()));
+            continue;
+        }
+        if url.0.chars().any(char::is_whitespace) {
+            problems.push(format!("{prefix}.url: must not contain spaces"));
+            continue;
+        }
+        let format = match file.format.as_deref() {
+            None | Some("json") => NotifyFormat::Json,
+            Some("slack") => NotifyFormat::Slack,
+            Some(other) => {
+                problems.push(format!("{prefix}.format: expected \"json\" or \"slack\", got {other:?}"));
+                continue;
+            }
+        };
+        let events = match file.events {
+            None => NoticeEvent::ALL.to_vec(),
+            Some(names) => {
+                let mut events = Vec::new();
+                for name in &names {
+                    match NoticeEvent::parse(name) {
+                        Some(e) if !events.contains(&e) => events.push(e),
+                        Some(_) => {}
+                        None => problems.push(format!(
+                            "{prefix}.events: unknown event {name:?}; known: {}",
+                            NoticeEvent::ALL.map(NoticeEvent::as_str).join(", ")
+                        )),
+                    }
+                }
+                if names.is_empty() {
+                    problems.push(format!("{prefix}.events: empty; leave it out for every event"));
+                }
+                events
+            }
+        };
+        let secret = file.secret_file.map(relative).and_then(|path| {
+            let key = format!("{prefix}.secret_file");
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let secret = text.trim_end_matches(['\n', '\r']);
+                    if secret.is_empty() {
+                        problems.push(format!("{key}: {} is empty", path.display()));
+                        None
+                    } else {
+                        Some(SecretString::from(secret.to_owned()))
+                    }
+                }
+                Err(e) => {
+                    problems.push(format!("{key}: cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        });
+        let timeout = match file.timeout_secs.unwrap_or(10) {
+            n @ 1..=120 => Duration::from_secs(n),
+            n => {
+                problems.push(format!("{prefix}.timeout_secs: expected 1 to 120, got {n}"));
+                continue;
+            }
+        };
+        let name = match file.name {
+            Some(name) => {
+                if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                    problems.push(format!(
+                        "{prefix}.name: 1 to 64 letters, digits, '-', '_' or '.', got {name:?}"
+                    ));
+                    continue;
+                }
+                if targets.iter().any(|t| t.name == name) {
+                    problems.push(format!("{prefix}.name: {name:?} names another target too"));
+                    continue;
+                }
+                name
+            }
+            None => {
+                let host = url.host();
+                let mut name = host.clone();
+                let mut n = 1;
+                while targets.iter().any(|t| t.name == name) {
+                    n += 1;
+                    name = format!("{host}-{n}");
+                }
+                name
+            }
+        };
+        targets.push(NotifyTarget {
+            name,
+            url,
+            format,
+            secret,
+            events,
+            timeout,
+        });
+    }
+    targets
 }
 
 /// Reads a secret file: the whole content minus one trailing line break.

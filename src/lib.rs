@@ -19,6 +19,8 @@
 //!   in a secret type.
 //! - [`inbox`]: inbox folders: batch-file candidates, atomic claims, archives.
 //! - [`jobs`]: scheduled jobs: job files, cron schedules in IANA zones, catch-up, firing.
+//! - [`notify`]: notices to the people who must act: the outbox's deliveries sent as JSON or
+//!   Slack bodies, retried until acknowledged.
 //! - [`app`]: what both faces share: wiring, taking a file in, paying a batch, and the one
 //!   operator (status, approve, cancel, pause, resume, report).
 //! - [`daemon`]: `ccpayout run`: inbox watching, batch tasks, the control socket, webhooks,
@@ -40,6 +42,7 @@ pub mod engine;
 pub mod inbox;
 pub mod jobs;
 pub mod model;
+pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod sandbox;

@@ -27,6 +27,13 @@ pub fn sign_v1(app_id: &str, secret: &SecretString, timestamp: &str, body: &[u8]
     hex::encode(v1_digest(app_id, secret, timestamp, body))
 }
 
+/// The signature of a notice ccpayout sends (`X-Ccpayout-Signature: sha256=<this>`): lowercase
+/// hex HMAC-SHA256 keyed with the target's secret over the exact body. The v2 MAC with an empty
+/// app id and timestamp is exactly that, so the secret is exposed in one place still.
+pub fn sign_notice(secret: &SecretString, body: &[u8]) -> String {
+    sign_v2("", secret, "", body)
+}
+
 /// Checks a v2 signature (hex, either case) in constant time.
 pub fn verify_v2(app_id: &str, secret: &SecretString, timestamp: &str, body: &[u8], sign: &str) -> bool {
     let Some(given) = decode_sha256_hex(sign) else {

@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::api::{CallError, Client, ErrorClass};
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
-use crate::model::record::BatchRecord;
+use crate::batch::plan::Plan;
+use crate::model::notice::{self, Awaiting, CoinTotal, Notice, Shortfall};
+use crate::model::record::{Approval, BatchRecord};
 use crate::store::{ControlEvent, Key, Store, StoreError};
 
 /// Explorer URL templates per chain (from CCPayment's chain list), saved when a batch is taken
@@ -128,6 +130,7 @@ pub async fn ingest(
     if !prepared.report.plan.blockers.is_empty() || prepared.validated.has_file_problem() {
         // Nothing is stored, but what the controls found is still in the audit trail.
         store.audit(&control_events(&prepared, batch_id.as_str(), now_ms))?;
+        store.record_notices(&balance_notice(&prepared.report.plan, file, now_ms))?;
         return Ok(Ingested::Blocked { plan: plan_text });
     }
     let explorers: BTreeMap<String, String> = prepared
@@ -151,13 +154,94 @@ pub async fn ingest(
     // held as records. The controls' decisions go into the audit trail with the batch.
     let events = control_events(&prepared, batch_id.as_str(), now_ms);
     let bundles = records::bundles(&prepared, generation, now_ms);
+    let notices = approval_notices(&batch, &prepared.report.plan, now_ms);
     store.create_batch_audited(
         &batch,
         records::orders(&prepared, generation, now_ms),
         &bundles,
         &events,
+        &notices,
     )?;
     Ok(Ingested::Created { batch, plan: plan_text })
+}
+
+/// "Waits for approval" for the batch's plan and for its recipient review part, whichever needs
+/// one: recorded with the batch, so the people who approve hear of it as it is stored.
+fn approval_notices(batch: &BatchRecord, plan: &Plan, now_ms: i64) -> Vec<Notice> {
+    let totals: Vec<CoinTotal> = plan
+        .coins
+        .iter()
+        .filter(|c| c.rows > 0)
+        .map(|c| CoinTotal {
+            coin: c.coin.clone(),
+            rows: c.rows,
+            amount: c.amount.clone(),
+        })
+        .collect();
+    let diff: Vec<String> = Vec::new();
+    let mut notices = Vec::new();
+    if let Approval::Required { reasons, needed, .. } = &batch.approval {
+        let awaiting = Awaiting {
+            part: "plan",
+            digest: &batch.plan_digest,
+            orders: u64::from(batch.orders),
+            needed: *needed,
+            reasons,
+        };
+        notices.push(notice::approval_required(
+            &batch.batch_id,
+            &batch.name,
+            &awaiting,
+            &totals,
+            &diff,
+            now_ms,
+        ));
+    }
+    if let Some(part) = &batch.recipients
+        && let Approval::Required { reasons, needed, .. } = &part.approval
+    {
+        let awaiting = Awaiting {
+            part: "recipient_review",
+            digest: &part.digest,
+            orders: u64::from(part.orders),
+            needed: *needed,
+            reasons,
+        };
+        notices.push(notice::approval_required(
+            &batch.batch_id,
+            &batch.name,
+            &awaiting,
+            &[],
+            &diff,
+            now_ms,
+        ));
+    }
+    notices
+}
+
+/// "Balance too low" for a file the plan blocked because a balance is short of what it needs.
+fn balance_notice(plan: &Plan, file: &Path, now_ms: i64) -> Vec<Notice> {
+    let short: Vec<Shortfall> = plan
+        .coins
+        .iter()
+        .filter(|c| !c.sufficient)
+        .map(|c| Shortfall {
+            coin: c.coin.clone(),
+            balance: Some(c.balance_before.clone()),
+            needed: Some(c.needed_with_margin.clone()),
+        })
+        .collect();
+    if short.is_empty() {
+        return Vec::new();
+    }
+    let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    vec![notice::balance_low(
+        None,
+        Some(&name),
+        &short,
+        "the plan found the balance short; the file was not taken in",
+        now_ms,
+    )]
 }
 
 /// The audit events of a batch taken in: who signed it, each deny-list hit, the rows held for

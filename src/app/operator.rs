@@ -457,11 +457,13 @@ impl<R: Runtime> Operator<R> {
     /// `pause` / `resume`: the kill switch, in the live pacing when a daemon holds one (its
     /// waiters wake at once), and in the store, so a restart keeps it.
     fn kill_switch(&self, on: bool, reason: Option<String>) -> Result<Reply, OperatorError> {
+        let before = self.store.get(&PAUSE)?.unwrap_or_default();
         let pause = match self.runtime.pacing() {
             Some(pacing) => pacing.set_kill_switch(on, reason),
-            None => self.store.get(&PAUSE)?.unwrap_or_default().with_kill_switch(on, reason),
+            None => before.clone().with_kill_switch(on, reason),
         };
-        self.store.put(&PAUSE, &pause)?;
+        let notices = crate::engine::pause_notices(&before, &pause, self.clock.now_ms());
+        self.store.put_noticed(&PAUSE, &pause, &notices)?;
         if let Some(pacing) = self.runtime.pacing() {
             pacing.pause_saved(pause);
         }
@@ -496,6 +498,7 @@ impl<R: Runtime> Operator<R> {
                     let _ = writeln!(out, "account: not examined yet (run `ccpayout doctor`)");
                 }
             }
+            out.push_str(&notices_text(&store.outbox_summary()?));
             let batches = store.batches()?;
             if batches.is_empty() {
                 let _ = writeln!(out, "no batches in {}", self.where_());
@@ -793,6 +796,30 @@ pub fn batch_line(batch: &BatchRecord, counts: &std::collections::BTreeMap<State
         count(StateKind::Rejected),
         batch.refused.len()
     )
+}
+
+/// The notice lines of `status`: per target, what was delivered, what waits and why.
+pub fn notices_text(summary: &crate::store::OutboxSummary) -> String {
+    let mut out = String::new();
+    for (target, t) in &summary.targets {
+        let _ = write!(out, "notices to {target}: {} delivered, {} pending", t.delivered, t.pending);
+        if t.refused > 0 {
+            let _ = write!(
+                out,
+                ", {} refused by the target (last: {})",
+                t.refused,
+                t.last_refused.as_deref().unwrap_or("?")
+            );
+        }
+        if t.dropped > 0 {
+            let _ = write!(out, ", {} given up", t.dropped);
+        }
+        if let Some((error, next_ms)) = &t.failing {
+            let _ = write!(out, "; FAILING: {error}, next try {}", rfc3339_ms(*next_ms));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The pause line of `status`, empty when nothing is paused.

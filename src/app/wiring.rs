@@ -134,6 +134,22 @@ pub fn paced_client(config: &Config, client: Client, clock: SharedClock) -> Clie
     client.paced(Arc::new(pacing))
 }
 
+/// The notice dispatcher of `[[notify]]`, when a target is configured: from here on the store
+/// records notices for the targets, and the dispatcher sends them. `None` without targets (the
+/// store records nothing).
+pub fn notices(
+    config: &Config,
+    store: &Arc<Store>,
+    clock: SharedClock,
+) -> anyhow::Result<Option<Arc<crate::notify::Dispatcher>>> {
+    if config.notify.is_empty() {
+        return Ok(None);
+    }
+    let reports = reports_dir(config, store.state_dir());
+    crate::notify::Dispatcher::new(store.clone(), config.notify.clone(), clock, Some(reports))
+        .map(|d| Some(Arc::new(d)))
+}
+
 /// Where reports go: `reports.dir`, else `<state dir>/reports`.
 pub fn reports_dir(config: &Config, state_dir: &Path) -> PathBuf {
     config.reports.dir.clone().unwrap_or_else(|| state_dir.join("reports"))

@@ -465,6 +465,11 @@ async fn operator_reply(
     }
     let config = config()?;
     let store = submit::open_store(state_dir)?;
+    // A command on the store may record a notice (the kill switch); it is sent before the
+    // command returns, or left for the next `submit` or `run`.
+    let notices = crate::app::wiring::notices(&config, &store, clock::system())?;
+    let pending = |store: &crate::store::Store| store.pending_notices().map(|n| n.len()).unwrap_or(0);
+    let before = pending(&store);
     let operator = crate::app::Operator::new(
         store,
         state_dir.to_path_buf(),
@@ -473,7 +478,13 @@ async fn operator_reply(
         crate::app::Offline,
     )
     .with_policy(config.policy.clone());
-    Ok(operator.handle(request).await)
+    let reply = operator.handle(request).await;
+    if let Some(dispatcher) = notices
+        && pending(dispatcher.store()) > before
+    {
+        submit::flush_notices(&dispatcher).await;
+    }
+    Ok(reply)
 }
 
 /// Runs a parsed command line.

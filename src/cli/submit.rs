@@ -51,6 +51,51 @@ pub async fn submit(
     wait: bool,
 ) -> Result<Outcome, CliError> {
     let store = open_store(state_dir)?;
+    // Notices go out beside the payouts, never in their way; what is left is flushed at the end.
+    let notices = app::wiring::notices(config, &store, clock::system())?;
+    let sending = notices.clone().map(|dispatcher| {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { dispatcher.run(stop).await }
+        });
+        (stop, task)
+    });
+    let outcome = submit_stored(config, state_dir, store, file, sandbox, wait).await;
+    if let Some((stop, task)) = sending {
+        stop.cancel();
+        let _ = task.await;
+    }
+    if let Some(dispatcher) = notices {
+        flush_notices(&dispatcher).await;
+    }
+    outcome
+}
+
+/// How long a one-shot command waits for its notices to be delivered before it leaves the
+/// rest to the next `submit` or `run`.
+const NOTICE_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends the notices still due, for at most [`NOTICE_FLUSH`], and says what is left.
+pub(super) async fn flush_notices(dispatcher: &crate::notify::Dispatcher) {
+    let left = dispatcher.flush(NOTICE_FLUSH).await;
+    for (target, (n, error)) in &left.pending {
+        eprintln!(
+            "notices: {n} not yet delivered to {target:?}{}; the next `ccpayout submit` or `ccpayout run` sends them",
+            error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+}
+
+/// `submit` on the opened store.
+async fn submit_stored(
+    config: &Config,
+    state_dir: &Path,
+    store: Arc<Store>,
+    file: &Path,
+    sandbox: bool,
+    wait: bool,
+) -> Result<Outcome, CliError> {
     // The operator's pause holds every request, a preflight's too: say so instead of waiting.
     let pause = app::wiring::restored_pacing(&store).map_err(anyhow::Error::from)?.pause;
     if pause.kill_switch {

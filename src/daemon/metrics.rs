@@ -28,6 +28,8 @@
 //! | `ccpayout_inbox_files_total` | counter | `result` |
 //! | `ccpayout_job_runs_total` | counter | `job`, `result` |
 //! | `ccpayout_job_last_run_timestamp_seconds` | gauge | `job` |
+//! | `ccpayout_notices` | gauge | `target`, `state` |
+//! | `ccpayout_notice_target_failing` | gauge | `target` |
 //! | `ccpayout_start_time_seconds` | gauge | |
 //! | `ccpayout_build_info` | gauge | `version` |
 //!
@@ -95,6 +97,11 @@ pub struct Snapshot {
     pub job_runs: BTreeMap<(String, String), u64>,
     /// When each job last ran (Unix ms).
     pub job_last_run_ms: BTreeMap<String, i64>,
+    /// Notices in the outbox by (target, delivery state: `pending`, `delivered`, `refused`,
+    /// `dropped`), zeros included.
+    pub notices: BTreeMap<(String, String), u64>,
+    /// Targets whose oldest pending notice failed its last attempt (1) or not (0).
+    pub notice_failing: BTreeMap<String, bool>,
     /// When the daemon started (Unix ms).
     pub started_ms: i64,
     /// When this snapshot was taken (Unix ms). Not exported as a sample: Prometheus stamps
@@ -302,6 +309,26 @@ pub fn render(s: &Snapshot) -> String {
         f.sample(&[("job", job)], seconds(*ms));
     }
 
+    let mut f = Family::new(
+        out,
+        "ccpayout_notices",
+        "gauge",
+        "Notices in the outbox by target and delivery state (settled ones are kept a week).",
+    );
+    for ((target, state), n) in &s.notices {
+        f.sample(&[("target", target), ("state", state)], n);
+    }
+
+    let mut f = Family::new(
+        out,
+        "ccpayout_notice_target_failing",
+        "gauge",
+        "1 while a notify target's oldest pending notice failed its last attempt (unreachable or 5xx).",
+    );
+    for (target, failing) in &s.notice_failing {
+        f.sample(&[("target", target)], u8::from(*failing));
+    }
+
     Family::new(
         out,
         "ccpayout_start_time_seconds",
@@ -422,6 +449,8 @@ mod tests {
             inbox_files: BTreeMap::from([("claimed".to_owned(), 1)]),
             job_runs: BTreeMap::from([(("reconcile".to_owned(), "ok".to_owned()), 2)]),
             job_last_run_ms: BTreeMap::from([("reconcile".to_owned(), 1_700_000_000_000)]),
+            notices: BTreeMap::from([(("ops".to_owned(), "pending".to_owned()), 2)]),
+            notice_failing: BTreeMap::from([("ops".to_owned(), true)]),
             started_ms: 1_699_999_000_250,
             now_ms: 1_700_000_001_000,
             build_version: "0.1.0".to_owned(),
@@ -494,6 +523,12 @@ ccpayout_job_runs_total{job="reconcile",result="ok"} 2
 # HELP ccpayout_job_last_run_timestamp_seconds When each scheduled job last ran (Unix time).
 # TYPE ccpayout_job_last_run_timestamp_seconds gauge
 ccpayout_job_last_run_timestamp_seconds{job="reconcile"} 1700000000
+# HELP ccpayout_notices Notices in the outbox by target and delivery state (settled ones are kept a week).
+# TYPE ccpayout_notices gauge
+ccpayout_notices{target="ops",state="pending"} 2
+# HELP ccpayout_notice_target_failing 1 while a notify target's oldest pending notice failed its last attempt (unreachable or 5xx).
+# TYPE ccpayout_notice_target_failing gauge
+ccpayout_notice_target_failing{target="ops"} 1
 # HELP ccpayout_start_time_seconds When the daemon started (Unix time).
 # TYPE ccpayout_start_time_seconds gauge
 ccpayout_start_time_seconds 1699999000.25
@@ -554,7 +589,7 @@ ccpayout_build_info{version="0.1.0"} 1
     }
 
     /// Every family of the documented table.
-    const FAMILIES: [(&str, &str); 18] = [
+    const FAMILIES: [(&str, &str); 20] = [
         ("ccpayout_orders", "gauge"),
         ("ccpayout_batches", "gauge"),
         ("ccpayout_queue_depth", "gauge"),
@@ -571,6 +606,8 @@ ccpayout_build_info{version="0.1.0"} 1
         ("ccpayout_inbox_files_total", "counter"),
         ("ccpayout_job_runs_total", "counter"),
         ("ccpayout_job_last_run_timestamp_seconds", "gauge"),
+        ("ccpayout_notices", "gauge"),
+        ("ccpayout_notice_target_failing", "gauge"),
         ("ccpayout_start_time_seconds", "gauge"),
         ("ccpayout_build_info", "gauge"),
     ];
@@ -614,6 +651,12 @@ ccpayout_build_info{version="0.1.0"} 1
                 ("reconcile".to_owned(), 1_777_593_000_000),
                 ("balance-check".to_owned(), 1_777_500_000_999),
             ]),
+            notices: BTreeMap::from([
+                (pair("ops", "delivered"), 12),
+                (pair("ops", "pending"), 0),
+                (pair("slack", "refused"), 1),
+            ]),
+            notice_failing: BTreeMap::from([("ops".to_owned(), false)]),
             started_ms: 1_777_000_000_000,
             now_ms: 1_777_593_601_000,
             build_version: "0.1.0+abc".to_owned(),
@@ -792,6 +835,8 @@ ccpayout_build_info{version="0.1.0"} 1
             + s.inbox_files.len()
             + s.job_runs.len()
             + s.job_last_run_ms.len()
+            + s.notices.len()
+            + s.notice_failing.len()
             + 8
             // The histogram: one bucket per bound and +Inf, its sum and count; two gauges.
             + crate::api::client::LATENCY_BOUNDS_SECS.len()

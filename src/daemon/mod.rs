@@ -49,6 +49,7 @@ use crate::config::Config;
 use crate::engine::{Engine, NoProgress};
 use crate::inbox::{Finish, Inbox};
 use crate::jobs::{self, Job};
+use crate::model::notice::NoticeEvent;
 use crate::model::record::BatchState;
 use crate::store::Store;
 use crate::util::clock::SharedClock;
@@ -211,6 +212,8 @@ pub struct Daemon {
     fatal: Fatal,
     fatal_rx: mpsc::UnboundedReceiver<(String, String)>,
     reconciled: watch::Sender<bool>,
+    /// The notice dispatcher, when `[[notify]]` names a target.
+    notices: Option<Arc<crate::notify::Dispatcher>>,
 }
 
 /// Loads the jobs and inboxes, wires the engine (one pacing for every request) and binds every
@@ -241,6 +244,7 @@ pub async fn build(
         app::wiring::entropy_seed(),
     )
     .map_err(|e| start(e.to_string()))?;
+    let notices = app::wiring::notices(&config, &store, clock.clone()).map_err(|e| start(e.to_string()))?;
     let shared = Arc::new(Shared {
         store: store.clone(),
         client: wired.client,
@@ -305,6 +309,7 @@ pub async fn build(
         fatal,
         fatal_rx,
         reconciled,
+        notices,
     })
 }
 
@@ -372,6 +377,9 @@ fn inbox_specs(config: &Arc<Config>, options: &Options, jobs: &[Arc<Job>]) -> Re
     Ok(inboxes)
 }
 
+/// How long a stopping daemon waits for its last notices.
+const NOTICE_FLUSH_ON_STOP: Duration = Duration::from_secs(5);
+
 type Task = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 impl Daemon {
@@ -409,6 +417,22 @@ impl Daemon {
         self.reconcile_then_resume();
         self.intake();
         self.jobs();
+        // Notices run beside the tasks, outside their drain: the daemon's own "stopping" is
+        // still sent once the batches have drained.
+        let notices_stop = CancellationToken::new();
+        let notices_task = self.notices.clone().map(|dispatcher| {
+            let stop = notices_stop.clone();
+            tokio::spawn(async move { dispatcher.run(stop).await })
+        });
+        self.daemon_notice(
+            NoticeEvent::DaemonStarted,
+            &format!(
+                "ccpayout {} started: {} inbox(es), {} job(s)",
+                env!("CARGO_PKG_VERSION"),
+                shared.inboxes.len(),
+                shared.jobs.len()
+            ),
+        );
 
         // Wait for the shutdown signal or a failure.
         let result = tokio::select! {
@@ -420,6 +444,11 @@ impl Daemon {
             Some((task, error)) = self.fatal_rx.recv() => Err(DaemonError::Task { task, error }),
         };
         sd_notify(&[sd_notify::NotifyState::Stopping]);
+        let why = match &result {
+            Ok(()) => "stopping on a signal: nothing new is sent; requests in flight are recorded".to_owned(),
+            Err(e) => format!("stopping because a task failed: {e}"),
+        };
+        self.daemon_notice(NoticeEvent::DaemonStopping, &why);
         self.shutdown.cancel();
         self.tracker.close();
         let drain = shared.config.daemon.drain;
@@ -432,6 +461,23 @@ impl Daemon {
         if let Err(e) = shared.engine.save_pacing(true) {
             tracing::warn!(error = %e, "cannot save the pause and the daily budget counter");
         }
+        notices_stop.cancel();
+        if let Some(task) = notices_task {
+            let _ = task.await;
+        }
+        if let Some(dispatcher) = &self.notices {
+            // A short last chance for "stopping" and anything else due; the rest waits in the
+            // outbox for the next start.
+            let left = dispatcher.flush(NOTICE_FLUSH_ON_STOP).await;
+            for (target, (n, error)) in left.pending {
+                tracing::warn!(
+                    target = %target,
+                    notices = n,
+                    error = error.as_deref().unwrap_or(""),
+                    "notices not yet delivered; they are sent after the next start"
+                );
+            }
+        }
         if result.is_ok() {
             tracing::info!("stopped");
         }
@@ -439,6 +485,28 @@ impl Daemon {
     }
 
     /// The control socket, answered by the one operator with the daemon's live runtime.
+    /// Records "the daemon started" or "is stopping" in the outbox.
+    fn daemon_notice(&self, event: NoticeEvent, detail: &str) {
+        if self.notices.is_none() {
+            return;
+        }
+        let store = &self.shared.store;
+        let open = store
+            .batches()
+            .map(|b| b.iter().filter(|b| b.state == BatchState::Open).count() as u64)
+            .unwrap_or(0);
+        let notice = crate::model::notice::daemon(
+            event,
+            &crate::notify::host_name(),
+            detail,
+            open,
+            self.shared.clock.now_ms(),
+        );
+        if let Err(e) = store.record_notices(&[notice]) {
+            tracing::warn!(error = %e, event = %event, "cannot record a notice");
+        }
+    }
+
     fn serve_socket(&mut self) {
         let Some(listener) = self.socket.take() else { return };
         let shared = self.shared.clone();

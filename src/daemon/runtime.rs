@@ -118,6 +118,7 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
     let (persisted, held) = gate.snapshot();
     let pauses = gate.pause_counts();
     let requests = shared.client.request_stats();
+    let notices = shared.store.outbox_summary().unwrap_or_default();
     super::metrics::Snapshot {
         orders_by_state: StateKind::ALL.iter().map(|k| (*k, count(*k))).collect(),
         batches_by_state,
@@ -132,6 +133,24 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
         inbox_files: shared.stats.inbox.lock().map(|m| m.clone()).unwrap_or_default(),
         job_runs: shared.stats.job_runs.lock().map(|m| m.clone()).unwrap_or_default(),
         job_last_run_ms: shared.stats.job_last_run.lock().map(|m| m.clone()).unwrap_or_default(),
+        notices: notices
+            .targets
+            .iter()
+            .flat_map(|(target, t)| {
+                [
+                    ("pending", t.pending),
+                    ("delivered", t.delivered),
+                    ("refused", t.refused),
+                    ("dropped", t.dropped),
+                ]
+                .map(|(state, n)| ((target.clone(), state.to_owned()), n))
+            })
+            .collect(),
+        notice_failing: notices
+            .targets
+            .iter()
+            .map(|(target, t)| (target.clone(), t.failing.is_some()))
+            .collect(),
         started_ms: shared.started_ms,
         now_ms: now,
         build_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -44,7 +44,10 @@ use std::time::Duration;
 use crate::api::pacing::backoff::{Backoff, Jitter};
 use crate::api::pacing::gate::PersistedPause;
 use crate::api::{CallError, Pacing, Payouts};
-use crate::model::record::{BatchState, ErrorInfo, OrderRecord};
+use rust_decimal::Decimal;
+
+use crate::model::notice;
+use crate::model::record::{BatchRecord, BatchState, ErrorInfo, OrderRecord};
 use crate::model::state::{Event, StateKind, transition};
 use crate::store::{Change, Key, Store, StoreError};
 use crate::util::clock::SharedClock;
@@ -125,7 +128,14 @@ pub struct Engine {
     hints: Mutex<HashSet<String>>,
     /// When the daily budget's counter was last stored.
     budget_saved_ms: Mutex<i64>,
+    /// Notices told in this process that are not repeated (a balance refusal per batch and
+    /// coin, a stop per code and hour).
+    told: Mutex<HashSet<String>>,
 }
+
+/// CCPayment's answers that say a balance is short: the coin's (14000) or the network fee's
+/// coin (14011).
+const BALANCE_CODES: [i64; 2] = [14000, 14011];
 
 /// At most this many hinted order ids are remembered; more are dropped (polling still finds them).
 const MAX_HINTS: usize = 10_000;
@@ -153,6 +163,7 @@ impl Engine {
             jitter: Mutex::new(jitter),
             hints: Mutex::new(HashSet::new()),
             budget_saved_ms: Mutex::new(i64::MIN),
+            told: Mutex::new(HashSet::new()),
         }
     }
 
@@ -202,16 +213,90 @@ impl Engine {
     fn commit(&self, changes: &[Change]) -> Result<(), EngineError> {
         self.save_pacing(false)?;
         if !changes.is_empty() {
-            self.store.commit(changes)?;
+            let notices = self.balance_notices(changes);
+            self.store.commit_noticed(changes, &notices)?;
         }
         Ok(())
+    }
+
+    /// "Balance too low" when CCPayment refused a send of this group for the balance (14000)
+    /// or for the network fee's coin (14011): once per batch, coin and code in this process.
+    fn balance_notices(&self, changes: &[Change]) -> Vec<notice::Notice> {
+        if !self.store.notices_wanted() {
+            return Vec::new();
+        }
+        let mut notices = Vec::new();
+        let mut told = self.told.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for change in changes {
+            let order = &change.order;
+            let Some(code) = order.error.as_ref().and_then(|e| e.code) else {
+                continue;
+            };
+            if !BALANCE_CODES.contains(&code) || change.event != "retry" {
+                continue;
+            }
+            let coin = coin_label(order);
+            if !told.insert(format!("balance:{}:{coin}:{code}", order.batch_id)) {
+                continue;
+            }
+            let name = self
+                .store
+                .batch(&order.batch_id)
+                .ok()
+                .flatten()
+                .map_or_else(|| order.batch_id.to_string(), |b| b.name);
+            let detail = order.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+            let short = [notice::Shortfall {
+                coin,
+                balance: None,
+                needed: None,
+            }];
+            notices.push(notice::balance_low(
+                Some((order.batch_id.as_str(), &name)),
+                None,
+                &short,
+                &detail,
+                self.now(),
+            ));
+        }
+        notices
+    }
+
+    /// "Sending stopped" for a problem every request meets (credentials, IP whitelist, clock):
+    /// once per code in an hour in this process.
+    fn stopped_notice(&self, code: i64, message: &str) -> Result<(), StoreError> {
+        if !self.store.notices_wanted() {
+            return Ok(());
+        }
+        let now = self.now();
+        let key = format!("stopped:{code}:{}", now / 3_600_000);
+        if !self
+            .told
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key)
+        {
+            return Ok(());
+        }
+        let cause = notice::PauseCause::Stopped {
+            code,
+            message: message.to_owned(),
+            hint: crate::api::codes::lookup(code).and_then(|c| c.hint).map(str::to_owned),
+        };
+        self.store.record_notices(&[notice::sending_paused(&cause, now)])
     }
 
     /// Stores the pacing's pause if it changed, and the daily budget's counter if it is due
     /// (`force`: now).
     pub fn save_pacing(&self, force: bool) -> Result<(), StoreError> {
         if let Some(pause) = self.pacing.unsaved_pause() {
-            self.store.put(&PAUSE, &pause)?;
+            let notices = if self.store.notices_wanted() {
+                let before = self.store.get(&PAUSE)?.unwrap_or_default();
+                pause_notices(&before, &pause, self.now())
+            } else {
+                Vec::new()
+            };
+            self.store.put_noticed(&PAUSE, &pause, &notices)?;
             self.pacing.pause_saved(pause);
         }
         if let Some(budget) = self.pacing.budget_state() {
@@ -275,6 +360,9 @@ pub fn apply_event(
 /// Stores the batch as done: the one place a batch leaves `Open`, called by the engine when
 /// every order of the batch is final (at the end of its loop, or after a cancel left nothing
 /// to send or follow). Idempotent.
+///
+/// The notices "batch finished" and, when rows failed or were rejected, "rows failed" are
+/// recorded in the same transaction.
 pub(crate) fn mark_done(store: &Store, batch_id: &str, now_ms: i64) -> Result<(), EngineError> {
     let Some(mut batch) = store.batch(batch_id)? else {
         return Err(EngineError::Invariant(format!("batch {batch_id} is not in the store")));
@@ -282,9 +370,106 @@ pub(crate) fn mark_done(store: &Store, batch_id: &str, now_ms: i64) -> Result<()
     if batch.state != BatchState::Done {
         batch.state = BatchState::Done;
         batch.updated_ms = now_ms;
-        store.put_batch(&batch)?;
+        let notices = if store.notices_wanted() {
+            let figures = finished_figures(store, &batch)?;
+            notice::batch_finished(&batch.batch_id, &batch.name, &figures, now_ms)
+        } else {
+            Vec::new()
+        };
+        store.put_batch_noticed(&batch, &[], &notices)?;
     }
     Ok(())
+}
+
+/// The figures of a finished batch for its notices: orders per final state, what was paid and
+/// what was not per coin (exact sums), and the failed and rejected rows.
+fn finished_figures(store: &Store, batch: &BatchRecord) -> Result<notice::Finished, StoreError> {
+    let mut figures = notice::Finished {
+        refused_rows: batch.refused.iter().filter(|r| r.duplicate_of_batch.is_none()).count() as u64,
+        duplicate_rows: batch.refused.iter().filter(|r| r.duplicate_of_batch.is_some()).count() as u64,
+        ..notice::Finished::default()
+    };
+    let mut paid: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
+    let mut not_paid: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
+    store.for_each_batch_order(&batch.batch_id, &mut |order| {
+        let kind = order.kind();
+        *figures.counts.entry(kind.as_str().to_owned()).or_default() += 1;
+        let coin = coin_label(order);
+        let amount = Decimal::from_str_exact(order.call.amount()).unwrap_or_default();
+        match kind {
+            StateKind::Success => {
+                let e = paid.entry(coin).or_default();
+                e.0 += 1;
+                e.1 += amount;
+            }
+            StateKind::Failed | StateKind::Rejected => {
+                let e = not_paid.entry(coin.clone()).or_default();
+                e.0 += 1;
+                e.1 += amount;
+                figures.failed_total += 1;
+                if figures.failed.len() < notice::MAX_LISTED_ROWS {
+                    figures.failed.push(notice::FailedRow {
+                        order_id: order.order_id.to_string(),
+                        line: order.line,
+                        coin,
+                        amount: order.call.amount().to_owned(),
+                        state: kind.as_str().to_owned(),
+                        reason: order.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let sums = |m: BTreeMap<String, (u64, Decimal)>| {
+        m.into_iter()
+            .map(|(coin, (rows, amount))| {
+                (
+                    coin,
+                    notice::CoinSum {
+                        rows,
+                        amount: amount.normalize().to_string(),
+                    },
+                )
+            })
+            .collect()
+    };
+    figures.paid = sums(paid);
+    figures.not_paid = sums(not_paid);
+    Ok(figures)
+}
+
+/// The coin of an order as its row named it (a symbol, upper-cased), or its v1 token id.
+fn coin_label(order: &OrderRecord) -> String {
+    if order.input.coin.is_empty() {
+        order.input.token_id.clone()
+    } else {
+        order.input.coin.to_ascii_uppercase()
+    }
+}
+
+/// The notices a change of the stored pause gives: "sending paused" when the daily limit
+/// closed the gate until a new reset, or the operator turned the kill switch on.
+pub fn pause_notices(before: &PersistedPause, after: &PersistedPause, now_ms: i64) -> Vec<notice::Notice> {
+    let mut notices = Vec::new();
+    if let Some(until_ms) = after.daily_until_ms
+        && before.daily_until_ms != Some(until_ms)
+        && until_ms > now_ms
+    {
+        let cause = notice::PauseCause::DailyLimit {
+            until_ms,
+            until: crate::util::time::rfc3339_ms(until_ms),
+        };
+        notices.push(notice::sending_paused(&cause, now_ms));
+    }
+    if after.kill_switch && !before.kill_switch {
+        let cause = notice::PauseCause::KillSwitch {
+            reason: after.reason.clone(),
+        };
+        notices.push(notice::sending_paused(&cause, now_ms));
+    }
+    notices
 }
 
 /// Whether every order of the batch is final.

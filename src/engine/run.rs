@@ -129,6 +129,7 @@ impl Engine {
                 + count(StateKind::Unknown);
             if inflight.is_empty() {
                 if let Some((code, message)) = stopped.take() {
+                    self.stopped_notice(code, &message)?;
                     return Ok(RunEnd::Stopped { code, message });
                 }
                 if cancel.is_cancelled() {

@@ -89,8 +89,18 @@ impl LastRuns for Store {
         Ok(stored.map(|StoredLastRun::V1(run)| run))
     }
 
+    /// A failed run is recorded with the notice "job failed" in the same transaction.
     fn record(&self, job: &str, run: &LastRun) -> Result<(), String> {
-        self.put(&meta_key(job), &StoredLastRun::V1(run.clone()))
+        let notices = match (run.ok, &run.outcome, run.finished_ms) {
+            (Some(false), Some(error), Some(finished_ms)) => vec![crate::model::notice::job_failed(
+                job,
+                &crate::util::time::rfc3339_ms(run.scheduled_ms),
+                error,
+                finished_ms,
+            )],
+            _ => Vec::new(),
+        };
+        self.put_noticed(&meta_key(job), &StoredLastRun::V1(run.clone()), &notices)
             .map_err(|e| e.to_string())
     }
 }

@@ -9,6 +9,7 @@
 //! - [`ids`]: [`ids::OrderId`] and [`ids::BatchId`], ids as types of their own.
 //! - [`known`]: the question "was this order_id seen before?", asked by validation, answered by
 //!   the store.
+//! - [`notice`]: notices to the people who must act (events, the outbox record, deliveries).
 //! - [`recipient`]: the recipient registry's entries and the question "was this destination
 //!   paid before, and is it this payee's?".
 
@@ -16,6 +17,7 @@ pub mod bundle;
 pub mod call;
 pub mod ids;
 pub mod known;
+pub mod notice;
 pub mod recipient;
 pub mod record;
 pub mod state;

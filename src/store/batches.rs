@@ -14,6 +14,7 @@ use super::codec::{
 };
 use super::{ControlEvent, Store, StoreError, encode_error};
 use crate::model::bundle::BundleRecord;
+use crate::model::notice::Notice;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::StateKind;
 
@@ -43,24 +44,26 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[], &[])
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[], &[], &[])
     }
 
-    /// [`Store::create_batch_streamed`], with `events` in the audit trail and the batch's
-    /// `bundles` (CCPayment batch withdrawals, batch mode) in the same transaction as the batch
-    /// record (the signer checked, deny-list hits).
+    /// [`Store::create_batch_streamed`], with `events` in the audit trail, the batch's
+    /// `bundles` (CCPayment batch withdrawals, batch mode) and `notices` (the batch waits for
+    /// approval) in the same transaction as the batch record (the signer checked, deny-list
+    /// hits).
     pub fn create_batch_audited<I>(
         &self,
         batch: &BatchRecord,
         orders: I,
         bundles: &[BundleRecord],
         events: &[ControlEvent],
+        notices: &[Notice],
     ) -> Result<(), StoreError>
     where
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, bundles, events)
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, bundles, events, notices)
     }
 
     pub(super) fn create_batch_with<I>(
@@ -71,6 +74,7 @@ impl Store {
         write_marker: bool,
         bundles: &[BundleRecord],
         events: &[ControlEvent],
+        notices: &[Notice],
     ) -> Result<(), StoreError>
     where
         I: IntoIterator,
@@ -99,6 +103,7 @@ impl Store {
             write_marker,
             bundles,
             events,
+            notices,
         );
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
@@ -119,6 +124,7 @@ impl Store {
         write_marker: bool,
         bundles: &[BundleRecord],
         events: &[ControlEvent],
+        notices: &[Notice],
     ) -> Result<(), StoreError> {
         let batch_id = batch.batch_id.as_str();
         let expected = u64::from(batch.orders);
@@ -210,8 +216,10 @@ impl Store {
         }
         self.insert_bundles(&tx, bundles)?;
         let lines = self.control_lines(&tx, events)?;
+        let inserted = self.insert_notices(&tx, notices)?;
         tx.commit().map_err(|e| self.db_err(e))?;
         self.lock_audit().append(self, &lines);
+        self.notices_recorded(inserted);
         Ok(())
     }
 
@@ -224,7 +232,7 @@ impl Store {
         orders: &[OrderRecord],
         chunk_orders: usize,
     ) -> Result<(), StoreError> {
-        self.create_batch_with(batch, orders, chunk_orders, false, &[], &[])
+        self.create_batch_with(batch, orders, chunk_orders, false, &[], &[], &[])
     }
 
     #[cfg(test)]
@@ -238,7 +246,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, chunk_orders, true, &[], &[])
+        self.create_batch_with(batch, orders, chunk_orders, true, &[], &[], &[])
     }
 
     /// The batch ids that have orders but no batch record. Visits one key per batch: each step
@@ -400,6 +408,17 @@ impl Store {
     /// [`Store::put_batch`], with `events` in the audit trail in the same transaction (an
     /// approval given).
     pub fn put_batch_audited(&self, batch: &BatchRecord, events: &[ControlEvent]) -> Result<(), StoreError> {
+        self.put_batch_noticed(batch, events, &[])
+    }
+
+    /// [`Store::put_batch_audited`], with `notices` recorded in the outbox in the same
+    /// transaction (a batch finished).
+    pub fn put_batch_noticed(
+        &self,
+        batch: &BatchRecord,
+        events: &[ControlEvent],
+        notices: &[Notice],
+    ) -> Result<(), StoreError> {
         let bytes = encode_batch(batch).map_err(encode_error)?;
         let tx = self.write(Durability::Immediate)?;
         {
@@ -419,8 +438,10 @@ impl Store {
                 .map_err(|e| self.db_err(e))?;
         }
         let lines = self.control_lines(&tx, events)?;
+        let inserted = self.insert_notices(&tx, notices)?;
         tx.commit().map_err(|e| self.db_err(e))?;
         self.lock_audit().append(self, &lines);
+        self.notices_recorded(inserted);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use super::codec::{
     AUDIT, AuditLine, BATCHES, BY_STATE, COUNTS, ORDERS, decode_head, encode_order, line_hash, state_key, state_key_of,
 };
 use super::{Change, ControlEvent, Store, StoreError, encode_error};
+use crate::model::notice::Notice;
 use crate::model::state::StateKind;
 
 /// The audit line of a control event (no order changes state): a batch's signer checked, a
@@ -39,13 +40,20 @@ impl Store {
     /// not created yet), changes an order's batch_id or seq, or expects (`from`) a state the
     /// order is no longer in.
     pub fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
-        if changes.is_empty() {
+        self.commit_noticed(changes, &[])
+    }
+
+    /// [`Store::commit`], with `notices` recorded in the outbox in the same transaction.
+    pub fn commit_noticed(&self, changes: &[Change], notices: &[Notice]) -> Result<(), StoreError> {
+        if changes.is_empty() && notices.is_empty() {
             return Ok(());
         }
         let tx = self.write(Durability::Immediate)?;
         // On error the transaction is dropped, which aborts it: nothing of this group lands.
         let lines = self.apply_changes(&tx, changes)?;
+        let inserted = self.insert_notices(&tx, notices)?;
         tx.commit().map_err(|e| self.db_err(e))?;
+        self.notices_recorded(inserted);
         // Only now, with the lines durable in the table, does the file get them: it never holds
         // a line the table lacks. The file's lock is taken after the commit, so the next commit
         // proceeds while this one's lines are written; should a later commit reach the file

@@ -82,7 +82,18 @@ impl Store {
 
     /// Stores `value` under `key`, durably: it returns after the commit is on disk.
     pub fn put<T: Serialize>(&self, key: &Key<T>, value: &T) -> Result<(), StoreError> {
-        self.write_meta(key.name(), value)
+        self.write_meta(key.name(), value, &[])
+    }
+
+    /// [`Store::put`], with `notices` recorded in the outbox in the same transaction (sending
+    /// paused, a job's run failed).
+    pub fn put_noticed<T: Serialize>(
+        &self,
+        key: &Key<T>,
+        value: &T,
+        notices: &[crate::model::notice::Notice],
+    ) -> Result<(), StoreError> {
+        self.write_meta(key.name(), value, notices)
     }
 
     /// A value by its bare name, as releases before typed keys read it: for the tests that hold
@@ -95,7 +106,7 @@ impl Store {
     /// Stores a value under a bare name, as releases before typed keys wrote it: for the tests.
     #[cfg(test)]
     pub(crate) fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        self.write_meta(key, value)
+        self.write_meta(key, value, &[])
     }
 
     /// One read of the `meta` table; both the typed and the untyped reads go through it, so a
@@ -112,13 +123,21 @@ impl Store {
     }
 
     /// One durable write to the `meta` table, shared by the typed and the untyped writes.
-    fn write_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+    fn write_meta<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        notices: &[crate::model::notice::Notice],
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(encode_error)?;
         let tx = self.write(Durability::Immediate)?;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.db_err(e))?;
             meta.insert(key, bytes.as_slice()).map_err(|e| self.db_err(e))?;
         }
-        tx.commit().map_err(|e| self.db_err(e))
+        let inserted = self.insert_notices(&tx, notices)?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        self.notices_recorded(inserted);
+        Ok(())
     }
 }

@@ -49,6 +49,7 @@ mod codec;
 mod commit;
 mod meta;
 mod orders;
+mod outbox;
 mod recipients;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,7 @@ use self::codec::{
     state_key_of,
 };
 pub use self::meta::Key;
+pub use self::outbox::{OutboxSummary, TargetSummary};
 pub use self::recipients::destination_of;
 use crate::model::record::{BatchRecord, OrderRecord};
 use crate::model::state::StateKind;
@@ -139,6 +141,10 @@ pub struct Store {
     /// Held by `create_batch`: two batches created at once could both pass the duplicate check
     /// for the same order_id, and one's leftover removal could meet the other's chunks.
     creating: Mutex<()>,
+    /// Which targets want which events (`set_subscriptions`); none: no notice is recorded.
+    subscriptions: std::sync::RwLock<Vec<crate::model::notice::Subscription>>,
+    /// Wakes the notice dispatcher when a notice was recorded.
+    notice_signal: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Store {
@@ -178,6 +184,8 @@ impl Store {
             db_path,
             audit: Mutex::new(AuditMirror::detached(audit_path.clone())),
             creating: Mutex::new(()),
+            subscriptions: std::sync::RwLock::new(Vec::new()),
+            notice_signal: tokio::sync::Notify::new(),
         };
         store.create_tables()?;
         store.migrate_state_index()?;
@@ -210,6 +218,7 @@ impl Store {
             tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
             tx.open_table(recipients::RECIPIENTS).map_err(|e| self.db_err(e))?;
             tx.open_table(recipients::PAYEES).map_err(|e| self.db_err(e))?;
+            tx.open_table(outbox::OUTBOX).map_err(|e| self.db_err(e))?;
         }
         tx.commit().map_err(|e| self.db_err(e))
     }

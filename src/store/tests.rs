@@ -1243,7 +1243,7 @@ fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
     store.create_batch(&b, &rows_b).unwrap();
     // An interrupted creation: its orders are in the tables but invisible.
     store
-        .create_batch_with(&c, orders(&c, "c"), 1, false, &[], &[])
+        .create_batch_with(&c, orders(&c, "c"), 1, false, &[], &[], &[])
         .unwrap();
     let keys = store.due_keys(StateKind::Planned, Some(&b.batch_id), None, 2).unwrap();
     assert_eq!(

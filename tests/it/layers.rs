@@ -19,23 +19,25 @@ const RULES: &[(&str, &[&str])] = &[
     ("config", &["batch", "api", "model", "rules", "util"]),
     ("inbox", &["util"]),
     ("jobs", &["config", "inbox", "store", "model", "rules", "util"]),
+    ("notify", &["config", "report", "store", "api", "model", "rules", "util"]),
     (
         "app",
         &[
-            "engine", "batch", "report", "store", "config", "api", "model", "rules", "util",
+            "notify", "engine", "batch", "report", "store", "config", "api", "model", "rules", "util",
         ],
     ),
     (
         "daemon",
         &[
-            "app", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api", "model", "rules", "util",
+            "app", "notify", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api", "model", "rules",
+            "util",
         ],
     ),
     (
         "cli",
         &[
-            "daemon", "app", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api", "model", "rules",
-            "util", "sandbox",
+            "daemon", "app", "notify", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api", "model",
+            "rules", "util", "sandbox",
         ],
     ),
     ("sandbox", &["api", "model", "rules", "util"]),

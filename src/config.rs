@@ -1206,7 +1206,10 @@ fn resolve_notify(
         let lower = url.to_ascii_lowercase();
         let url = TargetUrl(url);
         if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.host().is_empty() {
-            problems.push(format!("{prefix}.url: expected an http:// or https:// URL, got {}", url.shown()));
+            problems.push(format!(
+                "{prefix}.url: expected an http:// or https:// URL, got {}",
+                url.shown()
+            ));
             continue;
         }
         if url.0.chars().any(char::is_whitespace) {
@@ -1217,7 +1220,9 @@ fn resolve_notify(
             None | Some("json") => NotifyFormat::Json,
             Some("slack") => NotifyFormat::Slack,
             Some(other) => {
-                problems.push(format!("{prefix}.format: expected \"json\" or \"slack\", got {other:?}"));
+                problems.push(format!(
+                    "{prefix}.format: expected \"json\" or \"slack\", got {other:?}"
+                ));
                 continue;
             }
         };
@@ -1268,7 +1273,10 @@ fn resolve_notify(
         };
         let name = match file.name {
             Some(name) => {
-                if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
                     problems.push(format!(
                         "{prefix}.name: 1 to 64 letters, digits, '-', '_' or '.', got {name:?}"
                     ));

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::api::{CallError, Client, ErrorClass};
+use crate::batch::plan::Plan;
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
-use crate::batch::plan::Plan;
 use crate::model::notice::{self, Awaiting, CoinTotal, Notice, Shortfall};
 use crate::model::record::{Approval, BatchRecord};
 use crate::store::{ControlEvent, Key, Store, StoreError};
@@ -234,7 +234,9 @@ fn balance_notice(plan: &Plan, file: &Path, now_ms: i64) -> Vec<Notice> {
     if short.is_empty() {
         return Vec::new();
     }
-    let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = file
+        .file_name()
+        .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
     vec![notice::balance_low(
         None,
         Some(&name),

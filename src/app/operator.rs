@@ -802,7 +802,11 @@ pub fn batch_line(batch: &BatchRecord, counts: &std::collections::BTreeMap<State
 pub fn notices_text(summary: &crate::store::OutboxSummary) -> String {
     let mut out = String::new();
     for (target, t) in &summary.targets {
-        let _ = write!(out, "notices to {target}: {} delivered, {} pending", t.delivered, t.pending);
+        let _ = write!(
+            out,
+            "notices to {target}: {} delivered, {} pending",
+            t.delivered, t.pending
+        );
         if t.refused > 0 {
             let _ = write!(
                 out,

@@ -258,7 +258,10 @@ pub fn after_attempt(attempts: u32, attempt: &Attempt, notice_at_ms: i64, now_ms
     let attempts = attempts.saturating_add(1);
     let error = match attempt {
         Attempt::Status(status, _) if (200..300).contains(status) => {
-            return Delivery::Delivered { at_ms: now_ms, attempts };
+            return Delivery::Delivered {
+                at_ms: now_ms,
+                attempts,
+            };
         }
         Attempt::Status(status, detail) if (400..500).contains(status) && *status != 408 && *status != 429 => {
             return Delivery::Refused {
@@ -392,7 +395,14 @@ pub fn batch_finished(batch_id: &str, name: &str, figures: &Finished, at_ms: i64
 /// "12.5 USDT (3 rows), 0.1 ETH (1 row)".
 fn sums_text(sums: &BTreeMap<String, CoinSum>) -> String {
     sums.iter()
-        .map(|(coin, s)| format!("{} {coin} ({} row{})", s.amount, s.rows, if s.rows == 1 { "" } else { "s" }))
+        .map(|(coin, s)| {
+            format!(
+                "{} {coin} ({} row{})",
+                s.amount,
+                s.rows,
+                if s.rows == 1 { "" } else { "s" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -427,7 +437,10 @@ pub fn approval_required(
     at_ms: i64,
 ) -> Notice {
     let what = if awaiting.part == "recipient_review" {
-        format!("{} row(s) of batch {name} to new or changed recipients wait", awaiting.orders)
+        format!(
+            "{} row(s) of batch {name} to new or changed recipients wait",
+            awaiting.orders
+        )
     } else {
         format!("Batch {name} ({} orders) waits", awaiting.orders)
     };
@@ -436,18 +449,22 @@ pub fn approval_required(
     } else {
         String::new()
     };
-    let mut n = Notice::new(NoticeEvent::ApprovalRequired, at_ms, format!("{what} for approval{approvers}"))
-        .about(batch_id, name)
-        .command(format!("ccpayout approve {name} --digest {}", awaiting.digest))
-        .figures(serde_json::json!({
-            "part": awaiting.part,
-            "digest": awaiting.digest,
-            "orders": awaiting.orders,
-            "approvals_needed": awaiting.needed,
-            "reasons": awaiting.reasons,
-            "totals": totals,
-            "diff": diff,
-        }));
+    let mut n = Notice::new(
+        NoticeEvent::ApprovalRequired,
+        at_ms,
+        format!("{what} for approval{approvers}"),
+    )
+    .about(batch_id, name)
+    .command(format!("ccpayout approve {name} --digest {}", awaiting.digest))
+    .figures(serde_json::json!({
+        "part": awaiting.part,
+        "digest": awaiting.digest,
+        "orders": awaiting.orders,
+        "approvals_needed": awaiting.needed,
+        "reasons": awaiting.reasons,
+        "totals": totals,
+        "diff": diff,
+    }));
     for reason in awaiting.reasons {
         n = n.line(format!("Why: {reason}"));
     }
@@ -472,7 +489,11 @@ pub enum PauseCause {
     /// The operator's kill switch.
     KillSwitch { reason: Option<String> },
     /// A problem every request meets: credentials, the IP whitelist, the clock.
-    Stopped { code: i64, message: String, hint: Option<String> },
+    Stopped {
+        code: i64,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 /// "Sending is paused", with why, until when, and how it resumes.
@@ -499,12 +520,8 @@ pub fn sending_paused(cause: &PauseCause, at_ms: i64) -> Notice {
             n
         }
         PauseCause::Stopped { code, message, hint } => {
-            let mut n = Notice::new(
-                NoticeEvent::SendingPaused,
-                at_ms,
-                format!("Sending stopped: {message}"),
-            )
-            .figures(serde_json::json!({"cause": "api_refused", "code": code, "message": message}));
+            let mut n = Notice::new(NoticeEvent::SendingPaused, at_ms, format!("Sending stopped: {message}"))
+                .figures(serde_json::json!({"cause": "api_refused", "code": code, "message": message}));
             if let Some(hint) = hint {
                 n = n.line(format!("Check: {hint}"));
             }
@@ -527,7 +544,13 @@ pub struct Shortfall {
 
 /// "The balance is below what batch NAME needs", from the plan (the file was not taken in) or
 /// from CCPayment's refusals while paying (`detail`).
-pub fn balance_low(batch: Option<(&str, &str)>, file: Option<&str>, short: &[Shortfall], detail: &str, at_ms: i64) -> Notice {
+pub fn balance_low(
+    batch: Option<(&str, &str)>,
+    file: Option<&str>,
+    short: &[Shortfall],
+    detail: &str,
+    at_ms: i64,
+) -> Notice {
     let coins: Vec<&str> = short.iter().map(|s| s.coin.as_str()).collect();
     let whose = match (batch, file) {
         (Some((_, name)), _) => format!("batch {name}"),
@@ -549,15 +572,23 @@ pub fn balance_low(batch: Option<(&str, &str)>, file: Option<&str>, short: &[Sho
             _ => n = n.line(format!("{}: {detail}", s.coin)),
         }
     }
-    n.line("Top up the balance; the batch is retried by itself, or drop the file again.")
+    if batch.is_some() {
+        n.line("Top up the balance; the rows CCPayment refused are sent again by themselves.")
+    } else {
+        n.line("Top up the balance, then submit the file again (or drop it into the inbox again).")
+    }
 }
 
 /// "Job NAME failed", with its error.
 pub fn job_failed(job: &str, scheduled: &str, error: &str, at_ms: i64) -> Notice {
-    Notice::new(NoticeEvent::JobFailed, at_ms, format!("Job {job} failed (run of {scheduled})"))
-        .line(error.to_owned())
-        .command("ccpayout status")
-        .figures(serde_json::json!({"job": job, "scheduled": scheduled, "error": error}))
+    Notice::new(
+        NoticeEvent::JobFailed,
+        at_ms,
+        format!("Job {job} failed (run of {scheduled})"),
+    )
+    .line(error.to_owned())
+    .command("ccpayout status")
+    .figures(serde_json::json!({"job": job, "scheduled": scheduled, "error": error}))
 }
 
 /// "The daemon started" / "is stopping", with what it holds.
@@ -601,7 +632,14 @@ mod tests {
         assert_eq!(d.keys().collect::<Vec<_>>(), ["ops"]);
         let d = deliveries_for(NoticeEvent::ApprovalRequired, 5, &subs);
         assert_eq!(d.len(), 2);
-        assert!(matches!(d["treasury"], Delivery::Pending { attempts: 0, next_ms: 5, .. }));
+        assert!(matches!(
+            d["treasury"],
+            Delivery::Pending {
+                attempts: 0,
+                next_ms: 5,
+                ..
+            }
+        ));
     }
 
     #[test]

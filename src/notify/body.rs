@@ -106,10 +106,14 @@ mod tests {
     use crate::model::notice::NoticeEvent;
 
     fn notice() -> Notice {
-        let mut n = Notice::new(NoticeEvent::BatchFinished, 1_765_000_000_000, "Batch p-1 finished: 2 paid")
-            .about("abc", "p-1")
-            .line("Paid: 3 USDT (2 rows) <b>&")
-            .command("ccpayout report p-1");
+        let mut n = Notice::new(
+            NoticeEvent::BatchFinished,
+            1_765_000_000_000,
+            "Batch p-1 finished: 2 paid",
+        )
+        .about("abc", "p-1")
+        .line("Paid: 3 USDT (2 rows) <b>&")
+        .command("ccpayout report p-1");
         n.seq = 7;
         n
     }
@@ -128,7 +132,10 @@ mod tests {
         assert_eq!(v["batch"]["name"], "p-1");
         assert_eq!(v["command"], "ccpayout report p-1");
         assert_eq!(v["reports"]["result_csv"], "/srv/reports/p-1.result.csv");
-        assert_eq!(body(NotifyFormat::Json, &notice(), &ctx), body(NotifyFormat::Json, &notice(), &ctx));
+        assert_eq!(
+            body(NotifyFormat::Json, &notice(), &ctx),
+            body(NotifyFormat::Json, &notice(), &ctx)
+        );
     }
 
     #[test]
@@ -146,7 +153,12 @@ mod tests {
         let section = v["blocks"][0]["text"]["text"].as_str().unwrap();
         assert!(section.contains("&lt;b&gt;&amp;"), "{section}");
         assert_eq!(v["blocks"][1]["type"], "context");
-        assert!(v["blocks"][1]["elements"][0]["text"].as_str().unwrap().contains("`ccpayout report p-1`"));
+        assert!(
+            v["blocks"][1]["elements"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("`ccpayout report p-1`")
+        );
     }
 
     #[test]

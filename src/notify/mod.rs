@@ -103,7 +103,7 @@ impl Dispatcher {
         let mut pruned_ms = i64::MIN;
         loop {
             let now = self.clock.now_ms();
-            if now - pruned_ms >= PRUNE_EVERY_MS {
+            if now.saturating_sub(pruned_ms) >= PRUNE_EVERY_MS {
                 pruned_ms = now;
                 match self.store.prune_notices(now) {
                     Ok(0) => {}
@@ -234,7 +234,9 @@ impl Dispatcher {
                     detail = %detail,
                     "the notice target refused a notice (4xx); it is not sent again: check the target's configuration"
                 ),
-                Delivery::Pending { last_error, next_ms, .. } => tracing::warn!(
+                Delivery::Pending {
+                    last_error, next_ms, ..
+                } => tracing::warn!(
                     target = name,
                     url = %target.url,
                     notice = %notice.id(),

@@ -101,10 +101,7 @@ impl Store {
             return Ok(0);
         }
         let mut table = tx.open_table(OUTBOX).map_err(|e| self.db_err(e))?;
-        let mut seq = table
-            .last()
-            .map_err(|e| self.db_err(e))?
-            .map_or(0, |(k, _)| k.value());
+        let mut seq = table.last().map_err(|e| self.db_err(e))?.map_or(0, |(k, _)| k.value());
         let mut inserted = 0;
         for notice in notices {
             let deliveries = deliveries_for(notice.event, notice.at_ms, &subscriptions);
@@ -181,7 +178,8 @@ impl Store {
             let Some(bytes) = table.get(seq).map_err(|e| self.db_err(e))?.map(|b| b.value().to_vec()) else {
                 return Ok(false);
             };
-            let mut notice = decode(&bytes).map_err(|e| self.corrupt(format!("notice {seq} does not read back: {e}")))?;
+            let mut notice =
+                decode(&bytes).map_err(|e| self.corrupt(format!("notice {seq} does not read back: {e}")))?;
             match notice.deliveries.get(target) {
                 Some(Delivery::Pending { .. }) => {
                     notice.deliveries.insert(target.to_owned(), delivery.clone());
@@ -225,7 +223,9 @@ impl Store {
             for (target, delivery) in &notice.deliveries {
                 let t = summary.targets.entry(target.clone()).or_default();
                 match delivery {
-                    Delivery::Pending { next_ms, last_error, .. } => {
+                    Delivery::Pending {
+                        next_ms, last_error, ..
+                    } => {
                         t.pending += 1;
                         if t.failing.is_none()
                             && let Some(error) = last_error
@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(summary.targets["ops"].failing, Some(("HTTP 503".into(), 110)));
         let done = after_attempt(1, &Attempt::Status(200, String::new()), 0, 200, 100);
         assert!(store.put_delivery(1, "ops", &done).unwrap());
-        assert!(!store.put_delivery(1, "ops", &retry).unwrap(), "a delivered notice stays delivered");
+        assert!(
+            !store.put_delivery(1, "ops", &retry).unwrap(),
+            "a delivered notice stays delivered"
+        );
         assert!(store.pending_notices().unwrap().is_empty());
         assert_eq!(store.outbox_summary().unwrap().targets["ops"].delivered, 1);
         assert_eq!(store.prune_notices(1000).unwrap(), 0);

@@ -9,20 +9,20 @@ use ccpayout::sandbox::{Ledger, SandboxConfig};
 
 use crate::helpers::{TestApi, command, run_ccpayout};
 
-const RECIPIENTS: [&str; 3] = [
+pub(crate) const RECIPIENTS: [&str; 3] = [
     "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K",
     "TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr",
     "TVqoGi64Ad2mSiPNsqVnqB2VkLGi7Mx1vq",
 ];
 
 /// A running daemon; killed when dropped (tests stop it with SIGTERM when they mean to).
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(api: &TestApi, state: &Path, config: &Path, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(api: &TestApi, state: &Path, config: &Path, extra: &[&str]) -> Daemon {
         let log = state.with_extension(format!("log-{}", nanos()));
         let mut args = vec![
             "--config",
@@ -45,12 +45,12 @@ impl Daemon {
         daemon
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Polls `done` until it holds, failing the test (with the daemon's log) after `limit`.
-    fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
         while !done() {
             if start.elapsed() > limit {
@@ -61,7 +61,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the exit code and how long it took.
-    fn terminate(mut self, limit: Duration) -> (Option<i32>, Duration, String) {
+    pub(crate) fn terminate(mut self, limit: Duration) -> (Option<i32>, Duration, String) {
         let start = Instant::now();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -99,7 +99,7 @@ fn nanos() -> u128 {
 }
 
 /// A temporary folder with a state directory, a config (with `extra`) and an empty inbox.
-fn layout(extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+pub(crate) fn layout(extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (state, config, inbox) = (
         dir.path().join("state"),
@@ -111,7 +111,7 @@ fn layout(extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
 }
 
 /// A config for fast tests: short tracking, a quick rescan, no metrics port unless asked.
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("ccpayout.toml");
     std::fs::write(
         &path,
@@ -126,7 +126,7 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-fn sandbox_config() -> SandboxConfig {
+pub(crate) fn sandbox_config() -> SandboxConfig {
     SandboxConfig {
         settle_delay: Duration::from_millis(300),
         ..SandboxConfig::default()
@@ -134,7 +134,7 @@ fn sandbox_config() -> SandboxConfig {
 }
 
 /// CSV text of `n` USDT payouts on TRX with ids `{prefix}-0000…`.
-fn batch_text(prefix: &str, n: usize) -> String {
+pub(crate) fn batch_text(prefix: &str, n: usize) -> String {
     let mut text = String::from("order_id,recipient,coin,chain,amount\n");
     for i in 0..n {
         text.push_str(&format!("{prefix}-{i:04},{},USDT,TRX,2.5\n", RECIPIENTS[i % 3]));
@@ -143,13 +143,13 @@ fn batch_text(prefix: &str, n: usize) -> String {
 }
 
 /// Writes `text` beside the inbox and renames it in: the producer contract.
-fn drop_file(inbox: &Path, name: &str, text: &str) {
+pub(crate) fn drop_file(inbox: &Path, name: &str, text: &str) {
     let staging = inbox.parent().unwrap().join(format!(".staging-{name}-{}", nanos()));
     std::fs::write(&staging, text).unwrap();
     std::fs::rename(&staging, inbox.join(name)).unwrap();
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
+pub(crate) fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -164,7 +164,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// Payouts per order id; fails if any order was paid twice.
-fn paid_once(ledger: &Ledger) -> std::collections::BTreeMap<String, usize> {
+pub(crate) fn paid_once(ledger: &Ledger) -> std::collections::BTreeMap<String, usize> {
     let mut per_order = std::collections::BTreeMap::new();
     for p in &ledger.payouts {
         *per_order.entry(p.order_id.clone()).or_insert(0) += 1;
@@ -175,7 +175,12 @@ fn paid_once(ledger: &Ledger) -> std::collections::BTreeMap<String, usize> {
     per_order
 }
 
-fn ccpayout_text(api: &TestApi, state: &Path, config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn ccpayout_text(
+    api: &TestApi,
+    state: &Path,
+    config: &Path,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let mut all = vec![
         "--config",
         config.to_str().unwrap(),

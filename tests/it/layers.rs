@@ -19,7 +19,10 @@ const RULES: &[(&str, &[&str])] = &[
     ("config", &["batch", "api", "model", "rules", "util"]),
     ("inbox", &["util"]),
     ("jobs", &["config", "inbox", "store", "model", "rules", "util"]),
-    ("notify", &["config", "report", "store", "api", "model", "rules", "util"]),
+    (
+        "notify",
+        &["config", "report", "store", "api", "model", "rules", "util"],
+    ),
     (
         "app",
         &[

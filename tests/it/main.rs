@@ -13,6 +13,7 @@ mod helpers;
 mod independent_client;
 mod jobs;
 mod layers;
+mod notices;
 mod operator;
 mod readings;
 mod secrets;

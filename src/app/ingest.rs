@@ -15,6 +15,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::api::{CallError, Client, ErrorClass};
+use crate::batch::diff::BatchDiff;
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
 use crate::model::record::BatchRecord;
@@ -29,8 +30,13 @@ pub const EXPLORERS: Key<BTreeMap<String, String>> = Key::new("explorers");
 pub enum Ingested {
     /// The same contents were stored before: the batch resumes, nothing is paid twice.
     Known(BatchRecord),
-    /// A new batch, stored with its plan; `plan` is the rendered check report.
-    Created { batch: BatchRecord, plan: String },
+    /// A new batch, stored with its plan; `plan` is the rendered check report, `diff` the diff
+    /// to the previous batch of its series (`render::diff` gives its summary), when there is one.
+    Created {
+        batch: BatchRecord,
+        plan: String,
+        diff: Option<Box<BatchDiff>>,
+    },
     /// Not a batch at all (unreadable, not CSV/JSON, broken structure), or its signature is
     /// missing or wrong: nothing stored, no request made for it.
     NotABatch { message: String },
@@ -157,7 +163,11 @@ pub async fn ingest(
         &bundles,
         &events,
     )?;
-    Ok(Ingested::Created { batch, plan: plan_text })
+    Ok(Ingested::Created {
+        batch,
+        plan: plan_text,
+        diff: prepared.report.diff.map(Box::new),
+    })
 }
 
 /// The audit events of a batch taken in: who signed it, each deny-list hit, the rows held for

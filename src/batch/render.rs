@@ -553,6 +553,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_diff_summary_is_a_few_lines_with_the_first_warnings() {
+        use crate::batch::diff::{self, BatchDiff, ChosenBy, DiffRow, PreviousBatch};
+        let ids: Vec<String> = (0..5).map(|i| format!("emp-{i}")).collect();
+        let row = |i: usize, amount: i64| DiffRow {
+            line: i as u64 + 2,
+            order_id: &ids[i],
+            payee: &ids[i],
+            coin: "USDT",
+            chain: "TRX",
+            recipient: "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K",
+            memo: "",
+            amount: rust_decimal::Decimal::from(amount),
+        };
+        let mut previous = diff::Previous::default();
+        for i in 0..5 {
+            previous.push(i as u32, &row(i, 10));
+        }
+        let compared = diff::compare(previous, (0..5).map(|i| row(i, 20)), rust_decimal::Decimal::from(20));
+        let batch = PreviousBatch {
+            batch_id: "ab".repeat(32),
+            name: "payroll-abababababab".into(),
+            source: "payroll-2026-11.csv".into(),
+            created_ms: 0,
+            created: "1970-01-01T00:00:00.000Z".into(),
+        };
+        let text = diff(&compared.finish("payroll".into(), ChosenBy::Series, batch, &[]));
+        assert_eq!(
+            text,
+            "Compared with payroll-abababababab (1970-01-01T00:00:00.000Z): 0 added, 0 removed, 5 amount(s) changed by more than 20%, 0 destination(s) changed\n\
+             \x20 totals: USDT 50 → 100 (+50)\n\
+             \x20 ! line 2 emp-0: payee emp-0, 10 → 20 USDT\n\
+             \x20 ! line 3 emp-1: payee emp-1, 10 → 20 USDT\n\
+             \x20 ! line 4 emp-2: payee emp-2, 10 → 20 USDT\n\
+             \x20 … and 2 more change(s)\n"
+        );
+        let none = BatchDiff::no_previous("payroll".into(), ChosenBy::Series, rust_decimal::Decimal::from(20));
+        assert_eq!(
+            diff(&none),
+            "Compared with: no earlier batch of the series \"payroll\"\n"
+        );
+    }
+
+    #[test]
     fn durations_read_naturally() {
         assert_eq!(duration(2.2), "3 s");
         assert_eq!(duration(600.0), "10 min");

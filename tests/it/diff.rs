@@ -70,13 +70,12 @@ fn pay_november(api: &TestApi, dir: &Path, state: &Path, config: &Path) -> Strin
     let paid = ccpayout(api, state, config, &["submit", november.to_str().unwrap()]);
     assert_eq!(paid.code, Some(0), "{}\n{}", paid.stdout, paid.stderr);
     let status = ccpayout(api, state, config, &["status"]);
-    let name = status
+    status
         .stdout
         .split_whitespace()
         .find(|w| w.starts_with("payroll-2026-11-"))
         .unwrap_or_else(|| panic!("no batch in status: {}", status.stdout))
-        .to_owned();
-    name
+        .to_owned()
 }
 
 /// December's: emp-1 up 50 %, emp-2 up 10 %, emp-3 to another address, emp-4 gone, emp-5 new.

@@ -155,6 +155,7 @@ pub(crate) struct PolicyFile {
     new_recipients: Option<String>,
     changed_payee_address: Option<String>,
     deny_lists: Option<Vec<PathBuf>>,
+    diff_warn_percent: Option<DecimalSetting>,
 }
 
 /// One `approval_tiers` entry: `{ above = "10000", approvals = 2 }`.
@@ -186,6 +187,16 @@ enum DecimalSetting {
 }
 
 impl DecimalSetting {
+    /// A percentage: a decimal of 0 or more.
+    fn resolve_percent(&self, key: &str, problems: &mut Vec<String>) -> Option<Decimal> {
+        use crate::rules::amount::{Amount, AmountError};
+        match self {
+            DecimalSetting::Integer(0) => Some(Decimal::ZERO),
+            DecimalSetting::Text(t) if matches!(Amount::parse(t), Err(AmountError::Zero)) => Some(Decimal::ZERO),
+            other => other.resolve(key, problems),
+        }
+    }
+
     fn resolve(&self, key: &str, problems: &mut Vec<String>) -> Option<Decimal> {
         let text = match self {
             DecimalSetting::Text(t) => t.clone(),
@@ -319,6 +330,7 @@ impl Config {
             policy: self.policy.clone(),
             bundles: self.api.withdraw_mode.bundles(),
             address_check: crate::batch::preflight::AddressCheck::default(),
+            compare_with: None,
         }
     }
 }
@@ -1056,6 +1068,10 @@ pub(crate) fn override_policy(
             })
             .collect(),
     };
+    let diff_warn_percent = file
+        .diff_warn_percent
+        .and_then(|d| d.resolve_percent(&format!("{prefix}.diff_warn_percent"), problems))
+        .unwrap_or(base.diff_warn_percent);
     Policy {
         allowed_coins: list(file.allowed_coins, &base.allowed_coins),
         allowed_chains: list(file.allowed_chains, &base.allowed_chains),
@@ -1073,6 +1089,7 @@ pub(crate) fn override_policy(
         new_recipients,
         changed_payee_address,
         deny_lists,
+        diff_warn_percent,
     }
 }
 
@@ -1446,6 +1463,29 @@ mod tests {
         ] {
             let err = load_text(text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} → {err}");
+        }
+    }
+
+    #[test]
+    fn diff_warn_percent_is_a_decimal_of_0_or_more_and_20_by_default() {
+        let percent = |text: &str| load_text(text, &[]).map(|c| c.policy.diff_warn_percent);
+        assert_eq!(percent("").unwrap(), Decimal::from(20));
+        assert_eq!(percent("[policy]\ndiff_warn_percent = 0\n").unwrap(), Decimal::ZERO);
+        assert_eq!(
+            percent("[policy]\ndiff_warn_percent = \"0.0\"\n").unwrap(),
+            Decimal::ZERO
+        );
+        assert_eq!(
+            percent("[policy]\ndiff_warn_percent = \"12.5\"\n").unwrap(),
+            Decimal::new(125, 1)
+        );
+        assert_eq!(
+            percent("[policy]\ndiff_warn_percent = 150\n").unwrap(),
+            Decimal::from(150)
+        );
+        for bad in ["-5", "\"-5\"", "12.5", "\"ten\""] {
+            let err = percent(&format!("[policy]\ndiff_warn_percent = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("policy.diff_warn_percent"), "{bad}: {err}");
         }
     }
 

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::api::{CallError, Client, ErrorClass};
+use crate::batch::diff::BatchDiff;
 use crate::batch::plan::Plan;
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
-use crate::model::notice::{self, Awaiting, CoinTotal, Notice, Shortfall};
+use crate::model::notice::{self, Awaiting, CoinTotal, DiffSummary, Notice, Shortfall};
 use crate::model::record::{Approval, BatchRecord};
 use crate::store::{ControlEvent, Key, Store, StoreError};
 
@@ -31,8 +32,13 @@ pub const EXPLORERS: Key<BTreeMap<String, String>> = Key::new("explorers");
 pub enum Ingested {
     /// The same contents were stored before: the batch resumes, nothing is paid twice.
     Known(BatchRecord),
-    /// A new batch, stored with its plan; `plan` is the rendered check report.
-    Created { batch: BatchRecord, plan: String },
+    /// A new batch, stored with its plan; `plan` is the rendered check report, `diff` the diff
+    /// to the previous batch of its series (`render::diff` gives its summary), when there is one.
+    Created {
+        batch: BatchRecord,
+        plan: String,
+        diff: Option<Box<BatchDiff>>,
+    },
     /// Not a batch at all (unreadable, not CSV/JSON, broken structure), or its signature is
     /// missing or wrong: nothing stored, no request made for it.
     NotABatch { message: String },
@@ -154,7 +160,16 @@ pub async fn ingest(
     // held as records. The controls' decisions go into the audit trail with the batch.
     let events = control_events(&prepared, batch_id.as_str(), now_ms);
     let bundles = records::bundles(&prepared, generation, now_ms);
-    let notices = approval_notices(&batch, &prepared.report.plan, now_ms);
+    let diff = prepared
+        .report
+        .diff
+        .as_ref()
+        .map(|d| DiffSummary {
+            lines: render::diff(d).lines().map(|l| l.trim().to_owned()).collect(),
+            value: serde_json::to_value(d).unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    let notices = approval_notices(&batch, &prepared.report.plan, &diff, now_ms);
     store.create_batch_audited(
         &batch,
         records::orders(&prepared, generation, now_ms),
@@ -162,12 +177,16 @@ pub async fn ingest(
         &events,
         &notices,
     )?;
-    Ok(Ingested::Created { batch, plan: plan_text })
+    Ok(Ingested::Created {
+        batch,
+        plan: plan_text,
+        diff: prepared.report.diff.map(Box::new),
+    })
 }
 
 /// "Waits for approval" for the batch's plan and for its recipient review part, whichever needs
 /// one: recorded with the batch, so the people who approve hear of it as it is stored.
-fn approval_notices(batch: &BatchRecord, plan: &Plan, now_ms: i64) -> Vec<Notice> {
+fn approval_notices(batch: &BatchRecord, plan: &Plan, diff: &DiffSummary, now_ms: i64) -> Vec<Notice> {
     let totals: Vec<CoinTotal> = plan
         .coins
         .iter()
@@ -178,7 +197,6 @@ fn approval_notices(batch: &BatchRecord, plan: &Plan, now_ms: i64) -> Vec<Notice
             amount: c.amount.clone(),
         })
         .collect();
-    let diff: Vec<String> = Vec::new();
     let mut notices = Vec::new();
     if let Approval::Required { reasons, needed, .. } = &batch.approval {
         let awaiting = Awaiting {
@@ -193,7 +211,7 @@ fn approval_notices(batch: &BatchRecord, plan: &Plan, now_ms: i64) -> Vec<Notice
             &batch.name,
             &awaiting,
             &totals,
-            &diff,
+            diff,
             now_ms,
         ));
     }
@@ -212,7 +230,7 @@ fn approval_notices(batch: &BatchRecord, plan: &Plan, now_ms: i64) -> Vec<Notice
             &batch.name,
             &awaiting,
             &[],
-            &diff,
+            diff,
             now_ms,
         ));
     }

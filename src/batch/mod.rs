@@ -3,6 +3,7 @@
 //! - [`catalogue`]: the coins, networks and chains CCPayment offers, indexed for validation (pure).
 //! - [`parse`]: CSV, JSON and JSON Lines readers that hand over rows one at a time (pure).
 //! - [`validate`]: local rules per row, duplicates, compact rows (pure).
+//! - [`diff`]: the diff to the previous batch of the series (pure).
 //! - [`plan`]: fees, totals, balances, policy, verdicts and the plan digest (pure).
 //! - [`preflight`]: the API questions a check asks, and the `check` orchestration (I/O).
 //! - [`preflight_v1`]: the same questions for a v1 account, asked only of the v1 API (I/O).
@@ -12,6 +13,7 @@
 
 pub mod bundles;
 pub mod catalogue;
+pub mod diff;
 pub mod parse;
 pub mod plan;
 pub mod preflight;

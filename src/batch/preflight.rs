@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::diff::{self, BatchDiff, ChosenBy, DiffRow, PreviousBatch};
 use super::parse::{Format, Limits};
 pub use super::plan::AddressCheck;
 use super::plan::{self, FeeQuote, Plan, PlanSettings, PreflightAnswers, RemoteCheckSummary};
@@ -87,6 +88,9 @@ pub struct Settings {
     /// caller that knows the account lacks it (from `doctor`'s findings, or an earlier
     /// preflight's `remote_checks.address_check`) can ask `Single` from the start.
     pub address_check: AddressCheck,
+    /// The stored batch (its full id) the diff to last time compares with (`check
+    /// --compare-with`); `None`: the previous batch of the file's series.
+    pub compare_with: Option<String>,
 }
 
 /// The result of `ccpayout check`.
@@ -102,6 +106,12 @@ pub struct CheckReport {
     pub signer: Option<BatchSigner>,
     #[serde(flatten)]
     pub plan: Plan,
+    /// The diff to the previous batch of the series (information for the approver, not part of
+    /// the plan or its digest); `None` when it could not be made, `no_diff` says why.
+    pub diff: Option<BatchDiff>,
+    /// Why there is no diff (no state directory, the store held by a running daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_diff: Option<String>,
 }
 
 /// Why a check could not produce a plan.
@@ -264,22 +274,44 @@ pub async fn prepare(
     }
     requests += answers.requests;
 
-    let paid_today = |_: &str| Decimal::ZERO;
-    let policy = &settings.policy;
-    // The registry is asked when the policy holds new or changed destinations.
-    let holds = policy.new_recipients != crate::rules::policy::NewRecipients::Allow
-        || policy.changed_payee_address != crate::rules::policy::ChangedPayee::Allow;
-    let known_recipients: &(dyn KnownRecipients + Send + Sync) = known.as_ref();
-    let settings = PlanSettings {
-        policy,
-        balance_margin: settings.balance_margin,
-        rate_per_second: settings.rate_per_second,
-        paid_today: &paid_today,
-        deny: &deny,
-        recipients: holds.then_some(known_recipients),
-        bundles: settings.bundles,
+    let plan = {
+        let paid_today = |_: &str| Decimal::ZERO;
+        let policy = &settings.policy;
+        // The registry is asked when the policy holds new or changed destinations.
+        let holds = policy.new_recipients != crate::rules::policy::NewRecipients::Allow
+            || policy.changed_payee_address != crate::rules::policy::ChangedPayee::Allow;
+        let known_recipients: &(dyn KnownRecipients + Send + Sync) = known.as_ref();
+        let settings = PlanSettings {
+            policy,
+            balance_margin: settings.balance_margin,
+            rate_per_second: settings.rate_per_second,
+            paid_today: &paid_today,
+            deny: &deny,
+            recipients: holds.then_some(known_recipients),
+            bundles: settings.bundles,
+        };
+        plan::build(&validated, &catalogue, &answers, &settings)
     };
-    let plan = plan::build(&validated, &catalogue, &answers, &settings);
+    let (diff, no_diff) = match diff_to_previous(DiffJob {
+        known,
+        validated: Arc::clone(&validated),
+        catalogue: Arc::clone(&catalogue),
+        accepted: validated
+            .rows
+            .iter()
+            .zip(plan.rows.verdicts())
+            .map(|(row, verdict)| super::records::becomes_order(row, verdict, settings.generation))
+            .collect(),
+        file: display.clone(),
+        batch_id: sha256.clone(),
+        compare_with: settings.compare_with.clone(),
+        warn_percent: settings.policy.diff_warn_percent,
+    })
+    .await
+    {
+        Ok(diff) => (Some(diff), None),
+        Err(why) => (None, Some(why)),
+    };
     let report = CheckReport {
         file: display,
         format: format.name().to_owned(),
@@ -288,6 +320,8 @@ pub async fn prepare(
         preflight_requests: requests,
         signer: signed.map(|(signer, _)| signer),
         plan,
+        diff,
+        no_diff,
     };
     Ok(Prepared {
         report,
@@ -295,6 +329,80 @@ pub async fn prepare(
         catalogue,
         chains,
     })
+}
+
+/// What the diff to last time needs, owned, so it can run on the blocking pool.
+struct DiffJob {
+    known: Arc<dyn Known + Send + Sync>,
+    validated: Arc<Validated>,
+    catalogue: Arc<Catalogue>,
+    /// Per validated row: whether it becomes an order.
+    accepted: Vec<bool>,
+    file: String,
+    batch_id: String,
+    compare_with: Option<String>,
+    warn_percent: Decimal,
+}
+
+/// The diff of this batch's accepted rows to the previous batch's orders, read from the store
+/// (one walk of the previous batch, then the few rows its lists name). Reading a big batch is
+/// blocking work: on the blocking pool, or in place on a current-thread runtime (as validation).
+/// An error is the reason there is no diff.
+async fn diff_to_previous(job: DiffJob) -> Result<BatchDiff, String> {
+    let run = move || job.run();
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => run(),
+        _ => tokio::task::spawn_blocking(run)
+            .await
+            .unwrap_or_else(|e| Err(format!("the diff stopped: {e}"))),
+    }
+}
+
+impl DiffJob {
+    fn run(self) -> Result<BatchDiff, String> {
+        let batches = self.known.batches()?;
+        let series = diff::series(&self.file);
+        let (previous, chosen_by) = match &self.compare_with {
+            Some(id) => (
+                Some(
+                    batches
+                        .iter()
+                        .find(|b| b.batch_id.as_str() == id)
+                        .ok_or_else(|| format!("batch {id} is not in the store"))?,
+                ),
+                ChosenBy::CompareWith,
+            ),
+            None => (
+                diff::previous_of(&self.file, &self.batch_id, &batches),
+                ChosenBy::Series,
+            ),
+        };
+        let Some(previous) = previous else {
+            return Ok(BatchDiff::no_previous(series, chosen_by, self.warn_percent));
+        };
+        let mut index = diff::Previous::default();
+        self.known
+            .for_each_order(previous.batch_id.as_str(), &mut |order| index.push_order(order))?;
+        let (v, cat) = (&self.validated, &self.catalogue);
+        let current = v
+            .rows
+            .iter()
+            .zip(&self.accepted)
+            .filter(|(_, accepted)| **accepted)
+            .map(|(row, _)| DiffRow {
+                line: u64::from(row.line),
+                order_id: v.order_id(row),
+                payee: v.payee(row),
+                coin: row.coin.map_or("", |c| cat.coin(c).symbol.as_str()),
+                chain: row.chain.map_or("", |c| cat.chain_name(c)),
+                recipient: v.recipient(row),
+                memo: v.memo(row),
+                amount: row.amount.value(),
+            });
+        let compared = diff::compare(index, current, self.warn_percent);
+        let named = self.known.orders_at(previous.batch_id.as_str(), &compared.wanted())?;
+        Ok(compared.finish(series, chosen_by, PreviousBatch::of(previous), &named))
+    }
 }
 
 /// One fee quote per distinct (coin, chain) among the accepted rows.

@@ -65,6 +65,12 @@ fn fate<'a>(row: &Row, verdict: &'a Verdict, generation: ApiGeneration) -> Fate<
     }
 }
 
+/// Whether a validated row with this plan verdict becomes an order (the rows the diff to last
+/// time compares).
+pub fn becomes_order(row: &Row, verdict: &Verdict, generation: ApiGeneration) -> bool {
+    matches!(fate(row, verdict, generation), Fate::Order { .. })
+}
+
 /// An accepted row's index among the validated rows, and its fate's details.
 struct Accepted<'a> {
     index: usize,
@@ -421,6 +427,8 @@ mod tests {
             preflight_requests: 0,
             signer: None,
             plan,
+            diff: None,
+            no_diff: None,
         };
         Prepared {
             report,

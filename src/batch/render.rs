@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::diff::BatchDiff;
 use super::plan::{Plan, Verdict};
 use super::preflight::CheckReport;
 
@@ -23,7 +24,177 @@ pub fn check_report(report: &CheckReport) -> String {
     problems(&mut out, report);
     controls(&mut out, report);
     coins_table(&mut out, plan);
+    diff_section(&mut out, report);
     summary(&mut out, report);
+    out
+}
+
+/// Rows the diff section lists per kind (the JSON carries up to `diff::MAX_LISTED`).
+const DIFF_LINES: usize = 20;
+
+/// The diff to last time, in full: what changed since the previous batch of the series, the
+/// amounts and destinations an approver should look at marked `!`.
+fn diff_section(out: &mut String, report: &CheckReport) {
+    let _ = writeln!(out);
+    let Some(diff) = &report.diff else {
+        if let Some(why) = &report.no_diff {
+            let _ = writeln!(out, "no diff: {why}");
+        }
+        return;
+    };
+    let _ = writeln!(out, "{}", compared_with(diff));
+    if diff.previous.is_none() {
+        return;
+    }
+    let c = &diff.counts;
+    let _ = writeln!(
+        out,
+        "  rows: {} then, {} now: {} added, {} removed, {} matched ({} unchanged)",
+        c.previous_rows, c.rows, c.added, c.removed, c.matched, c.unchanged
+    );
+    let more = |out: &mut String, listed: usize, all: u64| {
+        if (listed as u64) < all {
+            let _ = writeln!(
+                out,
+                "    … and {} more (--json lists up to {})",
+                all - listed as u64,
+                diff.listed_max
+            );
+        }
+    };
+    if c.added > 0 {
+        let _ = writeln!(out, "  added ({}):", c.added);
+        for r in diff.added.iter().take(DIFF_LINES) {
+            let _ = writeln!(
+                out,
+                "    line {} {}: {}, {} {}",
+                r.line, r.order_id, r.key, r.amount, r.coin
+            );
+        }
+        more(out, diff.added.len().min(DIFF_LINES), c.added);
+    }
+    if c.removed > 0 {
+        let _ = writeln!(out, "  removed ({}):", c.removed);
+        for r in diff.removed.iter().take(DIFF_LINES) {
+            let _ = writeln!(
+                out,
+                "    was line {} {}: {}, {} {}",
+                r.previous_line, r.previous_order_id, r.key, r.amount, r.coin
+            );
+        }
+        more(out, diff.removed.len().min(DIFF_LINES), c.removed);
+    }
+    if c.amount_changed > 0 {
+        let _ = writeln!(
+            out,
+            "! amounts changed by more than {}% ({}):",
+            diff.warn_percent, c.amount_changed
+        );
+        for r in diff.amount_changed.iter().take(DIFF_LINES) {
+            let _ = writeln!(
+                out,
+                "    line {} {} (was {}): {}, {} → {} {}{}",
+                r.line,
+                r.order_id,
+                r.previous_order_id,
+                r.key,
+                r.old,
+                r.new,
+                r.coin,
+                r.percent.as_ref().map(|p| format!(" ({p}%)")).unwrap_or_default()
+            );
+        }
+        more(out, diff.amount_changed.len().min(DIFF_LINES), c.amount_changed);
+    }
+    if c.amount_changed_within > 0 {
+        let _ = writeln!(
+            out,
+            "  amounts changed by {}% or less: {}",
+            diff.warn_percent, c.amount_changed_within
+        );
+    }
+    if c.destination_changed > 0 {
+        let _ = writeln!(out, "! destinations changed ({}):", c.destination_changed);
+        for r in diff.destination_changed.iter().take(DIFF_LINES) {
+            let _ = writeln!(
+                out,
+                "    line {} {} (was {}): payee {}, {} → {}",
+                r.line, r.order_id, r.previous_order_id, r.payee, r.old, r.new
+            );
+        }
+        more(
+            out,
+            diff.destination_changed.len().min(DIFF_LINES),
+            c.destination_changed,
+        );
+    }
+    let _ = writeln!(out, "  totals per coin, then → now:");
+    for t in &diff.totals {
+        let _ = writeln!(
+            out,
+            "    {} {} → {} ({}; {} → {} rows)",
+            t.coin, t.previous, t.now, t.delta, t.previous_rows, t.rows
+        );
+    }
+}
+
+/// `Compared with NAME (DATE)`, or that there is no earlier batch of the series.
+fn compared_with(diff: &BatchDiff) -> String {
+    match &diff.previous {
+        Some(previous) => format!("Compared with {} ({})", previous.name, previous.created),
+        None if diff.series.is_empty() => "Compared with: no earlier batch of this series".to_owned(),
+        None => format!("Compared with: no earlier batch of the series {:?}", diff.series),
+    }
+}
+
+/// The diff in a few lines, for a notice ("batch waits for approval") or a log: what it was
+/// compared with, the counts, the totals per coin then → now, and the first changes an approver
+/// should look at.
+pub fn diff(diff: &BatchDiff) -> String {
+    const SHOWN: usize = 3;
+    let mut out = String::new();
+    if diff.previous.is_none() {
+        let _ = writeln!(out, "{}", compared_with(diff));
+        return out;
+    }
+    let c = &diff.counts;
+    let _ = writeln!(
+        out,
+        "{}: {} added, {} removed, {} amount(s) changed by more than {}%, {} destination(s) changed",
+        compared_with(diff),
+        c.added,
+        c.removed,
+        c.amount_changed,
+        diff.warn_percent,
+        c.destination_changed
+    );
+    let totals: Vec<String> = diff
+        .totals
+        .iter()
+        .map(|t| format!("{} {} → {} ({})", t.coin, t.previous, t.now, t.delta))
+        .collect();
+    if !totals.is_empty() {
+        let _ = writeln!(out, "  totals: {}", totals.join(", "));
+    }
+    for r in diff.amount_changed.iter().take(SHOWN) {
+        let _ = writeln!(
+            out,
+            "  ! line {} {}: {}, {} → {} {}",
+            r.line, r.order_id, r.key, r.old, r.new, r.coin
+        );
+    }
+    for r in diff.destination_changed.iter().take(SHOWN) {
+        let _ = writeln!(
+            out,
+            "  ! line {} {}: payee {} now {} (was {})",
+            r.line, r.order_id, r.payee, r.new, r.old
+        );
+    }
+    let unshown = (c.amount_changed + c.destination_changed)
+        .saturating_sub((diff.amount_changed.len().min(SHOWN) + diff.destination_changed.len().min(SHOWN)) as u64);
+    if unshown > 0 {
+        let _ = writeln!(out, "  … and {unshown} more change(s)");
+    }
     out
 }
 
@@ -380,6 +551,49 @@ fn table<const N: usize>(out: &mut String, header: &[&str; N], rows: &[[String; 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_diff_summary_is_a_few_lines_with_the_first_warnings() {
+        use crate::batch::diff::{self, BatchDiff, ChosenBy, DiffRow, PreviousBatch};
+        let ids: Vec<String> = (0..5).map(|i| format!("emp-{i}")).collect();
+        let row = |i: usize, amount: i64| DiffRow {
+            line: i as u64 + 2,
+            order_id: &ids[i],
+            payee: &ids[i],
+            coin: "USDT",
+            chain: "TRX",
+            recipient: "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K",
+            memo: "",
+            amount: rust_decimal::Decimal::from(amount),
+        };
+        let mut previous = diff::Previous::default();
+        for i in 0..5 {
+            previous.push(i as u32, &row(i, 10));
+        }
+        let compared = diff::compare(previous, (0..5).map(|i| row(i, 20)), rust_decimal::Decimal::from(20));
+        let batch = PreviousBatch {
+            batch_id: "ab".repeat(32),
+            name: "payroll-abababababab".into(),
+            source: "payroll-2026-11.csv".into(),
+            created_ms: 0,
+            created: "1970-01-01T00:00:00.000Z".into(),
+        };
+        let text = diff(&compared.finish("payroll".into(), ChosenBy::Series, batch, &[]));
+        assert_eq!(
+            text,
+            "Compared with payroll-abababababab (1970-01-01T00:00:00.000Z): 0 added, 0 removed, 5 amount(s) changed by more than 20%, 0 destination(s) changed\n\
+             \x20 totals: USDT 50 → 100 (+50)\n\
+             \x20 ! line 2 emp-0: payee emp-0, 10 → 20 USDT\n\
+             \x20 ! line 3 emp-1: payee emp-1, 10 → 20 USDT\n\
+             \x20 ! line 4 emp-2: payee emp-2, 10 → 20 USDT\n\
+             \x20 … and 2 more change(s)\n"
+        );
+        let none = BatchDiff::no_previous("payroll".into(), ChosenBy::Series, rust_decimal::Decimal::from(20));
+        assert_eq!(
+            diff(&none),
+            "Compared with: no earlier batch of the series \"payroll\"\n"
+        );
+    }
 
     #[test]
     fn durations_read_naturally() {

@@ -216,6 +216,10 @@ pub struct CheckArgs {
     /// Print the plan as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Compare with this stored batch (an id, a unique id prefix or a name) instead of the
+    /// previous batch of the file's series.
+    #[arg(long, value_name = "BATCH")]
+    pub compare_with: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -713,26 +717,57 @@ async fn check_command(
         Some(dir) => Some(dir),
         None => submit::default_state_dir(args.sandbox).ok(),
     };
+    let mut settings = config.preflight_settings();
     let known: std::sync::Arc<dyn crate::model::recipient::Known + Send + Sync> = match dir
         .filter(|d| d.join(crate::store::DB_FILE).exists())
-        .map(|d| crate::store::Store::open(&d))
+        .map(|d| (crate::store::Store::open(&d), d))
     {
-        Some(Ok(store)) => {
+        Some((Ok(store), dir)) => {
             if let Ok(Some(form)) = crate::app::wiring::stored_body_form(&store) {
                 client = client.sending_no_params_as(form);
             }
+            if let Some(key) = &args.compare_with {
+                // Resolved as the operator commands resolve a batch.
+                match store.find_batch(key) {
+                    Ok(Some(batch)) => settings.compare_with = Some(batch.batch_id.to_string()),
+                    Ok(None) => {
+                        return Err(
+                            anyhow::anyhow!("--compare-with: no batch matches {key:?} in {}", dir.display()).into(),
+                        );
+                    }
+                    Err(e) => return Err(anyhow::anyhow!("--compare-with: {e}").into()),
+                }
+            }
             std::sync::Arc::new(store).known_orders()
         }
-        Some(Err(e)) => {
+        Some((Err(e), dir)) => {
+            if let Some(key) = &args.compare_with {
+                return Err(anyhow::anyhow!(
+                    "--compare-with {key:?}: cannot open the store in {}: {e}",
+                    dir.display()
+                )
+                .into());
+            }
             eprintln!("warning: order ids of earlier batches not checked: {e}");
+            std::sync::Arc::new(crate::model::history::NoHistory(format!(
+                "the store in {} cannot be opened ({e})",
+                dir.display()
+            )))
+        }
+        None => {
+            if let Some(key) = &args.compare_with {
+                return Err(anyhow::anyhow!(
+                    "--compare-with {key:?}: no state directory with earlier batches (give --state-dir)"
+                )
+                .into());
+            }
             std::sync::Arc::new(NoKnownOrders)
         }
-        None => std::sync::Arc::new(NoKnownOrders),
     };
     // Every request passes the one pacing, a check's too.
     let client = crate::app::wiring::paced_client(&config, client, clock::system());
     let started = std::time::Instant::now();
-    let report = match preflight::check_file(&client, &config.preflight_settings(), &args.file, known).await {
+    let report = match preflight::check_file(&client, &settings, &args.file, known).await {
         Ok(report) => report,
         Err(preflight::CheckError::NotABatch(message) | preflight::CheckError::Signature(message)) => {
             eprintln!("error: {message}");

@@ -152,7 +152,7 @@ async fn submit_stored(
             app::write_reports(&reports, &store, &batch, clock.now_ms()).map_err(anyhow::Error::from)?;
             return Ok(Outcome::Refused);
         }
-        Ingested::Created { batch, plan } => {
+        Ingested::Created { batch, plan, .. } => {
             let _ = std::io::stdout().lock().write_all(plan.as_bytes());
             eprintln!(
                 "stored batch {} ({} orders, plan digest {})",

@@ -12,9 +12,11 @@
 //! - [`notice`]: notices to the people who must act (events, the outbox record, deliveries).
 //! - [`recipient`]: the recipient registry's entries and the question "was this destination
 //!   paid before, and is it this payee's?".
+//! - [`history`]: earlier batches and their rows, for the diff to last time.
 
 pub mod bundle;
 pub mod call;
+pub mod history;
 pub mod ids;
 pub mod known;
 pub mod notice;

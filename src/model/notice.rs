@@ -426,6 +426,14 @@ pub struct Awaiting<'a> {
     pub reasons: &'a [String],
 }
 
+/// The diff to the previous batch of a series, as a notice carries it: its summary lines and
+/// the structured diff for the JSON format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiffSummary {
+    pub lines: Vec<String>,
+    pub value: serde_json::Value,
+}
+
 /// "Batch NAME waits for approval", with the command that approves it, the totals and the diff
 /// to the previous batch of its series (a few lines, when there is one).
 pub fn approval_required(
@@ -433,7 +441,7 @@ pub fn approval_required(
     name: &str,
     awaiting: &Awaiting<'_>,
     totals: &[CoinTotal],
-    diff: &[String],
+    diff: &DiffSummary,
     at_ms: i64,
 ) -> Notice {
     let what = if awaiting.part == "recipient_review" {
@@ -463,7 +471,7 @@ pub fn approval_required(
         "approvals_needed": awaiting.needed,
         "reasons": awaiting.reasons,
         "totals": totals,
-        "diff": diff,
+        "diff": diff.value,
     }));
     for reason in awaiting.reasons {
         n = n.line(format!("Why: {reason}"));
@@ -475,7 +483,7 @@ pub fn approval_required(
             .collect();
         n = n.line(format!("Totals: {}", text.join(", ")));
     }
-    for line in diff {
+    for line in &diff.lines {
         n = n.line(line.clone());
     }
     n

@@ -109,10 +109,11 @@ pub trait KnownRecipients {
     }
 }
 
-/// What the store knows from earlier batches: their order_ids and the destinations they paid.
-pub trait Known: super::known::KnownOrders + KnownRecipients {}
+/// What the store knows from earlier batches: their order_ids, the destinations they paid, and
+/// their rows (for the diff to last time).
+pub trait Known: super::known::KnownOrders + KnownRecipients + super::history::BatchHistory {}
 
-impl<T: super::known::KnownOrders + KnownRecipients> Known for T {}
+impl<T: super::known::KnownOrders + KnownRecipients + super::history::BatchHistory> Known for T {}
 
 impl KnownRecipients for super::known::NoKnownOrders {
     fn destination(&self, _key: &str) -> Option<RecipientEntry> {

@@ -98,7 +98,13 @@ pub struct Policy {
     pub changed_payee_address: ChangedPayee,
     /// Deny-list files, read by the caller at each preflight.
     pub deny_lists: Vec<String>,
+    /// The diff to last time lists amounts changed by more than this percentage of the
+    /// previous amount (0: every change).
+    pub diff_warn_percent: Decimal,
 }
+
+/// `policy.diff_warn_percent` when the configuration does not say.
+pub const DEFAULT_DIFF_WARN_PERCENT: u32 = 20;
 
 impl Default for Policy {
     fn default() -> Policy {
@@ -116,6 +122,7 @@ impl Default for Policy {
             new_recipients: NewRecipients::Allow,
             changed_payee_address: ChangedPayee::Allow,
             deny_lists: Vec::new(),
+            diff_warn_percent: Decimal::from(DEFAULT_DIFF_WARN_PERCENT),
         }
     }
 }

@@ -40,13 +40,15 @@
 //! transaction helpers. `batches.rs` creates, finds and replaces batches and removes leftovers;
 //! `orders.rs` reads orders and answers the state-index queries; `commit.rs` writes groups of
 //! changes with their audit lines and verifies the trail; `meta.rs` keeps small typed values
-//! under [`Key`]s. `codec.rs` is the on-disk layout and `audit.rs` the audit file's mirror.
+//! under [`Key`]s; `history.rs` reads earlier batches' rows for the diff to last time.
+//! `codec.rs` is the on-disk layout and `audit.rs` the audit file's mirror.
 
 mod audit;
 mod batches;
 mod bundles;
 mod codec;
 mod commit;
+mod history;
 mod meta;
 mod orders;
 mod outbox;

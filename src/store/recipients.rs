@@ -224,8 +224,8 @@ impl Store {
     }
 }
 
-/// [`Known`] over the store.
-struct StoreKnown(Arc<Store>);
+/// [`Known`] over the store (its batch history is in `history.rs`).
+pub(super) struct StoreKnown(pub(super) Arc<Store>);
 
 impl KnownOrders for StoreKnown {
     fn lookup(&self, order_id: &str) -> Option<KnownOrder> {

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod controls;
 mod daemon;
+mod diff;
 mod doctor;
 mod errors;
 mod helpers;

@@ -147,7 +147,7 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
     let run = |args: &[&str]| ccpayout_text(&api, &state, &config, args);
 
     // A batch that needs approval: "approval_required", with the command that approves it.
-    let a = dir.path().join("payroll-a.csv");
+    let a = dir.path().join("payroll-2026-11.csv");
     std::fs::write(
         &a,
         csv(&[
@@ -177,10 +177,36 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
     assert_eq!(paid_once(&api.sandbox.ledger()).len(), 3);
 
     // More than the balance: the plan blocks it, "balance_low".
-    let b = dir.path().join("payroll-b.csv");
+    let b = dir.path().join("topup-2026-12.csv");
     std::fs::write(&b, csv(&[("n-4", RECIPIENTS[0], "400"), ("n-5", RECIPIENTS[1], "200")])).unwrap();
     let (code, _, err) = run(&["submit", b.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
+
+    // The next batch of the series waits for approval with its diff to the last one.
+    let c = dir.path().join("payroll-2026-12.csv");
+    std::fs::write(&c, csv(&[("n-6", RECIPIENTS[0], "10"), ("n-7", RECIPIENTS[2], "2.5")])).unwrap();
+    let (code, _, err) = run(&["submit", c.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let second = receiver
+        .delivered()
+        .into_iter()
+        .filter(|g| g.event() == "approval_required")
+        .nth(1)
+        .expect("a second approval notice")
+        .json();
+    let first_name = approval.json()["batch"]["name"].clone();
+    assert_eq!(second["figures"]["diff"]["previous"]["name"], first_name, "{second}");
+    assert_eq!(second["figures"]["diff"]["counts"]["added"], 1, "{second}");
+    assert_eq!(second["figures"]["diff"]["counts"]["removed"], 2, "{second}");
+    assert_eq!(second["figures"]["diff"]["counts"]["amount_changed"], 1, "{second}");
+    assert!(
+        second["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("Compared with")),
+        "{second}"
+    );
 
     // The kill switch: "sending_paused", sent by the command itself.
     let (code, _, err) = run(&["pause", "--reason", "audit"]);

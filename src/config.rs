@@ -1399,6 +1399,55 @@ mod tests {
     }
 
     #[test]
+    fn notify_targets_are_read_named_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.secret"), "k3y\n").unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[api]\napp_id = \"x\"\n\
+             [[notify]]\nurl = \"https://hooks.slack.com/services/T1/B2/SECRETPART\"\nformat = \"slack\"\n\
+             [[notify]]\nname = \"treasury\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"n.secret\"\n\
+             events = [\"approval_required\", \"rows_failed\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &env_of(&[])).unwrap();
+        let [slack, treasury] = &config.notify[..] else {
+            panic!("{:?}", config.notify)
+        };
+        assert_eq!(slack.name, "hooks.slack.com");
+        assert_eq!(slack.format, NotifyFormat::Slack);
+        assert_eq!(slack.events.len(), crate::model::notice::NoticeEvent::ALL.len());
+        assert_eq!(slack.url.to_string(), "https://hooks.slack.com/…");
+        assert!(!format!("{slack:?}").contains("SECRETPART"), "{slack:?}");
+        assert_eq!(treasury.secret.as_ref().unwrap().expose_secret(), "k3y");
+        assert_eq!(treasury.events.len(), 2);
+        assert_eq!(treasury.timeout, Duration::from_secs(10));
+        assert_eq!(config.notice_subscriptions()[1].target, "treasury");
+
+        std::fs::write(
+            &path,
+            "[api]\napp_id = \"x\"\n\
+             [[notify]]\nurl = \"ftp://x/y\"\n\
+             [[notify]]\nname = \"a\"\nurl = \"http://h\"\nevents = [\"batch_done\"]\nformat = \"xml\"\n\
+             [[notify]]\nname = \"b\"\nurl = \"http://h\"\nsecret_file = \"missing\"\n\
+             [[notify]]\nname = \"b\"\nurl = \"http://h\"\n\
+             [[notify]]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let problems = Config::load(Some(&path), &env_of(&[])).unwrap_err().problems.join("\n");
+        for expected in [
+            "notify[1].url: expected an http:// or https:// URL",
+            "notify[2].format: expected \"json\" or \"slack\"",
+            "notify[3].secret_file: cannot read",
+            "notify[4].name: \"b\" names another target too",
+            "notify[5].url: required",
+        ] {
+            assert!(problems.contains(expected), "{expected} in\n{problems}");
+        }
+    }
+
+    #[test]
     fn secret_file_is_relative_to_the_config_and_loses_its_newline() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), "abc\n").unwrap();

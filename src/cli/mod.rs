@@ -966,6 +966,20 @@ fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
             config.webhook.listen, config.webhook.path
         );
     }
+    for target in &config.notify {
+        let events = if target.events.len() == crate::model::notice::NoticeEvent::ALL.len() {
+            "every event".to_owned()
+        } else {
+            target.events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        println!(
+            "  notify {}:  {} ({}{}; {events})",
+            target.name,
+            target.url,
+            target.format.as_str(),
+            if target.secret.is_some() { ", signed" } else { "" }
+        );
+    }
     Ok(Outcome::Success)
 }
 

@@ -490,3 +490,31 @@ fn error_info(e: &CallError) -> ErrorInfo {
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_daily_pause_and_the_kill_switch_turned_on_are_told_once() {
+        let open = PersistedPause::default();
+        let daily = PersistedPause {
+            daily_until_ms: Some(5_000),
+            ..PersistedPause::default()
+        };
+        let told = pause_notices(&open, &daily, 1_000);
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].figures["cause"], "daily_limit");
+        assert_eq!(told[0].figures["until_ms"], 5_000);
+        assert!(pause_notices(&daily, &daily, 1_000).is_empty(), "the same pause again");
+        assert!(pause_notices(&open, &daily, 6_000).is_empty(), "a pause already over");
+        let killed = open.clone().with_kill_switch(true, Some("audit".into()));
+        let told = pause_notices(&daily, &killed, 1_000);
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].figures["reason"], "audit");
+        assert!(
+            pause_notices(&killed, &open, 1_000).is_empty(),
+            "resuming is not a pause"
+        );
+    }
+}

@@ -248,7 +248,7 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
         let text = String::from_utf8_lossy(&got.body);
         assert!(!text.contains(SECRET), "the notice secret never appears in a notice");
         assert!(
-            !text.contains(&*secrecy::ExposeSecret::expose_secret(api.sandbox.app_secret())),
+            !text.contains(secrecy::ExposeSecret::expose_secret(api.sandbox.app_secret())),
             "the app secret never appears in a notice"
         );
         seen.insert(event);

@@ -11,6 +11,8 @@
 //!   the store.
 //! - [`recipient`]: the recipient registry's entries and the question "was this destination
 //!   paid before, and is it this payee's?".
+//! - [`retry`]: the order_id a retried row gets (`ORDER~r1`) and the link from an order to the
+//!   order that retries it.
 
 pub mod bundle;
 pub mod call;
@@ -18,6 +20,7 @@ pub mod ids;
 pub mod known;
 pub mod recipient;
 pub mod record;
+pub mod retry;
 pub mod state;
 
 use serde::{Deserialize, Serialize};

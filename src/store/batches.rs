@@ -15,6 +15,7 @@ use super::codec::{
 use super::{ControlEvent, Store, StoreError, encode_error};
 use crate::model::bundle::BundleRecord;
 use crate::model::record::{BatchRecord, OrderRecord};
+use crate::model::retry::RetryLink;
 use crate::model::state::StateKind;
 
 /// Orders per write transaction in `create_batch` and in the removal of leftovers: bounds the
@@ -43,7 +44,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[], &[])
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &Extras::default())
     }
 
     /// [`Store::create_batch_streamed`], with `events` in the audit trail and the batch's
@@ -60,7 +61,35 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, bundles, events)
+        self.create_batch_retrying(batch, orders, bundles, events, &[])
+    }
+
+    /// [`Store::create_batch_audited`], with the batch's `retries` (which of its orders retry
+    /// which orders of earlier batches) in the same transaction as the batch record.
+    pub fn create_batch_retrying<I>(
+        &self,
+        batch: &BatchRecord,
+        orders: I,
+        bundles: &[BundleRecord],
+        events: &[ControlEvent],
+        retries: &[RetryLink],
+    ) -> Result<(), StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<OrderRecord>,
+    {
+        if let Some(link) = retries.iter().find(|l| l.batch_id != batch.batch_id) {
+            return Err(StoreError::Db(format!(
+                "the retry of {} by {} belongs to batch {}, not {}",
+                link.original_order_id, link.order_id, link.batch_id, batch.batch_id
+            )));
+        }
+        let extras = Extras {
+            bundles,
+            events,
+            retries,
+        };
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &extras)
     }
 
     pub(super) fn create_batch_with<I>(
@@ -69,8 +98,7 @@ impl Store {
         orders: I,
         chunk_orders: usize,
         write_marker: bool,
-        bundles: &[BundleRecord],
-        events: &[ControlEvent],
+        extras: &Extras<'_>,
     ) -> Result<(), StoreError>
     where
         I: IntoIterator,
@@ -92,14 +120,7 @@ impl Store {
             self.remove_leftovers(&leftover)?;
         }
 
-        let written = self.write_batch(
-            batch,
-            orders.into_iter(),
-            chunk_orders.max(1),
-            write_marker,
-            bundles,
-            events,
-        );
+        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker, extras);
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
             // the next open. remove_leftovers checks that the batch record is absent, so a
@@ -117,8 +138,7 @@ impl Store {
         orders: impl Iterator<Item: Borrow<OrderRecord>>,
         chunk_orders: usize,
         write_marker: bool,
-        bundles: &[BundleRecord],
-        events: &[ControlEvent],
+        extras: &Extras<'_>,
     ) -> Result<(), StoreError> {
         let batch_id = batch.batch_id.as_str();
         let expected = u64::from(batch.orders);
@@ -208,8 +228,9 @@ impl Store {
             let bytes = encode_batch(batch).map_err(encode_error)?;
             batches.insert(batch_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
         }
-        self.insert_bundles(&tx, bundles)?;
-        let lines = self.control_lines(&tx, events)?;
+        self.insert_bundles(&tx, extras.bundles)?;
+        self.insert_retries(&tx, extras.retries)?;
+        let lines = self.control_lines(&tx, extras.events)?;
         tx.commit().map_err(|e| self.db_err(e))?;
         self.lock_audit().append(self, &lines);
         Ok(())
@@ -224,7 +245,7 @@ impl Store {
         orders: &[OrderRecord],
         chunk_orders: usize,
     ) -> Result<(), StoreError> {
-        self.create_batch_with(batch, orders, chunk_orders, false, &[], &[])
+        self.create_batch_with(batch, orders, chunk_orders, false, &Extras::default())
     }
 
     #[cfg(test)]
@@ -238,7 +259,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, chunk_orders, true, &[], &[])
+        self.create_batch_with(batch, orders, chunk_orders, true, &Extras::default())
     }
 
     /// The batch ids that have orders but no batch record. Visits one key per batch: each step
@@ -423,6 +444,17 @@ impl Store {
         self.lock_audit().append(self, &lines);
         Ok(())
     }
+}
+
+/// What a batch's commit marker writes besides the batch record and its counters.
+#[derive(Default)]
+pub(super) struct Extras<'a> {
+    /// Its CCPayment batch withdrawals (batch mode).
+    bundles: &'a [BundleRecord],
+    /// Audit lines of the controls (the signer checked, deny-list hits).
+    events: &'a [ControlEvent],
+    /// Which of its orders retry which orders of earlier batches.
+    retries: &'a [RetryLink],
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

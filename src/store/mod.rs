@@ -40,7 +40,8 @@
 //! transaction helpers. `batches.rs` creates, finds and replaces batches and removes leftovers;
 //! `orders.rs` reads orders and answers the state-index queries; `commit.rs` writes groups of
 //! changes with their audit lines and verifies the trail; `meta.rs` keeps small typed values
-//! under [`Key`]s. `codec.rs` is the on-disk layout and `audit.rs` the audit file's mirror.
+//! under [`Key`]s; `retries.rs` which order retries which (`ccpayout retry`). `codec.rs` is the
+//! on-disk layout and `audit.rs` the audit file's mirror.
 
 mod audit;
 mod batches;
@@ -50,6 +51,7 @@ mod commit;
 mod meta;
 mod orders;
 mod recipients;
+mod retries;
 #[cfg(test)]
 mod tests;
 
@@ -210,6 +212,7 @@ impl Store {
             tx.open_table(AUDIT).map_err(|e| self.db_err(e))?;
             tx.open_table(recipients::RECIPIENTS).map_err(|e| self.db_err(e))?;
             tx.open_table(recipients::PAYEES).map_err(|e| self.db_err(e))?;
+            tx.open_table(retries::RETRIES).map_err(|e| self.db_err(e))?;
         }
         tx.commit().map_err(|e| self.db_err(e))
     }

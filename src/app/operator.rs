@@ -127,7 +127,7 @@ pub struct Reply {
     pub context: String,
     /// `retry`'s rows, for the caller to write as a batch file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryFile>,
+    pub retry: Option<Box<RetryFile>>,
 }
 
 impl Reply {

@@ -96,11 +96,12 @@ pub fn links(store: &Store, batch: &BatchRecord) -> Result<Links, StoreError> {
 /// "retried by batch … (N rows)"; empty for a batch that has nothing to do with one.
 pub fn link_lines(links: &Links, indent: &str) -> String {
     let mut out = String::new();
+    let rows = |n: u64| super::retry::plural(n, "row", "rows");
     for b in &links.retry_of {
-        out.push_str(&format!("{indent}retry of batch {} ({} rows)\n", b.batch, b.orders));
+        out.push_str(&format!("{indent}retry of batch {} ({})\n", b.batch, rows(b.orders)));
     }
     for b in &links.retried_by {
-        out.push_str(&format!("{indent}retried by batch {} ({} rows)\n", b.batch, b.orders));
+        out.push_str(&format!("{indent}retried by batch {} ({})\n", b.batch, rows(b.orders)));
     }
     out
 }

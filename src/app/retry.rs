@@ -75,8 +75,10 @@ pub fn retry(store: &Store, batch: &BatchRecord) -> Result<Reply, StoreError> {
     let open: u64 = counts.iter().filter(|(k, _)| !k.is_final()).map(|(_, n)| n).sum();
     if open > 0 {
         return Ok(Reply::refused(format!(
-            "batch {} is not finished: {open} of its orders are not final yet; retry it once every order has ended (`ccpayout status {}`)\n",
-            batch.name, batch.name
+            "batch {} is not finished: {} not final yet; retry it once every order has ended (`ccpayout status {}`)\n",
+            batch.name,
+            plural(open, "of its orders is", "of its orders are"),
+            batch.name
         )));
     }
     let links = links(store, batch)?;
@@ -158,9 +160,9 @@ pub fn retry(store: &Store, batch: &BatchRecord) -> Result<Reply, StoreError> {
     } else {
         let _ = writeln!(
             text,
-            "batch {}: {} orders to retry ({failed} failed, {rejected} rejected), each as a new order:",
+            "batch {}: {} to retry ({failed} failed, {rejected} rejected), each as a new order:",
             batch.name,
-            rows.len()
+            plural(rows.len() as u64, "order", "orders")
         );
         list(&mut text, &retried);
     }
@@ -192,12 +194,12 @@ pub fn retry(store: &Store, batch: &BatchRecord) -> Result<Reply, StoreError> {
         Reply::refused(text)
     };
     if !rows.is_empty() {
-        reply.retry = Some(RetryFile {
+        reply.retry = Some(Box::new(RetryFile {
             batch: batch.name.clone(),
             format: batch.format.clone(),
             file_name: retry_file_name(&batch.source, format),
             rows,
-        });
+        }));
     }
     Ok(reply)
 }
@@ -218,15 +220,29 @@ fn left_alone(batch: &BatchRecord, cancelled: u64) -> String {
     let refused = batch.refused.len() - duplicates;
     let mut parts = Vec::new();
     if refused > 0 {
-        parts.push(format!("{refused} refused rows (fix them in a new file)"));
+        parts.push(format!(
+            "{} (fix them in a new file)",
+            plural(refused as u64, "refused row", "refused rows")
+        ));
     }
     if duplicates > 0 {
-        parts.push(format!("{duplicates} duplicate rows (paid by an earlier batch)"));
+        parts.push(format!(
+            "{} (paid by an earlier batch)",
+            plural(duplicates as u64, "duplicate row", "duplicate rows")
+        ));
     }
     if cancelled > 0 {
-        parts.push(format!("{cancelled} cancelled orders (cancelled on purpose)"));
+        parts.push(format!(
+            "{} (cancelled on purpose)",
+            plural(cancelled, "cancelled order", "cancelled orders")
+        ));
     }
     parts.join(", ")
+}
+
+/// `n` and the noun in its number.
+pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Writes `file` to `path` in its format, atomically, never replacing an existing file

@@ -171,9 +171,10 @@ pub enum Command {
     /// Each row keeps its columns and gets the order_id ORDER~r1 (ORDER~r2 for a retry of
     /// ORDER~r1), with the id it retries in the original_order_id column. Refused and duplicate
     /// rows and cancelled orders are left for a person. The file has the batch's format and is
-    /// named <file>.retry1.<ext> in the current folder unless --out names it; an existing file is
-    /// never replaced. Nothing is sent. Exit 0 when the file was written or nothing failed, 1 when
-    /// the batch is not finished or a row's retry id would be too long (the others are written).
+    /// written in the current folder (payroll.csv gives payroll.retry1.csv) unless --out names
+    /// it; an existing file is never replaced. Nothing is sent. Exit 0 when the file was written
+    /// or nothing failed, 1 when the batch is not finished or a row's retry id would be too long
+    /// (the others are written), 2 when the file exists.
     #[command(after_help = EXIT_CODES)]
     Retry {
         /// A batch name or id prefix.

@@ -44,8 +44,9 @@ pub async fn retry(
     })?;
     let sandbox = if sandbox { " --sandbox" } else { "" };
     println!(
-        "wrote {} rows to {} ({})\nnext: ccpayout check {}{sandbox}\n  then ccpayout submit {}{sandbox}, or move it into an inbox the daemon watches; it is checked, planned and approved like any batch file",
+        "wrote {} {} to {} ({})\nnext: ccpayout check {}{sandbox}\n  then ccpayout submit {}{sandbox}, or move it into an inbox the daemon watches; it is checked, planned and approved like any batch file",
         file.rows.len(),
+        if file.rows.len() == 1 { "row" } else { "rows" },
         path.display(),
         file.format,
         path.display(),

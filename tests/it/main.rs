@@ -15,6 +15,7 @@ mod jobs;
 mod layers;
 mod operator;
 mod readings;
+mod retry;
 mod secrets;
 mod sim;
 mod submit;

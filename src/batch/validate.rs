@@ -330,6 +330,7 @@ pub fn validate<R: Read>(format: Format, reader: R, rules: &Rules<'_>, known: &d
     let rows_seen = parse::read_rows(format, reader, rules.limits, &mut |raw| v.row(&raw), &mut |p| {
         parse_problems.push(Problem::from(p))
     });
+    v.refuse_originals_of_this_file();
     v.refuse_duplicate_ids();
     v.refuse_repeated_originals();
     let mut out = v.out;
@@ -509,6 +510,48 @@ impl Validator<'_, '_> {
                 quote(text)
             )
         });
+    }
+
+    /// Refuses every row whose `original_order_id` is the order_id of a row of the same file: a
+    /// retry names an order of an earlier batch, and here both rows would be paid.
+    fn refuse_originals_of_this_file(&mut self) {
+        if self.originals.is_empty() {
+            return;
+        }
+        self.ids.sort_unstable_by_key(|e| (e.hash, e.line));
+        let arena = &self.out.arena;
+        let mut found: Vec<(u32, String, u32)> = Vec::new();
+        for original in &self.originals {
+            let text = arena.get(original.slot);
+            let first = self.ids.partition_point(|e| e.hash < original.hash);
+            if let Some(row) = self.ids[first..]
+                .iter()
+                .take_while(|e| e.hash == original.hash)
+                .find(|e| arena.get(e.slot) == text)
+            {
+                found.push((original.line, text.to_owned(), row.line));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let mut refused: Vec<u32> = Vec::new();
+        for (line, text, row_line) in found {
+            let order_id = self.out.order_id_at(line);
+            self.out.problems.push(Problem {
+                line: Some(u64::from(line)),
+                field: Some(Column::OriginalOrderId.name().to_owned()),
+                order_id,
+                message: format!(
+                    "original_order_id {} is the order_id of line {row_line} of this file; a retry names an order of an earlier batch",
+                    quote(&text)
+                ),
+            });
+            refused.push(line);
+        }
+        refused.sort_unstable();
+        self.out.rows.retain(|r| refused.binary_search(&r.line).is_err());
+        self.out.refused_lines.extend(refused.iter().map(|&l| u64::from(l)));
     }
 
     /// Refuses every row whose `original_order_id` another row of the file names too: two
@@ -1525,6 +1568,21 @@ mod tests {
         // The texts around the new one are where they were.
         assert_eq!(v.recipient(&v.rows[1]), TRON);
         assert_eq!(v.payee(&v.rows[1]), "");
+        // A row retrying a row of the same file: both would be paid.
+        let text_in_file = format!(
+            "order_id,recipient,coin,chain,amount,original_order_id\n{}{}",
+            row("first-1", ""),
+            row("first-1~r1", "first-1")
+        );
+        let v = validate_csv(&sample("Normal"), ApiGeneration::V2, true, &text_in_file, &Earlier);
+        assert_eq!(v.rows.len(), 1);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(v.problems[0].message.contains("is the order_id of line 2 of this file"));
+        assert_eq!(
+            (v.problems[0].line, v.problems[0].order_id.as_deref()),
+            (Some(3), Some("first-1~r1"))
+        );
+
         // The same file without a store knows no earlier order: only the file's own rules
         // (lines 5 and 6 now both reach the check of repeats).
         let alone = validate_csv(&sample("Normal"), ApiGeneration::V2, true, &text, &NoKnownOrders);

@@ -20,7 +20,8 @@ use crate::batch::plan::Plan;
 use crate::batch::{preflight, records, render};
 use crate::config::Config;
 use crate::model::notice::{self, Awaiting, CoinTotal, DiffSummary, Notice, Shortfall};
-use crate::model::record::{Approval, BatchRecord};
+use crate::model::record::{Approval, BatchRecord, BatchState, RetriedBatch};
+use crate::model::retry::RetryLink;
 use crate::store::{ControlEvent, Key, Store, StoreError};
 
 /// Explorer URL templates per chain (from CCPayment's chain list), saved when a batch is taken
@@ -148,7 +149,7 @@ pub async fn ingest(
     known.extend(explorers);
     store.put(&EXPLORERS, &known)?;
     let generation = config.api.generation;
-    let batch = records::batch_record(&prepared, file, generation, now_ms);
+    let mut batch = records::batch_record(&prepared, file, generation, now_ms);
     if batch.batch_id != batch_id {
         return Err(IngestError::FileChanged(file.display().to_string()));
     }
@@ -170,13 +171,19 @@ pub async fn ingest(
         })
         .unwrap_or_default();
     let notices = approval_notices(&batch, &prepared.report.plan, &diff, now_ms);
-    store.create_batch_audited(
+    // Rows that retry orders of earlier batches are linked to them in the batch's own commit.
+    let retries = retry_links(store, &mut batch, records::retries(&prepared, generation))?;
+    store.create_batch_retrying(
         &batch,
         records::orders(&prepared, generation, now_ms),
         &bundles,
         &events,
+        &retries,
         &notices,
     )?;
+    if !retries.is_empty() {
+        rewrite_retried_reports(config, store, &batch, now_ms);
+    }
     Ok(Ingested::Created {
         batch,
         plan: plan_text,
@@ -262,6 +269,64 @@ fn balance_notice(plan: &Plan, file: &Path, now_ms: i64) -> Vec<Notice> {
         "the plan found the balance short; the file was not taken in",
         now_ms,
     )]
+}
+
+/// The links of a new batch's retry rows (order_id, original_order_id) to the orders they
+/// retry, for those the store has (an id from elsewhere is only carried into the reports); the
+/// batches retried, with how many of their orders, go into the batch's record.
+fn retry_links(
+    store: &Store,
+    batch: &mut BatchRecord,
+    rows: Vec<(String, String)>,
+) -> Result<Vec<RetryLink>, StoreError> {
+    let mut links = Vec::new();
+    let mut batches: Vec<RetriedBatch> = Vec::new();
+    for (order_id, original) in rows {
+        let Some(order) = store.order(&original)? else {
+            continue;
+        };
+        match batches.iter_mut().find(|b| b.batch_id == order.batch_id) {
+            Some(b) => b.orders += 1,
+            None => batches.push(RetriedBatch {
+                batch_id: order.batch_id.clone(),
+                orders: 1,
+            }),
+        }
+        links.push(RetryLink {
+            original_batch_id: order.batch_id,
+            original_order_id: original.into(),
+            batch_id: batch.batch_id.clone(),
+            order_id: order_id.into(),
+        });
+    }
+    if let Some(of) = batch.retry_of.as_mut() {
+        of.batches = batches;
+    }
+    Ok(links)
+}
+
+/// Writes again the reports of the finished batches `batch` retries orders of, so they name
+/// their retries at once (an open one names them when it finishes). The batch is stored
+/// whatever happens here: a report that cannot be written is logged, and `ccpayout report`
+/// writes it again.
+fn rewrite_retried_reports(config: &Config, store: &Store, batch: &BatchRecord, now_ms: i64) {
+    let dir = super::reports_dir(config, store.state_dir());
+    for retried in batch.retry_of.iter().flat_map(|of| &of.batches) {
+        let written = match store.batch(&retried.batch_id) {
+            Ok(Some(original)) if original.state == BatchState::Done => {
+                super::write_reports(&dir, store, &original, now_ms).map(|_| ())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(
+                batch = %retried.batch_id,
+                retried_by = %batch.name,
+                "cannot write the reports of a retried batch again: {e}"
+            );
+        }
+    }
 }
 
 /// The audit events of a batch taken in: who signed it, each deny-list hit, the rows held for

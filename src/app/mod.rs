@@ -7,9 +7,11 @@
 //! - [`pay`](mod@pay): paying one stored batch and writing its reports.
 //! - [`reports`]: a batch's reports from the store.
 //! - [`doctor`]: the read-only probe of the account (`ccpayout doctor`) and what it learns.
-//! - [`operator`]: the one operator (status, approve, cancel, pause, resume, report), on the
+//! - [`operator`]: the one operator (status, approve, cancel, pause, resume, report, retry), on the
 //!   store directly or inside a running daemon.
 //! - [`recipients`]: the recipient registry as a table, CSV or JSON (`ccpayout recipients`).
+//! - [`retry`](mod@retry): a finished batch's failed and rejected rows as a retry file of new
+//!   orders (`ccpayout retry`), the answer the one operator gives and the file its caller writes.
 
 pub mod doctor;
 pub mod ingest;
@@ -17,6 +19,7 @@ pub mod operator;
 pub mod pay;
 pub mod recipients;
 pub mod reports;
+pub mod retry;
 pub mod wiring;
 
 pub use ingest::{IngestError, Ingested, file_sha256, ingest};

@@ -1,5 +1,5 @@
-//! The one operator: `status`, `approve`, `cancel`, `pause`, `resume` and `report` (and the
-//! findings `doctor` records), answered by one type whichever way the command arrived.
+//! The one operator: `status`, `approve`, `cancel`, `pause`, `resume`, `report` and `retry`
+//! (and the findings `doctor` records), answered by one type whichever way the command arrived.
 //!
 //! The logic is written once, in [`Operator`]. What differs between working on the store directly
 //! (no daemon runs; the CLI opened the store itself) and working inside a running daemon (the
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::doctor::{ACCOUNT, AccountFindings};
-use super::reports::{ReportError, write_reports};
+use super::reports::{ReportError, link_lines, links, write_reports};
+use super::retry::RetryFile;
 use crate::api::Pacing;
 use crate::api::pacing::gate::PersistedPause;
 use crate::engine::PAUSE;
@@ -65,6 +66,11 @@ pub enum Request {
     Resume,
     /// Writes the batch's reports.
     Report {
+        batch: String,
+    },
+    /// The batch's failed and rejected orders as the rows of a retry file (`super::retry`);
+    /// the caller writes the file.
+    Retry {
         batch: String,
     },
     /// Keeps what `ccpayout doctor` learnt of the account.
@@ -119,6 +125,9 @@ pub struct Reply {
     /// after an approval); shown before the text.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub context: String,
+    /// `retry`'s rows, for the caller to write as a batch file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Box<RetryFile>>,
 }
 
 impl Reply {
@@ -139,6 +148,7 @@ impl Reply {
             verdict,
             text: text.into(),
             context: String::new(),
+            retry: None,
         }
     }
 
@@ -327,12 +337,20 @@ impl<R: Runtime> Operator<R> {
                 };
                 let paths = write_reports(&self.reports_dir, &self.store, &batch, now)?;
                 Ok(Reply::ok(format!(
-                    "{}\nreports:\n  {}\n  {}\n  {}\n",
+                    "{}\n{}reports:\n  {}\n  {}\n  {}\n",
                     batch_line(&batch, &self.store.counts(Some(&batch.batch_id))?),
+                    link_lines(&links(&self.store, &batch)?, "  "),
                     paths.result_csv.display(),
                     paths.result_json.display(),
                     paths.summary_json.display()
                 )))
+            }
+            Request::Retry { batch } => {
+                let batch = match self.find_batch(&batch)? {
+                    Ok(b) => b,
+                    Err(reply) => return Ok(reply),
+                };
+                Ok(super::retry::retry(&self.store, &batch)?)
             }
         }
     }
@@ -528,6 +546,7 @@ impl<R: Runtime> Operator<R> {
         };
         if let Some(batch) = store.find_batch(target)? {
             batch_status(&mut out, &batch, &store.counts(Some(&batch.batch_id))?);
+            out.push_str(&link_lines(&links(store, &batch)?, "  "));
             if batch.recipients.is_some() {
                 held_rows(&mut out, store, &batch)?;
             }

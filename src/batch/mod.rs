@@ -10,6 +10,8 @@
 //! - [`render`]: the plan as text (pure).
 //! - [`request`]: the withdrawal call a validated row becomes (pure).
 //! - [`records`]: the order and batch records of a checked batch (pure).
+//! - [`retry`]: a batch's failed and rejected rows written back as a batch file in its format,
+//!   for `ccpayout retry` (pure).
 
 pub mod bundles;
 pub mod catalogue;
@@ -21,4 +23,5 @@ pub mod preflight_v1;
 pub mod records;
 pub mod render;
 pub mod request;
+pub mod retry;
 pub mod validate;

@@ -21,7 +21,8 @@ use crate::batch::validate::{Row, payload_digest};
 use crate::model::ApiGeneration;
 use crate::model::bundle::{BundleRecord, TaskRef, bundle_id};
 use crate::model::record::{
-    Approval, BatchRecord, BatchState, InputRow, OrderRecord, RecipientPart, RecipientReview, RefusedRow, ReviewKind,
+    Approval, BatchRecord, BatchState, InputRow, OrderRecord, RecipientPart, RecipientReview, RefusedRow, RetryOf,
+    ReviewKind,
 };
 use crate::model::state::{Event, OrderState, transition};
 
@@ -108,12 +109,16 @@ pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneratio
     let needs_approval = !plan.approval_reasons.is_empty();
 
     let mut orders = 0u64;
+    let mut retries = 0u64;
     let mut refused: Vec<RefusedRow> = Vec::new();
     for (row, verdict) in v.rows.iter().zip(plan.rows.verdicts()) {
         let line = u64::from(row.line);
         let order_id = || Some(v.order_id(row).to_owned());
         match fate(row, verdict, generation) {
-            Fate::Order { .. } => orders += 1,
+            Fate::Order { .. } => {
+                orders += 1;
+                retries += u64::from(!v.original_order_id(row).is_empty());
+            }
             Fate::Refused(reasons) => refused.push(RefusedRow {
                 line,
                 order_id: order_id(),
@@ -198,7 +203,22 @@ pub fn batch_record(prepared: &Prepared, source: &Path, generation: ApiGeneratio
             ),
         }),
         bundles: plan.bundles.as_ref().map(|b| b.settings),
+        // Which batches the retried orders were in is the store's to say (see `retries`).
+        retry_of: (retries > 0).then(|| RetryOf {
+            orders: u32::try_from(retries).unwrap_or(u32::MAX),
+            batches: Vec::new(),
+        }),
     }
+}
+
+/// The accepted rows that retry an order, as (order_id, original_order_id), in file order: what
+/// the store links when the batch is taken in.
+pub fn retries(prepared: &Prepared, generation: ApiGeneration) -> Vec<(String, String)> {
+    let v = &prepared.validated;
+    accepted(prepared, generation)
+        .filter(|a| !v.original_order_id(a.row).is_empty())
+        .map(|a| (v.order_id(a.row).to_owned(), v.original_order_id(a.row).to_owned()))
+        .collect()
 }
 
 /// The (part, seq) an accepted row takes in batch mode, from the grouper (called once per
@@ -335,6 +355,7 @@ fn order(
             reference: v.reference(row).to_owned(),
             token_id: v.token_id(row).to_owned(),
             payee: v.payee(row).to_owned(),
+            original_order_id: v.original_order_id(row).to_owned(),
         },
         call,
         payload_digest: hex::encode(payload_digest(row, v, cat)),

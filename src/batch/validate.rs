@@ -16,13 +16,15 @@ use sha2::{Digest, Sha256};
 use super::parse::{self, Column, Format, Limits, ParseProblem, RawRow};
 use crate::batch::catalogue::{CWALLET, Catalogue, ChainRef, CoinEntry, CoinIdx, NetworkEntry};
 use crate::model::ApiGeneration;
-pub use crate::model::known::{KnownOrder, KnownOrders, NoKnownOrders};
+pub use crate::model::known::{KnownOrder, KnownOrders, NoKnownOrders, RetriedOrder};
+use crate::model::state::StateKind;
 use crate::rules::address::{self, AddressFamily};
 use crate::rules::amount::Amount;
 
 /// Characters allowed in an order_id besides ASCII letters and digits. CCPayment asks for 3–64
-/// characters and names no set; these are safe in every report format and shell.
-pub const ORDER_ID_EXTRA_CHARS: &str = "-_.:";
+/// characters and names no set; these are safe in every report format and shell. `~` marks the
+/// retry of an order (`ORDER~r1`, see [`crate::model::retry`]).
+pub const ORDER_ID_EXTRA_CHARS: &str = "-_.:~";
 /// The longest `reference` carried into reports.
 pub const MAX_REFERENCE_CHARS: usize = 256;
 /// The longest memo accepted.
@@ -131,9 +133,10 @@ impl TextArena {
     }
 }
 
-/// A row's six texts, stored back to back in the arena: order_id, recipient, memo, reference,
-/// token_id, payee. Lengths fit the validated limits (order_id ≤ 64 bytes, token_id a 36-byte UUID,
-/// the others ≤ the parser's 4 KiB field limit).
+/// A row's seven texts, stored back to back in the arena: order_id, recipient, memo, reference,
+/// token_id, payee, original_order_id. Lengths fit the validated limits (order_id and
+/// original_order_id ≤ 64 bytes, payee ≤ 64 bytes, token_id a 36-byte UUID, the others ≤ the
+/// parser's 4 KiB field limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RowText {
     start: u32,
@@ -143,6 +146,7 @@ pub struct RowText {
     memo: u16,
     reference: u16,
     payee: u8,
+    original_order_id: u8,
 }
 
 impl RowText {
@@ -185,6 +189,16 @@ impl RowText {
             + u32::from(self.reference)
             + u32::from(self.token_id);
         self.slot(skip, self.payee)
+    }
+
+    fn original_order_id(self) -> Slot {
+        let skip = u32::from(self.order_id)
+            + u32::from(self.recipient)
+            + u32::from(self.memo)
+            + u32::from(self.reference)
+            + u32::from(self.token_id)
+            + u32::from(self.payee);
+        self.slot(skip, self.original_order_id)
     }
 }
 
@@ -276,9 +290,25 @@ impl Validated {
         self.arena.get(row.text.token_id())
     }
 
+    /// The order the row retries; empty when it retries none.
+    pub fn original_order_id(&self, row: &Row) -> &str {
+        self.arena.get(row.text.original_order_id())
+    }
+
     /// The line of a row, as problems give it.
     pub fn line(row: &Row) -> u64 {
         u64::from(row.line)
+    }
+
+    /// The order_id of the good row (kept, or a duplicate of an earlier batch's) on `line`.
+    fn order_id_at(&self, line: u32) -> Option<String> {
+        if let Ok(i) = self.rows.binary_search_by_key(&line, |r| r.line) {
+            return Some(self.order_id(&self.rows[i]).to_owned());
+        }
+        self.duplicates
+            .iter()
+            .find(|d| d.line == u64::from(line))
+            .map(|d| d.order_id.clone())
     }
 
     /// Whether the file itself (not a row) has a problem.
@@ -294,12 +324,15 @@ pub fn validate<R: Read>(format: Format, reader: R, rules: &Rules<'_>, known: &d
         known,
         out: Validated::default(),
         ids: Vec::new(),
+        originals: Vec::new(),
     };
     let mut parse_problems = Vec::new();
     let rows_seen = parse::read_rows(format, reader, rules.limits, &mut |raw| v.row(&raw), &mut |p| {
         parse_problems.push(Problem::from(p))
     });
+    v.refuse_originals_of_this_file();
     v.refuse_duplicate_ids();
+    v.refuse_repeated_originals();
     let mut out = v.out;
     out.rows_seen = rows_seen;
     out.refused_lines.extend(parse_problems.iter().filter_map(|p| p.line));
@@ -323,6 +356,8 @@ struct Validator<'a, 'r> {
     known: &'a dyn KnownOrders,
     out: Validated,
     ids: Vec<IdEntry>,
+    /// The `original_order_id`s of good rows: one order is retried by one row.
+    originals: Vec<IdEntry>,
 }
 
 impl Validator<'_, '_> {
@@ -353,6 +388,7 @@ impl Validator<'_, '_> {
         );
         check_reference(cells.reference, &mut problems);
         check_payee(cells.payee, &mut problems);
+        check_original_order_id(cells.original_order_id, cells.order_id, self.known, &mut problems);
 
         if !problems.is_empty() {
             self.refuse(raw.line, cells.order_id, order_id_ok, problems);
@@ -372,6 +408,13 @@ impl Validator<'_, '_> {
             hold: hold_of(cat, &destination),
         };
         self.remember_id(cells.order_id, row.line, row.text.order_id());
+        if !cells.original_order_id.is_empty() {
+            self.originals.push(IdEntry {
+                hash: id_hash(cells.original_order_id),
+                line: row.line,
+                slot: row.text.original_order_id(),
+            });
+        }
         self.admit(row, cells.order_id, raw.line);
     }
 
@@ -396,7 +439,7 @@ impl Validator<'_, '_> {
         }
     }
 
-    /// Puts a good row's five texts into the arena, back to back in [`RowText`]'s order.
+    /// Puts a good row's seven texts into the arena, back to back in [`RowText`]'s order.
     fn store_texts(&mut self, cells: &Cells<'_>) -> RowText {
         // Validation bounded every length below what these fields hold.
         RowText {
@@ -407,6 +450,7 @@ impl Validator<'_, '_> {
                 cells.reference,
                 cells.token_id,
                 cells.payee,
+                cells.original_order_id,
             ]),
             order_id: cells.order_id.len() as u8,
             recipient: cells.recipient.len() as u16,
@@ -414,6 +458,7 @@ impl Validator<'_, '_> {
             reference: cells.reference.len() as u16,
             token_id: cells.token_id.len() as u8,
             payee: cells.payee.len() as u8,
+            original_order_id: cells.original_order_id.len() as u8,
         }
     }
 
@@ -458,9 +503,73 @@ impl Validator<'_, '_> {
     /// Refuses every row whose order_id appears more than once in the file, each naming the
     /// other lines: which of them was meant is for the operator to say, not for us to guess.
     fn refuse_duplicate_ids(&mut self) {
-        let mut ids = std::mem::take(&mut self.ids);
-        ids.sort_unstable_by_key(|e| (e.hash, e.line));
+        let ids = std::mem::take(&mut self.ids);
+        self.refuse_repeats(ids, Column::OrderId, |text, others| {
+            format!(
+                "order_id {} is also on line {others}; every row needs its own",
+                quote(text)
+            )
+        });
+    }
+
+    /// Refuses every row whose `original_order_id` is the order_id of a row of the same file: a
+    /// retry names an order of an earlier batch, and here both rows would be paid.
+    fn refuse_originals_of_this_file(&mut self) {
+        if self.originals.is_empty() {
+            return;
+        }
+        self.ids.sort_unstable_by_key(|e| (e.hash, e.line));
         let arena = &self.out.arena;
+        let mut found: Vec<(u32, String, u32)> = Vec::new();
+        for original in &self.originals {
+            let text = arena.get(original.slot);
+            let first = self.ids.partition_point(|e| e.hash < original.hash);
+            if let Some(row) = self.ids[first..]
+                .iter()
+                .take_while(|e| e.hash == original.hash)
+                .find(|e| arena.get(e.slot) == text)
+            {
+                found.push((original.line, text.to_owned(), row.line));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let mut refused: Vec<u32> = Vec::new();
+        for (line, text, row_line) in found {
+            let order_id = self.out.order_id_at(line);
+            self.out.problems.push(Problem {
+                line: Some(u64::from(line)),
+                field: Some(Column::OriginalOrderId.name().to_owned()),
+                order_id,
+                message: format!(
+                    "original_order_id {} is the order_id of line {row_line} of this file; a retry names an order of an earlier batch",
+                    quote(&text)
+                ),
+            });
+            refused.push(line);
+        }
+        refused.sort_unstable();
+        self.out.rows.retain(|r| refused.binary_search(&r.line).is_err());
+        self.out.refused_lines.extend(refused.iter().map(|&l| u64::from(l)));
+    }
+
+    /// Refuses every row whose `original_order_id` another row of the file names too: two
+    /// retries of one order would pay it twice.
+    fn refuse_repeated_originals(&mut self) {
+        let originals = std::mem::take(&mut self.originals);
+        self.refuse_repeats(originals, Column::OriginalOrderId, |text, others| {
+            format!(
+                "original_order_id {} is also on line {others}; an order is retried by one row",
+                quote(text)
+            )
+        });
+    }
+
+    /// Refuses every row whose text in `ids` another row has too, with `message(text, other
+    /// lines)` in `field`.
+    fn refuse_repeats(&mut self, mut ids: Vec<IdEntry>, field: Column, message: impl Fn(&str, &str) -> String) {
+        ids.sort_unstable_by_key(|e| (e.hash, e.line));
         let mut refused: Vec<u32> = Vec::new();
         let mut i = 0;
         while i < ids.len() {
@@ -471,25 +580,31 @@ impl Validator<'_, '_> {
             // Within one hash, group equal texts (different texts are a hash collision).
             let group = &ids[i..j];
             for entry in group {
-                let text = arena.get(entry.slot);
-                let same: Vec<u32> = group
-                    .iter()
-                    .filter(|e| arena.get(e.slot) == text)
-                    .map(|e| e.line)
-                    .collect();
+                let same: Vec<u32> = {
+                    let arena = &self.out.arena;
+                    let text = arena.get(entry.slot);
+                    group
+                        .iter()
+                        .filter(|e| arena.get(e.slot) == text)
+                        .map(|e| e.line)
+                        .collect()
+                };
                 if same.len() < 2 {
                     continue;
                 }
+                let text = self.out.arena.get(entry.slot).to_owned();
+                let text = text.as_str();
                 let others: Vec<String> = same.iter().filter(|&&l| l != entry.line).map(u32::to_string).collect();
+                // The problem names the row by its own order_id.
+                let order_id = match field {
+                    Column::OrderId => Some(text.to_owned()),
+                    _ => self.out.order_id_at(entry.line),
+                };
                 self.out.problems.push(Problem {
                     line: Some(u64::from(entry.line)),
-                    field: Some(Column::OrderId.name().to_owned()),
-                    order_id: Some(text.to_owned()),
-                    message: format!(
-                        "order_id {} is also on line {}; every row needs its own",
-                        quote(text),
-                        others.join(", ")
-                    ),
+                    field: Some(field.name().to_owned()),
+                    order_id,
+                    message: message(text, &others.join(", ")),
                 });
                 refused.push(entry.line);
             }
@@ -517,6 +632,7 @@ struct Cells<'r> {
     reference: &'r str,
     token_id: &'r str,
     payee: &'r str,
+    original_order_id: &'r str,
 }
 
 impl<'r> Cells<'r> {
@@ -533,6 +649,7 @@ impl<'r> Cells<'r> {
             reference: get(Column::Reference),
             token_id: get(Column::TokenId),
             payee: get(Column::Payee).trim(),
+            original_order_id: get(Column::OriginalOrderId),
         }
     }
 }
@@ -963,6 +1080,68 @@ fn check_payee(payee: &str, problems: &mut RowProblems) {
     }
 }
 
+/// `original_order_id`: the order this row retries (empty: none). It has the order_id grammar and
+/// is not the row's own id. When an earlier batch has that order, it must have ended without
+/// paying (failed, rejected or cancelled) and no other order may retry it already: a retry of a
+/// paid order, or of one still in flight, or a second retry of one order, could pay it twice.
+/// An id no earlier batch has (an order from elsewhere) is only carried into the reports.
+fn check_original_order_id(original: &str, order_id: &str, known: &dyn KnownOrders, problems: &mut RowProblems) {
+    if original.is_empty() {
+        return;
+    }
+    if let Err(message) = check_order_id(original) {
+        problems.fail(Column::OriginalOrderId, message);
+        return;
+    }
+    if original == order_id {
+        problems.fail(
+            Column::OriginalOrderId,
+            "original_order_id is the row's own order_id; it names the order this row retries",
+        );
+        return;
+    }
+    let Some(RetriedOrder {
+        batch,
+        state,
+        retried_as,
+    }) = known.original(original)
+    else {
+        return;
+    };
+    let what = quote(original);
+    match state {
+        None => problems.fail(
+            Column::OriginalOrderId,
+            format!("order {what} of batch {batch} cannot be read from the state store; it is not retried blind"),
+        ),
+        Some(StateKind::Success) => problems.fail(
+            Column::OriginalOrderId,
+            format!("order {what} of batch {batch} was paid (success); retrying it would pay it twice"),
+        ),
+        Some(kind) if !kind.is_final() => problems.fail(
+            Column::OriginalOrderId,
+            format!(
+                "order {what} of batch {batch} is still {kind}; retry an order only once it failed or was rejected"
+            ),
+        ),
+        Some(_) => {}
+    }
+    let others: Vec<&str> = retried_as
+        .iter()
+        .map(String::as_str)
+        .filter(|id| *id != order_id)
+        .collect();
+    if !others.is_empty() {
+        problems.fail(
+            Column::OriginalOrderId,
+            format!(
+                "order {what} of batch {batch} is retried already by {}; retry that order instead",
+                others.iter().map(|id| quote(id)).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+}
+
 /// Why a valid row cannot be paid right now, if it cannot: the coin suspended, the chain in
 /// maintenance, or withdrawals of the coin disabled on the chain, checked in that order.
 fn hold_of(cat: &Catalogue, destination: &Destination<'_>) -> Option<Hold> {
@@ -1315,9 +1494,108 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_row_names_an_order_that_ended_unpaid_and_is_retried_by_no_other() {
+        /// Earlier orders: `gone-1` failed, `paid-1` succeeded, `busy-1` is in flight, `twice-1`
+        /// failed and is retried already by `twice-1~r1`, `blind-1` cannot be read.
+        struct Earlier;
+        impl KnownOrders for Earlier {
+            fn lookup(&self, _order_id: &str) -> Option<KnownOrder> {
+                None
+            }
+            fn original(&self, order_id: &str) -> Option<RetriedOrder> {
+                let (state, retried_as) = match order_id {
+                    "gone-1" => (Some(StateKind::Failed), vec![]),
+                    "paid-1" => (Some(StateKind::Success), vec![]),
+                    "busy-1" => (Some(StateKind::Submitted), vec![]),
+                    "twice-1" => (Some(StateKind::Rejected), vec!["twice-1~r1".to_owned()]),
+                    "blind-1" => (None, vec![]),
+                    _ => return None,
+                };
+                Some(RetriedOrder {
+                    batch: "batch-a".into(),
+                    state,
+                    retried_as,
+                })
+            }
+        }
+        let row = |id: &str, original: &str| format!("{id},{TRON},USDT,TRX,5,{original}\n");
+        let text = format!(
+            "order_id,recipient,coin,chain,amount,original_order_id\n{}{}{}{}{}{}{}{}{}{}{}",
+            row("gone-1~r1", "gone-1"),
+            row("paid-1~r1", "paid-1"),
+            row("busy-1~r1", "busy-1"),
+            row("twice-1~r1", "twice-1"),
+            row("twice-1-again", "twice-1"),
+            row("blind-1~r1", "blind-1"),
+            row("self-1", "self-1"),
+            row("bad-1~r1", "x"),
+            row("elsewhere-1", "from-another-system"),
+            row("plain-1", ""),
+            row("gone-1-again", "gone-1"),
+        );
+        let v = validate_csv(&sample("Normal"), ApiGeneration::V2, true, &text, &Earlier);
+        let problems: Vec<(u64, &str, &str)> = v
+            .problems
+            .iter()
+            .map(|p| (p.line.unwrap(), p.order_id.as_deref().unwrap_or(""), p.message.as_str()))
+            .collect();
+        let find = |line: u64| -> Vec<&str> { problems.iter().filter(|p| p.0 == line).map(|p| p.2).collect() };
+        assert!(
+            find(3)[0].contains("was paid (success); retrying it would pay it twice"),
+            "{problems:?}"
+        );
+        assert!(find(4)[0].contains("is still submitted"), "{problems:?}");
+        // Its own retry, dropped again, is fine (a duplicate, if it was stored); another is not.
+        assert!(find(5).is_empty(), "{problems:?}");
+        assert!(find(6)[0].contains("retried already by \"twice-1~r1\""), "{problems:?}");
+        assert!(find(7)[0].contains("cannot be read"), "{problems:?}");
+        assert!(find(8)[0].contains("the row's own order_id"), "{problems:?}");
+        assert!(find(9)[0].contains("has 1 characters"), "{problems:?}");
+        // Two rows retrying one order: both refused, each naming the other, by their own ids.
+        assert!(find(2)[0].contains("is also on line 12"), "{problems:?}");
+        assert_eq!(problems.iter().find(|p| p.0 == 12).unwrap().1, "gone-1-again");
+        assert!(find(12)[0].contains("is also on line 2"), "{problems:?}");
+        assert!(problems.iter().all(|p| v.problems.iter().any(|q| q.message == p.2)));
+        let kept: Vec<(&str, &str)> = v.rows.iter().map(|r| (v.order_id(r), v.original_order_id(r))).collect();
+        assert_eq!(
+            kept,
+            [
+                ("twice-1~r1", "twice-1"),
+                ("elsewhere-1", "from-another-system"),
+                ("plain-1", "")
+            ]
+        );
+        // The texts around the new one are where they were.
+        assert_eq!(v.recipient(&v.rows[1]), TRON);
+        assert_eq!(v.payee(&v.rows[1]), "");
+        // A row retrying a row of the same file: both would be paid.
+        let text_in_file = format!(
+            "order_id,recipient,coin,chain,amount,original_order_id\n{}{}",
+            row("first-1", ""),
+            row("first-1~r1", "first-1")
+        );
+        let v = validate_csv(&sample("Normal"), ApiGeneration::V2, true, &text_in_file, &Earlier);
+        assert_eq!(v.rows.len(), 1);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(v.problems[0].message.contains("is the order_id of line 2 of this file"));
+        assert_eq!(
+            (v.problems[0].line, v.problems[0].order_id.as_deref()),
+            (Some(3), Some("first-1~r1"))
+        );
+
+        // The same file without a store knows no earlier order: only the file's own rules
+        // (lines 5 and 6 now both reach the check of repeats).
+        let alone = validate_csv(&sample("Normal"), ApiGeneration::V2, true, &text, &NoKnownOrders);
+        let refused: Vec<u64> = alone.problems.iter().filter_map(|p| p.line).collect();
+        assert_eq!(refused, [2, 5, 6, 8, 9, 12], "{:?}", alone.problems);
+    }
+
+    #[test]
     fn order_id_grammar() {
         assert!(check_order_id("abc").is_ok());
         assert!(check_order_id("payroll-2026_11.001:a").is_ok());
+        assert!(check_order_id("payroll-001~r2").is_ok());
+        assert!(check_order_id("payroll 001").is_err());
         assert!(check_order_id(&"x".repeat(64)).is_ok());
         assert!(check_order_id("ab").is_err());
         assert!(check_order_id(&"x".repeat(65)).is_err());

@@ -23,6 +23,7 @@ use crate::sandbox::{self, Faults, RateLimit, Readings, Sandbox, SandboxConfig};
 use crate::util::clock;
 
 mod doctor;
+mod retry;
 mod run;
 mod submit;
 
@@ -159,6 +160,28 @@ pub enum Command {
     Report {
         /// A batch name or id prefix.
         batch: String,
+        /// A batch of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
+    /// Write a new batch file of a finished batch's failed and rejected rows, each under a new
+    /// order_id, to check and submit like any other file.
+    ///
+    /// Each row keeps its columns and gets the order_id ORDER~r1 (ORDER~r2 for a retry of
+    /// ORDER~r1), with the id it retries in the original_order_id column. Refused and duplicate
+    /// rows and cancelled orders are left for a person. The file has the batch's format and is
+    /// written in the current folder (payroll.csv gives payroll.retry1.csv) unless --out names
+    /// it; an existing file is never replaced. Nothing is sent. Exit 0 when the file was written
+    /// or nothing failed, 1 when the batch is not finished or a row's retry id would be too long
+    /// (the others are written), 2 when the file exists.
+    #[command(after_help = EXIT_CODES)]
+    Retry {
+        /// A batch name or id prefix.
+        batch: String,
+        /// Where to write the retry file (its extension must match the batch's format).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         /// A batch of `--sandbox` runs.
         #[arg(long)]
         sandbox: bool,
@@ -571,6 +594,10 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Report { batch, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
             operate(cli.config, &dir, Request::Report { batch }).await
+        }
+        Command::Retry { batch, out, sandbox } => {
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            retry::retry(cli.config, &dir, batch, out, sandbox).await
         }
         Command::Api(args) => api_command(cli.config, args).await,
         Command::Doctor { json, sandbox } => match doctor::doctor(cli.config, cli.state_dir, json, sandbox).await? {

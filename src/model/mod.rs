@@ -13,6 +13,8 @@
 //! - [`recipient`]: the recipient registry's entries and the question "was this destination
 //!   paid before, and is it this payee's?".
 //! - [`history`]: earlier batches and their rows, for the diff to last time.
+//! - [`retry`]: the order_id a retried row gets (`ORDER~r1`) and the link from an order to the
+//!   order that retries it.
 
 pub mod bundle;
 pub mod call;
@@ -22,6 +24,7 @@ pub mod known;
 pub mod notice;
 pub mod recipient;
 pub mod record;
+pub mod retry;
 pub mod state;
 
 use serde::{Deserialize, Serialize};

@@ -30,6 +30,10 @@ pub struct InputRow {
     /// A stable id of the person paid (the optional `payee` column), for the registry.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub payee: String,
+    /// The order this row retries (the optional `original_order_id` column, written by
+    /// `ccpayout retry`); empty for a row that retries nothing.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub original_order_id: String,
 }
 
 /// The network fee CCPayment charged for a payout: in which coin, and how much (the amount
@@ -325,6 +329,29 @@ pub struct BatchRecord {
     /// through CCPayment's batch withdrawals (bundles), the rest through single creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundles: Option<BundleSettings>,
+    /// Set when orders of the batch retry orders of earlier batches (their rows name one in
+    /// `original_order_id`): its reports carry that column and name those batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<RetryOf>,
+}
+
+/// What a batch of retries retries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryOf {
+    /// Orders of the batch that name the order they retry.
+    pub orders: u32,
+    /// The batches those orders were in, as the store knew them when the batch was taken in;
+    /// empty when it knew none of them (an `original_order_id` from elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<RetriedBatch>,
+}
+
+/// A batch some orders of a later batch retry orders of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetriedBatch {
+    pub batch_id: BatchId,
+    /// How many of its orders are retried.
+    pub orders: u32,
 }
 
 fn yes() -> bool {

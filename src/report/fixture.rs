@@ -67,6 +67,7 @@ pub fn batch() -> BatchRecord {
         maker_may_approve: true,
         recipients: None,
         bundles: None,
+        retry_of: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! one row per row of the batch file (accepted or refused, in line order), and a summary with
 //! counts and exact totals per coin and status.
 //!
-//! - [`row`]: report rows from order records and refused rows, and their line-order merge (pure).
+//! - [`row`]: report rows from order records and refused rows, and their line-order merge, and
+//!   the [`Links`] that retries make between batches (pure).
 //! - [`result`]: the result CSV and JSON, streamed to any writer.
 //! - [`summary`]: counts and exact decimal totals, and their JSON.
 //!
@@ -24,9 +25,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::util::atomic::AtomicFile;
-pub use result::{CsvRows, JsonRows, result_csv, result_json};
-pub use row::{COLUMNS, CoinKey, ReportRow, RowStatus, TASK_COLUMNS, explorer_link, report_rows};
-pub use summary::{Summary, summary_json};
+pub use result::{CsvRows, Extra, JsonRows, result_csv, result_json};
+pub use row::{
+    COLUMNS, CoinKey, LinkedBatch, Links, ORIGINAL_COLUMN, RETRIED_AS_COLUMN, ReportRow, RowStatus, TASK_COLUMNS,
+    explorer_link, report_rows,
+};
+pub use summary::{Summary, summary_json, summary_json_linked};
 
 use crate::model::record::{BatchRecord, OrderRecord};
 use row::Interleave;
@@ -61,12 +65,14 @@ pub type OrderVisitor<'a> = dyn FnMut(&mut dyn FnMut(&OrderRecord) -> io::Result
 /// Fails with `InvalidData`, replacing no file, when the visited orders are not exactly the
 /// batch's `orders` in seq order (another batch's order, a gap, a repeat, lines out of order):
 /// an incomplete report must never look like a complete one. `now_ms` is the summary's
-/// `generated_at`.
+/// `generated_at`. `links` says how retries link the batch with others (empty: not at all, and
+/// the files are exactly what they were before retries existed).
 pub fn write_batch_reports(
     dir: &Path,
     batch: &BatchRecord,
     orders: &mut OrderVisitor<'_>,
     explorers: &BTreeMap<String, String>,
+    links: &Links,
     now_ms: i64,
 ) -> io::Result<ReportPaths> {
     check_name(&batch.name)?;
@@ -77,8 +83,8 @@ pub fn write_batch_reports(
 
     let mut summary = Summary::new();
     {
-        let mut csv = CsvRows::begin_for(batch, csv_file.writer())?;
-        let mut json = JsonRows::begin(batch, json_file.writer())?;
+        let mut csv = CsvRows::begin_linked(batch, links, csv_file.writer())?;
+        let mut json = JsonRows::begin_linked(batch, links, json_file.writer())?;
         let mut emit = |row: ReportRow| -> io::Result<()> {
             csv.row(&row)?;
             json.row(&row)?;
@@ -93,7 +99,11 @@ pub fn write_batch_reports(
             while let Some(row) = refused.next_before(Some(order.line)) {
                 emit(ReportRow::from_refused(row))?;
             }
-            emit(ReportRow::from_order(order, explorers))?;
+            let mut row = ReportRow::from_order(order, explorers);
+            if let Some(retry) = links.retried_as.get(order.order_id.as_str()) {
+                row.retried_as.clone_from(retry);
+            }
+            emit(row)?;
             seen += 1;
             last_line = Some(order.line);
             Ok(())
@@ -110,7 +120,7 @@ pub fn write_batch_reports(
         csv.finish()?;
         json.finish()?;
     }
-    summary_json(batch, &summary, now_ms, summary_file.writer())?;
+    summary_json_linked(batch, links, &summary, now_ms, summary_file.writer())?;
 
     // Everything is written and synced only on commit; commit last the summary, whose
     // presence says the batch's reports are complete.
@@ -176,6 +186,7 @@ mod tests {
                 orders.iter().try_for_each(&mut *visit)
             },
             &fixture::explorers(),
+            &Links::default(),
             fixture::CREATED_MS + 120_000,
         );
         assert!(visits <= 3);
@@ -229,6 +240,104 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&fs::read(&paths.summary_json).unwrap()).unwrap();
         assert_eq!(value["counts"]["total"], 9);
         assert_eq!(value["coins"][1]["by_status"]["success"]["amount"], "0.5");
+    }
+
+    #[test]
+    fn retries_add_their_columns_and_name_the_linked_batches_only_when_there_are_any() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = tempfile::tempdir().unwrap();
+        let mut batch = fixture::batch();
+        let orders = fixture::orders();
+        let unlinked = write(plain.path(), &batch, &orders).unwrap();
+
+        // The original's side: one of its orders was retried by a later batch.
+        let links = Links {
+            retry_of: Vec::new(),
+            retried_by: vec![LinkedBatch {
+                batch: "payroll.retry1-cdcdcdcdcdcd".into(),
+                batch_id: "cd".repeat(32),
+                orders: 1,
+            }],
+            retried_as: BTreeMap::from([(orders[2].order_id.to_string(), format!("{}~r1", orders[2].order_id))]),
+        };
+        let write_linked = |dir: &Path, batch: &BatchRecord, links: &Links| {
+            write_batch_reports(
+                dir,
+                batch,
+                &mut |visit| orders.iter().try_for_each(&mut *visit),
+                &fixture::explorers(),
+                links,
+                fixture::CREATED_MS + 120_000,
+            )
+            .unwrap()
+        };
+        let paths = write_linked(dir.path(), &batch, &links);
+        let csv = fs::read_to_string(&paths.result_csv).unwrap();
+        let plain_csv = fs::read_to_string(&unlinked.result_csv).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next().unwrap(), format!("{},retried_as", COLUMNS.join(",")));
+        for (linked, plain) in lines.zip(plain_csv.lines().skip(1)) {
+            let retried = linked.strip_prefix(plain).expect("the same row with one more cell");
+            if plain.starts_with(&format!("{},{},", orders[2].line, orders[2].order_id)) {
+                assert_eq!(retried, format!(",{}~r1", orders[2].order_id));
+            } else {
+                assert_eq!(retried, ",");
+            }
+        }
+        let summary: serde_json::Value = serde_json::from_slice(&fs::read(&paths.summary_json).unwrap()).unwrap();
+        assert_eq!(
+            summary["batch"]["retried_by"][0]["batch"],
+            "payroll.retry1-cdcdcdcdcdcd"
+        );
+        assert_eq!(summary["batch"]["retried_by"][0]["orders"], 1);
+        assert!(summary["batch"].get("retry_of").is_none());
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&paths.result_json).unwrap()).unwrap();
+        assert_eq!(json["batch"]["retried_by"][0]["orders"], 1);
+        assert!(
+            json["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r.get("retried_as").is_some())
+        );
+        assert!(json["rows"][0].get("original_order_id").is_none());
+
+        // The retry's side: its rows name what they retry.
+        batch.retry_of = Some(crate::model::record::RetryOf {
+            orders: 1,
+            batches: Vec::new(),
+        });
+        let mut retry_orders = orders.clone();
+        retry_orders[0].input.original_order_id = "pay-000".into();
+        let links = Links {
+            retry_of: vec![LinkedBatch {
+                batch: "payroll-efefefefefef".into(),
+                batch_id: "ef".repeat(32),
+                orders: 1,
+            }],
+            ..Links::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_batch_reports(
+            dir.path(),
+            &batch,
+            &mut |visit| retry_orders.iter().try_for_each(&mut *visit),
+            &fixture::explorers(),
+            &links,
+            0,
+        )
+        .unwrap();
+        let csv = fs::read_to_string(&paths.result_csv).unwrap();
+        assert!(
+            csv.starts_with(&format!("{},original_order_id\n", COLUMNS.join(","))),
+            "{csv}"
+        );
+        assert!(csv.lines().nth(1).unwrap().ends_with(",pay-000"), "{csv}");
+        let summary: serde_json::Value = serde_json::from_slice(&fs::read(&paths.summary_json).unwrap()).unwrap();
+        assert_eq!(summary["batch"]["retry_of"][0]["batch_id"], "ef".repeat(32));
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&paths.result_json).unwrap()).unwrap();
+        assert_eq!(json["rows"][0]["original_order_id"], "pay-000");
+        assert!(json["rows"][1]["original_order_id"].is_null());
     }
 
     #[test]
@@ -286,6 +395,7 @@ mod tests {
                 Err(io::Error::other("store read failed"))
             },
             &BTreeMap::new(),
+            &Links::default(),
             0,
         )
         .unwrap_err();

@@ -18,7 +18,10 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::row::{ATTEMPTS_COLUMN, COLUMNS, LINE_COLUMN, ReportRow, TASK_COLUMNS};
+use super::row::{
+    ATTEMPTS_COLUMN, COLUMNS, LINE_COLUMN, LinkedBatch, Links, ORIGINAL_COLUMN, RETRIED_AS_COLUMN, ReportRow,
+    TASK_COLUMNS,
+};
 use crate::model::record::BatchRecord;
 use crate::util::time::rfc3339_ms;
 
@@ -49,43 +52,85 @@ pub fn result_json(
     json.finish()
 }
 
+/// The columns a batch's result files have after [`COLUMNS`]: none for a batch paid by single
+/// creates that has nothing to do with a retry, so its files are what they always were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// The batch went through CCPayment's batch withdrawals: [`TASK_COLUMNS`].
+    pub tasks: bool,
+    /// Its orders retry orders of earlier batches: [`ORIGINAL_COLUMN`].
+    pub original: bool,
+    /// Some of its orders were retried: [`RETRIED_AS_COLUMN`].
+    pub retried: bool,
+}
+
+impl Extra {
+    /// The columns of `batch`'s files, linked to other batches as `links` says.
+    pub fn of(batch: &BatchRecord, links: &Links) -> Extra {
+        Extra {
+            tasks: batch.bundles.is_some(),
+            original: batch.retry_of.is_some(),
+            retried: !links.retried_as.is_empty(),
+        }
+    }
+
+    /// The extra column names, in order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        let tasks = TASK_COLUMNS.iter().copied().filter(move |_| self.tasks);
+        let original = std::iter::once(ORIGINAL_COLUMN).filter(move |_| self.original);
+        let retried = std::iter::once(RETRIED_AS_COLUMN).filter(move |_| self.retried);
+        tasks.chain(original).chain(retried)
+    }
+
+    /// A row's cells for the extra columns, in [`Extra::names`]' order.
+    fn cells(self, row: &ReportRow) -> impl Iterator<Item = &str> {
+        let tasks = row.task_cells().into_iter().filter(move |_| self.tasks);
+        let original = std::iter::once(row.original_order_id.as_str()).filter(move |_| self.original);
+        let retried = std::iter::once(row.retried_as.as_str()).filter(move |_| self.retried);
+        tasks.chain(original).chain(retried)
+    }
+}
+
 /// The result CSV, a row at a time.
 pub struct CsvRows<W: Write> {
     csv: csv::Writer<W>,
     line: String,
     attempts: String,
-    /// The batch went through CCPayment's batch withdrawals: [`TASK_COLUMNS`] follow.
-    tasks: bool,
+    /// What follows [`COLUMNS`].
+    extra: Extra,
 }
 
 impl<W: Write> CsvRows<W> {
     /// Starts the file with its header row.
     pub fn begin(out: W) -> io::Result<CsvRows<W>> {
-        Self::start(out, false)
+        Self::start(out, Extra::default())
     }
 
     /// Starts the file of `batch`: a batch paid through CCPayment's batch withdrawals has the
-    /// [`TASK_COLUMNS`] after the usual ones; any other has exactly [`COLUMNS`].
+    /// [`TASK_COLUMNS`] after the usual ones, a batch of retries the [`ORIGINAL_COLUMN`]; any
+    /// other has exactly [`COLUMNS`].
     pub fn begin_for(batch: &BatchRecord, out: W) -> io::Result<CsvRows<W>> {
-        Self::start(out, batch.bundles.is_some())
+        Self::start(out, Extra::of(batch, &Links::default()))
     }
 
-    fn start(out: W, tasks: bool) -> io::Result<CsvRows<W>> {
+    /// [`CsvRows::begin_for`], with the [`RETRIED_AS_COLUMN`] last when `links` says some of
+    /// the batch's orders were retried.
+    pub fn begin_linked(batch: &BatchRecord, links: &Links, out: W) -> io::Result<CsvRows<W>> {
+        Self::start(out, Extra::of(batch, links))
+    }
+
+    fn start(out: W, extra: Extra) -> io::Result<CsvRows<W>> {
         let mut csv = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
             .quote_style(csv::QuoteStyle::Necessary)
             .from_writer(out);
-        if tasks {
-            csv.write_record(COLUMNS.iter().chain(TASK_COLUMNS.iter()))
-                .map_err(csv_error)?;
-        } else {
-            csv.write_record(COLUMNS).map_err(csv_error)?;
-        }
+        csv.write_record(COLUMNS.iter().copied().chain(extra.names()))
+            .map_err(csv_error)?;
         Ok(CsvRows {
             csv,
             line: String::new(),
             attempts: String::new(),
-            tasks,
+            extra,
         })
     }
 
@@ -99,12 +144,8 @@ impl<W: Write> CsvRows<W> {
             let _ = write!(self.attempts, "{n}");
         }
         let cells = row.cells(&self.line, &self.attempts).map(|c| SafeCell(formula_safe(c)));
-        if self.tasks {
-            let tasks = row.task_cells().map(|c| SafeCell(formula_safe(c)));
-            self.csv.write_record(cells.into_iter().chain(tasks)).map_err(csv_error)
-        } else {
-            self.csv.write_record(cells).map_err(csv_error)
-        }
+        let extra = self.extra.cells(row).map(|c| SafeCell(formula_safe(c)));
+        self.csv.write_record(cells.into_iter().chain(extra)).map_err(csv_error)
     }
 
     /// Flushes everything to the underlying writer.
@@ -154,21 +195,32 @@ fn csv_error(e: csv::Error) -> io::Error {
 pub struct JsonRows<W: Write> {
     out: W,
     rows: u64,
+    extra: Extra,
 }
 
 impl<W: Write> JsonRows<W> {
     /// Starts the document: the batch object and the opening of the rows array.
-    pub fn begin(batch: &BatchRecord, mut out: W) -> io::Result<JsonRows<W>> {
+    pub fn begin(batch: &BatchRecord, out: W) -> io::Result<JsonRows<W>> {
+        Self::begin_linked(batch, &Links::default(), out)
+    }
+
+    /// [`JsonRows::begin`] for a batch linked to others by retries as `links` says: the batch
+    /// object names them, and rows carry `original_order_id` and `retried_as` as the CSV does.
+    pub fn begin_linked(batch: &BatchRecord, links: &Links, mut out: W) -> io::Result<JsonRows<W>> {
         out.write_all(b"{\"batch\":")?;
-        serde_json::to_writer(&mut out, &BatchHeader::new(batch))?;
+        serde_json::to_writer(&mut out, &BatchHeader::linked(batch, links))?;
         out.write_all(b",\n\"rows\":[")?;
-        Ok(JsonRows { out, rows: 0 })
+        Ok(JsonRows {
+            out,
+            rows: 0,
+            extra: Extra::of(batch, links),
+        })
     }
 
     pub fn row(&mut self, row: &ReportRow) -> io::Result<()> {
         // One row per line: the file stays greppable and diffable.
         self.out.write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut self.out, &JsonRow(row))?;
+        serde_json::to_writer(&mut self.out, &JsonRow(row, self.extra))?;
         self.rows += 1;
         Ok(())
     }
@@ -181,11 +233,11 @@ impl<W: Write> JsonRows<W> {
 }
 
 /// A row as a JSON object: the CSV's columns, in the same order, with the same names.
-struct JsonRow<'a>(&'a ReportRow);
+struct JsonRow<'a>(&'a ReportRow, Extra);
 
 impl Serialize for JsonRow<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let row = self.0;
+        let (row, extra) = (self.0, self.1);
         let mut map = serializer.serialize_map(Some(COLUMNS.len()))?;
         // The same cells as the CSV, so the two files cannot disagree; the numeric columns are
         // replaced by their numbers.
@@ -201,6 +253,11 @@ impl Serialize for JsonRow<'_> {
             for (name, cell) in TASK_COLUMNS.iter().zip(row.task_cells()) {
                 map.serialize_entry(name, &Some(cell).filter(|c| !c.is_empty()))?;
             }
+        }
+        // The retry columns as the CSV has them: on every row of a batch that has them.
+        let retry = Extra { tasks: false, ..extra };
+        for (name, cell) in retry.names().zip(retry.cells(row)) {
+            map.serialize_entry(name, &Some(cell).filter(|c| !c.is_empty()))?;
         }
         map.end()
     }
@@ -229,6 +286,12 @@ pub struct BatchHeader<'a> {
     /// The rows held for the recipient review, and its approval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient_review: Option<&'a crate::model::record::RecipientPart>,
+    /// The batches whose orders this batch retries.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub retry_of: &'a [LinkedBatch],
+    /// The batches that retry orders of this one.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub retried_by: &'a [LinkedBatch],
 }
 
 fn is_not_needed(approval: &&crate::model::record::Approval) -> bool {
@@ -237,6 +300,11 @@ fn is_not_needed(approval: &&crate::model::record::Approval) -> bool {
 
 impl<'a> BatchHeader<'a> {
     pub fn new(batch: &'a BatchRecord) -> BatchHeader<'a> {
+        BatchHeader::linked(batch, &NO_LINKS)
+    }
+
+    /// The header of a batch linked to others by retries as `links` says.
+    pub fn linked(batch: &'a BatchRecord, links: &'a Links) -> BatchHeader<'a> {
         BatchHeader {
             batch_id: &batch.batch_id,
             name: &batch.name,
@@ -250,9 +318,18 @@ impl<'a> BatchHeader<'a> {
             signer: batch.signer.as_ref(),
             approval: &batch.approval,
             recipient_review: batch.recipients.as_ref(),
+            retry_of: &links.retry_of,
+            retried_by: &links.retried_by,
         }
     }
 }
+
+/// The links of a batch that has nothing to do with retries.
+static NO_LINKS: Links = Links {
+    retry_of: Vec::new(),
+    retried_by: Vec::new(),
+    retried_as: std::collections::BTreeMap::new(),
+};
 
 #[cfg(test)]
 mod tests {

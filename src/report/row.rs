@@ -168,6 +168,45 @@ pub const COLUMNS: [&str; 23] = [
 /// task's batch, its seq there and CCPayment's own orderId for it.
 pub const TASK_COLUMNS: [&str; 3] = ["batch_order_id", "task_seq", "ccpayment_order_id"];
 
+/// The column a batch of retries adds (after [`TASK_COLUMNS`], when there are any): the order
+/// each row retries, its `original_order_id` input column.
+pub const ORIGINAL_COLUMN: &str = "original_order_id";
+
+/// The column a batch some of whose orders were retried adds last: the order that retries the
+/// row (see [`Links`]).
+pub const RETRIED_AS_COLUMN: &str = "retried_as";
+
+/// How a batch's reports link it with other batches through retries (`ccpayout retry`): the
+/// batches it retries orders of, the batches that retry its orders, and which order retries
+/// each of its own. Empty for a batch that has nothing to do with a retry, whose reports then
+/// are exactly what they were before retries existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    /// Batches whose orders this batch retries, each with how many.
+    pub retry_of: Vec<LinkedBatch>,
+    /// Batches that retry orders of this one, each with how many.
+    pub retried_by: Vec<LinkedBatch>,
+    /// This batch's order_id → the order_id that retries it (`; `-separated if ever several).
+    pub retried_as: BTreeMap<String, String>,
+}
+
+impl Links {
+    /// Whether the reports say nothing of retries.
+    pub fn is_empty(&self) -> bool {
+        self.retry_of.is_empty() && self.retried_by.is_empty() && self.retried_as.is_empty()
+    }
+}
+
+/// A batch named in another's reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkedBatch {
+    /// Its name (`payroll-e8fb3ef69cb5`).
+    pub batch: String,
+    pub batch_id: String,
+    /// How many orders the link is about.
+    pub orders: u64,
+}
+
 /// Index of `line` in [`COLUMNS`]; written as a number in JSON.
 pub const LINE_COLUMN: usize = 0;
 /// Index of `attempts` in [`COLUMNS`]; written as a number in JSON.
@@ -203,6 +242,10 @@ pub struct ReportRow {
     pub error_message: String,
     /// The order's task in a CCPayment batch withdrawal: batchOrderId, seq, CCPayment's orderId.
     pub task: Option<[String; 3]>,
+    /// The order this row retries, as the file gave it (empty: none).
+    pub original_order_id: String,
+    /// The order that retries this one (empty: none; see [`Links`]).
+    pub retried_as: String,
     /// Sends so far; `None` for rows that never became orders.
     pub attempts: Option<u32>,
     pub created_at: String,
@@ -252,6 +295,8 @@ impl ReportRow {
                     t.ccp_order_id.clone().unwrap_or_default(),
                 ]
             }),
+            original_order_id: input.original_order_id.clone(),
+            retried_as: String::new(),
             attempts: Some(order.attempts),
             created_at: rfc3339_ms(order.created_ms),
             first_sent_at: order.first_sent_ms.map(rfc3339_ms).unwrap_or_default(),
@@ -291,6 +336,8 @@ impl ReportRow {
             error_code: String::new(),
             error_message,
             task: None,
+            original_order_id: String::new(),
+            retried_as: String::new(),
             attempts: None,
             created_at: String::new(),
             first_sent_at: String::new(),

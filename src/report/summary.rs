@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::result::BatchHeader;
-use super::row::{CoinKey, ReportRow, RowStatus};
+use super::row::{CoinKey, Links, ReportRow, RowStatus};
 use crate::model::record::BatchRecord;
 use crate::rules::amount::{parse_api_decimal, plain};
 use crate::util::time::rfc3339_ms;
@@ -199,8 +199,20 @@ fn symbol_of(coin: &str) -> Option<String> {
 
 /// Writes the summary JSON (pretty-printed: it is small and read by people too).
 pub fn summary_json(batch: &BatchRecord, summary: &Summary, now_ms: i64, out: &mut dyn Write) -> io::Result<()> {
+    summary_json_linked(batch, &Links::default(), summary, now_ms, out)
+}
+
+/// [`summary_json`] of a batch linked to others by retries as `links` says: its `batch` object
+/// names the batches it retries (`retry_of`) and the batches that retry it (`retried_by`).
+pub fn summary_json_linked(
+    batch: &BatchRecord,
+    links: &Links,
+    summary: &Summary,
+    now_ms: i64,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let view = SummaryView {
-        batch: BatchHeader::new(batch),
+        batch: BatchHeader::linked(batch, links),
         generated_at: rfc3339_ms(now_ms),
         counts: CountsView(summary),
         r#final: summary.is_final(),

@@ -16,6 +16,7 @@ use super::{ControlEvent, Store, StoreError, encode_error};
 use crate::model::bundle::BundleRecord;
 use crate::model::notice::Notice;
 use crate::model::record::{BatchRecord, OrderRecord};
+use crate::model::retry::RetryLink;
 use crate::model::state::StateKind;
 
 /// Orders per write transaction in `create_batch` and in the removal of leftovers: bounds the
@@ -44,7 +45,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &[], &[], &[])
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &Extras::default())
     }
 
     /// [`Store::create_batch_streamed`], with `events` in the audit trail, the batch's
@@ -63,7 +64,37 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, bundles, events, notices)
+        self.create_batch_retrying(batch, orders, bundles, events, &[], notices)
+    }
+
+    /// [`Store::create_batch_audited`], with the batch's `retries` (which of its orders retry
+    /// which orders of earlier batches) in the same transaction as the batch record.
+    pub fn create_batch_retrying<I>(
+        &self,
+        batch: &BatchRecord,
+        orders: I,
+        bundles: &[BundleRecord],
+        events: &[ControlEvent],
+        retries: &[RetryLink],
+        notices: &[Notice],
+    ) -> Result<(), StoreError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<OrderRecord>,
+    {
+        if let Some(link) = retries.iter().find(|l| l.batch_id != batch.batch_id) {
+            return Err(StoreError::Db(format!(
+                "the retry of {} by {} belongs to batch {}, not {}",
+                link.original_order_id, link.order_id, link.batch_id, batch.batch_id
+            )));
+        }
+        let extras = Extras {
+            bundles,
+            events,
+            retries,
+            notices,
+        };
+        self.create_batch_with(batch, orders, CHUNK_ORDERS, true, &extras)
     }
 
     pub(super) fn create_batch_with<I>(
@@ -72,9 +103,7 @@ impl Store {
         orders: I,
         chunk_orders: usize,
         write_marker: bool,
-        bundles: &[BundleRecord],
-        events: &[ControlEvent],
-        notices: &[Notice],
+        extras: &Extras<'_>,
     ) -> Result<(), StoreError>
     where
         I: IntoIterator,
@@ -96,15 +125,7 @@ impl Store {
             self.remove_leftovers(&leftover)?;
         }
 
-        let written = self.write_batch(
-            batch,
-            orders.into_iter(),
-            chunk_orders.max(1),
-            write_marker,
-            bundles,
-            events,
-            notices,
-        );
+        let written = self.write_batch(batch, orders.into_iter(), chunk_orders.max(1), write_marker, extras);
         if let Err(error) = &written {
             // Leave no half batch behind in this process either; a failure here is repaired by
             // the next open. remove_leftovers checks that the batch record is absent, so a
@@ -122,9 +143,7 @@ impl Store {
         orders: impl Iterator<Item: Borrow<OrderRecord>>,
         chunk_orders: usize,
         write_marker: bool,
-        bundles: &[BundleRecord],
-        events: &[ControlEvent],
-        notices: &[Notice],
+        extras: &Extras<'_>,
     ) -> Result<(), StoreError> {
         let batch_id = batch.batch_id.as_str();
         let expected = u64::from(batch.orders);
@@ -214,9 +233,10 @@ impl Store {
             let bytes = encode_batch(batch).map_err(encode_error)?;
             batches.insert(batch_id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
         }
-        self.insert_bundles(&tx, bundles)?;
-        let lines = self.control_lines(&tx, events)?;
-        let inserted = self.insert_notices(&tx, notices)?;
+        self.insert_bundles(&tx, extras.bundles)?;
+        self.insert_retries(&tx, extras.retries)?;
+        let lines = self.control_lines(&tx, extras.events)?;
+        let inserted = self.insert_notices(&tx, extras.notices)?;
         tx.commit().map_err(|e| self.db_err(e))?;
         self.lock_audit().append(self, &lines);
         self.notices_recorded(inserted);
@@ -232,7 +252,7 @@ impl Store {
         orders: &[OrderRecord],
         chunk_orders: usize,
     ) -> Result<(), StoreError> {
-        self.create_batch_with(batch, orders, chunk_orders, false, &[], &[], &[])
+        self.create_batch_with(batch, orders, chunk_orders, false, &Extras::default())
     }
 
     #[cfg(test)]
@@ -246,7 +266,7 @@ impl Store {
         I: IntoIterator,
         I::Item: Borrow<OrderRecord>,
     {
-        self.create_batch_with(batch, orders, chunk_orders, true, &[], &[], &[])
+        self.create_batch_with(batch, orders, chunk_orders, true, &Extras::default())
     }
 
     /// The batch ids that have orders but no batch record. Visits one key per batch: each step
@@ -444,6 +464,19 @@ impl Store {
         self.notices_recorded(inserted);
         Ok(())
     }
+}
+
+/// What a batch's commit marker writes besides the batch record and its counters.
+#[derive(Default)]
+pub(super) struct Extras<'a> {
+    /// Its CCPayment batch withdrawals (batch mode).
+    bundles: &'a [BundleRecord],
+    /// Audit lines of the controls (the signer checked, deny-list hits).
+    events: &'a [ControlEvent],
+    /// Which of its orders retry which orders of earlier batches.
+    retries: &'a [RetryLink],
+    /// Notices recorded with the batch (it waits for approval).
+    notices: &'a [Notice],
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

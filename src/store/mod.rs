@@ -40,8 +40,9 @@
 //! transaction helpers. `batches.rs` creates, finds and replaces batches and removes leftovers;
 //! `orders.rs` reads orders and answers the state-index queries; `commit.rs` writes groups of
 //! changes with their audit lines and verifies the trail; `meta.rs` keeps small typed values
-//! under [`Key`]s; `history.rs` reads earlier batches' rows for the diff to last time.
-//! `codec.rs` is the on-disk layout and `audit.rs` the audit file's mirror.
+//! under [`Key`]s; `history.rs` reads earlier batches' rows for the diff to last time;
+//! `retries.rs` which order retries which (`ccpayout retry`); `outbox.rs` the notices. `codec.rs`
+//! is the on-disk layout and `audit.rs` the audit file's mirror.
 
 mod audit;
 mod batches;
@@ -53,6 +54,7 @@ mod meta;
 mod orders;
 mod outbox;
 mod recipients;
+mod retries;
 #[cfg(test)]
 mod tests;
 
@@ -221,6 +223,7 @@ impl Store {
             tx.open_table(recipients::RECIPIENTS).map_err(|e| self.db_err(e))?;
             tx.open_table(recipients::PAYEES).map_err(|e| self.db_err(e))?;
             tx.open_table(outbox::OUTBOX).map_err(|e| self.db_err(e))?;
+            tx.open_table(retries::RETRIES).map_err(|e| self.db_err(e))?;
         }
         tx.commit().map_err(|e| self.db_err(e))
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{BY_STATE, ORDERS, decode_order, state_range};
 use super::{Store, StoreError, encode_error};
-use crate::model::known::{KnownOrder, KnownOrders};
+use crate::model::known::{KnownOrder, KnownOrders, RetriedOrder};
 use crate::model::recipient::{Destination, Known, KnownRecipients, PayeeEntry, RecipientEntry};
 use crate::model::record::OrderRecord;
 use crate::model::state::StateKind;
@@ -230,6 +230,10 @@ pub(super) struct StoreKnown(pub(super) Arc<Store>);
 impl KnownOrders for StoreKnown {
     fn lookup(&self, order_id: &str) -> Option<KnownOrder> {
         super::orders::lookup_known(&self.0, order_id)
+    }
+
+    fn original(&self, order_id: &str) -> Option<RetriedOrder> {
+        super::retries::lookup_original(&self.0, order_id)
     }
 }
 

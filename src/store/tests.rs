@@ -38,6 +38,7 @@ fn batch(seed: &str, created_ms: i64, orders: u32) -> BatchRecord {
         maker_may_approve: true,
         recipients: None,
         bundles: None,
+        retry_of: None,
     }
 }
 
@@ -1243,7 +1244,7 @@ fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
     store.create_batch(&b, &rows_b).unwrap();
     // An interrupted creation: its orders are in the tables but invisible.
     store
-        .create_batch_with(&c, orders(&c, "c"), 1, false, &[], &[], &[])
+        .create_batch_with(&c, orders(&c, "c"), 1, false, &super::batches::Extras::default())
         .unwrap();
     let keys = store.due_keys(StateKind::Planned, Some(&b.batch_id), None, 2).unwrap();
     assert_eq!(
@@ -1254,4 +1255,65 @@ fn due_keys_and_orders_pick_one_batch_without_other_batches_or_leftovers() {
     assert_eq!(all.len(), 6, "leftovers of batch c are not listed: {all:?}");
     let wanted: Vec<String> = ["b-0002", "c-0000", "nope", "a-0001"].map(String::from).to_vec();
     assert_eq!(ids(&store.orders(&wanted).unwrap()), ["b-0002", "a-0001"]);
+}
+
+#[test]
+fn retry_links_are_written_with_their_batch_and_read_from_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let original = batch("payroll", 1_000, 3);
+    let original_orders = orders(&original, "p");
+    store.create_batch(&original, &original_orders).unwrap();
+    let failed = OrderState::Failed { reason: "chain".into() };
+    store
+        .commit(&[moved(&original_orders[1], failed, 2_000, "final")])
+        .unwrap();
+
+    let retry = batch("payroll.retry1", 3_000, 1);
+    let mut retry_order = order(&retry, 0, "p-0001~r1");
+    retry_order.input.original_order_id = "p-0001".into();
+    let link = |batch: &BatchRecord| crate::model::retry::RetryLink {
+        original_batch_id: original.batch_id.clone(),
+        original_order_id: "p-0001".into(),
+        batch_id: batch.batch_id.clone(),
+        order_id: "p-0001~r1".into(),
+    };
+    // A link of another batch is refused before anything is written.
+    let err = store
+        .create_batch_retrying(&retry, [&retry_order], &[], &[], &[link(&original)], &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("belongs to batch"), "{err}");
+    assert!(store.batch(&retry.batch_id).unwrap().is_none());
+
+    // Before the retry batch exists, the original order is known and retried by nothing.
+    let known = store.known_orders();
+    let asked = known.original("p-0001").expect("a known order");
+    assert_eq!(
+        (asked.batch.as_str(), asked.state, asked.retried_as.len()),
+        (original.batch_id.as_str(), Some(StateKind::Failed), 0)
+    );
+    assert!(known.original("nobody").is_none());
+
+    store
+        .create_batch_retrying(&retry, [&retry_order], &[], &[], &[link(&retry)], &[])
+        .unwrap();
+    assert_eq!(store.retries_of_batch(&original.batch_id).unwrap(), [link(&retry)]);
+    assert_eq!(
+        store.retries_of_order(&original.batch_id, "p-0001").unwrap(),
+        [link(&retry)]
+    );
+    assert!(store.retries_of_order(&original.batch_id, "p-0000").unwrap().is_empty());
+    assert!(store.retries_of_batch(&retry.batch_id).unwrap().is_empty());
+    assert_eq!(known.original("p-0001").unwrap().retried_as, ["p-0001~r1"]);
+    // The retry's own input keeps the column.
+    assert_eq!(
+        store.order("p-0001~r1").unwrap().unwrap().input.original_order_id,
+        "p-0001"
+    );
+
+    // Links survive a reopen.
+    drop(known);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.retries_of_batch(&original.batch_id).unwrap().len(), 1);
 }

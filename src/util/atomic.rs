@@ -35,6 +35,25 @@ pub fn write_atomic_with(path: &Path, f: impl FnOnce(&mut dyn Write) -> io::Resu
     file.commit()
 }
 
+/// Streams a new file to `path` atomically, as [`write_atomic_with`] does, but never replaces
+/// one: when `path` exists (or appears while the file is written) it is left as it is and the
+/// error is [`io::ErrorKind::AlreadyExists`].
+pub fn write_new_atomic_with(path: &Path, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(exists(path));
+    }
+    let mut file = AtomicFile::create(path)?;
+    f(file.writer())?;
+    file.commit_new()
+}
+
+fn exists(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{} exists already", path.display()),
+    )
+}
+
 /// A file being written that replaces its destination only on [`AtomicFile::commit`].
 ///
 /// Several can be open at once, which lets one pass over a batch's orders feed several reports.
@@ -104,6 +123,34 @@ impl AtomicFile {
         }
         result
     }
+}
+
+impl AtomicFile {
+    /// [`AtomicFile::commit`] for a destination that must not exist: the complete file is linked
+    /// into place (a hard link fails when the name is taken, where a rename would replace it),
+    /// then its temporary name is removed. On a file system without hard links, the name is
+    /// checked just before the rename instead.
+    pub fn commit_new(mut self) -> io::Result<()> {
+        let Some(out) = self.out.take() else {
+            return Err(io::Error::other("atomic file already committed"));
+        };
+        let result = finish_new(out, &self.temp, &self.dest);
+        let _ = fs::remove_file(&self.temp);
+        result
+    }
+}
+
+fn finish_new(out: BufWriter<File>, temp: &Path, dest: &Path) -> io::Result<()> {
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    drop(file);
+    match fs::hard_link(temp, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(dest)),
+        Err(_) if fs::symlink_metadata(dest).is_ok() => return Err(exists(dest)),
+        Err(_) => fs::rename(temp, dest)?,
+    }
+    sync_dir(&parent_dir(dest))
 }
 
 impl Drop for AtomicFile {
@@ -191,6 +238,31 @@ mod tests {
         write_atomic(&path, b"hello\n").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"hello\n");
         assert_eq!(names(dir.path()), ["a.result.csv"]);
+    }
+
+    #[test]
+    fn a_new_file_is_written_once_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payroll.retry1.csv");
+        write_new_atomic_with(&path, |out| out.write_all(b"first\n")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first\n");
+        let err = write_new_atomic_with(&path, |out| out.write_all(b"second\n")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"first\n");
+        // A name taken while the file was written is not replaced either.
+        let late = dir.path().join("late.csv");
+        let err = write_new_atomic_with(&late, |out| {
+            fs::write(&late, b"someone else's")?;
+            out.write_all(b"mine")
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&late).unwrap(), b"someone else's");
+        assert_eq!(
+            names(dir.path()),
+            ["late.csv", "payroll.retry1.csv"],
+            "no temporary file is left"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod layers;
 mod notices;
 mod operator;
 mod readings;
+mod retry;
 mod secrets;
 mod sim;
 mod submit;

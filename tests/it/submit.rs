@@ -52,13 +52,13 @@ fn batch_file(dir: &Path, name: &str, prefix: &str, n: usize, amount: &str) -> P
     path
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-fn submit(api: &TestApi, state: &Path, config: &Path, file: &Path) -> Run {
+pub(crate) fn submit(api: &TestApi, state: &Path, config: &Path, file: &Path) -> Run {
     let out = run_ccpayout(
         api,
         &[
@@ -78,7 +78,7 @@ fn submit(api: &TestApi, state: &Path, config: &Path, file: &Path) -> Run {
 }
 
 /// Every order id in the ledger was paid at most once; returns payouts per order id.
-fn paid_once(ledger: &Ledger) -> BTreeMap<String, usize> {
+pub(crate) fn paid_once(ledger: &Ledger) -> BTreeMap<String, usize> {
     let mut per_order = BTreeMap::new();
     for p in &ledger.payouts {
         *per_order.entry(p.order_id.clone()).or_insert(0) += 1;

@@ -38,11 +38,13 @@ pub enum Column {
     Reference,
     TokenId,
     Payee,
+    /// The order a retry row retries (written by `ccpayout retry`).
+    OriginalOrderId,
 }
 
 impl Column {
     /// Every column, in the order of their indexes in [`RawRow::values`].
-    pub const ALL: [Column; 10] = [
+    pub const ALL: [Column; 11] = [
         Column::OrderId,
         Column::Recipient,
         Column::Coin,
@@ -53,6 +55,7 @@ impl Column {
         Column::Reference,
         Column::TokenId,
         Column::Payee,
+        Column::OriginalOrderId,
     ];
 
     /// The name as written in files: `order_id`, `merchant_pays_fee`, ...
@@ -68,6 +71,7 @@ impl Column {
             Column::Reference => "reference",
             Column::TokenId => "token_id",
             Column::Payee => "payee",
+            Column::OriginalOrderId => "original_order_id",
         }
     }
 
@@ -101,12 +105,28 @@ impl Format {
         .map(|(_, format)| format)
     }
 
-    /// A human name for messages.
+    /// A human name for messages; also what a batch record keeps as its `format`.
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "CSV",
             Format::Json => "JSON",
             Format::JsonLines => "JSON Lines",
+        }
+    }
+
+    /// The format whose [`Format::name`] is `name` (a batch record's `format`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        [Format::Csv, Format::Json, Format::JsonLines]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
+    /// The usual file extension: `csv`, `json`, `jsonl`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::JsonLines => "jsonl",
         }
     }
 }
@@ -512,6 +532,12 @@ mod tests {
             assert_eq!(Format::from_path(Path::new(path)), want, "{path}");
         }
         assert_eq!(Format::JsonLines.name(), "JSON Lines");
+        for format in [Format::Csv, Format::Json, Format::JsonLines] {
+            assert_eq!(Format::from_name(format.name()), Some(format));
+            let file = format!("x.{}", format.extension());
+            assert_eq!(Format::from_path(Path::new(&file)), Some(format));
+        }
+        assert_eq!(Format::from_name("csv"), None);
     }
 
     #[test]

@@ -204,44 +204,46 @@ fn approval_notices(batch: &BatchRecord, plan: &Plan, diff: &DiffSummary, now_ms
             amount: c.amount.clone(),
         })
         .collect();
-    let mut notices = Vec::new();
-    if let Approval::Required { reasons, needed, .. } = &batch.approval {
-        let awaiting = Awaiting {
-            part: "plan",
-            digest: &batch.plan_digest,
-            orders: u64::from(batch.orders),
-            needed: *needed,
-            reasons,
-        };
-        notices.push(notice::approval_required(
-            &batch.batch_id,
-            &batch.name,
-            &awaiting,
-            &totals,
-            diff,
-            now_ms,
-        ));
-    }
-    if let Some(part) = &batch.recipients
-        && let Approval::Required { reasons, needed, .. } = &part.approval
-    {
-        let awaiting = Awaiting {
-            part: "recipient_review",
-            digest: &part.digest,
-            orders: u64::from(part.orders),
-            needed: *needed,
-            reasons,
-        };
-        notices.push(notice::approval_required(
-            &batch.batch_id,
-            &batch.name,
-            &awaiting,
-            &[],
-            diff,
-            now_ms,
-        ));
-    }
-    notices
+    // The plan waits with its totals, the recipient review part with its rows.
+    let plan = (
+        "plan",
+        batch.plan_digest.as_str(),
+        batch.orders,
+        &batch.approval,
+        totals.as_slice(),
+    );
+    let review = batch.recipients.as_ref().map(|part| {
+        (
+            "recipient_review",
+            part.digest.as_str(),
+            part.orders,
+            &part.approval,
+            &[][..],
+        )
+    });
+    std::iter::once(plan)
+        .chain(review)
+        .filter_map(|(part, digest, orders, approval, totals)| {
+            let Approval::Required { reasons, needed, .. } = approval else {
+                return None;
+            };
+            let awaiting = Awaiting {
+                part,
+                digest,
+                orders: u64::from(orders),
+                needed: *needed,
+                reasons,
+            };
+            Some(notice::approval_required(
+                &batch.batch_id,
+                &batch.name,
+                &awaiting,
+                totals,
+                diff,
+                now_ms,
+            ))
+        })
+        .collect()
 }
 
 /// "Balance too low" for a file the plan blocked because a balance is short of what it needs.

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use ccpayout::rules::signature::{self, APPROVAL_NAMESPACE, BATCH_NAMESPACE};
 use serde_json::Value;
 
-use crate::helpers::{TestApi, run_ccpayout};
-use crate::submit::sandbox_config;
+use crate::helpers::TestApi;
+use crate::submit::{Run, ccpayout, sandbox_config, submit};
 
 const A: &str = "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K";
 const B: &str = "TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr";
@@ -45,32 +45,6 @@ fn sign(file: &Path, key: &str, namespace: &str) {
     let mut sig_path = file.as_os_str().to_owned();
     sig_path.push(".sig");
     std::fs::write(sig_path, sig).unwrap();
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn ccpayout(api: &TestApi, state: &Path, config: &Path, args: &[&str]) -> Run {
-    let mut full = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
-    full.extend_from_slice(args);
-    let out = run_ccpayout(api, &full);
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-fn submit(api: &TestApi, state: &Path, config: &Path, file: &Path) -> Run {
-    ccpayout(api, state, config, &["submit", file.to_str().unwrap()])
 }
 
 /// Order ids the sandbox paid, each asserted paid once.

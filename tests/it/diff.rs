@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApi, run_ccpayout};
-use crate::submit::{sandbox_config, write_config};
+use crate::helpers::TestApi;
+use crate::submit::{ccpayout, sandbox_config, write_config};
 
 const A: &str = "TFVq4F22oTuPf1Z3a27awyrKt3azrmep6K";
 const B: &str = "TSGACwShBWKpUV3mCp5yh3zwn36kYtDZNr";
@@ -25,34 +25,6 @@ fn batch(dir: &Path, name: &str, rows: &[(&str, &str, &str, &str)]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-fn ccpayout(api: &TestApi, state: &Path, config: &Path, args: &[&str]) -> Run {
-    let mut full = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
-    full.extend_from_slice(args);
-    let out = run_ccpayout(api, &full);
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
 }
 
 /// November's payroll, paid: four payees.

@@ -59,6 +59,67 @@ fn copy_state(from: &Path, to: &Path) {
     }
 }
 
+/// Every request answered on the store in `offline_dir` directly, then through a daemon started
+/// in process on `live_dir` (a copy of the same state), with a shutdown it is handed: the one
+/// operator's replies from both back ends, in request order.
+pub(crate) async fn both_ways(
+    api: &TestApi,
+    config: &Config,
+    offline_dir: &Path,
+    live_dir: &Path,
+    requests: &[Request],
+) -> (Vec<Reply>, Vec<Reply>) {
+    let offline: Vec<Reply> = {
+        let store = Arc::new(Store::open(offline_dir).unwrap());
+        let operator = Operator::new(
+            store,
+            offline_dir.to_path_buf(),
+            app::reports_dir(config, offline_dir),
+            clock::system(),
+            Offline,
+        );
+        let mut replies = Vec::new();
+        for request in requests {
+            replies.push(operator.handle(request.clone()).await);
+        }
+        replies
+    };
+
+    let store = Arc::new(Store::open(live_dir).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn({
+        let (config, live_dir, client) = (config.clone(), live_dir.to_path_buf(), api.client.clone());
+        async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            daemon::run(
+                config,
+                store,
+                &live_dir,
+                client,
+                clock::system(),
+                Options::default(),
+                shutdown,
+            )
+            .await
+        }
+    });
+    let mut live = Vec::new();
+    for request in requests {
+        let reply = loop {
+            match socket::call(live_dir, request).await {
+                Ok(Some(reply)) => break reply,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        live.push(reply);
+    }
+    let _ = stop.send(());
+    daemon.await.unwrap().expect("the daemon stops cleanly");
+    (offline, live)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operator_command_answers_the_same_on_the_store_and_through_the_daemon() {
     let api = TestApi::start_live(SandboxConfig {
@@ -121,56 +182,7 @@ async fn every_operator_command_answers_the_same_on_the_store_and_through_the_da
         },
     ];
 
-    // On the store directly.
-    let offline: Vec<Reply> = {
-        let store = Arc::new(Store::open(&offline_dir).unwrap());
-        let operator = Operator::new(
-            store,
-            offline_dir.clone(),
-            app::reports_dir(&config, &offline_dir),
-            clock::system(),
-            Offline,
-        );
-        let mut replies = Vec::new();
-        for request in &requests {
-            replies.push(operator.handle(request.clone()).await);
-        }
-        replies
-    };
-
-    // Through a daemon on the copy, started in process with a shutdown it is handed.
-    let store = Arc::new(Store::open(&live_dir).unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn({
-        let (config, live_dir, client) = (config.clone(), live_dir.clone(), api.client.clone());
-        async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            daemon::run(
-                config,
-                store,
-                &live_dir,
-                client,
-                clock::system(),
-                Options::default(),
-                shutdown,
-            )
-            .await
-        }
-    });
-    let mut live = Vec::new();
-    for request in &requests {
-        let reply = loop {
-            match socket::call(&live_dir, request).await {
-                Ok(Some(reply)) => break reply,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        live.push(reply);
-    }
-    let _ = stop.send(());
-    daemon.await.unwrap().expect("the daemon stops cleanly");
+    let (offline, live) = both_ways(&api, &config, &offline_dir, &live_dir, &requests).await;
 
     let same_place = |text: &str| text.replace(live_dir.to_str().unwrap(), offline_dir.to_str().unwrap());
     for ((request, offline), live) in requests.iter().zip(&offline).zip(&live) {

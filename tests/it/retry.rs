@@ -5,15 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use ccpayout::app::{self, Offline, Operator, Request, Verdict};
+use ccpayout::app::{Request, Verdict};
 use ccpayout::config::Config;
-use ccpayout::daemon::{self, Options, socket};
 use ccpayout::sandbox::{DEMO_FAILING_ADDRESS, SandboxConfig};
-use ccpayout::store::Store;
-use ccpayout::util::clock;
 use serde_json::Value;
 
 use crate::helpers::{TRON_ADDRESS, TestApi, command};
@@ -432,54 +427,7 @@ async fn retry_answers_the_same_on_the_store_and_through_the_daemon_and_reads_an
         },
     ];
 
-    let offline: Vec<app::Reply> = {
-        let store = Arc::new(Store::open(&offline_dir).unwrap());
-        let operator = Operator::new(
-            store,
-            offline_dir.clone(),
-            app::reports_dir(&config, &offline_dir),
-            clock::system(),
-            Offline,
-        );
-        let mut replies = Vec::new();
-        for request in &requests {
-            replies.push(operator.handle(request.clone()).await);
-        }
-        replies
-    };
-
-    let store = Arc::new(Store::open(&live_dir).unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn({
-        let (config, live_dir, client) = (config.clone(), live_dir.clone(), api.client.clone());
-        async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            daemon::run(
-                config,
-                store,
-                &live_dir,
-                client,
-                clock::system(),
-                Options::default(),
-                shutdown,
-            )
-            .await
-        }
-    });
-    let mut live = Vec::new();
-    for request in &requests {
-        let reply = loop {
-            match socket::call(&live_dir, request).await {
-                Ok(Some(reply)) => break reply,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        live.push(reply);
-    }
-    let _ = stop.send(());
-    daemon.await.unwrap().expect("the daemon stops cleanly");
+    let (offline, live) = crate::operator::both_ways(&api, &config, &offline_dir, &live_dir, &requests).await;
 
     let same_place = |text: &str| text.replace(live_dir.to_str().unwrap(), offline_dir.to_str().unwrap());
     for ((request, offline), live) in requests.iter().zip(&offline).zip(&live) {

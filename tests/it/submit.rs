@@ -58,23 +58,32 @@ pub(crate) struct Run {
     pub(crate) stderr: String,
 }
 
-pub(crate) fn submit(api: &TestApi, state: &Path, config: &Path, file: &Path) -> Run {
-    let out = run_ccpayout(
-        api,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "submit",
-            file.to_str().unwrap(),
-        ],
-    );
+impl Run {
+    /// The standard output as JSON (`--json`), failing the test with both outputs otherwise.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// `ccpayout --config CONFIG --state-dir STATE ARGS…` against the sandbox.
+pub(crate) fn ccpayout(api: &TestApi, state: &Path, config: &Path, args: &[&str]) -> Run {
+    let mut full = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    full.extend_from_slice(args);
+    let out = run_ccpayout(api, &full);
     Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
     }
+}
+
+pub(crate) fn submit(api: &TestApi, state: &Path, config: &Path, file: &Path) -> Run {
+    ccpayout(api, state, config, &["submit", file.to_str().unwrap()])
 }
 
 /// Every order id in the ledger was paid at most once; returns payouts per order id.

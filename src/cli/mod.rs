@@ -23,6 +23,7 @@ use crate::sandbox::{self, Faults, RateLimit, Readings, Sandbox, SandboxConfig};
 use crate::util::clock;
 
 mod doctor;
+pub mod manual;
 mod retry;
 mod run;
 mod submit;
@@ -227,6 +228,23 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Print a completion script for a shell.
+    ///
+    /// bash: `source <(ccpayout completions bash)` (or save it as
+    /// /usr/share/bash-completion/completions/ccpayout); zsh: save it as `_ccpayout` in a folder
+    /// of $fpath; fish: save it as ~/.config/fish/completions/ccpayout.fish. The Debian package
+    /// installs all three.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: manual::Shell,
+    },
+
+    /// Print the manual page ccpayout(1) in roff, generated from these definitions (for
+    /// packaging: `packaging/deb.sh`).
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Debug, Args)]
@@ -607,6 +625,14 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         },
         Command::Sandbox(args) => sandbox_command(*args).await,
         Command::Config(ConfigCommand::Check) => config_check(cli.config),
+        Command::Completions { shell } => {
+            manual::completions(shell, &mut std::io::stdout().lock());
+            Ok(Outcome::Success)
+        }
+        Command::Manpage => {
+            manual::manpage(&mut std::io::stdout().lock()).map_err(anyhow::Error::from)?;
+            Ok(Outcome::Success)
+        }
     }
 }
 

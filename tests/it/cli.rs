@@ -202,3 +202,79 @@ fn the_example_config_is_valid() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn bash_completes_ccpayout_sub_to_submit_from_the_generated_script() {
+    let script = ccpayout(&["completions", "bash"], &[]);
+    assert!(script.status.success(), "{}", text(&script.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ccpayout.bash");
+    std::fs::write(&path, &script.stdout).unwrap();
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; \
+                 _ccpayout ccpayout '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                path.display(),
+                words.join(" "),
+                words.len() - 1,
+                words[words.len() - 1],
+                words[words.len() - 2],
+            ))
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(complete("ccpayout sub"), ["submit"]);
+    assert!(complete("ccpayout submit --no").contains(&"--no-wait".to_owned()));
+    assert!(complete("ccpayout completions ").iter().any(|w| w == "fish"));
+    for shell in ["zsh", "fish"] {
+        let out = ccpayout(&["completions", shell], &[]);
+        assert!(out.status.success() && text(&out.stdout).contains("submit"), "{shell}");
+    }
+}
+
+#[test]
+fn the_manual_page_rendered_by_man_shows_every_subcommand() {
+    let out = ccpayout(&["manpage"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    let help = text(&ccpayout(&["--help"], &[]).stdout);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        // A command's own line; its wrapped description is indented further.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(
+        commands.contains(&"submit") && commands.contains(&"completions"),
+        "{commands:?}"
+    );
+    // Rendered as a reader sees it, where `man` is installed; the roff source otherwise.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ccpayout.1");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "120")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout));
+    let shown = rendered.as_deref().unwrap_or(&page);
+    for command in &commands {
+        assert!(shown.contains(&format!("ccpayout {command}")), "no entry for {command}");
+    }
+    for section in ["ENVIRONMENT", "EXIT STATUS", "FILES"] {
+        assert!(shown.contains(section), "{section}");
+    }
+}

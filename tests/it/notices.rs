@@ -208,6 +208,42 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
         "{second}"
     );
 
+    // The balance drops below what the approved batch needs: CCPayment refuses its creates
+    // (14000), "balance_low" names the batch while `submit` waits; topped up, it pays.
+    api.sandbox.set_balance("USDT", "1");
+    let command = second["command"].as_str().unwrap().to_owned();
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let paying = crate::helpers::command(
+        &api,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "submit",
+            c.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let batch_name = second["batch"]["name"].as_str().unwrap().to_owned();
+    receiver.wait_for("balance_low while paying", Duration::from_secs(30), |got| {
+        got.iter()
+            .any(|g| g.event() == "balance_low" && g.json()["batch"]["name"] == batch_name.as_str())
+    });
+    api.sandbox.set_balance("USDT", "1000");
+    let paid = paying.wait_with_output().unwrap();
+    assert_eq!(
+        paid.status.code(),
+        Some(0),
+        "topped up, the refused rows were sent again: {}",
+        String::from_utf8_lossy(&paid.stderr)
+    );
+
     // The kill switch: "sending_paused", sent by the command itself.
     let (code, _, err) = run(&["pause", "--reason", "audit"]);
     assert_eq!(code, Some(0), "{err}");
@@ -294,6 +330,16 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
             .unwrap()
             .starts_with("49"),
         "{low}"
+    );
+    let refused = delivered
+        .iter()
+        .map(Got::json)
+        .find(|n| n["event"] == "balance_low" && n["batch"]["name"].is_string())
+        .unwrap();
+    assert_eq!(refused["figures"]["shortfalls"][0]["coin"], "USDT", "{refused}");
+    assert!(
+        refused["figures"]["detail"].as_str().unwrap().contains("14000"),
+        "{refused}"
     );
     let paused = by_event("sending_paused");
     assert_eq!(paused["figures"]["cause"], "kill_switch", "{paused}");

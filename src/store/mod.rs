@@ -177,10 +177,24 @@ impl Store {
             path: db_path.display().to_string(),
             source,
         })?;
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&db_path)
-            .map_err(|e| redb_error(state_dir, &db_path, e.into()))?;
+        let create = || Database::builder().set_cache_size(CACHE_BYTES).create(&db_path);
+        let db = match create() {
+            Ok(db) => db,
+            // A SIGKILL while redb was creating the file: start it afresh (it never held data).
+            Err(e) if interrupted_creation(&db_path).unwrap_or(false) => {
+                tracing::warn!(path = %db_path.display(), error = %e, "the state store's creation was interrupted before its first commit; creating it again");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&db_path)
+                    .and_then(|f| f.set_len(0).and_then(|()| f.sync_all()))
+                    .map_err(|source| StoreError::Io {
+                        path: db_path.display().to_string(),
+                        source,
+                    })?;
+                create().map_err(|e| redb_error(state_dir, &db_path, e.into()))?
+            }
+            Err(e) => return Err(redb_error(state_dir, &db_path, e.into())),
+        };
         let audit_path = state_dir.join(AUDIT_FILE);
         let mut store = Store {
             db,
@@ -328,6 +342,28 @@ fn redb_error(state_dir: &Path, db_path: &Path, error: redb::Error) -> StoreErro
         },
         other => StoreError::Db(other.to_string()),
     }
+}
+
+/// Whether `db_path` is a database file whose creation a crash interrupted: redb writes a new
+/// file's header with its magic number left zero, and writes the magic number only once the
+/// file is initialized and on disk, so a non-empty file whose first bytes (where the magic
+/// number goes) are all zero was never a database: no commit can have happened in it.
+fn interrupted_creation(db_path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    const MAGIC_LEN: usize = 9;
+    let mut file = std::fs::File::open(db_path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    let mut head = [0u8; MAGIC_LEN];
+    let mut read = 0;
+    while read < MAGIC_LEN {
+        match file.read(&mut head[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(head[..read].iter().all(|b| *b == 0))
 }
 
 /// Serializing our own records cannot fail short of a bug; report it, never panic.

@@ -1317,3 +1317,44 @@ fn retry_links_are_written_with_their_batch_and_read_from_both_sides() {
     let store = open(dir.path());
     assert_eq!(store.retries_of_batch(&original.batch_id).unwrap().len(), 1);
 }
+
+/// A SIGKILL while redb was creating the file leaves a header whose magic number is still zero
+/// (found by crash chaos: every later open failed with "Not a redb database"). It never held a
+/// commit, so the store is created afresh; a file that is not redb's at all is still refused.
+#[test]
+fn a_store_whose_creation_was_killed_opens_and_a_foreign_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(super::DB_FILE);
+    // What the interrupted creation left: zeros where the magic number goes, then the rest of
+    // a header (the god byte and the region sizes), 1 MiB long.
+    let mut bytes = vec![0u8; 1_056_768];
+    bytes[9] = 0x04;
+    bytes[12..16].copy_from_slice(&[0x00, 0x10, 0x00, 0x00]);
+    bytes[0x40] = 0x03;
+    std::fs::write(&path, &bytes).unwrap();
+    {
+        let store = Store::open(dir.path()).expect("an interrupted creation is created again");
+        let b = batch("after-repair", 1, 2);
+        store.create_batch(&b, &orders(&b, "r")).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let id = batch_id("after-repair");
+    assert!(
+        store.batch(&id).unwrap().is_some(),
+        "the new store keeps what it was given"
+    );
+    drop(store);
+
+    let other = tempfile::tempdir().unwrap();
+    let foreign = other.path().join(super::DB_FILE);
+    std::fs::write(&foreign, b"SQLite format 3\0 not ours").unwrap();
+    assert!(
+        Store::open(other.path()).is_err(),
+        "a file that is not a redb database is refused"
+    );
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        b"SQLite format 3\0 not ours",
+        "and never touched"
+    );
+}

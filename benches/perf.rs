@@ -119,8 +119,9 @@ impl Ctx {
 type Scenario = fn(&mut Ctx, &mut Report) -> anyhow::Result<()>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 10] = [
+const SCENARIOS: [(&str, Scenario); 11] = [
     ("throughput", throughput::engine),
+    ("notices", throughput::with_notices),
     ("baseline", throughput::baseline),
     ("rate-limit-match", rate_limit::limits_match),
     ("rate-limit-unknown", rate_limit::unknown_lower_limit),
@@ -133,7 +134,7 @@ const SCENARIOS: [(&str, Scenario); 10] = [
 ];
 
 const USAGE: &str = "usage: cargo bench --bench perf [-- [--quick] [--only NAME[,NAME...]]]
-scenarios: throughput, baseline, rate-limit-match, rate-limit-unknown, daily-cap, ingest, restart, idle, latency,
+scenarios: throughput, notices, baseline, rate-limit-match, rate-limit-unknown, daily-cap, ingest, restart, idle, latency,
            batch-mode";
 
 /// The command line.

@@ -203,3 +203,101 @@ pub fn append(log: &mut File, line: &str) -> anyhow::Result<()> {
     log.write_all(line.as_bytes())?;
     log.sync_data().context("baseline: fsync of its state file")
 }
+
+/// Scenario: the throughput scenario's `submit` with a `[[notify]]` target (a receiver in this
+/// process that answers 200): recording notices in the engine's transactions and sending them
+/// beside the payouts must not slow the payouts.
+pub fn with_notices(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let rows: u64 = if ctx.quick { 20_000 } else { 100_000 };
+    let dir = temp_dir("notices")?;
+    let batch = dir.path().join("notices.csv");
+    write_trx_batch(&batch, "nt", rows)?;
+    let mut sandbox = unlimited_sandbox(ctx, dir.path())?;
+    let receiver = Receiver::start()?;
+    let concurrency = format!("concurrency = {THROUGHPUT_CONCURRENCY}");
+    let limits = [
+        "rate_per_second = 1000000",
+        "read_rate_per_second = 1000000",
+        concurrency.as_str(),
+        "track_first_check_secs = 1",
+    ];
+    let mut config = config_toml(&limits, "never");
+    config.push_str(&format!(
+        "[[notify]]\nname = \"bench\"\nurl = \"http://{}/hook\"\n",
+        receiver.addr
+    ));
+    let ccpayout = Ccpayout::new(&ctx.bin, dir.path(), &sandbox.url, &config)?;
+    println!("  {rows} orders, concurrency {THROUGHPUT_CONCURRENCY}, a notify target on loopback");
+    let mut submit = ccpayout.spawn("submit", &["submit", &batch.to_string_lossy()])?;
+    let exit = submit.wait(Duration::from_secs(600 + rows / 100))?;
+    let seconds = submit.started().elapsed().as_secs_f64();
+    if exit.status.code() != Some(0) {
+        bail!("submit ended with {}, not exit 0{}", exit.describe(), submit.log_tail());
+    }
+    let per_second = rows as f64 / seconds;
+    report.add(
+        Figure::new("orders per second with notices", per_second, "orders/s")
+            .at_least(5000.0)
+            .note(format!("{rows} orders in {seconds:.2} s")),
+    );
+    if let Some(without) = ctx.engine_orders_per_second {
+        report.add(
+            Figure::new("with notices / without", per_second / without, "")
+                .at_least(0.9)
+                .note(format!("{without:.0} orders/s in the throughput scenario")),
+        );
+    }
+    let received = receiver.received();
+    report.add(
+        Figure::new("notices received", received as f64, "")
+            .at_least(1.0)
+            .note("batch_finished, acknowledged with 200 before submit exited"),
+    );
+    let ledger = sandbox.ledger()?;
+    sandbox.ensure_running()?;
+    paid_exactly_once(&ledger, "nt", rows).context("the ledger disagrees with the batch")?;
+    println!("  ledger: each of the {rows} orders paid exactly once; {received} notice(s) received");
+    Ok(())
+}
+
+/// A webhook receiver on loopback that answers every POST with 200 and counts them.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Receiver {
+    fn start() -> anyhow::Result<Receiver> {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Ok(Receiver { addr, count })
+    }
+
+    fn received(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -181,7 +181,7 @@ impl Store {
         let db = match create() {
             Ok(db) => db,
             // A SIGKILL while redb was creating the file: start it afresh (it never held data).
-            Err(e) if interrupted_creation(&db_path).unwrap_or(false) => {
+            Err(e) if interrupted_creation(state_dir, &db_path).unwrap_or(false) => {
                 tracing::warn!(path = %db_path.display(), error = %e, "the state store's creation was interrupted before its first commit; creating it again");
                 OpenOptions::new()
                     .write(true)
@@ -347,10 +347,15 @@ fn redb_error(state_dir: &Path, db_path: &Path, error: redb::Error) -> StoreErro
 /// Whether `db_path` is a database file whose creation a crash interrupted: redb writes a new
 /// file's header with its magic number left zero, and writes the magic number only once the
 /// file is initialized and on disk, so a non-empty file whose first bytes (where the magic
-/// number goes) are all zero was never a database: no commit can have happened in it.
-fn interrupted_creation(db_path: &Path) -> std::io::Result<bool> {
+/// number goes) are all zero was never a database: no commit can have happened in it. Only
+/// while the state directory has no audit file, which the first open that got past redb's
+/// creation writes: a store that was ever opened is never emptied, whatever its header says.
+fn interrupted_creation(state_dir: &Path, db_path: &Path) -> std::io::Result<bool> {
     use std::io::Read;
     const MAGIC_LEN: usize = 9;
+    if state_dir.join(AUDIT_FILE).exists() {
+        return Ok(false);
+    }
     let mut file = std::fs::File::open(db_path)?;
     if file.metadata()?.len() == 0 {
         return Ok(false);

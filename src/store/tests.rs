@@ -1320,7 +1320,8 @@ fn retry_links_are_written_with_their_batch_and_read_from_both_sides() {
 
 /// A SIGKILL while redb was creating the file leaves a header whose magic number is still zero
 /// (found by crash chaos: every later open failed with "Not a redb database"). It never held a
-/// commit, so the store is created afresh; a file that is not redb's at all is still refused.
+/// commit, so the store is created afresh; the same header in a directory opened before, and a
+/// file that is not redb's at all, are still refused and left untouched.
 #[test]
 fn a_store_whose_creation_was_killed_opens_and_a_foreign_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1344,6 +1345,18 @@ fn a_store_whose_creation_was_killed_opens_and_a_foreign_file_is_refused() {
         "the new store keeps what it was given"
     );
     drop(store);
+
+    // The same header in a state directory that was opened before (its audit file exists) is
+    // damage to a store that held data: refused, never emptied.
+    let opened = tempfile::tempdir().unwrap();
+    let damaged = opened.path().join(super::DB_FILE);
+    std::fs::write(&damaged, &bytes).unwrap();
+    std::fs::write(opened.path().join(super::AUDIT_FILE), b"").unwrap();
+    assert!(
+        Store::open(opened.path()).is_err(),
+        "a store that was opened before is refused"
+    );
+    assert_eq!(std::fs::read(&damaged).unwrap(), bytes, "and left as it is");
 
     let other = tempfile::tempdir().unwrap();
     let foreign = other.path().join(super::DB_FILE);

@@ -310,13 +310,7 @@ pub struct Config {
 impl Config {
     /// Which targets want which events, for the store's outbox.
     pub fn notice_subscriptions(&self) -> Vec<crate::model::notice::Subscription> {
-        self.notify
-            .iter()
-            .map(|t| crate::model::notice::Subscription {
-                target: t.name.clone(),
-                events: t.events.clone(),
-            })
-            .collect()
+        self.notify.iter().map(NotifyTarget::subscription).collect()
     }
 
     /// What a preflight (`check`, and every batch taken in) needs from the configuration.
@@ -1163,18 +1157,21 @@ impl TargetUrl {
 
     /// `scheme://host[:port]/…`: what logs, `status` and errors show.
     pub fn shown(&self) -> String {
-        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", self.0.as_str()));
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        // user:password@ never shows either.
-        let host = host.rsplit('@').next().unwrap_or(host);
+        let (scheme, rest) = self.split();
+        let host = self.host();
         let more = if rest.len() > host.len() { "/…" } else { "" };
         format!("{scheme}://{host}{more}")
     }
 
-    fn host(&self) -> String {
-        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        host.rsplit('@').next().unwrap_or(host).to_owned()
+    /// The scheme and what follows `://`.
+    fn split(&self) -> (&str, &str) {
+        self.0.split_once("://").unwrap_or(("", self.0.as_str()))
+    }
+
+    /// `host[:port]`, without a `user:password@` (which never shows).
+    fn host(&self) -> &str {
+        let authority = self.split().1.split(['/', '?', '#']).next().unwrap_or("");
+        authority.rsplit('@').next().unwrap_or(authority)
     }
 }
 
@@ -1203,6 +1200,16 @@ pub struct NotifyTarget {
     pub events: Vec<crate::model::notice::NoticeEvent>,
     /// How long one delivery may take.
     pub timeout: Duration,
+}
+
+impl NotifyTarget {
+    /// The events it wants, as the store's outbox is told them.
+    pub fn subscription(&self) -> crate::model::notice::Subscription {
+        crate::model::notice::Subscription {
+            target: self.name.clone(),
+            events: self.events.clone(),
+        }
+    }
 }
 
 /// The `[[notify]]` targets: each needs an http(s) URL; names are unique (a name defaults to
@@ -1307,7 +1314,7 @@ fn resolve_notify(
             }
             None => {
                 let host = url.host();
-                let mut name = host.clone();
+                let mut name = host.to_owned();
                 let mut n = 1;
                 while targets.iter().any(|t| t.name == name) {
                     n += 1;

@@ -26,13 +26,9 @@ fn unlimited_sandbox(ctx: &Ctx, dir: &Path) -> anyhow::Result<SandboxProc> {
     SandboxProc::start(&ctx.bin, dir, &flags)
 }
 
-/// Scenario 1: `submit` of N orders, from spawn to exit.
-pub fn engine(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
-    let rows: u64 = if ctx.quick { 20_000 } else { 100_000 };
-    let dir = temp_dir("throughput")?;
-    let batch = dir.path().join("throughput.csv");
-    write_trx_batch(&batch, "tp", rows)?;
-    let mut sandbox = unlimited_sandbox(ctx, dir.path())?;
+/// The configuration of the throughput runs: no rate limit of our own, the first status check
+/// after 1 s, no approval.
+fn unlimited_config() -> String {
     let concurrency = format!("concurrency = {THROUGHPUT_CONCURRENCY}");
     let limits = [
         "rate_per_second = 1000000",
@@ -40,7 +36,17 @@ pub fn engine(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         concurrency.as_str(),
         "track_first_check_secs = 1",
     ];
-    let ccpayout = Ccpayout::new(&ctx.bin, dir.path(), &sandbox.url, &config_toml(&limits, "never"))?;
+    config_toml(&limits, "never")
+}
+
+/// Scenario 1: `submit` of N orders, from spawn to exit.
+pub fn engine(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let rows: u64 = if ctx.quick { 20_000 } else { 100_000 };
+    let dir = temp_dir("throughput")?;
+    let batch = dir.path().join("throughput.csv");
+    write_trx_batch(&batch, "tp", rows)?;
+    let mut sandbox = unlimited_sandbox(ctx, dir.path())?;
+    let ccpayout = Ccpayout::new(&ctx.bin, dir.path(), &sandbox.url, &unlimited_config())?;
     println!("  {rows} orders, concurrency {THROUGHPUT_CONCURRENCY}");
 
     let sandbox_cpu_before = sandbox.cpu_seconds()?;
@@ -214,14 +220,7 @@ pub fn with_notices(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     write_trx_batch(&batch, "nt", rows)?;
     let mut sandbox = unlimited_sandbox(ctx, dir.path())?;
     let receiver = Receiver::start()?;
-    let concurrency = format!("concurrency = {THROUGHPUT_CONCURRENCY}");
-    let limits = [
-        "rate_per_second = 1000000",
-        "read_rate_per_second = 1000000",
-        concurrency.as_str(),
-        "track_first_check_secs = 1",
-    ];
-    let mut config = config_toml(&limits, "never");
+    let mut config = unlimited_config();
     config.push_str(&format!(
         "[[notify]]\nname = \"bench\"\nurl = \"http://{}/hook\"\n",
         receiver.addr

@@ -487,21 +487,15 @@ impl Daemon {
     /// The control socket, answered by the one operator with the daemon's live runtime.
     /// Records "the daemon started" or "is stopping" in the outbox.
     fn daemon_notice(&self, event: NoticeEvent, detail: &str) {
-        if self.notices.is_none() {
+        let Some(dispatcher) = &self.notices else {
             return;
-        }
+        };
         let store = &self.shared.store;
         let open = store
             .batches()
             .map(|b| b.iter().filter(|b| b.state == BatchState::Open).count() as u64)
             .unwrap_or(0);
-        let notice = crate::model::notice::daemon(
-            event,
-            &crate::notify::host_name(),
-            detail,
-            open,
-            self.shared.clock.now_ms(),
-        );
+        let notice = crate::model::notice::daemon(event, dispatcher.host(), detail, open, self.shared.clock.now_ms());
         if let Err(e) = store.record_notices(&[notice]) {
             tracing::warn!(error = %e, event = %event, "cannot record a notice");
         }

@@ -219,6 +219,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the notice `key` names is told for the first time in this process (and remembers
+    /// it).
+    fn first_time(&self, key: String) -> bool {
+        self.told
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key)
+    }
+
     /// "Balance too low" when CCPayment refused a send of this group for the balance (14000)
     /// or for the network fee's coin (14011): once per batch, coin and code in this process.
     fn balance_notices(&self, changes: &[Change]) -> Vec<notice::Notice> {
@@ -226,17 +235,16 @@ impl Engine {
             return Vec::new();
         }
         let mut notices = Vec::new();
-        let mut told = self.told.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for change in changes {
+        for change in changes.iter().filter(|c| c.event == "retry") {
             let order = &change.order;
             let Some(code) = order.error.as_ref().and_then(|e| e.code) else {
                 continue;
             };
-            if !BALANCE_CODES.contains(&code) || change.event != "retry" {
+            if !BALANCE_CODES.contains(&code) {
                 continue;
             }
             let coin = coin_label(order);
-            if !told.insert(format!("balance:{}:{coin}:{code}", order.batch_id)) {
+            if !self.first_time(format!("balance:{}:{coin}:{code}", order.batch_id)) {
                 continue;
             }
             let name = self
@@ -269,13 +277,7 @@ impl Engine {
             return Ok(());
         }
         let now = self.now();
-        let key = format!("stopped:{code}:{}", now / 3_600_000);
-        if !self
-            .told
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key)
-        {
+        if !self.first_time(format!("stopped:{code}:{}", now / 3_600_000)) {
             return Ok(());
         }
         let cause = notice::PauseCause::Stopped {

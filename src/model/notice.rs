@@ -157,17 +157,6 @@ impl Notice {
     pub fn settled(&self) -> bool {
         self.deliveries.values().all(Delivery::is_final)
     }
-
-    /// The earliest time a delivery of this notice is due, if one is pending.
-    pub fn next_due_ms(&self) -> Option<i64> {
-        self.deliveries
-            .values()
-            .filter_map(|d| match d {
-                Delivery::Pending { next_ms, .. } => Some(*next_ms),
-                _ => None,
-            })
-            .min()
-    }
 }
 
 /// Which events a target wants.
@@ -226,16 +215,6 @@ pub enum Delivery {
 impl Delivery {
     pub fn is_final(&self) -> bool {
         !matches!(self, Delivery::Pending { .. })
-    }
-
-    /// The short name used in `status` and the metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Delivery::Pending { .. } => "pending",
-            Delivery::Delivered { .. } => "delivered",
-            Delivery::Refused { .. } => "refused",
-            Delivery::Dropped { .. } => "dropped",
-        }
     }
 }
 

@@ -76,15 +76,7 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the notices' HTTP client: {e}"))?;
-        store.set_subscriptions(
-            targets
-                .iter()
-                .map(|t| crate::model::notice::Subscription {
-                    target: t.name.clone(),
-                    events: t.events.clone(),
-                })
-                .collect(),
-        );
+        store.set_subscriptions(targets.iter().map(NotifyTarget::subscription).collect());
         let seed = u64::try_from(clock.now_ms()).unwrap_or(1) ^ u64::from(std::process::id());
         Ok(Dispatcher {
             store,
@@ -149,6 +141,11 @@ impl Dispatcher {
             tokio::time::sleep(wait).await;
         }
         self.left()
+    }
+
+    /// The machine's host name, as the notices carry it.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The store whose outbox it sends.
@@ -311,7 +308,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The machine's host name, for the notices' `host`.
-pub fn host_name() -> String {
+fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_owned())

@@ -60,6 +60,8 @@ struct FileConfig {
     daemon: DaemonFile,
     #[serde(default)]
     webhook: WebhookFile,
+    #[serde(default)]
+    console: ConsoleFile,
     /// `[[notify]]` targets.
     #[serde(default)]
     notify: Vec<NotifyFile>,
@@ -98,6 +100,18 @@ struct WebhookFile {
     path: Option<String>,
     max_body_bytes: Option<usize>,
     window_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleFile {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    behind_proxy: Option<bool>,
+    public_url: Option<String>,
+    trusted_user_header: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    idle_timeout_mins: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +317,8 @@ pub struct Config {
     pub reports: ReportsConfig,
     pub daemon: DaemonConfig,
     pub webhook: WebhookConfig,
+    /// The web console (`[console]`), served by the daemon; off by default.
+    pub console: ConsoleConfig,
     /// Where notices go (`[[notify]]`); none by default.
     pub notify: Vec<NotifyTarget>,
 }
@@ -371,6 +387,28 @@ pub struct WebhookConfig {
     /// Accepted distance between a webhook's timestamp and the clock.
     pub window: Duration,
 }
+
+/// The web console (`[console]`): served by `ccpayout run`, off by default.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    /// Where it listens: loopback unless `behind_proxy`.
+    pub listen: std::net::SocketAddr,
+    /// A reverse proxy in front: a non-loopback `listen` is allowed.
+    pub behind_proxy: bool,
+    /// The address people open (`https://payouts.example.com`), for the sign-in links;
+    /// `None`: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// The header an authenticating proxy puts the signed-in user in; `None`: sign-in links only.
+    pub trusted_user_header: Option<String>,
+    /// The addresses that header is accepted from (the proxy's).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A session ends after this long without a request.
+    pub idle_timeout: Duration,
+}
+
+/// The default console address.
+pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:8789";
 
 /// The default metrics address.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9187";
@@ -529,6 +567,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         reports: reports_file,
         daemon: daemon_file,
         webhook: webhook_file,
+        console: console_file,
         notify: notify_files,
     } = file;
     let file = Sections {
@@ -633,6 +672,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
     let policy = resolve_policy(file.policy, path.and_then(Path::parent), &mut problems);
     let daemon = resolve_daemon(daemon_file, &relative_to_config, &mut problems);
     let webhook = resolve_webhook(webhook_file, &mut problems);
+    let console = resolve_console(console_file, &mut problems);
     let notify = resolve_notify(notify_files, &relative_to_config, &mut problems);
 
     if !problems.is_empty() {
@@ -657,6 +697,7 @@ fn resolve(file: FileConfig, path: Option<&Path>, env: &dyn Fn(&str) -> Option<S
         reports,
         daemon,
         webhook,
+        console,
         notify,
     })
 }
@@ -781,6 +822,81 @@ fn resolve_daemon(file: DaemonFile, relative: &dyn Fn(PathBuf) -> PathBuf, probl
         log_format,
         socket_mode,
         max_active_batches,
+    }
+}
+
+fn resolve_console(file: ConsoleFile, problems: &mut Vec<String>) -> ConsoleConfig {
+    let behind_proxy = file.behind_proxy.unwrap_or(false);
+    let listen_text = file.listen.unwrap_or_else(|| DEFAULT_CONSOLE_LISTEN.to_owned());
+    let listen = match listen_text.trim().parse::<std::net::SocketAddr>() {
+        Ok(addr) => {
+            if !behind_proxy && !addr.ip().to_canonical().is_loopback() {
+                problems.push(format!(
+                    "console.listen: {addr} is not a loopback address; the console lets people approve payouts, \
+                     so it answers on loopback only unless console.behind_proxy = true says a reverse proxy \
+                     (TLS, and ideally its own sign-in) stands in front of it"
+                ));
+            }
+            addr
+        }
+        Err(_) => {
+            problems.push(format!(
+                "console.listen: expected IP:PORT such as \"{DEFAULT_CONSOLE_LISTEN}\", got {listen_text:?}"
+            ));
+            DEFAULT_CONSOLE_LISTEN.parse().expect("the default parses")
+        }
+    };
+    let public_url = match file.public_url.map(|u| u.trim().trim_end_matches('/').to_owned()) {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) => {
+            problems.push(format!(
+                "console.public_url: expected an http:// or https:// address such as \"https://payouts.example.com\", got {url:?}"
+            ));
+            None
+        }
+        other => other.filter(|u| !u.is_empty()),
+    };
+    let trusted_user_header = match file.trusted_user_header.map(|h| h.trim().to_ascii_lowercase()) {
+        Some(h) if h.is_empty() => None,
+        Some(h) if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+            problems.push(format!("console.trusted_user_header: {h:?} is not an HTTP header name"));
+            None
+        }
+        other => other,
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in file
+        .trusted_proxies
+        .unwrap_or_else(|| vec!["127.0.0.1".to_owned(), "::1".to_owned()])
+        .iter()
+        .enumerate()
+    {
+        match text.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => trusted_proxies.push(ip.to_canonical()),
+            Err(_) => problems.push(format!(
+                "console.trusted_proxies[{i}]: expected an IP address such as \"127.0.0.1\", got {text:?}"
+            )),
+        }
+    }
+    if trusted_user_header.is_some() && trusted_proxies.is_empty() {
+        problems.push(
+            "console.trusted_proxies: empty, so console.trusted_user_header would never be accepted; list the proxy's address"
+                .to_owned(),
+        );
+    }
+    let idle_mins = file.idle_timeout_mins.unwrap_or(30);
+    if !(1..=24 * 60).contains(&idle_mins) {
+        problems.push(format!(
+            "console.idle_timeout_mins: expected 1 to 1440, got {idle_mins}"
+        ));
+    }
+    ConsoleConfig {
+        enabled: file.enabled.unwrap_or(false),
+        listen,
+        behind_proxy,
+        public_url,
+        trusted_user_header,
+        trusted_proxies,
+        idle_timeout: Duration::from_secs(idle_mins.clamp(1, 24 * 60) * 60),
     }
 }
 

@@ -37,6 +37,7 @@ pub mod app;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod engine;
 pub mod inbox;

@@ -26,7 +26,7 @@ use crate::model::record::{Approval, ApproverProof, BatchRecord};
 use crate::model::state::StateKind;
 use crate::rules::policy::Policy;
 use crate::rules::signature::{self, APPROVAL_NAMESPACE};
-use crate::store::{Store, StoreError};
+use crate::store::{ControlEvent, Store, StoreError};
 use crate::util::clock::SharedClock;
 use crate::util::time::rfc3339_ms;
 
@@ -77,6 +77,8 @@ pub enum Request {
     Learned {
         findings: AccountFindings,
     },
+    /// A one-time sign-in link to the web console for the caller (`ccpayout console`).
+    ConsoleLink,
 }
 
 /// How a command ended, as an exit code: 0, 1 or 2.
@@ -184,6 +186,9 @@ pub trait Runtime: Send + Sync {
 
     /// Lines only this runtime can tell, shown above the overview of `status`.
     fn status_context(&self) -> String;
+
+    /// A one-time sign-in link to the web console for `user`, or why there is none.
+    fn console_link(&self, user: &str) -> Result<String, String>;
 }
 
 /// The runtime of an operator working on the store alone (no daemon runs).
@@ -207,6 +212,10 @@ impl Runtime for Offline {
 
     fn status_context(&self) -> String {
         String::new()
+    }
+
+    fn console_link(&self, _user: &str) -> Result<String, String> {
+        Err("no daemon runs for this state directory: the console is served by `ccpayout run` with [console] enabled = true in its configuration".to_owned())
     }
 }
 
@@ -307,18 +316,35 @@ impl<R: Runtime> Operator<R> {
                 };
                 // Stop its sends first (the requests in flight are recorded), so the cancel and
                 // the engine never change the same orders at once; then follow the rest.
+                // Who asked is recorded before anything changes.
+                self.store.audit(&[ControlEvent {
+                    batch_id: batch.batch_id.to_string(),
+                    event: "cancel",
+                    by: Some(caller.to_owned()),
+                    detail: format!("{caller} cancelled the unsent orders of batch {}", batch.name),
+                    at_ms: now,
+                }])?;
                 self.runtime.hold(&batch.batch_id).await;
                 let cancelled = control::cancel(&self.store, &batch, now);
                 self.runtime.release(&batch.batch_id);
                 let n = cancelled?;
-                tracing::info!(batch = %batch.name, orders = n, "unsent orders cancelled by an operator");
+                tracing::info!(batch = %batch.name, orders = n, by = caller, "unsent orders cancelled by an operator");
                 Ok(Reply::ok(format!(
                     "cancelled {n} unsent orders of batch {}; orders already sent are followed to their end\n",
                     batch.name
                 )))
             }
-            Request::Pause { reason } => self.kill_switch(true, reason),
-            Request::Resume => self.kill_switch(false, None),
+            Request::Pause { reason } => self.kill_switch(true, reason, caller),
+            Request::Resume => self.kill_switch(false, None, caller),
+            Request::ConsoleLink => Ok(match self.runtime.console_link(caller) {
+                Ok(link) => {
+                    tracing::info!(user = caller, "console sign-in link issued");
+                    Reply::ok(format!(
+                        "sign in to the console as {caller} with this link (it works once, within 5 minutes):\n{link}\n"
+                    ))
+                }
+                Err(why) => Reply::refused(format!("{why}\n")),
+            }),
             Request::Learned { findings } => {
                 self.store.put(&ACCOUNT, &findings)?;
                 tracing::info!(account = %findings.describe(), "doctor findings recorded");
@@ -474,21 +500,36 @@ impl<R: Runtime> Operator<R> {
 
     /// `pause` / `resume`: the kill switch, in the live pacing when a daemon holds one (its
     /// waiters wake at once), and in the store, so a restart keeps it.
-    fn kill_switch(&self, on: bool, reason: Option<String>) -> Result<Reply, OperatorError> {
+    fn kill_switch(&self, on: bool, reason: Option<String>, caller: &str) -> Result<Reply, OperatorError> {
         let before = self.store.get(&PAUSE)?.unwrap_or_default();
+        let now = self.clock.now_ms();
+        self.store.audit(&[ControlEvent {
+            batch_id: String::new(),
+            event: if on { "pause" } else { "resume" },
+            by: Some(caller.to_owned()),
+            detail: if on {
+                format!(
+                    "{caller} paused all sending{}",
+                    reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                )
+            } else {
+                format!("{caller} resumed sending")
+            },
+            at_ms: now,
+        }])?;
         let pause = match self.runtime.pacing() {
             Some(pacing) => pacing.set_kill_switch(on, reason),
             None => before.clone().with_kill_switch(on, reason),
         };
-        let notices = crate::engine::pause_notices(&before, &pause, self.clock.now_ms());
+        let notices = crate::engine::pause_notices(&before, &pause, now);
         self.store.put_noticed(&PAUSE, &pause, &notices)?;
         if let Some(pacing) = self.runtime.pacing() {
             pacing.pause_saved(pause);
         }
         if on {
-            tracing::warn!("submission paused by an operator");
+            tracing::warn!(by = caller, "submission paused by an operator");
         } else {
-            tracing::info!("submission resumed by an operator");
+            tracing::info!(by = caller, "submission resumed by an operator");
         }
         Ok(Reply::ok(if on {
             "submission paused: nothing is sent until `ccpayout resume`\n"

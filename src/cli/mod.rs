@@ -157,6 +157,21 @@ pub enum Command {
         sandbox: bool,
     },
 
+    /// Print a one-time sign-in link to the running daemon's web console, for your OS user.
+    ///
+    /// The daemon serves the console when its configuration has `[console] enabled = true`.
+    /// The link works once, within 5 minutes, and starts a session that ends after
+    /// console.idle_timeout_mins without a request. Approvals and other actions in the console
+    /// are recorded under the OS user who ran this command.
+    Console {
+        /// Also open the link in the desktop's browser (xdg-open, or open on macOS).
+        #[arg(long)]
+        open: bool,
+        /// The daemon of `--sandbox` runs.
+        #[arg(long)]
+        sandbox: bool,
+    },
+
     /// Write a batch's reports again from the store (result CSV and JSON, summary JSON).
     Report {
         /// A batch name or id prefix.
@@ -532,6 +547,33 @@ async fn operator_reply(
     Ok(reply)
 }
 
+/// `ccpayout console`: a sign-in link from the daemon that runs on `state_dir` (only a running
+/// daemon serves the console), opened in the desktop's browser with `--open`.
+async fn console_link(state_dir: &std::path::Path, open: bool) -> Result<Outcome, CliError> {
+    let reply = match crate::daemon::socket::call(state_dir, &Request::ConsoleLink).await {
+        Ok(Some(reply)) => reply,
+        Ok(None) => crate::app::Reply::refused(format!(
+            "no daemon runs for {}: the web console is served by `ccpayout run` (systemctl start ccpayout) with\n\n  [console]\n  enabled = true\n\nin its configuration\n",
+            state_dir.display()
+        )),
+        Err(e) => return Err(anyhow::anyhow!("{e}").into()),
+    };
+    if open && reply.verdict == crate::app::Verdict::Done {
+        let link = reply.text.lines().rev().find(|l| l.starts_with("http")).unwrap_or("").trim();
+        let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        let spawned = std::process::Command::new(opener)
+            .arg(link)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = spawned {
+            eprintln!("cannot run {opener} ({e}); open the link above by hand");
+        }
+    }
+    submit::show(reply)
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
@@ -612,6 +654,10 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Report { batch, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
             operate(cli.config, &dir, Request::Report { batch }).await
+        }
+        Command::Console { open, sandbox } => {
+            let dir = state_dir_or_default(cli.state_dir, sandbox)?;
+            console_link(&dir, open).await
         }
         Command::Retry { batch, out, sandbox } => {
             let dir = state_dir_or_default(cli.state_dir, sandbox)?;
@@ -1018,6 +1064,21 @@ fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
             "  webhooks:     http://{}{}",
             config.webhook.listen, config.webhook.path
         );
+    }
+    let console = &config.console;
+    if console.enabled {
+        println!(
+            "  console:      {}{}{} (sessions idle out after {} min)",
+            console.public_url.clone().unwrap_or_else(|| format!("http://{}", console.listen)),
+            if console.public_url.is_some() { format!(", listening on {}", console.listen) } else { String::new() },
+            match &console.trusted_user_header {
+                Some(h) => format!("; the user from {h} sent by {:?}", console.trusted_proxies),
+                None => "; sign in with `ccpayout console`".to_owned(),
+            },
+            console.idle_timeout.as_secs() / 60
+        );
+    } else {
+        println!("  console:      off ([console] enabled = true serves it)");
     }
     for target in &config.notify {
         let events = if target.events.len() == crate::model::notice::NoticeEvent::ALL.len() {

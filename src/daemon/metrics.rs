@@ -30,6 +30,9 @@
 //! | `ccpayout_job_last_run_timestamp_seconds` | gauge | `job` |
 //! | `ccpayout_notices` | gauge | `target`, `state` |
 //! | `ccpayout_notice_target_failing` | gauge | `target` |
+//! | `ccpayout_console_sessions` | gauge | |
+//! | `ccpayout_console_sign_ins_total` | counter | `result` |
+//! | `ccpayout_console_actions_total` | counter | `action`, `result` |
 //! | `ccpayout_start_time_seconds` | gauge | |
 //! | `ccpayout_build_info` | gauge | `version` |
 //!
@@ -118,6 +121,8 @@ pub struct Snapshot {
     pub in_flight: u64,
     /// How many may be in flight now (the pacing's limit, from the latency measured).
     pub in_flight_limit: u64,
+    /// The web console's sessions, sign-ins and actions; `None`: no console.
+    pub console: Option<crate::console::ConsoleMetrics>,
 }
 
 /// One metric family being written: its `# HELP` and `# TYPE` lines, then its samples.
@@ -327,6 +332,36 @@ pub fn render(s: &Snapshot) -> String {
     );
     for (target, failing) in &s.notice_failing {
         f.sample(&[("target", target)], u8::from(*failing));
+    }
+
+    let mut f = Family::new(
+        out,
+        "ccpayout_console_sessions",
+        "gauge",
+        "Web console sessions signed in and not idle (no sample when the console is off).",
+    );
+    if let Some(c) = &s.console {
+        f.sample(&[], c.sessions);
+    }
+
+    let mut f = Family::new(
+        out,
+        "ccpayout_console_sign_ins_total",
+        "counter",
+        "Web console sign-in attempts by result: ok, or why the link was refused (unknown, used, expired, limited).",
+    );
+    for (result, n) in s.console.iter().flat_map(|c| &c.sign_ins) {
+        f.sample(&[("result", result)], n);
+    }
+
+    let mut f = Family::new(
+        out,
+        "ccpayout_console_actions_total",
+        "counter",
+        "Web console actions (approve, cancel, pause, resume, sign_out) by result: done, refused, failed, or forbidden (no valid CSRF token).",
+    );
+    for ((action, result), n) in s.console.iter().flat_map(|c| &c.actions) {
+        f.sample(&[("action", action), ("result", result)], n);
     }
 
     Family::new(

@@ -136,6 +136,8 @@ pub struct Shared {
     origins: Mutex<HashMap<String, (usize, PathBuf)>>,
     batches: OnceLock<Arc<Batches>>,
     webhook_stats: OnceLock<Arc<webhook::WebhookStats>>,
+    /// The web console, when `[console]` enables it.
+    console: OnceLock<Arc<crate::console::Console>>,
 }
 
 impl Shared {
@@ -207,6 +209,7 @@ pub struct Daemon {
     socket: Option<UnixListener>,
     metrics: Option<TcpListener>,
     webhook: Option<TcpListener>,
+    console: Option<TcpListener>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     fatal: Fatal,
@@ -259,6 +262,7 @@ pub async fn build(
         origins: Mutex::new(HashMap::new()),
         batches: OnceLock::new(),
         webhook_stats: OnceLock::new(),
+        console: OnceLock::new(),
     });
 
     let shutdown = CancellationToken::new();
@@ -298,12 +302,23 @@ pub async fn build(
     } else {
         None
     };
+    let console = if config.console.enabled {
+        let addr = config.console.listen;
+        Some(TcpListener::bind(addr).await.map_err(|e| {
+            start(format!(
+                "cannot serve the console on {addr}: {e} (set console.listen)"
+            ))
+        })?)
+    } else {
+        None
+    };
     Ok(Daemon {
         shared,
         batches,
         socket: Some(socket),
         metrics,
         webhook,
+        console,
         shutdown,
         tracker,
         fatal,
@@ -402,6 +417,7 @@ impl Daemon {
         self.serve_socket();
         self.serve_metrics();
         self.serve_webhook();
+        self.serve_console();
         sd_notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status("reconciling"),
@@ -519,6 +535,43 @@ impl Daemon {
         self.spawn(
             "control socket".into(),
             Box::pin(async move { Ok(socket::serve(listener, path, operator, cancel).await?) }),
+        );
+    }
+
+    /// The web console: pages over the store and the live daemon, actions through the one
+    /// operator (with the daemon's live runtime, as the control socket).
+    fn serve_console(&mut self) {
+        let Some(listener) = self.console.take() else { return };
+        let shared = self.shared.clone();
+        let operator = Arc::new(
+            Operator::new(
+                shared.store.clone(),
+                shared.state_dir.clone(),
+                shared.reports_dir(),
+                shared.clock.clone(),
+                Live::new(shared.clone()),
+            )
+            .with_policy(shared.config.policy.clone()),
+        );
+        let console = Arc::new(crate::console::Console::new(crate::console::Parts {
+            settings: shared.config.console.clone(),
+            store: shared.store.clone(),
+            clock: shared.clock.clone(),
+            operator,
+            live: Arc::new(runtime::ConsoleLive { shared: shared.clone() }),
+            reports_dir: shared.reports_dir(),
+            warn_percent: shared.config.policy.diff_warn_percent,
+        }));
+        if let Ok(addr) = listener.local_addr() {
+            console.bound(addr);
+            tracing::info!("console on http://{addr}/ (sign in with `ccpayout console`)");
+        }
+        let _ = shared.console.set(console.clone());
+        let router = crate::console::router(console);
+        let cancel = self.shutdown.clone();
+        self.spawn(
+            "console".into(),
+            Box::pin(async move { Ok(crate::console::serve(listener, router, cancel).await?) }),
         );
     }
 

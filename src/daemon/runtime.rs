@@ -47,6 +47,21 @@ impl Runtime for Live {
         "the daemon sends them now\n".to_owned()
     }
 
+    fn console_link(&self, user: &str) -> Result<String, String> {
+        match self.shared.console.get() {
+            Some(console) => Ok(console.sign_in_link(user)),
+            None => Err(format!(
+                "the web console is off in this daemon: add\n\n  [console]\n  enabled = true\n\nto {} and restart it (`systemctl restart ccpayout`); it then answers on {} (loopback only, unless console.behind_proxy = true)",
+                self.shared
+                    .config
+                    .path
+                    .as_ref()
+                    .map_or_else(|| "its configuration file".to_owned(), |p| p.display().to_string()),
+                self.shared.config.console.listen
+            )),
+        }
+    }
+
     fn status_context(&self) -> String {
         let shared = &self.shared;
         let now = shared.clock.now_ms();
@@ -100,6 +115,67 @@ impl Runtime for Live {
             let _ = writeln!(out, "job {}", jobs::describe(job, now));
         }
         out
+    }
+}
+
+/// What the console sees of the running daemon: its pacing and request figures, and balances
+/// and fee quotes asked through its one paced client.
+pub(super) struct ConsoleLive {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl crate::console::Live for ConsoleLive {
+    fn facts(&self) -> crate::console::Facts {
+        let shared = &self.shared;
+        let pacing = shared.engine.pacing();
+        let requests = shared.client.request_stats();
+        crate::console::Facts {
+            held: pacing.gate().snapshot().1,
+            limited_rate: pacing.gate().allowed_rate(),
+            configured_rate: f64::from(shared.config.limits.rate_per_second),
+            in_flight: requests.in_flight,
+            in_flight_limit: pacing.in_flight_limit() as u64,
+            last_success_ms: requests.last_success_ms,
+            batches_paying: shared.batches().running().len(),
+            started_ms: shared.started_ms,
+        }
+    }
+
+    fn balances(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<crate::console::Balance>, String>> {
+        Box::pin(async move {
+            let assets = self
+                .shared
+                .client
+                .get_app_coin_asset_list()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(assets
+                .into_iter()
+                .filter_map(|a| {
+                    Some(crate::console::Balance {
+                        available: rust_decimal::Decimal::from_str_exact(a.available.trim()).ok()?,
+                        coin: a.coin_symbol,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn fee(&self, coin_id: u64, chain: String) -> futures_util::future::BoxFuture<'_, Result<crate::console::FeeQuote, String>> {
+        Box::pin(async move {
+            let quote = self
+                .shared
+                .client
+                .get_withdraw_fee(coin_id, &chain)
+                .await
+                .map_err(|e| e.to_string())?;
+            let amount = rust_decimal::Decimal::from_str_exact(quote.fee.amount.trim())
+                .map_err(|_| format!("the fee {:?} is not a decimal", quote.fee.amount))?;
+            Ok(crate::console::FeeQuote {
+                amount,
+                coin_id: Some(quote.fee.coin_id).filter(|c| *c != 0),
+            })
+        })
     }
 }
 
@@ -158,6 +234,7 @@ pub(super) fn snapshot(shared: &Shared) -> super::metrics::Snapshot {
         latency_sum_ms: requests.latency_sum_ms,
         in_flight: requests.in_flight,
         in_flight_limit: shared.engine.pacing().in_flight_limit() as u64,
+        console: shared.console.get().map(|c| c.metrics()),
     }
 }
 

@@ -24,4 +24,5 @@ mod submit;
 mod survive;
 mod upgrade;
 mod v1;
+mod webdriver;
 mod webhook;

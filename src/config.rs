@@ -401,7 +401,7 @@ pub struct ConsoleConfig {
     pub public_url: Option<String>,
     /// The header an authenticating proxy puts the signed-in user in; `None`: sign-in links only.
     pub trusted_user_header: Option<String>,
-    /// The addresses that header is accepted from (the proxy's).
+    /// The addresses that header is accepted from (the proxy's); none by default.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// A session ends after this long without a request.
     pub idle_timeout: Duration,
@@ -866,7 +866,7 @@ fn resolve_console(file: ConsoleFile, problems: &mut Vec<String>) -> ConsoleConf
     let mut trusted_proxies = Vec::new();
     for (i, text) in file
         .trusted_proxies
-        .unwrap_or_else(|| vec!["127.0.0.1".to_owned(), "::1".to_owned()])
+        .unwrap_or_default()
         .iter()
         .enumerate()
     {

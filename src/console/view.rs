@@ -327,7 +327,7 @@ pub fn batch(b: &BatchPage, who: &Who<'_>) -> Markup {
                 dt { "Progress" }
                 dd {
                     progress #progress max=(b.total.max(1)) value=(b.finals)
-                        data-url={ "/batches/" (b.id) "/progress" } data-state=(b.state) {}
+                        data-url={ "/batches/" (b.id) "/progress" } data-page={ "/batches/" (b.id) } data-state=(b.state) {}
                     div #counts { (b.counts) }
                 }
                 dt { "Totals" } dd { (amounts(&b.totals)) }

@@ -5,6 +5,7 @@ mod bundles;
 mod check;
 mod cli;
 mod client;
+mod console;
 mod controls;
 mod daemon;
 mod diff;

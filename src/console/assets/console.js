@@ -17,8 +17,9 @@
           if (counts) counts.textContent = p.text;
           if (state) state.textContent = p.state;
           if (p.state !== "open") {
-            // Finished: show the final page (rows, reports) once.
-            window.location.reload();
+            // Finished: show the batch's final page (rows, reports) once. Not a reload: the
+            // page may be the answer to a form, which must not be sent again.
+            window.location.assign(bar.dataset.page);
             return;
           }
           window.setTimeout(tick, 2000);

@@ -1,0 +1,496 @@
+//! The web console (`[console]`), driven by headless Chromium through chromedriver against a
+//! daemon on the sandbox: sign in with the printed link, approve, watch, download; the refusals
+//! (a used link, a form without its CSRF token, a second approval by the same person); and a
+//! hostile `reference` that must render as text. Without Chromium the browser tests say they are
+//! skipped (CI installs it and sets CCPAYOUT_BROWSER_TESTS=required, which makes that a failure).
+//! The screenshots land in `target/test-screenshots/`.
+//!
+//! The checks that need no browser — the console off, loopback only, the proxy's header, the
+//! security headers, the metrics — talk HTTP directly.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::daemon::{Daemon, RECIPIENTS, ccpayout_text, drop_file, layout, paid_once, sandbox_config};
+use crate::helpers::TestApi;
+use crate::webdriver::{Browser, screenshot_dir};
+
+/// The `[console]` section on a port the system picks, and every batch needing approval.
+fn console_config(policy: &str) -> String {
+    format!("[console]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[policy]\napproval = \"always\"\n{policy}")
+}
+
+fn csv(rows: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = String::from("order_id,recipient,coin,chain,amount,reference\n");
+    for (id, to, amount, reference) in rows {
+        text.push_str(&format!("{id},{to},USDT,TRX,{amount},{reference}\n"));
+    }
+    text
+}
+
+/// `ccpayout console`'s link.
+fn sign_in_link(api: &TestApi, state: &Path, config: &Path) -> String {
+    let (code, out, err) = ccpayout_text(api, state, config, &["console"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    out.lines()
+        .find(|l| l.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no link in {out}"))
+        .trim()
+        .to_owned()
+}
+
+/// Waits until the daemon has stored a batch that waits for approval; returns the status text.
+fn wait_for_approval(daemon: &Daemon, api: &TestApi, state: &Path, config: &Path) {
+    daemon.wait_for("a batch waiting for approval", Duration::from_secs(30), || {
+        ccpayout_text(api, state, config, &["status"]).1.contains("AWAITING APPROVAL")
+    });
+}
+
+fn shot(name: &str) -> std::path::PathBuf {
+    screenshot_dir().join(format!("console-{name}.png"))
+}
+
+/// The page's text, for messages.
+async fn body_text(browser: &Browser) -> String {
+    browser.find("body").await.text().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_downloads_the_report() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (_dir, state, config, inbox) = layout(&console_config(""));
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let rows = [
+        ("pay-1", RECIPIENTS[0], "12.5", "march salary"),
+        ("pay-2", RECIPIENTS[1], "7", "bonus"),
+        ("pay-3", RECIPIENTS[2], "3.25", "expenses"),
+    ];
+    drop_file(&inbox, "payroll-2026-12.csv", &csv(&rows));
+    wait_for_approval(&daemon, &api, &state, &config);
+    let link = sign_in_link(&api, &state, &config);
+    let Some(browser) = Browser::start().await else { return };
+
+    // The link asks to confirm, then signs in as the OS user who ran `ccpayout console`.
+    browser.goto(&link).await;
+    browser.screenshot(shot("1-sign-in")).await;
+    browser.find("#sign-in").await.click().await;
+    let who = browser.find("#who").await.text().await;
+    assert_eq!(who, ccpayout::util::user::current(), "{}", body_text(&browser).await);
+    let cookie = browser
+        .cookies()
+        .await
+        .into_iter()
+        .find(|c| c["name"] == "ccpayout_session")
+        .expect("a session cookie");
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+
+    // The overview lists the batch waiting for approval.
+    browser.wait_for("#sending-state", Duration::from_secs(5)).await;
+    assert_eq!(browser.find("#sending-state").await.text().await, "sending normally");
+    browser.screenshot(shot("2-overview")).await;
+    let waiting = browser.find_all("#batches tbody tr").await;
+    assert_eq!(waiting.len(), 1, "{}", body_text(&browser).await);
+    waiting[0].find("a").await.click().await;
+
+    // The batch: every row with its verdict and fee, the digest, the approval form.
+    browser.wait_for("#rows", Duration::from_secs(10)).await;
+    let shown = browser.find_all("#rows tbody tr").await;
+    assert_eq!(shown.len(), 3);
+    for row in &shown {
+        assert_eq!(row.attribute("data-status").await.as_deref(), Some("awaiting_approval"));
+    }
+    let text = body_text(&browser).await;
+    for (id, _, amount, reference) in rows {
+        assert!(text.contains(id) && text.contains(amount) && text.contains(reference), "{text}");
+    }
+    let digest = browser
+        .find("form[action$='/approve'] input[name=digest]")
+        .await
+        .attribute("value")
+        .await
+        .unwrap();
+    assert_eq!(digest.len(), 64);
+    let highlighted = browser.find(".approval code.digest mark").await.text().await;
+    assert_eq!(highlighted, digest[58..], "the last 6 characters are the ones to type");
+    browser.screenshot(shot("3-batch-waiting")).await;
+    browser.set_window_size(400, 900).await;
+    browser.screenshot(shot("3-batch-waiting-phone")).await;
+    browser.set_window_size(1280, 900).await;
+
+    // A wrong confirmation approves nothing.
+    browser.find("#confirm-plan").await.send_keys("000000").await;
+    browser.find("#approve-plan").await.click().await;
+    let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
+    assert!(flash.contains("not the last 6"), "{flash}");
+    assert!(ccpayout_text(&api, &state, &config, &["status"]).1.contains("AWAITING APPROVAL"));
+
+    // Typing the last 6 characters approves exactly that digest, under the signed-in name.
+    browser.find("#confirm-plan").await.send_keys(&digest[58..]).await;
+    browser.find("#approve-plan").await.click().await;
+    let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
+    assert!(flash.contains(&format!("{who} approved the plan")), "{flash}");
+    assert!(flash.contains(&digest), "the approval binds to the full digest: {flash}");
+
+    // The page follows the payouts by itself until the batch is done.
+    browser
+        .wait_until("the page to show the batch done", Duration::from_secs(60), async || {
+            browser
+                .execute(
+                    "var e = document.getElementById('batch-state'); return e ? e.textContent : '';",
+                    vec![],
+                )
+                .await
+                == "done"
+        })
+        .await;
+    assert!(!browser.current_url().await.ends_with("/approve"), "the page went to the batch's own address");
+    let statuses: Vec<Option<String>> = {
+        let mut v = Vec::new();
+        for row in browser.find_all("#rows tbody tr").await {
+            v.push(row.attribute("data-status").await);
+        }
+        v
+    };
+    assert_eq!(statuses, vec![Some("success".to_owned()); 3]);
+    browser.screenshot(shot("4-batch-done")).await;
+    assert_eq!(paid_once(&api.sandbox.ledger()).len(), 3);
+
+    // The result report downloads from the page's link.
+    let href = browser.find("#download-csv").await.attribute("href").await.unwrap();
+    let got = browser
+        .execute(
+            "var x = new XMLHttpRequest(); x.open('GET', arguments[0], false); x.send(); \
+             return [x.status, x.getResponseHeader('Content-Disposition'), x.responseText];",
+            vec![Value::from(href)],
+        )
+        .await;
+    assert_eq!(got[0], 200, "{got}");
+    assert!(got[1].as_str().unwrap().starts_with("attachment; filename="), "{got}");
+    let report = got[2].as_str().unwrap();
+    assert_eq!(report.lines().filter(|l| l.contains(",success,")).count(), 3, "{report}");
+
+    // The order page: its record and attempts.
+    browser.find("#rows tbody tr a").await.click().await;
+    let facts = browser.find("#order-facts").await.text().await;
+    assert!(facts.contains("Record id") && facts.contains("Attempts"), "{facts}");
+    browser.screenshot(shot("5-order")).await;
+
+    // The audit trail names the approver.
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"approval\"") && l.contains(&format!("\"by\":\"{who}\""))),
+        "{audit}"
+    );
+    drop(browser);
+    let (code, _, log) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_link_a_form_without_its_csrf_token_and_a_second_approval_by_the_same_person_are_refused() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (_dir, state, config, inbox) = layout(&console_config("approvals_required = 2\n"));
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    drop_file(
+        &inbox,
+        "bonus-2026-12.csv",
+        &csv(&[("b-1", RECIPIENTS[0], "5", "q4"), ("b-2", RECIPIENTS[1], "6", "q4")]),
+    );
+    wait_for_approval(&daemon, &api, &state, &config);
+    let link = sign_in_link(&api, &state, &config);
+    let Some(browser) = Browser::start().await else { return };
+
+    browser.goto(&link).await;
+    browser.find("#sign-in").await.click().await;
+    let who = browser.find("#who").await.text().await;
+
+    // The same link again, from another browser session: refused.
+    browser.delete_cookies().await;
+    browser.goto(&link).await;
+    let message = browser.find("#message").await.text().await;
+    assert!(message.contains("already used"), "{message:?}: {}", browser.page_source().await);
+    assert!(browser.try_find("#sign-in").await.is_none());
+    browser.screenshot(shot("6-link-used")).await;
+    // Without a session every page asks to sign in.
+    let base = link.split("/sign-in").next().unwrap().to_owned();
+    browser.goto(&format!("{base}/batches")).await;
+    assert!(
+        browser.find("#message").await.text().await.contains("not signed in"),
+        "{}",
+        body_text(&browser).await
+    );
+
+    // A fresh link signs in again.
+    browser.goto(&sign_in_link(&api, &state, &config)).await;
+    browser.find("#sign-in").await.click().await;
+    browser.goto(&format!("{base}/batches")).await;
+    let name = browser.find("#batches tbody tr a").await.text().await;
+    browser.find("#batches tbody tr a").await.click().await;
+    let digest = browser
+        .find("form[action$='/approve'] input[name=digest]")
+        .await
+        .attribute("value")
+        .await
+        .unwrap();
+
+    // The approval form without its CSRF token: refused, nothing approved.
+    browser
+        .execute(
+            "document.querySelector(\"form[action$='/approve'] input[name=csrf]\").remove();",
+            vec![],
+        )
+        .await;
+    browser.find("#confirm-plan").await.send_keys(&digest[58..]).await;
+    browser.find("#approve-plan").await.click().await;
+    let message = browser.find("#message").await.text().await;
+    assert!(message.contains("security token is missing"), "{message}");
+    browser.screenshot(shot("7-csrf-refused")).await;
+    let status = ccpayout_text(&api, &state, &config, &["status", &name]).1;
+    assert!(status.contains("0 of 2 given"), "{status}");
+
+    // The first approval counts; the same person's second is refused (maker ≠ checker, quorum
+    // of distinct approvers), as on the command line.
+    browser.back().await;
+    browser.refresh().await;
+    browser.find("#confirm-plan").await.send_keys(&digest[58..]).await;
+    browser.find("#approve-plan").await.click().await;
+    let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
+    assert!(flash.contains("1 of 2 approvals given"), "{flash}");
+    browser.find("#confirm-plan").await.send_keys(&digest[58..]).await;
+    browser.find("#approve-plan").await.click().await;
+    let flash = browser.wait_for("#flash.refused", Duration::from_secs(10)).await.text().await;
+    assert!(flash.contains(&who) && flash.contains("already"), "{flash}");
+    browser.screenshot(shot("8-second-approval-refused")).await;
+    let status = ccpayout_text(&api, &state, &config, &["status", &name]).1;
+    assert!(status.contains("1 of 2 given"), "{status}");
+    assert!(api.sandbox.ledger().payouts.is_empty(), "nothing was paid");
+
+    // Cancel, through its confirmation step, is recorded under the signed-in name.
+    browser.find("#cancel").await.click().await;
+    browser.find("#confirm").await.click().await;
+    let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
+    assert!(flash.contains("cancelled 2 unsent orders"), "{flash}");
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"cancel\"") && l.contains(&format!("\"by\":\"{who}\""))),
+        "{audit}"
+    );
+    drop(browser);
+    daemon.terminate(Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_holding_a_script_renders_as_text_and_no_script_runs() {
+    const HOSTILE: &str = "<script>window.pwned=1;document.title='pwned'</script><img src=x onerror=window.pwned=2>";
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (_dir, state, config, inbox) = layout(&console_config(""));
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    drop_file(
+        &inbox,
+        "<b>evil<b>.csv",
+        &csv(&[("x-1", RECIPIENTS[0], "5", HOSTILE), ("x-2", RECIPIENTS[1], "6", "plain")]),
+    );
+    wait_for_approval(&daemon, &api, &state, &config);
+    let link = sign_in_link(&api, &state, &config);
+    let Some(browser) = Browser::start().await else { return };
+    browser.goto(&link).await;
+    browser.find("#sign-in").await.click().await;
+    browser.find("#batches tbody tr a").await.click().await;
+    browser.wait_for("#rows", Duration::from_secs(10)).await;
+
+    // The reference is shown as the text it is.
+    let cells = browser.find_all("#rows td.reference").await;
+    let mut texts = Vec::new();
+    for c in &cells {
+        texts.push(c.text().await);
+    }
+    assert!(texts.iter().any(|t| t == HOSTILE), "{texts:?}");
+    assert!(body_text(&browser).await.contains("<b>evil<b>"), "the file name is text too");
+    // No script of the row ran: no global, the title is the console's, no <script> element
+    // besides the console's own, and no image element was made of the text.
+    let probe = browser
+        .execute(
+            "return [typeof window.pwned, document.title, document.scripts.length, \
+             document.querySelectorAll('#rows img').length];",
+            vec![],
+        )
+        .await;
+    assert_eq!(probe[0], "undefined", "{probe}");
+    assert!(probe[1].as_str().unwrap().ends_with("· ccpayout"), "{probe}");
+    assert_eq!(probe[2], 1, "only the console's own script: {probe}");
+    assert_eq!(probe[3], 0, "{probe}");
+    // Nothing tried to run and was blocked either: the text never became markup.
+    let log = browser.browser_log().await;
+    assert!(
+        !log.iter().any(|e| e["source"] == "security"),
+        "the page had something the policy blocked: {log:?}"
+    );
+    browser.screenshot(shot("9-hostile-reference")).await;
+    drop(browser);
+    daemon.terminate(Duration::from_secs(30));
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_off_by_default_and_says_how_to_turn_it_on() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    // No daemon: only `ccpayout run` serves the console.
+    let (_dir, state, config, inbox) = layout("");
+    let (code, _, err) = ccpayout_text(&api, &state, &config, &["console"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no daemon runs") && err.contains("[console]"), "{err}");
+    // A daemon without [console]: how to enable it.
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let (code, _, err) = ccpayout_text(&api, &state, &config, &["console"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the web console is off") && err.contains("enabled = true") && err.contains("127.0.0.1:8789"),
+        "{err}"
+    );
+    assert!(!daemon.log().contains("console on"), "{}", daemon.log());
+    daemon.terminate(Duration::from_secs(30));
+
+    // A non-loopback address is refused unless a proxy stands in front.
+    let (_dir, state, config, _) = layout("[console]\nenabled = true\nlisten = \"0.0.0.0:0\"\n");
+    let (code, _, err) = ccpayout_text(&api, &state, &config, &["config", "check"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("console.listen: 0.0.0.0:0 is not a loopback address"), "{err}");
+    let (_dir, state, config, _) =
+        layout("[console]\nenabled = true\nlisten = \"0.0.0.0:0\"\nbehind_proxy = true\n");
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["config", "check"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+/// The console's address from the daemon's log (`console on http://ADDR/`).
+fn console_base(daemon: &Daemon) -> String {
+    let mut base = String::new();
+    daemon.wait_for("the console's address in the log", Duration::from_secs(10), || {
+        let log = daemon.log();
+        match log.split("console on ").nth(1).and_then(|rest| rest.split('/').nth(2)) {
+            Some(addr) => {
+                base = format!("http://{addr}");
+                true
+            }
+            None => false,
+        }
+    });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user_header_only_from_the_proxy() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    let (_dir, state, config, inbox) = layout(
+        "[console]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntrusted_user_header = \"X-Remote-User\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let base = console_base(&daemon);
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let client = http();
+
+    // Not signed in: 401 with the way in, and the security headers on every answer.
+    let reply = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(reply.status(), 401);
+    let csp = reply.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(reply.headers()["x-frame-options"], "DENY");
+    assert!(reply.text().await.unwrap().contains("ccpayout console"));
+
+    // The proxy's header names the user (this request comes from 127.0.0.1, the proxy's address).
+    let reply = client
+        .get(format!("{base}/"))
+        .header("X-Remote-User", "treasurer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let page = reply.text().await.unwrap();
+    assert!(page.contains("<strong id=\"who\">treasurer</strong>"), "{page}");
+    // An action without the token is refused, with it done and recorded under that name.
+    let reply = client
+        .post(format!("{base}/pause"))
+        .header("X-Remote-User", "treasurer")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("reason=audit")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403);
+    // The proxied user signs out at the proxy, so the token comes from the pause page's form.
+    let pause = client
+        .get(format!("{base}/pause"))
+        .header("X-Remote-User", "treasurer")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = pause
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no token in {pause}"))
+        .to_owned();
+    let reply = client
+        .post(format!("{base}/pause"))
+        .header("X-Remote-User", "treasurer")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("reason=audit&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let status = ccpayout_text(&api, &state, &config, &["status"]).1;
+    assert!(status.contains("PAUSED by an operator: audit"), "{status}");
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"pause\"") && l.contains("\"by\":\"treasurer\"")),
+        "{audit}"
+    );
+
+    // Sign-in attempts with made-up tokens are limited.
+    let mut last = 0;
+    for _ in 0..7 {
+        last = client
+            .post(format!("{base}/sign-in"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("token=00")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+
+    daemon.terminate(Duration::from_secs(30));
+
+    // The header from an address that is not the proxy's is refused.
+    let (_dir, state, config, inbox) = layout(
+        "[console]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntrusted_user_header = \"X-Remote-User\"\n\
+         trusted_proxies = [\"10.1.2.3\"]\n",
+    );
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let base = console_base(&daemon);
+    let reply = client
+        .get(format!("{base}/"))
+        .header("X-Remote-User", "treasurer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403);
+    daemon.terminate(Duration::from_secs(30));
+}

@@ -847,7 +847,9 @@ fn resolve_console(file: ConsoleFile, problems: &mut Vec<String>) -> ConsoleConf
         }
     };
     let public_url = match file.public_url.map(|u| u.trim().trim_end_matches('/').to_owned()) {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) => {
+        Some(url)
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) =>
+        {
             problems.push(format!(
                 "console.public_url: expected an http:// or https:// address such as \"https://payouts.example.com\", got {url:?}"
             ));
@@ -864,12 +866,7 @@ fn resolve_console(file: ConsoleFile, problems: &mut Vec<String>) -> ConsoleConf
         other => other,
     };
     let mut trusted_proxies = Vec::new();
-    for (i, text) in file
-        .trusted_proxies
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, text) in file.trusted_proxies.unwrap_or_default().iter().enumerate() {
         match text.trim().parse::<std::net::IpAddr>() {
             Ok(ip) => trusted_proxies.push(ip.to_canonical()),
             Err(_) => problems.push(format!(
@@ -1519,6 +1516,57 @@ mod tests {
         assert_eq!(config.api.app_id.as_deref(), Some("from-env"));
         let client = config.client_config().unwrap();
         assert_eq!(client.app_secret.expose_secret(), "s3");
+    }
+
+    #[test]
+    fn the_console_is_off_and_on_loopback_by_default_and_checked() {
+        let config = Config::load(None, &env_of(&[])).unwrap();
+        assert!(!config.console.enabled);
+        assert_eq!(config.console.listen, DEFAULT_CONSOLE_LISTEN.parse().unwrap());
+        assert!(config.console.listen.ip().is_loopback());
+        assert!(
+            config.console.trusted_proxies.is_empty(),
+            "no proxy is trusted unless listed"
+        );
+        assert_eq!(config.console.idle_timeout, Duration::from_secs(30 * 60));
+
+        let problems = |text: &str| match load_text(text, &[]) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems,
+        };
+        let p = problems("[console]\nenabled = true\nlisten = \"0.0.0.0:8789\"\n");
+        assert!(
+            p[0].starts_with("console.listen: 0.0.0.0:8789 is not a loopback address"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("behind_proxy"), "{p:?}");
+        assert!(problems("[console]\nlisten = \"[::]:8789\"\nbehind_proxy = true\n").is_empty());
+        let p = problems("[console]\ntrusted_user_header = \"X-Remote-User\"\n");
+        assert!(p[0].starts_with("console.trusted_proxies: empty"), "{p:?}");
+        let p = problems(
+            "[console]\ntrusted_user_header = \"bad header\"\ntrusted_proxies = [\"10.0.0.1\", \"proxy\"]\n\
+             public_url = \"payouts.example.com\"\nidle_timeout_mins = 0\n",
+        );
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("console.trusted_user_header:")), "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("console.trusted_proxies[1]:")), "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("console.public_url:")), "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("console.idle_timeout_mins:")), "{p:?}");
+        let config = load_text(
+            "[console]\nenabled = true\npublic_url = \"https://payouts.example.com/\"\n\
+             trusted_user_header = \"X-Remote-User\"\ntrusted_proxies = [\"::ffff:10.0.0.1\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.console.public_url.as_deref(),
+            Some("https://payouts.example.com")
+        );
+        assert_eq!(config.console.trusted_user_header.as_deref(), Some("x-remote-user"));
+        assert_eq!(
+            config.console.trusted_proxies,
+            vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     #[test]

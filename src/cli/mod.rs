@@ -559,7 +559,13 @@ async fn console_link(state_dir: &std::path::Path, open: bool) -> Result<Outcome
         Err(e) => return Err(anyhow::anyhow!("{e}").into()),
     };
     if open && reply.verdict == crate::app::Verdict::Done {
-        let link = reply.text.lines().rev().find(|l| l.starts_with("http")).unwrap_or("").trim();
+        let link = reply
+            .text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("http"))
+            .unwrap_or("")
+            .trim();
         let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
         let spawned = std::process::Command::new(opener)
             .arg(link)
@@ -1069,8 +1075,15 @@ fn config_check(config_path: Option<PathBuf>) -> Result<Outcome, CliError> {
     if console.enabled {
         println!(
             "  console:      {}{}{} (sessions idle out after {} min)",
-            console.public_url.clone().unwrap_or_else(|| format!("http://{}", console.listen)),
-            if console.public_url.is_some() { format!(", listening on {}", console.listen) } else { String::new() },
+            console
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", console.listen)),
+            if console.public_url.is_some() {
+                format!(", listening on {}", console.listen)
+            } else {
+                String::new()
+            },
             match &console.trusted_user_header {
                 Some(h) => format!("; the user from {h} sent by {:?}", console.trusted_proxies),
                 None => "; sign in with `ccpayout console`".to_owned(),

@@ -7,7 +7,7 @@
 //!   starts a session (cookie `HttpOnly; SameSite=Strict`, idle timeout). Behind an
 //!   authenticating reverse proxy, `trusted_user_header` names the user, accepted only from
 //!   `trusted_proxies`.
-//! - **What they see** ([`routes`], rendered by [`view`]): the overview, the batch list, a batch
+//! - **What they see** (`routes`, rendered by `view`): the overview, the batch list, a batch
 //!   with its rows, verdicts, fees, held recipients, deny-list hits, the diff to the previous
 //!   batch, the plan digest and its progress, an order, and the reports to download.
 //! - **Safe by construction**: the pages are `maud` templates compiled into the binary, which
@@ -128,6 +128,9 @@ pub struct ConsoleMetrics {
     pub actions: BTreeMap<(String, String), u64>,
 }
 
+/// An answer of CCPayment's, with when it was asked (Unix ms).
+type Kept<T> = (i64, Result<T, String>);
+
 /// The console of one daemon.
 pub struct Console {
     settings: ConsoleConfig,
@@ -144,8 +147,8 @@ pub struct Console {
     stats: Stats,
     /// Amount totals per coin of each batch (they never change once it is stored).
     totals: Mutex<HashMap<String, BTreeMap<String, Decimal>>>,
-    balances: tokio::sync::Mutex<Option<(i64, Result<Vec<Balance>, String>)>>,
-    fees: tokio::sync::Mutex<HashMap<(u64, String), (i64, Result<FeeQuote, String>)>>,
+    balances: tokio::sync::Mutex<Option<Kept<Vec<Balance>>>>,
+    fees: tokio::sync::Mutex<HashMap<(u64, String), Kept<FeeQuote>>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -254,7 +257,11 @@ pub fn router(console: Arc<Console>) -> axum::Router {
 
 /// Serves `router` on `listener` until `cancel`; the client's address reaches the handlers
 /// (sign-in limits, the trusted proxy).
-pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router, cancel: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await

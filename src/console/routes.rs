@@ -71,8 +71,14 @@ pub(super) fn router(console: Shared) -> Router {
         .route("/orders/{order_id}", get(order))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", axum::routing::post(sign_out))
-        .route("/static/console.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
-        .route("/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
+        .route(
+            "/static/console.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/static/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
         .fallback(not_found)
         .layer(axum::middleware::map_response(secure))
         .with_state(console)
@@ -84,7 +90,8 @@ async fn secure(mut response: Response) -> Response {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     response
 }
 
@@ -277,7 +284,12 @@ async fn sign_in(
         Ok((id, session)) => {
             console.stats.sign_in("ok");
             tracing::info!(user = %session.user, from = %addr.ip(), "console: signed in");
-            let secure = if console.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            let secure = if console
+                .settings
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+            {
                 "; Secure"
             } else {
                 ""
@@ -303,7 +315,10 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !console.auth.csrf_ok(&viewer.session, form.get("csrf").map(String::as_str)) {
+    if !console
+        .auth
+        .csrf_ok(&viewer.session, form.get("csrf").map(String::as_str))
+    {
         return forbidden(&console, &viewer, "sign_out");
     }
     if let Some(id) = cookie(&headers) {
@@ -476,10 +491,7 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
             facts.configured_rate
         ),
         None => format!("up to {} requests/s (limits.rate_per_second)", facts.configured_rate),
-    } + &format!(
-        "; {} in flight (up to {})",
-        facts.in_flight, facts.in_flight_limit
-    );
+    } + &format!("; {} in flight (up to {})", facts.in_flight, facts.in_flight_limit);
     let last_success = match facts.last_success_ms {
         Some(t) => format!("{} ({} s ago)", rfc3339_ms(t), (now - t).max(0) / 1000),
         None => "none yet since the daemon started".to_owned(),
@@ -497,7 +509,10 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
         }
         let line = console.batch_line(&batch)?;
         for kind in UNSENT {
-            for o in console.store.orders_by_state(kind, Some(&batch.batch_id), None, usize::MAX)? {
+            for o in console
+                .store
+                .orders_by_state(kind, Some(&batch.batch_id), None, usize::MAX)?
+            {
                 add(&mut needed, &o.input.coin, o.call.amount());
             }
         }
@@ -543,8 +558,10 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
 async fn batches(State(console): State<Shared>, viewer: Viewer) -> Response {
     let lines = console.store.batches().and_then(|list| {
         let mut list = list;
-        list.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
-        list.iter().map(|b| console.batch_line(b)).collect::<Result<Vec<_>, _>>()
+        list.sort_by_key(|b| std::cmp::Reverse(b.created_ms));
+        list.iter()
+            .map(|b| console.batch_line(b))
+            .collect::<Result<Vec<_>, _>>()
     });
     match lines {
         Ok(lines) => page("Batches", &viewer, None, view::batch_table(&lines)),
@@ -552,11 +569,16 @@ async fn batches(State(console): State<Shared>, viewer: Viewer) -> Response {
     }
 }
 
-fn find(console: &Console, id: &str) -> Result<BatchRecord, Response> {
+fn find(console: &Console, id: &str) -> Result<BatchRecord, Box<Response>> {
     match console.store.find_batch(id) {
         Ok(Some(b)) => Ok(b),
-        Ok(None) => Err(bare(StatusCode::NOT_FOUND, "Not found", "There is no such batch.", None)),
-        Err(e) => Err(store_failed(e)),
+        Ok(None) => Err(Box::new(bare(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such batch.",
+            None,
+        ))),
+        Err(e) => Err(Box::new(store_failed(e))),
     }
 }
 
@@ -574,7 +596,7 @@ async fn batch(
 ) -> Response {
     let batch = match find(&console, &id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match batch_page(&console, &batch, &q).await {
         Ok(p) => page(
@@ -622,9 +644,8 @@ async fn batch_page(
             && let WithdrawCall::Network(r) = &o.call
         {
             let key = (r.coin_id, r.chain.clone());
-            if !quotes.contains_key(&key) {
-                let quote = console.fee(r.coin_id, &r.chain).await;
-                quotes.insert(key, quote);
+            if let std::collections::hash_map::Entry::Vacant(slot) = quotes.entry(key) {
+                slot.insert(console.fee(r.coin_id, &r.chain).await);
             }
         }
     }
@@ -632,6 +653,7 @@ async fn batch_page(
     let mut rows: Vec<view::RowLine> = Vec::with_capacity(orders.len() + batch.refused.len());
     let mut held = Vec::new();
     let mut held_total = 0;
+    let mut coins: BTreeMap<String, CoinSums> = BTreeMap::new();
     for o in &orders {
         let report = ReportRow::from_order(o, &explorers);
         let amount = Decimal::from_str_exact(o.call.amount()).ok();
@@ -657,7 +679,11 @@ async fn batch_page(
         let fee_text = match (fee, &o.fee) {
             (Some(f), Some(charged)) if !fee_same_coin => format!("{} {}", f.normalize(), charged.coin_symbol),
             (Some(f), _) if !fee_same_coin => format!("{} (another coin)", f.normalize()),
-            (Some(f), _) => format!("{}{}", f.normalize(), if quoted && !f.is_zero() { " (quote)" } else { "" }),
+            (Some(f), _) => format!(
+                "{}{}",
+                f.normalize(),
+                if quoted && !f.is_zero() { " (quote)" } else { "" }
+            ),
             (None, _) => "?".to_owned(),
         };
         let receives = match (amount, fee) {
@@ -666,6 +692,22 @@ async fn batch_page(
             (Some(a), Some(_)) => a.normalize().to_string(),
             _ => "?".to_owned(),
         };
+        {
+            let plan = coins.entry(o.input.coin.trim().to_ascii_uppercase()).or_default();
+            plan.rows += 1;
+            plan.amount += amount.unwrap_or_default();
+            match (fee, fee_same_coin) {
+                (Some(f), true) => plan.fees += f,
+                (Some(_), false) => {}
+                (None, _) => plan.unknown = true,
+            }
+            match (amount, fee) {
+                (Some(a), _) if merchant_pays(o) => plan.receives += a,
+                (Some(a), Some(f)) if fee_same_coin => plan.receives += a - f,
+                (Some(a), Some(_)) => plan.receives += a,
+                _ => plan.unknown = true,
+            }
+        }
         if let Some(review) = &o.review {
             held_total += 1;
             if held.len() < HELD_SHOWN {
@@ -755,7 +797,12 @@ async fn batch_page(
         .find_map(|q| q.as_ref().err())
         .map(|e| format!("Some fees could not be quoted by CCPayment ({e}); they show as ?."));
 
-    let mut parts = vec![approval_part("plan", "Plan approval", &batch.approval, &batch.plan_digest)];
+    let mut parts = vec![approval_part(
+        "plan",
+        "Plan approval",
+        &batch.approval,
+        &batch.plan_digest,
+    )];
     if let Some(review) = &batch.recipients {
         parts.push(approval_part(
             "recipients",
@@ -777,7 +824,29 @@ async fn batch_page(
         total: counts.values().sum(),
         finals: finals(&counts),
         counts: counts_text(&counts, batch.refused.len()),
-        totals: coin_amounts(&console.batch_totals(batch)?),
+        coins: coins
+            .into_iter()
+            .map(|(coin, c)| {
+                let maybe = |d: Decimal| {
+                    if c.unknown {
+                        format!("{} + ?", d.normalize())
+                    } else {
+                        d.normalize().to_string()
+                    }
+                };
+                view::CoinPlan {
+                    coin,
+                    rows: c.rows,
+                    amount: c.amount.normalize().to_string(),
+                    fees: maybe(c.fees),
+                    receives: if c.unknown {
+                        "?".to_owned()
+                    } else {
+                        c.receives.normalize().to_string()
+                    },
+                }
+            })
+            .collect(),
         parts,
         can_cancel: batch.state == BatchState::Open && unsent > 0,
         diff: diff_of(console, batch),
@@ -791,6 +860,17 @@ async fn batch_page(
         pages,
         fee_note,
     })
+}
+
+/// One coin's sums on the batch page.
+#[derive(Default)]
+struct CoinSums {
+    rows: u64,
+    amount: Decimal,
+    fees: Decimal,
+    receives: Decimal,
+    /// Some fee could not be quoted.
+    unknown: bool,
 }
 
 fn approval_part(part: &'static str, title: &'static str, approval: &Approval, digest: &str) -> view::ApprovalPart {
@@ -859,7 +939,7 @@ fn diff_of(console: &Console, batch: &BatchRecord) -> Result<Option<crate::batch
 async fn progress(State(console): State<Shared>, _viewer: Viewer, Path(id): Path<String>) -> Response {
     let batch = match find(&console, &id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match console.store.counts(Some(&batch.batch_id)) {
         Ok(counts) => axum::Json(serde_json::json!({
@@ -886,7 +966,7 @@ async fn report_json(State(console): State<Shared>, viewer: Viewer, Path(id): Pa
 fn download(console: &Console, viewer: &Viewer, id: &str, json: bool) -> Response {
     let batch = match find(console, id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let paths = match crate::app::write_reports(&console.reports_dir, &console.store, &batch, console.clock.now_ms()) {
         Ok(p) => p,
@@ -903,7 +983,12 @@ fn download(console: &Console, viewer: &Viewer, id: &str, json: bool) -> Respons
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| ReportPaths::new(&console.reports_dir, &batch.name).result_csv.display().to_string());
+                .unwrap_or_else(|| {
+                    ReportPaths::new(&console.reports_dir, &batch.name)
+                        .result_csv
+                        .display()
+                        .to_string()
+                });
             let disposition = format!(
                 "attachment; filename=\"{}\"",
                 name.replace(|c: char| !c.is_ascii_graphic() || c == '"' || c == '\\', "_")
@@ -973,7 +1058,8 @@ async fn order(State(console): State<Shared>, viewer: Viewer, Path(order_id): Pa
         batch_id: order.batch_id.to_string(),
         batch_name,
         facts,
-        explorer_url: Some(report.explorer_url.clone()).filter(|u| u.starts_with("https://") || u.starts_with("http://")),
+        explorer_url: Some(report.explorer_url.clone())
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
         error: order.error.as_ref().map(|e| match e.code {
             Some(code) => format!("{code}: {}", e.message),
             None => e.message.clone(),
@@ -1005,7 +1091,9 @@ fn forbidden(console: &Console, viewer: &Viewer, action: &str) -> Response {
 }
 
 fn csrf_ok(console: &Console, viewer: &Viewer, form: &HashMap<String, String>) -> bool {
-    console.auth.csrf_ok(&viewer.session, form.get("csrf").map(String::as_str))
+    console
+        .auth
+        .csrf_ok(&viewer.session, form.get("csrf").map(String::as_str))
 }
 
 /// Asks the operator and counts the outcome.
@@ -1038,7 +1126,7 @@ fn flash_of(reply: &Reply) -> Flash {
 async fn batch_after(console: &Console, viewer: &Viewer, batch_id: &str, flash: Flash, status: StatusCode) -> Response {
     let batch = match find(console, batch_id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match batch_page(console, &batch, &BatchQuery::default()).await {
         Ok(p) => html(
@@ -1065,10 +1153,13 @@ async fn approve(
     }
     let batch = match find(&console, &id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let shown = form.get("digest").map(|d| d.trim()).unwrap_or("");
-    let typed = form.get("confirm").map(|d| d.trim().to_ascii_lowercase()).unwrap_or_default();
+    let typed = form
+        .get("confirm")
+        .map(|d| d.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     let current = match form.get("part").map(String::as_str) {
         Some("recipients") => batch.recipients.as_ref().map(|r| r.digest.as_str()),
         _ => Some(batch.plan_digest.as_str()),
@@ -1079,7 +1170,14 @@ async fn approve(
     };
     let Some(current) = current else {
         console.stats.action("approve", "refused");
-        return batch_after(&console, &viewer, batch.batch_id.as_str(), refuse("This batch has no recipient review."), StatusCode::CONFLICT).await;
+        return batch_after(
+            &console,
+            &viewer,
+            batch.batch_id.as_str(),
+            refuse("This batch has no recipient review."),
+            StatusCode::CONFLICT,
+        )
+        .await;
     };
     // The approval binds to the full digest the page showed; the 6 characters typed are the
     // person's confirmation that they read it.
@@ -1127,7 +1225,7 @@ async fn approve(
 async fn cancel_page(State(console): State<Shared>, viewer: Viewer, Path(id): Path<String>) -> Response {
     let batch = match find(&console, &id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let unsent: u64 = match console.store.counts(Some(&batch.batch_id)) {
         Ok(c) => UNSENT.iter().map(|k| count(&c, *k)).sum(),
@@ -1161,7 +1259,7 @@ async fn cancel(
     }
     let batch = match find(&console, &id) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let reply = act(
         &console,
@@ -1172,7 +1270,14 @@ async fn cancel(
         },
     )
     .await;
-    batch_after(&console, &viewer, batch.batch_id.as_str(), flash_of(&reply), StatusCode::OK).await
+    batch_after(
+        &console,
+        &viewer,
+        batch.batch_id.as_str(),
+        flash_of(&reply),
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn pause_page(viewer: Viewer) -> Response {
@@ -1211,7 +1316,13 @@ async fn pause(State(console): State<Shared>, viewer: Viewer, Form(form): Form<H
     }
     let reason = form
         .get("reason")
-        .map(|r| r.trim().chars().filter(|c| !c.is_control()).take(200).collect::<String>())
+        .map(|r| {
+            r.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
         .filter(|r| !r.is_empty());
     let reply = act(&console, &viewer, "pause", Request::Pause { reason }).await;
     overview_after(&console, &viewer, flash_of(&reply)).await

@@ -288,6 +288,16 @@ pub struct HeldLine {
     pub previous: Option<String>,
 }
 
+/// One coin of a batch's plan.
+pub struct CoinPlan {
+    pub coin: String,
+    pub rows: u64,
+    pub amount: String,
+    /// Fees in this coin (charged, or quoted now); `?` when some could not be quoted.
+    pub fees: String,
+    pub receives: String,
+}
+
 /// The batch page.
 pub struct BatchPage {
     pub id: String,
@@ -298,7 +308,8 @@ pub struct BatchPage {
     pub total: u64,
     pub finals: u64,
     pub counts: String,
-    pub totals: Vec<CoinAmount>,
+    /// The plan per coin: rows, amounts, fees, what the receivers get.
+    pub coins: Vec<CoinPlan>,
     pub parts: Vec<ApprovalPart>,
     pub can_cancel: bool,
     pub diff: Result<Option<BatchDiff>, String>,
@@ -330,11 +341,20 @@ pub fn batch(b: &BatchPage, who: &Who<'_>) -> Markup {
                         data-url={ "/batches/" (b.id) "/progress" } data-page={ "/batches/" (b.id) } data-state=(b.state) {}
                     div #counts { (b.counts) }
                 }
-                dt { "Totals" } dd { (amounts(&b.totals)) }
                 dt { "File" } dd.mono { (b.source) }
                 dt { "Taken in" } dd { (b.created) }
                 dt { "Signed by" } dd { (b.signer) }
                 dt { "Batch id" } dd.mono { (b.id) }
+            }
+            div.scroll {
+                table #plan {
+                    thead { tr { th { "Coin" } th.num { "Orders" } th.num { "Amount" } th.num { "Fees" } th.num { "Receivers get" } } }
+                    tbody {
+                        @for c in &b.coins {
+                            tr { td { (c.coin) } td.num { (c.rows) } td.num { (c.amount) } td.num { (c.fees) } td.num { (c.receives) } }
+                        }
+                    }
+                }
             }
             p {
                 a.button.secondary #download-csv href={ "/batches/" (b.id) "/report.csv" } download { "Result CSV" }
@@ -563,5 +583,86 @@ pub fn confirm(text: &str, action: &str, who: &Who<'_>, button: &str, reason_fie
                 a.button.secondary href="/" { "Back" }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&";
+
+    fn row(reference: &str) -> RowLine {
+        RowLine {
+            line: 2,
+            order_id: "a\"><script>".to_owned(),
+            is_order: true,
+            recipient: "T".to_owned(),
+            coin: "USDT".to_owned(),
+            chain: "TRX".to_owned(),
+            amount: "1".to_owned(),
+            fee: "1".to_owned(),
+            receives: "0".to_owned(),
+            status: "queued".to_owned(),
+            status_class: "muted",
+            reference: reference.to_owned(),
+            problem: HOSTILE.to_owned(),
+            held: false,
+        }
+    }
+
+    #[test]
+    fn every_value_is_escaped_and_ids_are_encoded_in_links() {
+        let page = BatchPage {
+            id: "b1".to_owned(),
+            state: "open",
+            source: HOSTILE.to_owned(),
+            created: String::new(),
+            signer: HOSTILE.to_owned(),
+            total: 1,
+            finals: 0,
+            counts: HOSTILE.to_owned(),
+            coins: Vec::new(),
+            parts: vec![ApprovalPart {
+                part: "plan",
+                title: "Plan approval",
+                digest: "ab".repeat(32),
+                waiting: Some((vec![HOSTILE.to_owned()], vec![HOSTILE.to_owned()], 2)),
+                done: None,
+            }],
+            can_cancel: true,
+            diff: Err(HOSTILE.to_owned()),
+            deny_hits: vec![(3, HOSTILE.to_owned(), HOSTILE.to_owned())],
+            held: Vec::new(),
+            held_total: 0,
+            filter: "all",
+            filters: vec![("all", "All", 1)],
+            rows: vec![row(HOSTILE)],
+            page: 1,
+            pages: 1,
+            fee_note: Some(HOSTILE.to_owned()),
+        };
+        let who = Who {
+            user: "<b>eve</b>",
+            csrf: "\"><script>",
+            proxied: false,
+        };
+        let html = self::page(HOSTILE, Some(&who), None, batch(&page, &who)).into_string();
+        // The only script element is the console's own; no attribute was broken out of.
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<b>eve"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;\""), "{html}");
+        assert!(html.contains("href=\"/orders/a%22%3E%3Cscript%3E\""), "{html}");
+        // No inline event handler or inline style anywhere (the policy would block them).
+        assert!(!html.contains(" onerror=\"") && !html.contains(" onclick") && !html.contains(" style="));
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(enc("pay-1~r1"), "pay-1~r1");
+        assert_eq!(enc("a/b c?#"), "a%2Fb%20c%3F%23");
+        assert_eq!(enc("é"), "%C3%A9");
     }
 }

@@ -493,6 +493,7 @@ mod tests {
             latency_sum_ms: 12_230,
             in_flight: 3,
             in_flight_limit: 20,
+            console: None,
         }
     }
 
@@ -564,6 +565,12 @@ ccpayout_notices{target="ops",state="pending"} 2
 # HELP ccpayout_notice_target_failing 1 while a notify target's oldest pending notice failed its last attempt (unreachable or 5xx).
 # TYPE ccpayout_notice_target_failing gauge
 ccpayout_notice_target_failing{target="ops"} 1
+# HELP ccpayout_console_sessions Web console sessions signed in and not idle (no sample when the console is off).
+# TYPE ccpayout_console_sessions gauge
+# HELP ccpayout_console_sign_ins_total Web console sign-in attempts by result: ok, or why the link was refused (unknown, used, expired, limited).
+# TYPE ccpayout_console_sign_ins_total counter
+# HELP ccpayout_console_actions_total Web console actions (approve, cancel, pause, resume, sign_out) by result: done, refused, failed, or forbidden (no valid CSRF token).
+# TYPE ccpayout_console_actions_total counter
 # HELP ccpayout_start_time_seconds When the daemon started (Unix time).
 # TYPE ccpayout_start_time_seconds gauge
 ccpayout_start_time_seconds 1699999000.25
@@ -624,7 +631,7 @@ ccpayout_build_info{version="0.1.0"} 1
     }
 
     /// Every family of the documented table.
-    const FAMILIES: [(&str, &str); 20] = [
+    const FAMILIES: [(&str, &str); 23] = [
         ("ccpayout_orders", "gauge"),
         ("ccpayout_batches", "gauge"),
         ("ccpayout_queue_depth", "gauge"),
@@ -643,6 +650,9 @@ ccpayout_build_info{version="0.1.0"} 1
         ("ccpayout_job_last_run_timestamp_seconds", "gauge"),
         ("ccpayout_notices", "gauge"),
         ("ccpayout_notice_target_failing", "gauge"),
+        ("ccpayout_console_sessions", "gauge"),
+        ("ccpayout_console_sign_ins_total", "counter"),
+        ("ccpayout_console_actions_total", "counter"),
         ("ccpayout_start_time_seconds", "gauge"),
         ("ccpayout_build_info", "gauge"),
     ];
@@ -699,6 +709,11 @@ ccpayout_build_info{version="0.1.0"} 1
             latency_sum_ms: 31_415,
             in_flight: 17,
             in_flight_limit: 39,
+            console: Some(crate::console::ConsoleMetrics {
+                sessions: 2,
+                sign_ins: BTreeMap::from([("ok".to_owned(), 3), ("used".to_owned(), 1)]),
+                actions: BTreeMap::from([(pair("approve", "done"), 1), (pair("approve", "forbidden"), 1)]),
+            }),
         }
     }
 
@@ -872,12 +887,21 @@ ccpayout_build_info{version="0.1.0"} 1
             + s.job_last_run_ms.len()
             + s.notices.len()
             + s.notice_failing.len()
+            + s.console.as_ref().map_or(0, |c| 1 + c.sign_ins.len() + c.actions.len())
             + 8
             // The histogram: one bucket per bound and +Inf, its sum and count; two gauges.
             + crate::api::client::LATENCY_BOUNDS_SECS.len()
             + 3
             + 2;
         assert_eq!(samples.len(), expected, "{text}");
+        assert_eq!(value("ccpayout_console_sessions", &[]), 2.0);
+        assert_eq!(
+            value(
+                "ccpayout_console_actions_total",
+                &[("action", "approve"), ("result", "forbidden")]
+            ),
+            1.0
+        );
         // Buckets are cumulative.
         assert_eq!(
             value("ccpayout_api_request_duration_seconds_bucket", &[("le", "0.1")]),

@@ -304,11 +304,11 @@ pub async fn build(
     };
     let console = if config.console.enabled {
         let addr = config.console.listen;
-        Some(TcpListener::bind(addr).await.map_err(|e| {
-            start(format!(
-                "cannot serve the console on {addr}: {e} (set console.listen)"
-            ))
-        })?)
+        Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| start(format!("cannot serve the console on {addr}: {e} (set console.listen)")))?,
+        )
     } else {
         None
     };

@@ -161,7 +161,11 @@ impl crate::console::Live for ConsoleLive {
         })
     }
 
-    fn fee(&self, coin_id: u64, chain: String) -> futures_util::future::BoxFuture<'_, Result<crate::console::FeeQuote, String>> {
+    fn fee(
+        &self,
+        coin_id: u64,
+        chain: String,
+    ) -> futures_util::future::BoxFuture<'_, Result<crate::console::FeeQuote, String>> {
         Box::pin(async move {
             let quote = self
                 .shared

@@ -44,7 +44,9 @@ fn sign_in_link(api: &TestApi, state: &Path, config: &Path) -> String {
 /// Waits until the daemon has stored a batch that waits for approval; returns the status text.
 fn wait_for_approval(daemon: &Daemon, api: &TestApi, state: &Path, config: &Path) {
     daemon.wait_for("a batch waiting for approval", Duration::from_secs(30), || {
-        ccpayout_text(api, state, config, &["status"]).1.contains("AWAITING APPROVAL")
+        ccpayout_text(api, state, config, &["status"])
+            .1
+            .contains("AWAITING APPROVAL")
     });
 }
 
@@ -104,7 +106,10 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
     }
     let text = body_text(&browser).await;
     for (id, _, amount, reference) in rows {
-        assert!(text.contains(id) && text.contains(amount) && text.contains(reference), "{text}");
+        assert!(
+            text.contains(id) && text.contains(amount) && text.contains(reference),
+            "{text}"
+        );
     }
     let digest = browser
         .find("form[action$='/approve'] input[name=digest]")
@@ -125,14 +130,21 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
     browser.find("#approve-plan").await.click().await;
     let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
     assert!(flash.contains("not the last 6"), "{flash}");
-    assert!(ccpayout_text(&api, &state, &config, &["status"]).1.contains("AWAITING APPROVAL"));
+    assert!(
+        ccpayout_text(&api, &state, &config, &["status"])
+            .1
+            .contains("AWAITING APPROVAL")
+    );
 
     // Typing the last 6 characters approves exactly that digest, under the signed-in name.
     browser.find("#confirm-plan").await.send_keys(&digest[58..]).await;
     browser.find("#approve-plan").await.click().await;
     let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
     assert!(flash.contains(&format!("{who} approved the plan")), "{flash}");
-    assert!(flash.contains(&digest), "the approval binds to the full digest: {flash}");
+    assert!(
+        flash.contains(&digest),
+        "the approval binds to the full digest: {flash}"
+    );
 
     // The page follows the payouts by itself until the batch is done.
     browser
@@ -146,7 +158,10 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
                 == "done"
         })
         .await;
-    assert!(!browser.current_url().await.ends_with("/approve"), "the page went to the batch's own address");
+    assert!(
+        !browser.current_url().await.ends_with("/approve"),
+        "the page went to the batch's own address"
+    );
     let statuses: Vec<Option<String>> = {
         let mut v = Vec::new();
         for row in browser.find_all("#rows tbody tr").await {
@@ -170,7 +185,11 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
     assert_eq!(got[0], 200, "{got}");
     assert!(got[1].as_str().unwrap().starts_with("attachment; filename="), "{got}");
     let report = got[2].as_str().unwrap();
-    assert_eq!(report.lines().filter(|l| l.contains(",success,")).count(), 3, "{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.contains(",success,")).count(),
+        3,
+        "{report}"
+    );
 
     // The order page: its record and attempts.
     browser.find("#rows tbody tr a").await.click().await;
@@ -213,7 +232,11 @@ async fn a_used_link_a_form_without_its_csrf_token_and_a_second_approval_by_the_
     browser.delete_cookies().await;
     browser.goto(&link).await;
     let message = browser.find("#message").await.text().await;
-    assert!(message.contains("already used"), "{message:?}: {}", browser.page_source().await);
+    assert!(
+        message.contains("already used"),
+        "{message:?}: {}",
+        browser.page_source().await
+    );
     assert!(browser.try_find("#sign-in").await.is_none());
     browser.screenshot(shot("6-link-used")).await;
     // Without a session every page asks to sign in.
@@ -263,7 +286,11 @@ async fn a_used_link_a_form_without_its_csrf_token_and_a_second_approval_by_the_
     assert!(flash.contains("1 of 2 approvals given"), "{flash}");
     browser.find("#confirm-plan").await.send_keys(&digest[58..]).await;
     browser.find("#approve-plan").await.click().await;
-    let flash = browser.wait_for("#flash.refused", Duration::from_secs(10)).await.text().await;
+    let flash = browser
+        .wait_for("#flash.refused", Duration::from_secs(10))
+        .await
+        .text()
+        .await;
     assert!(flash.contains(&who) && flash.contains("already"), "{flash}");
     browser.screenshot(shot("8-second-approval-refused")).await;
     let status = ccpayout_text(&api, &state, &config, &["status", &name]).1;
@@ -277,7 +304,9 @@ async fn a_used_link_a_form_without_its_csrf_token_and_a_second_approval_by_the_
     assert!(flash.contains("cancelled 2 unsent orders"), "{flash}");
     let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
     assert!(
-        audit.lines().any(|l| l.contains("\"cancel\"") && l.contains(&format!("\"by\":\"{who}\""))),
+        audit
+            .lines()
+            .any(|l| l.contains("\"cancel\"") && l.contains(&format!("\"by\":\"{who}\""))),
         "{audit}"
     );
     drop(browser);
@@ -293,7 +322,10 @@ async fn a_reference_holding_a_script_renders_as_text_and_no_script_runs() {
     drop_file(
         &inbox,
         "<b>evil<b>.csv",
-        &csv(&[("x-1", RECIPIENTS[0], "5", HOSTILE), ("x-2", RECIPIENTS[1], "6", "plain")]),
+        &csv(&[
+            ("x-1", RECIPIENTS[0], "5", HOSTILE),
+            ("x-2", RECIPIENTS[1], "6", "plain"),
+        ]),
     );
     wait_for_approval(&daemon, &api, &state, &config);
     let link = sign_in_link(&api, &state, &config);
@@ -310,7 +342,10 @@ async fn a_reference_holding_a_script_renders_as_text_and_no_script_runs() {
         texts.push(c.text().await);
     }
     assert!(texts.iter().any(|t| t == HOSTILE), "{texts:?}");
-    assert!(body_text(&browser).await.contains("<b>evil<b>"), "the file name is text too");
+    assert!(
+        body_text(&browser).await.contains("<b>evil<b>"),
+        "the file name is text too"
+    );
     // No script of the row ran: no global, the title is the console's, no <script> element
     // besides the console's own, and no image element was made of the text.
     let probe = browser
@@ -361,15 +396,41 @@ async fn the_console_is_off_by_default_and_says_how_to_turn_it_on() {
     assert!(!daemon.log().contains("console on"), "{}", daemon.log());
     daemon.terminate(Duration::from_secs(30));
 
+    // Turned on with nothing else said, it answers on loopback only (127.0.0.1:8789).
+    let (_dir, state, config, inbox) = layout("[console]\nenabled = true\n");
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    assert_eq!(console_base(&daemon), "http://127.0.0.1:8789");
+    let reply = http().get("http://127.0.0.1:8789/").send().await.unwrap();
+    assert_eq!(reply.status(), 401, "it answers on loopback");
+    if let Some(ip) = outward_address() {
+        let reached = std::net::TcpStream::connect_timeout(&(ip, 8789).into(), Duration::from_secs(2));
+        assert!(
+            reached.is_err(),
+            "the console answered on {ip}, an address that is not loopback"
+        );
+    }
+    daemon.terminate(Duration::from_secs(30));
+
     // A non-loopback address is refused unless a proxy stands in front.
     let (_dir, state, config, _) = layout("[console]\nenabled = true\nlisten = \"0.0.0.0:0\"\n");
     let (code, _, err) = ccpayout_text(&api, &state, &config, &["config", "check"]);
     assert_eq!(code, Some(78), "{err}");
-    assert!(err.contains("console.listen: 0.0.0.0:0 is not a loopback address"), "{err}");
-    let (_dir, state, config, _) =
-        layout("[console]\nenabled = true\nlisten = \"0.0.0.0:0\"\nbehind_proxy = true\n");
+    assert!(
+        err.contains("console.listen: 0.0.0.0:0 is not a loopback address"),
+        "{err}"
+    );
+    let (_dir, state, config, _) = layout("[console]\nenabled = true\nlisten = \"0.0.0.0:0\"\nbehind_proxy = true\n");
     let (code, out, err) = ccpayout_text(&api, &state, &config, &["config", "check"]);
     assert_eq!(code, Some(0), "{out}{err}");
+}
+
+/// This machine's address on its outward interface, if it has one (a UDP socket's local address
+/// after `connect`, which sends nothing).
+fn outward_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("10.255.255.255:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// The console's address from the daemon's log (`console on http://ADDR/`).
@@ -404,7 +465,10 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     let reply = client.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(reply.status(), 401);
     let csp = reply.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(reply.headers()["x-frame-options"], "DENY");
     assert!(reply.text().await.unwrap().contains("ccpayout console"));
 
@@ -457,7 +521,9 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     assert!(status.contains("PAUSED by an operator: audit"), "{status}");
     let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
     assert!(
-        audit.lines().any(|l| l.contains("\"pause\"") && l.contains("\"by\":\"treasurer\"")),
+        audit
+            .lines()
+            .any(|l| l.contains("\"pause\"") && l.contains("\"by\":\"treasurer\"")),
         "{audit}"
     );
 

@@ -30,17 +30,23 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "console",
+        &[
+            "app", "engine", "batch", "report", "store", "config", "api", "model", "rules", "util",
+        ],
+    ),
+    (
         "daemon",
         &[
-            "app", "notify", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api", "model", "rules",
-            "util",
+            "console", "app", "notify", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api",
+            "model", "rules", "util",
         ],
     ),
     (
         "cli",
         &[
-            "daemon", "app", "notify", "jobs", "inbox", "engine", "batch", "report", "store", "config", "api", "model",
-            "rules", "util", "sandbox",
+            "daemon", "console", "app", "notify", "jobs", "inbox", "engine", "batch", "report", "store", "config",
+            "api", "model", "rules", "util", "sandbox",
         ],
     ),
     ("sandbox", &["api", "model", "rules", "util"]),

@@ -150,10 +150,12 @@ pub fn series(file_name: &str) -> String {
         .to_lowercase()
 }
 
-/// The inbox that claimed `file` (`INBOX/processing/NAME` → `INBOX`), if one did.
+/// The inbox that claimed `file` (`INBOX/processing/NAME` → `INBOX`), if one did. A batch whose
+/// file the daemon archived has `INBOX/done/NAME` for its source (`inbox::PROCESSING` and
+/// `inbox::DONE`, a layer above this one): it is still that inbox's.
 fn inbox_of(file: &str) -> Option<&Path> {
     let parent = Path::new(file).parent()?;
-    if parent.file_name()? == "processing" {
+    if matches!(parent.file_name()?.to_str(), Some("processing" | "done")) {
         parent.parent()
     } else {
         None
@@ -1000,6 +1002,15 @@ mod tests {
         assert_eq!(
             id(previous_of("/in/new/processing/payroll-2026-12.csv", "zzz", &batches)),
             None
+        );
+        // Once paid, the daemon archives the file in done/: it is still that inbox's batch.
+        let archived = vec![
+            batch("bbb", "/in/pay/done/payroll-2026-11.csv", 20),
+            batch("ccc", "/in/other/done/payroll-2026-11.csv", 30),
+        ];
+        assert_eq!(
+            id(previous_of("/in/pay/processing/payroll-2026-12.csv", "zzz", &archived)),
+            Some("bbb".into())
         );
         assert_eq!(id(previous_of("rent-2026-12.csv", "zzz", &batches)), None);
     }

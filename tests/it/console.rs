@@ -560,3 +560,157 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     assert_eq!(reply.status(), 403);
     daemon.terminate(Duration::from_secs(30));
 }
+
+/// Every `approve with: ccpayout approve NAME --digest D` line of `status NAME`, as arguments.
+fn approve_commands(status: &str) -> Vec<Vec<String>> {
+    status
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("approve with: ccpayout "))
+        .map(|c| c.split(' ').map(str::to_owned).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hits_the_diff_and_filters() {
+    use crate::helpers::TRON_ADDRESS;
+    let api = TestApi::start_live(sandbox_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let deny = dir.path().join("deny.txt");
+    std::fs::write(&deny, format!("# sanctioned\n{TRON_ADDRESS}\n")).unwrap();
+    let (_dir, state, config, inbox) = layout(&format!(
+        "[console]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntrusted_user_header = \"X-Remote-User\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n[policy]\napproval = \"always\"\nchanged_payee_address = \"hold\"\n\
+         deny_lists = [{deny:?}]\n"
+    ));
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let base = console_base(&daemon);
+    let get = async |path: &str| {
+        let reply = http()
+            .get(format!("{base}{path}"))
+            .header("X-Remote-User", "auditor")
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.text().await.unwrap())
+    };
+    let ids = async || {
+        let (_, page) = get("/batches").await;
+        page.split("data-batch=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().to_owned())
+            .collect::<Vec<String>>()
+    };
+    let payees = |rows: &[(&str, &str, &str, &str)]| {
+        let mut text = String::from("order_id,recipient,coin,chain,amount,payee\n");
+        for (id, to, amount, payee) in rows {
+            text.push_str(&format!("{id},{to},USDT,TRX,{amount},{payee}\n"));
+        }
+        text
+    };
+
+    // Last month: paid, approved on the command line.
+    drop_file(
+        &inbox,
+        "payroll-2026-11.csv",
+        &payees(&[
+            ("n-1", RECIPIENTS[0], "10", "emp-1"),
+            ("n-2", RECIPIENTS[1], "20", "emp-2"),
+        ]),
+    );
+    wait_for_approval(&daemon, &api, &state, &config);
+    let first = ids().await.remove(0);
+    let status = ccpayout_text(&api, &state, &config, &["status", &first]).1;
+    for command in approve_commands(&status) {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let (code, out, err) = ccpayout_text(&api, &state, &config, &args);
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    daemon.wait_for("last month paid", Duration::from_secs(60), || {
+        ccpayout_text(&api, &state, &config, &["status", &first])
+            .1
+            .contains("Done")
+    });
+
+    // This month: emp-1 has a new address, emp-2's amount grew by half, one row is sanctioned.
+    drop_file(
+        &inbox,
+        "payroll-2026-12.csv",
+        &payees(&[
+            ("d-1", RECIPIENTS[2], "10", "emp-1"),
+            ("d-2", RECIPIENTS[1], "30", "emp-2"),
+            ("d-3", TRON_ADDRESS, "5", "emp-3"),
+        ]),
+    );
+    let mut second = String::new();
+    daemon.wait_for("this month's batch", Duration::from_secs(30), || {
+        second = ccpayout_text(&api, &state, &config, &["status"])
+            .1
+            .lines()
+            .find(|l| l.starts_with("payroll-2026-12") && l.contains("AWAITING APPROVAL"))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .unwrap_or_default();
+        !second.is_empty()
+    });
+    let (code, page) = get(&format!("/batches/{second}")).await;
+    assert_eq!(code, 200, "{page}");
+    // The changed destination beside the old one, in the review table and in the diff.
+    let held = page
+        .split("id=\"held\"")
+        .nth(1)
+        .expect("the held table")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(
+        held.contains("emp-1") && held.contains(RECIPIENTS[2]) && held.contains(RECIPIENTS[0]),
+        "{held}"
+    );
+    assert!(page.contains("Recipient review"), "its own approval part");
+    assert!(
+        page.contains("Destinations changed") && page.contains("Amounts changed"),
+        "{page}"
+    );
+    assert!(page.contains("20 → 30"), "{page}");
+    // The deny-list hit, naming the list.
+    let hits = page
+        .split("id=\"deny-hits\"")
+        .nth(1)
+        .expect("the deny-list hits")
+        .split("</div>")
+        .next()
+        .unwrap();
+    assert!(hits.contains("d-3") && hits.contains("deny.txt (line 2)"), "{hits}");
+    // The filters count and keep what they say.
+    assert!(
+        page.contains("Held (1)") && page.contains("Refused (1)") && page.contains("All (3)"),
+        "{page}"
+    );
+    let (_, refused) = get(&format!("/batches/{second}?show=refused")).await;
+    let rows = refused.split("id=\"rows\"").nth(1).unwrap();
+    assert_eq!(rows.matches("data-status=").count(), 1, "{rows}");
+    assert!(rows.contains("data-status=\"refused\""), "{rows}");
+    let (_, held_only) = get(&format!("/batches/{second}?show=held")).await;
+    let rows = held_only.split("id=\"rows\"").nth(1).unwrap();
+    assert_eq!(rows.matches("data-status=").count(), 1, "{rows}");
+    assert!(rows.contains("d-1"), "{rows}");
+
+    // Last month's progress, its JSON report and an order with its record.
+    let (code, progress) = get(&format!("/batches/{first}/progress")).await;
+    assert_eq!(code, 200);
+    let progress: Value = serde_json::from_str(&progress).unwrap();
+    assert_eq!(
+        (progress["state"].as_str(), progress["final"].as_u64()),
+        (Some("done"), Some(2)),
+        "{progress}"
+    );
+    let (code, report) = get(&format!("/batches/{first}/report.json")).await;
+    assert_eq!(code, 200);
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(2), "{report}");
+    let (code, order) = get("/orders/n-1").await;
+    assert_eq!(code, 200);
+    assert!(order.contains("Record id") && order.contains("success"), "{order}");
+    let (code, _) = get("/orders/no-such-order").await;
+    assert_eq!(code, 404);
+    daemon.terminate(Duration::from_secs(30));
+}

@@ -124,6 +124,15 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
     browser.set_window_size(400, 900).await;
     browser.screenshot(shot("3-batch-waiting-phone")).await;
     browser.set_window_size(1280, 900).await;
+    // Dark when the system is: the page's background follows.
+    let background = "return getComputedStyle(document.body).backgroundColor;";
+    let light = browser.execute(background, vec![]).await;
+    browser.prefer_color_scheme("dark").await;
+    let dark = browser.execute(background, vec![]).await;
+    assert_ne!(light, dark, "the page ignores prefers-color-scheme");
+    assert_eq!(dark, "rgb(20, 21, 23)");
+    browser.screenshot(shot("3-batch-waiting-dark")).await;
+    browser.prefer_color_scheme("light").await;
 
     // A wrong confirmation approves nothing.
     browser.find("#confirm-plan").await.send_keys("000000").await;

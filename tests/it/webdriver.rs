@@ -283,6 +283,21 @@ impl Browser {
             .await;
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or light), through chromedriver's
+    /// DevTools passthrough (`Emulation.setEmulatedMedia`).
+    pub(crate) async fn prefer_color_scheme(&self, scheme: &str) {
+        self.wire
+            .cmd(
+                Method::POST,
+                "/goog/cdp/execute",
+                Some(json!({
+                    "cmd": "Emulation.setEmulatedMedia",
+                    "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] }
+                })),
+            )
+            .await;
+    }
+
     /// The cookies visible to the current page, as WebDriver gives them (`name`, `value`, `path`…).
     pub(crate) async fn cookies(&self) -> Vec<Value> {
         list(self.wire.cmd(Method::GET, "/cookie", None).await, "cookies")

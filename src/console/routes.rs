@@ -1096,6 +1096,20 @@ fn csrf_ok(console: &Console, viewer: &Viewer, form: &HashMap<String, String>) -
         .csrf_ok(&viewer.session, form.get("csrf").map(String::as_str))
 }
 
+/// The batch an action on `id` is about, once the form's CSRF token is checked.
+fn checked(
+    console: &Console,
+    viewer: &Viewer,
+    form: &HashMap<String, String>,
+    action: &str,
+    id: &str,
+) -> Result<BatchRecord, Box<Response>> {
+    if !csrf_ok(console, viewer, form) {
+        return Err(Box::new(forbidden(console, viewer, action)));
+    }
+    find(console, id)
+}
+
 /// Asks the operator and counts the outcome.
 async fn act(console: &Console, viewer: &Viewer, action: &str, request: Request) -> Reply {
     tracing::info!(user = %viewer.user(), action, "console action");
@@ -1148,10 +1162,7 @@ async fn approve(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !csrf_ok(&console, &viewer, &form) {
-        return forbidden(&console, &viewer, "approve");
-    }
-    let batch = match find(&console, &id) {
+    let batch = match checked(&console, &viewer, &form, "approve", &id) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -1254,10 +1265,7 @@ async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !csrf_ok(&console, &viewer, &form) {
-        return forbidden(&console, &viewer, "cancel");
-    }
-    let batch = match find(&console, &id) {
+    let batch = match checked(&console, &viewer, &form, "cancel", &id) {
         Ok(b) => b,
         Err(r) => return *r,
     };

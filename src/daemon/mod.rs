@@ -151,6 +151,19 @@ impl Shared {
         app::reports_dir(&self.config, &self.state_dir)
     }
 
+    /// The one operator with this daemon's live runtime: what the control socket and the
+    /// console answer with.
+    fn operator(self: &Arc<Self>) -> Operator<Live> {
+        Operator::new(
+            self.store.clone(),
+            self.state_dir.clone(),
+            self.reports_dir(),
+            self.clock.clone(),
+            Live::new(self.clone()),
+        )
+        .with_policy(self.config.policy.clone())
+    }
+
     fn register_origin(&self, batch_id: &str, spec: usize, path: &Path) -> anyhow::Result<()> {
         if let Ok(mut origins) = self.origins.lock() {
             origins.insert(batch_id.to_owned(), (spec, path.to_path_buf()));
@@ -520,16 +533,7 @@ impl Daemon {
     fn serve_socket(&mut self) {
         let Some(listener) = self.socket.take() else { return };
         let shared = self.shared.clone();
-        let operator = Arc::new(
-            Operator::new(
-                shared.store.clone(),
-                shared.state_dir.clone(),
-                shared.reports_dir(),
-                shared.clock.clone(),
-                Live::new(shared.clone()),
-            )
-            .with_policy(shared.config.policy.clone()),
-        );
+        let operator = Arc::new(shared.operator());
         let path = socket::socket_path(&shared.state_dir);
         let cancel = self.shutdown.clone();
         self.spawn(
@@ -543,16 +547,7 @@ impl Daemon {
     fn serve_console(&mut self) {
         let Some(listener) = self.console.take() else { return };
         let shared = self.shared.clone();
-        let operator = Arc::new(
-            Operator::new(
-                shared.store.clone(),
-                shared.state_dir.clone(),
-                shared.reports_dir(),
-                shared.clock.clone(),
-                Live::new(shared.clone()),
-            )
-            .with_policy(shared.config.policy.clone()),
-        );
+        let operator = Arc::new(shared.operator());
         let console = Arc::new(crate::console::Console::new(crate::console::Parts {
             settings: shared.config.console.clone(),
             store: shared.store.clone(),

@@ -50,8 +50,25 @@ fn wait_for_approval(daemon: &Daemon, api: &TestApi, state: &Path, config: &Path
     });
 }
 
+/// The audit trail has an `event` line by `who`.
+fn assert_audited(state: &Path, event: &str, who: &str) {
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("\"{event}\"")) && l.contains(&format!("\"by\":\"{who}\""))),
+        "no {event} by {who} in:\n{audit}"
+    );
+}
+
 fn shot(name: &str) -> std::path::PathBuf {
     screenshot_dir().join(format!("console-{name}.png"))
+}
+
+/// The plan digest the batch page's approval form carries.
+async fn plan_digest(browser: &Browser) -> String {
+    let input = browser.find("form[action$='/approve'] input[name=digest]").await;
+    input.attribute("value").await.expect("the digest's value")
 }
 
 /// The page's text, for messages.
@@ -111,12 +128,7 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
             "{text}"
         );
     }
-    let digest = browser
-        .find("form[action$='/approve'] input[name=digest]")
-        .await
-        .attribute("value")
-        .await
-        .unwrap();
+    let digest = plan_digest(&browser).await;
     assert_eq!(digest.len(), 64);
     let highlighted = browser.find(".approval code.digest mark").await.text().await;
     assert_eq!(highlighted, digest[58..], "the last 6 characters are the ones to type");
@@ -207,13 +219,7 @@ async fn an_approver_signs_in_with_the_link_approves_watches_it_pay_and_download
     browser.screenshot(shot("5-order")).await;
 
     // The audit trail names the approver.
-    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"approval\"") && l.contains(&format!("\"by\":\"{who}\""))),
-        "{audit}"
-    );
+    assert_audited(&state, "approval", &who);
     drop(browser);
     let (code, _, log) = daemon.terminate(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{log}");
@@ -263,12 +269,7 @@ async fn a_used_link_a_form_without_its_csrf_token_and_a_second_approval_by_the_
     browser.goto(&format!("{base}/batches")).await;
     let name = browser.find("#batches tbody tr a").await.text().await;
     browser.find("#batches tbody tr a").await.click().await;
-    let digest = browser
-        .find("form[action$='/approve'] input[name=digest]")
-        .await
-        .attribute("value")
-        .await
-        .unwrap();
+    let digest = plan_digest(&browser).await;
 
     // The approval form without its CSRF token: refused, nothing approved.
     browser
@@ -311,13 +312,7 @@ async fn a_used_link_a_form_without_its_csrf_token_and_a_second_approval_by_the_
     browser.find("#confirm").await.click().await;
     let flash = browser.wait_for("#flash", Duration::from_secs(10)).await.text().await;
     assert!(flash.contains("cancelled 2 unsent orders"), "{flash}");
-    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"cancel\"") && l.contains(&format!("\"by\":\"{who}\""))),
-        "{audit}"
-    );
+    assert_audited(&state, "cancel", &who);
     drop(browser);
     daemon.terminate(Duration::from_secs(30));
 }
@@ -442,6 +437,16 @@ fn outward_address() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
+/// GET `path` as `user`, named by the trusted proxy's header (`X-Remote-User`).
+async fn as_user(base: &str, path: &str, user: &str) -> reqwest::Response {
+    http()
+        .get(format!("{base}{path}"))
+        .header("X-Remote-User", user)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The console's address from the daemon's log (`console on http://ADDR/`).
 fn console_base(daemon: &Daemon) -> String {
     let mut base = String::new();
@@ -482,12 +487,7 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     assert!(reply.text().await.unwrap().contains("ccpayout console"));
 
     // The proxy's header names the user (this request comes from 127.0.0.1, the proxy's address).
-    let reply = client
-        .get(format!("{base}/"))
-        .header("X-Remote-User", "treasurer")
-        .send()
-        .await
-        .unwrap();
+    let reply = as_user(&base, "/", "treasurer").await;
     assert_eq!(reply.status(), 200);
     let page = reply.text().await.unwrap();
     assert!(page.contains("<strong id=\"who\">treasurer</strong>"), "{page}");
@@ -502,15 +502,7 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
         .unwrap();
     assert_eq!(reply.status(), 403);
     // The proxied user signs out at the proxy, so the token comes from the pause page's form.
-    let pause = client
-        .get(format!("{base}/pause"))
-        .header("X-Remote-User", "treasurer")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pause = as_user(&base, "/pause", "treasurer").await.text().await.unwrap();
     let csrf = pause
         .split("name=\"csrf\" value=\"")
         .nth(1)
@@ -528,13 +520,7 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     assert_eq!(reply.status(), 200);
     let status = ccpayout_text(&api, &state, &config, &["status"]).1;
     assert!(status.contains("PAUSED by an operator: audit"), "{status}");
-    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"pause\"") && l.contains("\"by\":\"treasurer\"")),
-        "{audit}"
-    );
+    assert_audited(&state, "pause", "treasurer");
 
     // Sign-in attempts with made-up tokens are limited.
     let mut last = 0;
@@ -560,12 +546,7 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     );
     let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     let base = console_base(&daemon);
-    let reply = client
-        .get(format!("{base}/"))
-        .header("X-Remote-User", "treasurer")
-        .send()
-        .await
-        .unwrap();
+    let reply = as_user(&base, "/", "treasurer").await;
     assert_eq!(reply.status(), 403);
     daemon.terminate(Duration::from_secs(30));
 }
@@ -594,12 +575,7 @@ async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hit
     let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     let base = console_base(&daemon);
     let get = async |path: &str| {
-        let reply = http()
-            .get(format!("{base}{path}"))
-            .header("X-Remote-User", "auditor")
-            .send()
-            .await
-            .unwrap();
+        let reply = as_user(&base, path, "auditor").await;
         (reply.status().as_u16(), reply.text().await.unwrap())
     };
     let ids = async || {

@@ -407,6 +407,23 @@ pub struct ConsoleConfig {
     pub idle_timeout: Duration,
 }
 
+impl ConsoleConfig {
+    /// The console's page of batch `batch_id`, for notices: under `public_url`, or the listen
+    /// address (reached through an SSH tunnel); `None` while the console is off or listens on a
+    /// port the system picks.
+    pub fn batch_url(&self, batch_id: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let base = match &self.public_url {
+            Some(url) => url.clone(),
+            None if self.listen.port() == 0 => return None,
+            None => format!("http://{}", self.listen),
+        };
+        Some(format!("{base}/batches/{batch_id}"))
+    }
+}
+
 /// The default console address.
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:8789";
 
@@ -1566,6 +1583,29 @@ mod tests {
         assert_eq!(
             config.console.trusted_proxies,
             vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            config.console.batch_url("b1").as_deref(),
+            Some("https://payouts.example.com/batches/b1")
+        );
+        let on = |extra: &str| {
+            load_text(&format!("[console]\nenabled = true\n{extra}"), &[])
+                .unwrap()
+                .console
+        };
+        assert_eq!(
+            on("").batch_url("b1").as_deref(),
+            Some("http://127.0.0.1:8789/batches/b1")
+        );
+        assert_eq!(
+            on("listen = \"127.0.0.1:0\"\n").batch_url("b1"),
+            None,
+            "a port the system picks"
+        );
+        assert_eq!(
+            Config::load(None, &env_of(&[])).unwrap().console.batch_url("b1"),
+            None,
+            "off"
         );
     }
 

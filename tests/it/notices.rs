@@ -139,7 +139,8 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
     .await;
     let jobs_dir = tempfile::tempdir().unwrap();
     let (dir, state, config, _inbox) = layout(&format!(
-        "jobs_dir = {:?}\n[policy]\napproval = \"always\"\n{}",
+        "jobs_dir = {:?}\n[policy]\napproval = \"always\"\n{}\
+         [console]\nenabled = true\npublic_url = \"https://payouts.example.com\"\n",
         jobs_dir.path(),
         notify_section(&receiver, "secret_file = \"notify.secret\"\nformat = \"json\"\n")
     ));
@@ -164,6 +165,25 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
         .into_iter()
         .find(|g| g.event() == "approval_required")
         .unwrap_or_else(|| panic!("no approval notice; stderr: {err}"));
+    // With the console on, the notice links the batch's page.
+    let url = approval.json()["figures"]["console_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        url,
+        format!(
+            "https://payouts.example.com/batches/{}",
+            approval.json()["batch"]["id"].as_str().unwrap_or("?")
+        ),
+        "{}",
+        approval.json()
+    );
+    assert!(
+        approval.json()["lines"].to_string().contains(&url),
+        "{}",
+        approval.json()
+    );
     let command = approval.json()["command"].as_str().unwrap().to_owned();
     let args: Vec<&str> = command.split(' ').skip(1).collect();
     assert_eq!(args[0], "approve", "{command}");

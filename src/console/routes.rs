@@ -569,17 +569,20 @@ async fn batches(State(console): State<Shared>, viewer: Viewer) -> Response {
     }
 }
 
-fn find(console: &Console, id: &str) -> Result<BatchRecord, Box<Response>> {
+fn find(console: &Console, viewer: &Viewer, id: &str) -> Result<BatchRecord, Box<Response>> {
     match console.store.find_batch(id) {
         Ok(Some(b)) => Ok(b),
-        Ok(None) => Err(Box::new(bare(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "There is no such batch.",
-            None,
-        ))),
+        Ok(None) => Err(Box::new(not_here(viewer, "There is no such batch."))),
         Err(e) => Err(Box::new(store_failed(e))),
     }
+}
+
+/// "Not found", for a signed-in person (the page still says who they are).
+fn not_here(viewer: &Viewer, text: &str) -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        view::page("Not found", Some(&viewer.who()), None, view::message(text, None)),
+    )
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -594,7 +597,7 @@ async fn batch(
     Path(id): Path<String>,
     Query(q): Query<BatchQuery>,
 ) -> Response {
-    let batch = match find(&console, &id) {
+    let batch = match find(&console, &viewer, &id) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -936,8 +939,8 @@ fn diff_of(console: &Console, batch: &BatchRecord) -> Result<Option<crate::batch
     )))
 }
 
-async fn progress(State(console): State<Shared>, _viewer: Viewer, Path(id): Path<String>) -> Response {
-    let batch = match find(&console, &id) {
+async fn progress(State(console): State<Shared>, viewer: Viewer, Path(id): Path<String>) -> Response {
+    let batch = match find(&console, &viewer, &id) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -964,7 +967,7 @@ async fn report_json(State(console): State<Shared>, viewer: Viewer, Path(id): Pa
 /// The batch's result report, written from the store into the reports folder (as `ccpayout
 /// report` does) and sent as a download.
 fn download(console: &Console, viewer: &Viewer, id: &str, json: bool) -> Response {
-    let batch = match find(console, id) {
+    let batch = match find(console, viewer, id) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -1008,7 +1011,7 @@ fn download(console: &Console, viewer: &Viewer, id: &str, json: bool) -> Respons
 async fn order(State(console): State<Shared>, viewer: Viewer, Path(order_id): Path<String>) -> Response {
     let order = match console.store.order(&order_id) {
         Ok(Some(o)) => o,
-        Ok(None) => return bare(StatusCode::NOT_FOUND, "Not found", "There is no such order.", None),
+        Ok(None) => return not_here(&viewer, "There is no such order."),
         Err(e) => return store_failed(e),
     };
     let batch_name = console
@@ -1107,7 +1110,7 @@ fn checked(
     if !csrf_ok(console, viewer, form) {
         return Err(Box::new(forbidden(console, viewer, action)));
     }
-    find(console, id)
+    find(console, viewer, id)
 }
 
 /// Asks the operator and counts the outcome.
@@ -1138,7 +1141,7 @@ fn flash_of(reply: &Reply) -> Flash {
 
 /// The batch page again, with what the action said above it.
 async fn batch_after(console: &Console, viewer: &Viewer, batch_id: &str, flash: Flash, status: StatusCode) -> Response {
-    let batch = match find(console, batch_id) {
+    let batch = match find(console, viewer, batch_id) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -1234,7 +1237,7 @@ async fn approve(
 }
 
 async fn cancel_page(State(console): State<Shared>, viewer: Viewer, Path(id): Path<String>) -> Response {
-    let batch = match find(&console, &id) {
+    let batch = match find(&console, &viewer, &id) {
         Ok(b) => b,
         Err(r) => return *r,
     };

@@ -695,7 +695,11 @@ async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hit
     let (code, order) = get("/orders/n-1").await;
     assert_eq!(code, 200);
     assert!(order.contains("Record id") && order.contains("success"), "{order}");
-    let (code, _) = get("/orders/no-such-order").await;
+    let (code, missing) = get("/orders/no-such-order").await;
     assert_eq!(code, 404);
+    assert!(
+        missing.contains("<strong id=\"who\">auditor</strong>"),
+        "every page shows who: {missing}"
+    );
     daemon.terminate(Duration::from_secs(30));
 }

@@ -503,6 +503,7 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
     );
     let mut waiting = Vec::new();
     let mut needed: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut fees_unknown = std::collections::BTreeSet::new();
     for batch in console.store.batches()? {
         if batch.state != BatchState::Open {
             continue;
@@ -514,6 +515,19 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
                 .orders_by_state(kind, Some(&batch.batch_id), None, usize::MAX)?
             {
                 add(&mut needed, &o.input.coin, o.call.amount());
+                // The network fee comes on top when the merchant pays it (CCPayment's quote).
+                if let WithdrawCall::Network(r) = &o.call
+                    && r.merchant_pay_network_fee == Some(true)
+                {
+                    match console.fee(r.coin_id, &r.chain).await {
+                        Ok(q) if q.coin_id.is_none_or(|c| c == r.coin_id) => {
+                            add(&mut needed, &o.input.coin, &q.amount.to_string())
+                        }
+                        _ => {
+                            fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
+                        }
+                    }
+                }
             }
         }
         if line.waiting {
@@ -538,7 +552,11 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
             view::Need {
                 coin: coin.clone(),
                 balance: balance.map(|b| b.normalize().to_string()),
-                needed: need.normalize().to_string(),
+                needed: if fees_unknown.contains(coin) {
+                    format!("{} + fees", need.normalize())
+                } else {
+                    need.normalize().to_string()
+                },
                 short: balance.is_some_and(|b| b < *need),
             }
         })

@@ -240,7 +240,7 @@ pub fn overview(o: &Overview) -> Markup {
                     }
                 }
             }
-            p.muted { "Needed is the sum of the amounts of orders not yet sent (fees come on top when the merchant pays them)." }
+            p.muted { "Needed: the amounts of the orders not yet sent, plus the network fees the merchant pays (CCPayment's quotes); “+ fees” where a quote could not be had." }
         }
     }
 }

@@ -679,6 +679,18 @@ async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hit
     assert_eq!(rows.matches("data-status=").count(), 1, "{rows}");
     assert!(rows.contains("d-1"), "{rows}");
 
+    // The overview: this month's batch waits, and what it needs against the balance.
+    let (_, overview) = get("/").await;
+    let needs = overview
+        .split("id=\"needs\"")
+        .nth(1)
+        .expect("the needs table")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(needs.contains("<td>USDT</td>") && needs.contains(">40<"), "{needs}");
+    assert!(overview.contains(&second), "{overview}");
+
     // Last month's progress, its JSON report and an order with its record.
     let (code, progress) = get(&format!("/batches/{first}/progress")).await;
     assert_eq!(code, 200);

@@ -473,6 +473,41 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
     let base = console_base(&daemon);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    // `ccpayout console --open` hands the link to the desktop's opener (here a stand-in that
+    // writes down what it was given).
+    let bin = tempfile::tempdir().unwrap();
+    let opened = bin.path().join("opened.txt");
+    let opener = bin.path().join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = crate::helpers::command(
+        &api,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "console",
+            "--open",
+        ],
+    )
+    .env(
+        "PATH",
+        format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default()),
+    )
+    .output()
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    daemon.wait_for("the opener to run", Duration::from_secs(5), || opened.exists());
+    let link = std::fs::read_to_string(&opened).unwrap();
+    assert!(link.starts_with(&format!("{base}/sign-in?token=")), "{link}");
+    assert!(printed.contains(&link), "the link opened is the one printed: {printed}");
     let client = http();
 
     // Not signed in: 401 with the way in, and the security headers on every answer.

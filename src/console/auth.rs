@@ -82,6 +82,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// What tells this session from every other (not its cookie value, which is secret).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// A session for a user a trusted proxy authenticated: no cookie, one per user.
     pub fn from_proxy(user: &str, now_ms: i64) -> Session {
         Session {

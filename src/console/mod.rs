@@ -145,6 +145,9 @@ pub struct Console {
     /// What sign-in links start with: `public_url`, or `http://` and the address bound.
     base_url: Mutex<String>,
     stats: Stats,
+    /// What an action said, by session key, shown once by the page the browser is sent to
+    /// next (each action answers with a redirect, so a reload never sends a form again).
+    flashes: Mutex<HashMap<String, view::Flash>>,
     /// Amount totals per coin of each batch (they never change once it is stored).
     totals: Mutex<HashMap<String, BTreeMap<String, Decimal>>>,
     balances: tokio::sync::Mutex<Option<Kept<Vec<Balance>>>>,
@@ -188,6 +191,7 @@ impl Console {
             warn_percent: parts.warn_percent,
             base_url: Mutex::new(base),
             stats: Stats::default(),
+            flashes: Mutex::new(HashMap::new()),
             totals: Mutex::new(HashMap::new()),
             balances: tokio::sync::Mutex::new(None),
             fees: tokio::sync::Mutex::new(HashMap::new()),
@@ -210,6 +214,24 @@ impl Console {
             "{}/sign-in?token={token}",
             self.base_url.lock().unwrap_or_else(|e| e.into_inner())
         )
+    }
+
+    /// Keeps `flash` for the next page `session` opens.
+    fn keep_flash(&self, session: &auth::Session, flash: view::Flash) {
+        let mut flashes = self.flashes.lock().unwrap_or_else(|e| e.into_inner());
+        if flashes.len() > 10_000 {
+            // Sessions that never came back: forget their messages.
+            flashes.clear();
+        }
+        flashes.insert(session.key().to_owned(), flash);
+    }
+
+    /// The message an action left for `session`, once.
+    fn take_flash(&self, session: &auth::Session) -> Option<view::Flash> {
+        self.flashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session.key())
     }
 
     /// The console's figures for the metrics.

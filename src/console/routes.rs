@@ -14,6 +14,9 @@
 //! | `GET /orders/{order_id}` | one order |
 //! | `GET`, `POST /sign-in`, `POST /sign-out` | sessions |
 //! | `GET /static/console.css`, `console.js` | the stylesheet and the one script |
+//!
+//! An action answers with a redirect to the page it was about (303), which shows what the
+//! action said once: a reload never sends a form again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -469,8 +472,9 @@ fn coin_amounts(totals: &BTreeMap<String, Decimal>) -> Vec<CoinAmount> {
 }
 
 async fn overview(State(console): State<Shared>, viewer: Viewer) -> Response {
+    let flash = console.take_flash(&viewer.session);
     match overview_page(&console).await {
-        Ok(body) => page("Overview", &viewer, None, body),
+        Ok(body) => page("Overview", &viewer, flash.as_ref(), body),
         Err(e) => store_failed(e),
     }
 }
@@ -619,11 +623,12 @@ async fn batch(
         Ok(b) => b,
         Err(r) => return *r,
     };
+    let flash = console.take_flash(&viewer.session);
     match batch_page(&console, &batch, &q).await {
         Ok(p) => page(
             &format!("Batch {}", batch.name),
             &viewer,
-            None,
+            flash.as_ref(),
             view::batch(&p, &viewer.who()),
         ),
         Err(e) => store_failed(e),
@@ -1157,24 +1162,11 @@ fn flash_of(reply: &Reply) -> Flash {
     }
 }
 
-/// The batch page again, with what the action said above it.
-async fn batch_after(console: &Console, viewer: &Viewer, batch_id: &str, flash: Flash, status: StatusCode) -> Response {
-    let batch = match find(console, viewer, batch_id) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    match batch_page(console, &batch, &BatchQuery::default()).await {
-        Ok(p) => html(
-            status,
-            view::page(
-                &format!("Batch {}", batch.name),
-                Some(&viewer.who()),
-                Some(&flash),
-                view::batch(&p, &viewer.who()),
-            ),
-        ),
-        Err(e) => store_failed(e),
-    }
+/// After an action on a batch: its page, with what the action said above it (redirect after
+/// POST: a reload shows the page again and sends nothing).
+fn batch_after(console: &Console, viewer: &Viewer, batch_id: &str, flash: Flash) -> Response {
+    console.keep_flash(&viewer.session, flash);
+    Redirect::to(&format!("/batches/{batch_id}")).into_response()
 }
 
 async fn approve(
@@ -1207,9 +1199,7 @@ async fn approve(
             &viewer,
             batch.batch_id.as_str(),
             refuse("This batch has no recipient review."),
-            StatusCode::CONFLICT,
-        )
-        .await;
+        );
     };
     // The approval binds to the full digest the page showed; the 6 characters typed are the
     // person's confirmation that they read it.
@@ -1219,10 +1209,10 @@ async fn approve(
             &console,
             &viewer,
             batch.batch_id.as_str(),
-            refuse("The plan changed since the page was shown (its digest is not the one you saw); nothing was approved. Read it again."),
-            StatusCode::CONFLICT,
-        )
-        .await;
+            refuse(
+                "The plan changed since the page was shown (its digest is not the one you saw); nothing was approved. Read it again.",
+            ),
+        );
     }
     if typed.len() != 6 || !current.to_ascii_lowercase().ends_with(&typed) {
         console.stats.action("approve", "refused");
@@ -1231,9 +1221,7 @@ async fn approve(
             &viewer,
             batch.batch_id.as_str(),
             refuse("The characters typed are not the last 6 of the digest; nothing was approved."),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        );
     }
     let reply = act(
         &console,
@@ -1246,12 +1234,7 @@ async fn approve(
         },
     )
     .await;
-    let status = if reply.verdict == Verdict::Done {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
-    batch_after(&console, &viewer, batch.batch_id.as_str(), flash_of(&reply), status).await
+    batch_after(&console, &viewer, batch.batch_id.as_str(), flash_of(&reply))
 }
 
 async fn cancel_page(State(console): State<Shared>, viewer: Viewer, Path(id): Path<String>) -> Response {
@@ -1299,14 +1282,7 @@ async fn cancel(
         },
     )
     .await;
-    batch_after(
-        &console,
-        &viewer,
-        batch.batch_id.as_str(),
-        flash_of(&reply),
-        StatusCode::OK,
-    )
-    .await
+    batch_after(&console, &viewer, batch.batch_id.as_str(), flash_of(&reply))
 }
 
 async fn pause_page(viewer: Viewer) -> Response {
@@ -1354,7 +1330,7 @@ async fn pause(State(console): State<Shared>, viewer: Viewer, Form(form): Form<H
         })
         .filter(|r| !r.is_empty());
     let reply = act(&console, &viewer, "pause", Request::Pause { reason }).await;
-    overview_after(&console, &viewer, flash_of(&reply)).await
+    overview_after(&console, &viewer, flash_of(&reply))
 }
 
 async fn resume(State(console): State<Shared>, viewer: Viewer, Form(form): Form<HashMap<String, String>>) -> Response {
@@ -1362,15 +1338,10 @@ async fn resume(State(console): State<Shared>, viewer: Viewer, Form(form): Form<
         return forbidden(&console, &viewer, "resume");
     }
     let reply = act(&console, &viewer, "resume", Request::Resume).await;
-    overview_after(&console, &viewer, flash_of(&reply)).await
+    overview_after(&console, &viewer, flash_of(&reply))
 }
 
-async fn overview_after(console: &Console, viewer: &Viewer, flash: Flash) -> Response {
-    match overview_page(console).await {
-        Ok(body) => html(
-            StatusCode::OK,
-            view::page("Overview", Some(&viewer.who()), Some(&flash), body),
-        ),
-        Err(e) => store_failed(e),
-    }
+fn overview_after(console: &Console, viewer: &Viewer, flash: Flash) -> Response {
+    console.keep_flash(&viewer.session, flash);
+    Redirect::to("/").into_response()
 }

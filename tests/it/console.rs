@@ -552,9 +552,17 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
         .send()
         .await
         .unwrap();
-    assert_eq!(reply.status(), 200);
+    // Done, and answered with a redirect (a reload sends nothing again); the next page shows
+    // what it said, once.
+    assert_eq!(reply.status(), 303);
+    assert_eq!(reply.headers()["location"], "/");
     let status = ccpayout_text(&api, &state, &config, &["status"]).1;
     assert!(status.contains("PAUSED by an operator: audit"), "{status}");
+    let next = as_user(&base, "/", "treasurer").await.text().await.unwrap();
+    assert!(next.contains("id=\"flash\"") && next.contains("submission paused"), "{next}");
+    assert!(next.contains("id=\"resume\""), "the overview offers resume: {next}");
+    let again = as_user(&base, "/", "treasurer").await.text().await.unwrap();
+    assert!(!again.contains("id=\"flash\""), "shown once: {again}");
     assert_audited(&state, "pause", "treasurer");
 
     // Sign-in attempts with made-up tokens are limited.

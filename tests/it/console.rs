@@ -559,7 +559,10 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     let status = ccpayout_text(&api, &state, &config, &["status"]).1;
     assert!(status.contains("PAUSED by an operator: audit"), "{status}");
     let next = as_user(&base, "/", "treasurer").await.text().await.unwrap();
-    assert!(next.contains("id=\"flash\"") && next.contains("submission paused"), "{next}");
+    assert!(
+        next.contains("id=\"flash\"") && next.contains("submission paused"),
+        "{next}"
+    );
     assert!(next.contains("id=\"resume\""), "the overview offers resume: {next}");
     let again = as_user(&base, "/", "treasurer").await.text().await.unwrap();
     assert!(!again.contains("id=\"flash\""), "shown once: {again}");

@@ -6,19 +6,18 @@
     var bar = document.getElementById("progress");
     if (!bar || !bar.dataset.url || bar.dataset.state !== "open") return;
     var counts = document.getElementById("counts");
-    var state = document.getElementById("batch-state");
     function tick() {
       fetch(bar.dataset.url, { credentials: "same-origin", cache: "no-store" })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (p) {
           if (!p) return;
-          bar.max = Math.max(p.total, 1);
-          bar.value = p.final;
-          if (counts) counts.textContent = p.text;
-          if (state) state.textContent = p.state;
-          if (p.state !== "open") {
-            // Finished: show the batch's final page (rows, reports) once. Not a reload: the
-            // page may be the answer to a form, which must not be sent again.
+          if (p.state === "open") {
+            bar.max = Math.max(p.total, 1);
+            bar.value = p.final;
+            if (counts) counts.textContent = p.text;
+          } else {
+            // Finished: load the batch's final page (its rows and reports) once; that page
+            // polls no more.
             window.location.assign(bar.dataset.page);
             return;
           }

@@ -572,11 +572,7 @@ impl<R: Runtime> Operator<R> {
                     count(StateKind::Submitting) + count(StateKind::Unknown),
                     count(StateKind::Submitted),
                     count(StateKind::AwaitingApproval),
-                    StateKind::ALL
-                        .iter()
-                        .filter(|k| k.is_final())
-                        .map(|k| count(*k))
-                        .sum::<u64>()
+                    StateKind::finals(&totals)
                 );
                 for batch in batches {
                     let counts = store.counts(Some(&batch.batch_id))?;
@@ -836,11 +832,7 @@ fn held_rows(out: &mut String, store: &Store, batch: &BatchRecord) -> Result<(),
 /// One line per batch: name, state and counts.
 pub fn batch_line(batch: &BatchRecord, counts: &std::collections::BTreeMap<StateKind, u64>) -> String {
     let total: u64 = counts.values().sum();
-    let done = StateKind::ALL
-        .iter()
-        .filter(|k| k.is_final())
-        .map(|k| counts.get(k).copied().unwrap_or(0))
-        .sum::<u64>();
+    let done = StateKind::finals(counts);
     let count = |k| counts.get(&k).copied().unwrap_or(0);
     let waiting = if count(StateKind::AwaitingApproval) > 0 {
         "  AWAITING APPROVAL"

@@ -183,12 +183,12 @@ impl Auth {
     /// Who `token` would sign in, without using it up (the page that asks to confirm). A bad
     /// token counts as a failed attempt.
     pub fn peek(&self, token: &str, from: IpAddr, now_ms: i64) -> Result<String, Refusal> {
-        self.check(token, from, now_ms, false).map(|(user, _)| user)
+        self.check(token, from, now_ms, false)
     }
 
     /// Uses `token` up and starts a session: returns the session id (the cookie's value).
     pub fn redeem(&self, token: &str, from: IpAddr, now_ms: i64) -> Result<(String, Session), Refusal> {
-        let (user, _) = self.check(token, from, now_ms, true)?;
+        let user = self.check(token, from, now_ms, true)?;
         let id = hex::encode(random());
         let session = Session {
             user,
@@ -203,7 +203,8 @@ impl Auth {
         Ok((id, session))
     }
 
-    fn check(&self, token: &str, from: IpAddr, now_ms: i64, use_it: bool) -> Result<(String, ()), Refusal> {
+    /// Who `token` signs in, using it up when `use_it`; a refusal counts as a failed attempt.
+    fn check(&self, token: &str, from: IpAddr, now_ms: i64, use_it: bool) -> Result<String, Refusal> {
         if self.limited(from, now_ms) {
             return Err(Refusal::Limited);
         }
@@ -219,7 +220,7 @@ impl Auth {
                     if use_it {
                         link.used = true;
                     }
-                    Ok((link.user.clone(), ()))
+                    Ok(link.user.clone())
                 }
             }
         };

@@ -39,7 +39,8 @@ use crate::engine::PAUSE;
 use crate::model::call::WithdrawCall;
 use crate::model::record::{Approval, BatchRecord, BatchState, GivenApproval, OrderRecord};
 use crate::model::state::StateKind;
-use crate::report::{ReportPaths, ReportRow, RowStatus};
+use crate::report::{ReportRow, RowStatus};
+use crate::rules::amount::parse_api_decimal;
 use crate::util::time::rfc3339_ms;
 
 /// The session cookie.
@@ -249,16 +250,15 @@ struct TokenQuery {
     token: String,
 }
 
-fn peer(addr: &SocketAddr) -> IpAddr {
-    addr.ip().to_canonical()
-}
-
 async fn sign_in_page(
     State(console): State<Shared>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    match console.auth.peek(&q.token, peer(&addr), console.clock.now_ms()) {
+    match console
+        .auth
+        .peek(&q.token, addr.ip().to_canonical(), console.clock.now_ms())
+    {
         Ok(user) => html(
             StatusCode::OK,
             view::page("Sign in", None, None, view::sign_in(&user, &q.token)),
@@ -283,7 +283,10 @@ async fn sign_in(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let token = form.get("token").map(String::as_str).unwrap_or("");
-    match console.auth.redeem(token, peer(&addr), console.clock.now_ms()) {
+    match console
+        .auth
+        .redeem(token, addr.ip().to_canonical(), console.clock.now_ms())
+    {
         Ok((id, session)) => {
             console.stats.sign_in("ok");
             tracing::info!(user = %session.user, from = %addr.ip(), "console: signed in");
@@ -350,14 +353,6 @@ const UNSENT: [StateKind; 4] = [
 
 fn count(counts: &BTreeMap<StateKind, u64>, k: StateKind) -> u64 {
     counts.get(&k).copied().unwrap_or(0)
-}
-
-fn finals(counts: &BTreeMap<StateKind, u64>) -> u64 {
-    StateKind::ALL
-        .iter()
-        .filter(|k| k.is_final())
-        .map(|k| count(counts, *k))
-        .sum()
 }
 
 fn counts_text(counts: &BTreeMap<StateKind, u64>, refused: usize) -> String {
@@ -444,7 +439,7 @@ impl Console {
             state: batch.state.as_str(),
             created: rfc3339_ms(batch.created_ms),
             total: counts.values().sum(),
-            finals: finals(&counts),
+            finals: StateKind::finals(&counts),
             success: count(&counts, StateKind::Success),
             failed: count(&counts, StateKind::Failed) + count(&counts, StateKind::Rejected),
             refused: batch.refused.len(),
@@ -455,8 +450,12 @@ impl Console {
     }
 }
 
+/// Adds the stored canonical `amount` to `coin`'s total.
 fn add(totals: &mut BTreeMap<String, Decimal>, coin: &str, amount: &str) {
-    let amount = Decimal::from_str_exact(amount.trim()).unwrap_or_default();
+    add_amount(totals, coin, Decimal::from_str_exact(amount.trim()).unwrap_or_default());
+}
+
+fn add_amount(totals: &mut BTreeMap<String, Decimal>, coin: &str, amount: Decimal) {
     let entry = totals.entry(coin.trim().to_ascii_uppercase()).or_default();
     *entry = entry.checked_add(amount).unwrap_or(Decimal::MAX);
 }
@@ -525,7 +524,7 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
                 {
                     match console.fee(r.coin_id, &r.chain).await {
                         Ok(q) if q.coin_id.is_none_or(|c| c == r.coin_id) => {
-                            add(&mut needed, &o.input.coin, &q.amount.to_string())
+                            add_amount(&mut needed, &o.input.coin, q.amount)
                         }
                         _ => {
                             fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
@@ -691,7 +690,7 @@ async fn batch_page(
         // The fee: charged (CCPayment's record), or quoted now; in the coin itself or another.
         let (fee, fee_same_coin, quoted) = match (&o.fee, &o.call) {
             (Some(f), _) => (
-                Decimal::from_str_exact(f.amount.trim()).ok(),
+                parse_api_decimal(&f.amount),
                 coin_id.is_some_and(|c| c == f.coin_id),
                 false,
             ),
@@ -712,27 +711,25 @@ async fn batch_page(
             ),
             (None, _) => "?".to_owned(),
         };
+        // What the receiver gets: the whole amount when the merchant pays the fee or it is in
+        // another coin, else the amount less the fee.
         let receives = match (amount, fee) {
-            (Some(a), _) if merchant_pays(o) => a.normalize().to_string(),
-            (Some(a), Some(f)) if fee_same_coin => (a - f).normalize().to_string(),
-            (Some(a), Some(_)) => a.normalize().to_string(),
-            _ => "?".to_owned(),
+            (Some(a), _) if merchant_pays(o) => Some(a),
+            (Some(a), Some(f)) if fee_same_coin => Some(a - f),
+            (Some(a), Some(_)) => Some(a),
+            _ => None,
         };
-        {
-            let plan = coins.entry(o.input.coin.trim().to_ascii_uppercase()).or_default();
-            plan.rows += 1;
-            plan.amount += amount.unwrap_or_default();
-            match (fee, fee_same_coin) {
-                (Some(f), true) => plan.fees += f,
-                (Some(_), false) => {}
-                (None, _) => plan.unknown = true,
-            }
-            match (amount, fee) {
-                (Some(a), _) if merchant_pays(o) => plan.receives += a,
-                (Some(a), Some(f)) if fee_same_coin => plan.receives += a - f,
-                (Some(a), Some(_)) => plan.receives += a,
-                _ => plan.unknown = true,
-            }
+        let plan = coins.entry(o.input.coin.trim().to_ascii_uppercase()).or_default();
+        plan.rows += 1;
+        plan.amount += amount.unwrap_or_default();
+        match (fee, fee_same_coin) {
+            (Some(f), true) => plan.fees += f,
+            (Some(_), false) => {}
+            (None, _) => plan.unknown = true,
+        }
+        match receives {
+            Some(r) => plan.receives += r,
+            None => plan.unknown = true,
         }
         if let Some(review) = &o.review {
             held_total += 1;
@@ -750,18 +747,18 @@ async fn batch_page(
         }
         rows.push(view::RowLine {
             line: o.line,
-            order_id: report.order_id.clone(),
+            order_id: report.order_id,
             is_order: true,
-            recipient: report.recipient.clone(),
-            coin: report.coin.clone(),
-            chain: report.chain.clone(),
-            amount: report.amount.clone(),
+            recipient: report.recipient,
+            coin: report.coin,
+            chain: report.chain,
+            amount: report.amount,
             fee: fee_text,
-            receives,
+            receives: receives.map_or_else(|| "?".to_owned(), |r| r.normalize().to_string()),
             status: report.status.as_str().to_owned(),
             status_class: status_class(report.status),
-            reference: report.reference.clone(),
-            problem: report.error_message.clone(),
+            reference: report.reference,
+            problem: report.error_message,
             held: o.review.is_some() && o.kind() == StateKind::AwaitingApproval,
         });
     }
@@ -773,7 +770,7 @@ async fn batch_page(
         }
         rows.push(view::RowLine {
             line: r.line,
-            order_id: report.order_id.clone(),
+            order_id: report.order_id,
             is_order: false,
             recipient: String::new(),
             coin: String::new(),
@@ -848,7 +845,7 @@ async fn batch_page(
             None => "not signed".to_owned(),
         },
         total: counts.values().sum(),
-        finals: finals(&counts),
+        finals: StateKind::finals(&counts),
         counts: counts_text(&counts, batch.refused.len()),
         coins: coins
             .into_iter()
@@ -875,7 +872,7 @@ async fn batch_page(
             .collect(),
         parts,
         can_cancel: batch.state == BatchState::Open && unsent > 0,
-        diff: diff_of(console, batch),
+        diff: diff_of(console, batch, &orders),
         deny_hits,
         held,
         held_total,
@@ -926,7 +923,11 @@ fn approval_part(part: &'static str, title: &'static str, approval: &Approval, d
 }
 
 /// The diff of a stored batch to the previous batch of its series taken in before it.
-fn diff_of(console: &Console, batch: &BatchRecord) -> Result<Option<crate::batch::diff::BatchDiff>, String> {
+fn diff_of(
+    console: &Console,
+    batch: &BatchRecord,
+    orders: &[OrderRecord],
+) -> Result<Option<crate::batch::diff::BatchDiff>, String> {
     use crate::batch::diff::{self, ChosenBy, DiffRow, PreviousBatch};
     let store = &console.store;
     let earlier: Vec<BatchRecord> = store
@@ -945,7 +946,6 @@ fn diff_of(console: &Console, batch: &BatchRecord) -> Result<Option<crate::batch
             Ok(())
         })
         .map_err(|e| e.to_string())?;
-    let orders = store.batch_orders(&batch.batch_id).map_err(|e| e.to_string())?;
     let compared = diff::compare(
         index,
         orders.iter().map(|o| DiffRow::of_input(o.line, &o.input)),
@@ -971,7 +971,7 @@ async fn progress(State(console): State<Shared>, viewer: Viewer, Path(id): Path<
         Ok(counts) => axum::Json(serde_json::json!({
             "state": batch.state.as_str(),
             "total": counts.values().sum::<u64>(),
-            "final": finals(&counts),
+            "final": StateKind::finals(&counts),
             "text": counts_text(&counts, batch.refused.len()),
         }))
         .into_response(),
@@ -1008,13 +1008,7 @@ fn download(console: &Console, viewer: &Viewer, id: &str, json: bool) -> Respons
         Ok(bytes) => {
             let name = path
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| {
-                    ReportPaths::new(&console.reports_dir, &batch.name)
-                        .result_csv
-                        .display()
-                        .to_string()
-                });
+                .map_or_else(|| "report".into(), |n| n.to_string_lossy());
             let disposition = format!(
                 "attachment; filename=\"{}\"",
                 name.replace(|c: char| !c.is_ascii_graphic() || c == '"' || c == '\\', "_")
@@ -1188,40 +1182,27 @@ async fn approve(
         Some("recipients") => batch.recipients.as_ref().map(|r| r.digest.as_str()),
         _ => Some(batch.plan_digest.as_str()),
     };
-    let refuse = |text: &str| Flash {
-        kind: "refused",
-        text: text.to_owned(),
+    // Refused here, before the operator: counted, and said on the batch's page.
+    let refuse = |text: &str| {
+        console.stats.action("approve", "refused");
+        let flash = Flash {
+            kind: "refused",
+            text: text.to_owned(),
+        };
+        batch_after(&console, &viewer, batch.batch_id.as_str(), flash)
     };
     let Some(current) = current else {
-        console.stats.action("approve", "refused");
-        return batch_after(
-            &console,
-            &viewer,
-            batch.batch_id.as_str(),
-            refuse("This batch has no recipient review."),
-        );
+        return refuse("This batch has no recipient review.");
     };
     // The approval binds to the full digest the page showed; the 6 characters typed are the
     // person's confirmation that they read it.
     if shown != current {
-        console.stats.action("approve", "refused");
-        return batch_after(
-            &console,
-            &viewer,
-            batch.batch_id.as_str(),
-            refuse(
-                "The plan changed since the page was shown (its digest is not the one you saw); nothing was approved. Read it again.",
-            ),
+        return refuse(
+            "The plan changed since the page was shown (its digest is not the one you saw); nothing was approved. Read it again.",
         );
     }
     if typed.len() != 6 || !current.to_ascii_lowercase().ends_with(&typed) {
-        console.stats.action("approve", "refused");
-        return batch_after(
-            &console,
-            &viewer,
-            batch.batch_id.as_str(),
-            refuse("The characters typed are not the last 6 of the digest; nothing was approved."),
-        );
+        return refuse("The characters typed are not the last 6 of the digest; nothing was approved.");
     }
     let reply = act(
         &console,

@@ -153,7 +153,7 @@ impl crate::console::Live for ConsoleLive {
                 .into_iter()
                 .filter_map(|a| {
                     Some(crate::console::Balance {
-                        available: rust_decimal::Decimal::from_str_exact(a.available.trim()).ok()?,
+                        available: crate::rules::amount::parse_api_decimal(&a.available)?,
                         coin: a.coin_symbol,
                     })
                 })
@@ -173,8 +173,8 @@ impl crate::console::Live for ConsoleLive {
                 .get_withdraw_fee(coin_id, &chain)
                 .await
                 .map_err(|e| e.to_string())?;
-            let amount = rust_decimal::Decimal::from_str_exact(quote.fee.amount.trim())
-                .map_err(|_| format!("the fee {:?} is not a decimal", quote.fee.amount))?;
+            let amount = crate::rules::amount::parse_api_decimal(&quote.fee.amount)
+                .ok_or_else(|| format!("the fee {:?} is not a decimal", quote.fee.amount))?;
             Ok(crate::console::FeeQuote {
                 amount,
                 coin_id: Some(quote.fee.coin_id).filter(|c| *c != 0),

@@ -134,6 +134,11 @@ impl StateKind {
         )
     }
 
+    /// How many of `counts` (orders by state) are final.
+    pub fn finals(counts: &std::collections::BTreeMap<StateKind, u64>) -> u64 {
+        counts.iter().filter(|(k, _)| k.is_final()).map(|(_, n)| n).sum()
+    }
+
     /// The order may exist at CCPayment, so it must be resolved there before anything else.
     pub fn may_exist_remotely(self) -> bool {
         matches!(self, StateKind::Submitting | StateKind::Unknown | StateKind::Submitted)

@@ -505,13 +505,17 @@ async fn the_console_answers_on_loopback_with_strict_headers_and_trusts_the_user
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
     // `ccpayout console --open` hands the link to the desktop's opener (here a stand-in that
-    // writes down what it was given).
+    // writes down what it was given, then renames the file into place: the shell creates a
+    // redirect's file before it writes to it, and the test waits for the file to exist).
     let bin = tempfile::tempdir().unwrap();
     let opened = bin.path().join("opened.txt");
     let opener = bin.path().join("xdg-open");
     std::fs::write(
         &opener,
-        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {0}.part && mv {0}.part {0}\n",
+            opened.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -170,8 +170,7 @@ pub async fn ingest(
             value: serde_json::to_value(d).unwrap_or_default(),
         })
         .unwrap_or_default();
-    let console = config.console.batch_url(batch.batch_id.as_str());
-    let notices = approval_notices(&batch, &prepared.report.plan, &diff, console.as_deref(), now_ms);
+    let notices = approval_notices(&batch, &prepared.report.plan, &diff, now_ms);
     // Rows that retry orders of earlier batches are linked to them in the batch's own commit.
     let retries = retry_links(store, &mut batch, records::retries(&prepared, generation))?;
     store.create_batch_retrying(
@@ -193,15 +192,9 @@ pub async fn ingest(
 }
 
 /// "Waits for approval" for the batch's plan and for its recipient review part, whichever needs
-/// one: recorded with the batch, so the people who approve hear of it as it is stored.
-/// `console` is the batch's page in the web console, when it is on.
-fn approval_notices(
-    batch: &BatchRecord,
-    plan: &Plan,
-    diff: &DiffSummary,
-    console: Option<&str>,
-    now_ms: i64,
-) -> Vec<Notice> {
+/// one: recorded with the batch, so the people who approve hear of it as it is stored. (The
+/// dispatcher adds the link to the batch's page in the web console as it sends.)
+fn approval_notices(batch: &BatchRecord, plan: &Plan, diff: &DiffSummary, now_ms: i64) -> Vec<Notice> {
     let totals: Vec<CoinTotal> = plan
         .coins
         .iter()
@@ -242,14 +235,14 @@ fn approval_notices(
                 needed: *needed,
                 reasons,
             };
-            let mut notice = notice::approval_required(&batch.batch_id, &batch.name, &awaiting, totals, diff, now_ms);
-            if let Some(url) = console {
-                notice = notice.line(format!("Review and approve it in the console: {url}"));
-                if let Some(figures) = notice.figures.as_object_mut() {
-                    figures.insert("console_url".to_owned(), serde_json::Value::from(url));
-                }
-            }
-            Some(notice)
+            Some(notice::approval_required(
+                &batch.batch_id,
+                &batch.name,
+                &awaiting,
+                totals,
+                diff,
+                now_ms,
+            ))
         })
         .collect()
 }

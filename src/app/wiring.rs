@@ -146,8 +146,14 @@ pub fn notices(
         return Ok(None);
     }
     let reports = reports_dir(config, store.state_dir());
-    crate::notify::Dispatcher::new(store.clone(), config.notify.clone(), clock, Some(reports))
-        .map(|d| Some(Arc::new(d)))
+    crate::notify::Dispatcher::new(
+        store.clone(),
+        config.notify.clone(),
+        clock,
+        Some(reports),
+        config.console.clone(),
+    )
+    .map(|d| Some(Arc::new(d)))
 }
 
 /// Where reports go: `reports.dir`, else `<state dir>/reports`.

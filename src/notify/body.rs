@@ -1,22 +1,25 @@
 //! The bodies a notice is sent as, by a target's format: one JSON object (`json`) or Slack's
 //! incoming-webhook body (`slack`). Pure: the same notice gives the same bytes on every retry.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::config::NotifyFormat;
+use crate::config::{ConsoleConfig, NotifyFormat};
 use crate::model::notice::{Notice, NoticeEvent};
 use crate::util::time::rfc3339_ms;
 
-/// What the dispatcher adds to every notice: where it runs, and where a finished batch's
-/// reports are.
+/// What the dispatcher adds to every notice: where it runs, where a finished batch's reports
+/// are, and where a batch's page is in the web console.
 #[derive(Debug, Clone, Default)]
 pub struct Context<'a> {
     /// The machine's host name.
     pub host: &'a str,
     /// The reports folder, when known: a finished batch's report paths are named from it.
     pub reports_dir: Option<&'a Path>,
+    /// The web console, when configured: a notice about a batch links the batch's page.
+    pub console: Option<&'a ConsoleConfig>,
 }
 
 /// Slack allows 3,000 characters in a section's text.
@@ -24,11 +27,37 @@ const SLACK_SECTION_CHARS: usize = 2_900;
 
 /// The body of `notice` in `format`.
 pub fn body(format: NotifyFormat, notice: &Notice, context: &Context<'_>) -> Vec<u8> {
+    let notice = linked(notice, context);
     let value = match format {
-        NotifyFormat::Json => json_value(notice, context),
-        NotifyFormat::Slack => slack_value(notice, context),
+        NotifyFormat::Json => json_value(&notice, context),
+        NotifyFormat::Slack => slack_value(&notice, context),
     };
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// `notice` with a line linking its batch's page in the console, and that link as
+/// `figures.console_url`, when the console is on and the notice is about a batch. An approval
+/// asks for one; any other batch notice points to where its rows are.
+fn linked<'n>(notice: &'n Notice, context: &Context<'_>) -> Cow<'n, Notice> {
+    let Some(url) = notice
+        .batch
+        .as_ref()
+        .and_then(|batch| context.console?.batch_url(&batch.id))
+    else {
+        return Cow::Borrowed(notice);
+    };
+    let mut notice = notice.clone();
+    notice.lines.push(match notice.event {
+        NoticeEvent::ApprovalRequired => format!("Review and approve it in the console: {url}"),
+        _ => format!("See it in the console: {url}"),
+    });
+    match notice.figures.as_object_mut() {
+        Some(figures) => {
+            figures.insert("console_url".to_owned(), Value::from(url));
+        }
+        None => notice.figures = json!({ "console_url": url }),
+    }
+    Cow::Owned(notice)
 }
 
 /// The paths of a finished batch's reports, as `report::ReportPaths` names them.
@@ -124,6 +153,7 @@ mod tests {
         let ctx = Context {
             host: "pay-1",
             reports_dir: Some(dir),
+            ..Context::default()
         };
         let v: Value = serde_json::from_slice(&body(NotifyFormat::Json, &notice(), &ctx)).unwrap();
         assert_eq!(v["id"], "7-1765000000000");
@@ -142,7 +172,7 @@ mod tests {
     fn the_slack_body_is_an_incoming_webhook_message_with_escaped_mrkdwn() {
         let ctx = Context {
             host: "pay-1",
-            reports_dir: None,
+            ..Context::default()
         };
         let v: Value = serde_json::from_slice(&body(NotifyFormat::Slack, &notice(), &ctx)).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
@@ -158,6 +188,57 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("`ccpayout report p-1`")
+        );
+    }
+
+    #[test]
+    fn with_the_console_on_a_batch_notice_links_the_batch_page_and_others_do_not() {
+        let mut console = ConsoleConfig {
+            enabled: true,
+            listen: "127.0.0.1:8789".parse().unwrap(),
+            behind_proxy: true,
+            public_url: Some("https://payouts.example.com".to_owned()),
+            trusted_user_header: None,
+            trusted_proxies: Vec::new(),
+            idle_timeout: std::time::Duration::from_secs(1_800),
+        };
+        let ctx = Context {
+            host: "pay-1",
+            console: Some(&console),
+            ..Context::default()
+        };
+        let v: Value = serde_json::from_slice(&body(NotifyFormat::Json, &notice(), &ctx)).unwrap();
+        let url = "https://payouts.example.com/batches/abc";
+        assert_eq!(v["figures"]["console_url"], url);
+        assert_eq!(v["lines"][1], format!("See it in the console: {url}"));
+        let slack: Value = serde_json::from_slice(&body(NotifyFormat::Slack, &notice(), &ctx)).unwrap();
+        assert!(
+            slack["blocks"][0]["text"]["text"].as_str().unwrap().contains(url),
+            "{slack}"
+        );
+
+        // An approval asks for one; the figures it already has are kept.
+        let mut approval = Notice::new(NoticeEvent::ApprovalRequired, 1, "Batch p-1 waits").about("abc", "p-1");
+        approval.figures = json!({ "orders": 3 });
+        let v: Value = serde_json::from_slice(&body(NotifyFormat::Json, &approval, &ctx)).unwrap();
+        assert_eq!(v["lines"][0], format!("Review and approve it in the console: {url}"));
+        assert_eq!(v["figures"], json!({ "orders": 3, "console_url": url }));
+
+        // Not about a batch, or the console off: the notice as it was.
+        let paused = Notice::new(NoticeEvent::SendingPaused, 1, "Sending paused");
+        let v: Value = serde_json::from_slice(&body(NotifyFormat::Json, &paused, &ctx)).unwrap();
+        assert!(
+            v["figures"].get("console_url").is_none() && v["lines"].as_array().is_none_or(Vec::is_empty),
+            "{v}"
+        );
+        console.enabled = false;
+        let ctx = Context {
+            console: Some(&console),
+            ..Context::default()
+        };
+        assert_eq!(
+            body(NotifyFormat::Json, &notice(), &ctx),
+            body(NotifyFormat::Json, &notice(), &Context::default())
         );
     }
 

@@ -49,6 +49,7 @@ pub struct Dispatcher {
     clock: SharedClock,
     host: String,
     reports_dir: Option<PathBuf>,
+    console: crate::config::ConsoleConfig,
     jitter: Mutex<Jitter>,
 }
 
@@ -61,12 +62,14 @@ pub struct Left {
 
 impl Dispatcher {
     /// A dispatcher for `targets` over `store`'s outbox; the store records notices for them from
-    /// now on. `reports_dir` names a finished batch's reports in its notice.
+    /// now on. `reports_dir` names a finished batch's reports in its notice; with `console` on,
+    /// every notice about a batch links the batch's page there.
     pub fn new(
         store: Arc<Store>,
         targets: Vec<NotifyTarget>,
         clock: SharedClock,
         reports_dir: Option<PathBuf>,
+        console: crate::config::ConsoleConfig,
     ) -> anyhow::Result<Dispatcher> {
         crate::api::ensure_crypto_provider();
         let http = reqwest::Client::builder()
@@ -85,6 +88,7 @@ impl Dispatcher {
             clock,
             host: host_name(),
             reports_dir,
+            console,
             jitter: Mutex::new(Jitter::new(seed)),
         })
     }
@@ -258,6 +262,7 @@ impl Dispatcher {
         let context = body::Context {
             host: &self.host,
             reports_dir: self.reports_dir.as_deref(),
+            console: Some(&self.console),
         };
         let bytes = body::body(target.format, notice, &context);
         let mut request = self

@@ -337,6 +337,20 @@ async fn every_event_reaches_a_loopback_receiver_with_a_valid_signature() {
     );
     let failed = by_event("rows_failed");
     assert_eq!(failed["figures"]["rows"][0]["order_id"], "n-3", "{failed}");
+    // Both link the batch's page in the console, as the approval did.
+    for notice in [&finished, &failed] {
+        let page = format!(
+            "https://payouts.example.com/batches/{}",
+            notice["batch"]["id"].as_str().unwrap_or("?")
+        );
+        assert_eq!(notice["figures"]["console_url"], page.as_str(), "{notice}");
+        assert!(
+            notice["lines"]
+                .to_string()
+                .contains(&format!("See it in the console: {page}")),
+            "{notice}"
+        );
+    }
     assert!(
         failed["command"].as_str().unwrap().starts_with("ccpayout retry "),
         "{failed}"

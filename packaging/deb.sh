@@ -2,7 +2,11 @@
 # Builds the Debian package of ccpayout into target/debian/ccpayout_<version>_<arch>.deb:
 #
 #   bash packaging/deb.sh                 # release build (what you install)
-#   bash packaging/deb.sh --profile dev   # the debug build CI has already tested (CI's check)
+#   bash packaging/deb.sh --profile dev   # a debug build
+#   bash packaging/deb.sh --profile dev --no-build
+#                                         # the debug binary as it is: CI packages the one its
+#                                         # tests ran (`cargo build` alone would build it again:
+#                                         # tests build dependencies with their dev features)
 #
 # The package holds the binary (/usr/bin/ccpayout), the hardened unit (/usr/lib/systemd/system),
 # the sysusers and tmpfiles files (/usr/lib/sysusers.d, /usr/lib/tmpfiles.d), the man page
@@ -17,11 +21,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
+build=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="${2:?--profile needs release or dev}"; shift 2 ;;
     --profile=*) profile="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-build) build=no; shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -44,9 +50,16 @@ need() { # need COMMAND PACKAGE
 need dpkg-deb dpkg
 need gzip gzip
 
-echo "== cargo build --profile $profile"
-cargo build --locked --quiet --profile "$profile" --bin ccpayout
 bin="target/$target_dir/ccpayout"
+if [ "$build" = yes ]; then
+  echo "== cargo build --profile $profile"
+  cargo build --locked --quiet --profile "$profile" --bin ccpayout
+elif [ ! -x "$bin" ]; then
+  echo "error: --no-build, and there is no $bin: build it first (cargo build --profile $profile)" >&2
+  exit 2
+else
+  echo "== packaging $bin as it is (--no-build)"
+fi
 
 version="$("$bin" --version | awk '{ print $2 }')$suffix"
 arch="$(dpkg --print-architecture 2>/dev/null || echo amd64)"

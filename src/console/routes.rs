@@ -518,18 +518,23 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
                 .orders_by_state(kind, Some(&batch.batch_id), None, usize::MAX)?
             {
                 add(&mut needed, &o.input.coin, o.call.amount());
-                // The network fee comes on top when the merchant pays it (CCPayment's quote).
-                if let WithdrawCall::Network(r) = &o.call
-                    && r.merchant_pay_network_fee == Some(true)
-                {
-                    match console.fee(r.coin_id, &r.chain).await {
-                        Ok(q) if q.coin_id.is_none_or(|c| c == r.coin_id) => {
-                            add_amount(&mut needed, &o.input.coin, q.amount)
-                        }
-                        _ => {
-                            fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
+                // The network fee comes on top when the merchant pays it (CCPayment's quote; the
+                // console asks v2's quote only, so a v1 fee the merchant pays is "+ fees").
+                match &o.call {
+                    WithdrawCall::Network(r) if r.merchant_pay_network_fee == Some(true) => {
+                        match console.fee(r.coin_id, &r.chain).await {
+                            Ok(q) if q.coin_id.is_none_or(|c| c == r.coin_id) => {
+                                add_amount(&mut needed, &o.input.coin, q.amount)
+                            }
+                            _ => {
+                                fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
+                            }
                         }
                     }
+                    WithdrawCall::V1(r) if r.merchant_pays_fee == Some(true) => {
+                        fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
+                    }
+                    _ => {}
                 }
             }
         }

@@ -142,19 +142,32 @@ impl crate::console::Live for ConsoleLive {
     }
 
     fn balances(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<crate::console::Balance>, String>> {
+        use crate::rules::amount::parse_api_decimal;
+        // Each API generation has its own balances call (a v1 account answers 11013 to v2's).
         Box::pin(async move {
-            let assets = self
-                .shared
-                .client
-                .get_app_coin_asset_list()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(assets
+            let client = &self.shared.client;
+            let balances = match self.shared.config.api.generation {
+                crate::model::ApiGeneration::V2 => client
+                    .get_app_coin_asset_list()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|a| (a.coin_symbol, parse_api_decimal(&a.available)))
+                    .collect::<Vec<_>>(),
+                crate::model::ApiGeneration::V1 => client
+                    .v1_assets(None)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|a| (a.crypto, parse_api_decimal(&a.value)))
+                    .collect(),
+            };
+            Ok(balances
                 .into_iter()
-                .filter_map(|a| {
+                .filter_map(|(coin, available)| {
                     Some(crate::console::Balance {
-                        available: crate::rules::amount::parse_api_decimal(&a.available)?,
-                        coin: a.coin_symbol,
+                        coin,
+                        available: available?,
                     })
                 })
                 .collect())

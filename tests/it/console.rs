@@ -795,3 +795,49 @@ async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hit
     );
     daemon.terminate(Duration::from_secs(30));
 }
+
+/// A v1 account (one that answers 11013 to every v2 call) sees its balances in the overview too:
+/// the console asks `/v1/assets`, through the daemon's one paced client, and never v2. It asks no
+/// v1 fee quote, so a fee the merchant pays on top is said as "+ fees", never left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_of_a_v1_account_shows_its_balances_from_v1_assets() {
+    let api = TestApi::start_live(sandbox_config()).await;
+    crate::v1::refuse_v2(&api.sandbox);
+    api.sandbox.set_balance("USDT", "1234.5");
+    let (_dir, state, config, inbox) = layout(
+        "[console]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntrusted_user_header = \"X-Remote-User\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n[policy]\napproval = \"always\"\n",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("[api]\n", "[api]\nversion = \"v1\"\n", 1)).unwrap();
+    // USDT on TRX, the second row's fee paid by the merchant on top (v1's `merchant_pays_fee`).
+    let token = ccpayout::sandbox::demo::v1_token_id("USDT", "TRX");
+    let tron = crate::helpers::TRON_ADDRESS;
+    let batch = format!(
+        "order_id,recipient,amount,token_id,merchant_pays_fee\n\
+         v1-0001,{tron},12,{token},false\nv1-0002,{tron},15,{token},true\n"
+    );
+    let daemon = Daemon::start(&api, &state, &config, &["--inbox", inbox.to_str().unwrap()]);
+    let base = console_base(&daemon);
+    drop_file(&inbox, "v1-payroll.csv", &batch);
+    wait_for_approval(&daemon, &api, &state, &config);
+
+    let reply = as_user(&base, "/", "treasurer").await;
+    assert_eq!(reply.status(), 200);
+    let overview = reply.text().await.unwrap();
+    assert!(!overview.contains("could not be read"), "{overview}");
+    let needs = overview
+        .split("Balances and what open batches still need")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no balances table in {overview}"));
+    assert!(needs.contains("<td>USDT</td>") && needs.contains(">1234.5<"), "{needs}");
+    // The console asks no v1 fee quote: the fee the merchant pays shows as "+ fees".
+    assert!(needs.contains(">27 + fees<"), "{needs}");
+    assert_eq!(crate::v1::not_v1(&api.sandbox.stats()), [], "no v2 call");
+    assert!(
+        api.sandbox.stats().requests.iter().any(|r| r.endpoint == "v1/assets"),
+        "the balances came from /v1/assets"
+    );
+    daemon.terminate(Duration::from_secs(30));
+}

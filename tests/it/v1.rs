@@ -19,14 +19,14 @@ use serde_json::Value;
 use crate::helpers::{EVM_ADDRESS, TRON_ADDRESS, TestApi, XRP_ADDRESS, run_ccpayout};
 
 /// Makes the sandbox a v1-only account: every v2 method answers 11013 NoSupportVersion.
-fn refuse_v2(sandbox: &Sandbox) {
+pub(crate) fn refuse_v2(sandbox: &Sandbox) {
     for name in method::ALL {
         sandbox.force_error(name, 11013, "NoSupportVersion", u32::MAX);
     }
 }
 
 /// Requests to anything but v1, by endpoint.
-fn not_v1(stats: &SandboxStats) -> Vec<(String, i64, u64)> {
+pub(crate) fn not_v1(stats: &SandboxStats) -> Vec<(String, i64, u64)> {
     stats
         .requests
         .iter()

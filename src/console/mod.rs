@@ -96,6 +96,9 @@ pub trait Live: Send + Sync {
 /// How long the console keeps CCPayment's answers about balances and fees.
 const BALANCES_KEPT_MS: i64 = 60_000;
 const FEES_KEPT_MS: i64 = 5 * 60_000;
+/// How long the console keeps what a batch's unsent orders need while the batch's counts by
+/// state stay the same (an order that leaves the unsent states changes them).
+const UNSENT_KEPT_MS: i64 = 30_000;
 
 /// The console's counters, for the daemon's metrics.
 #[derive(Debug, Default)]
@@ -152,7 +155,12 @@ pub struct Console {
     totals: Mutex<HashMap<String, BTreeMap<String, Decimal>>>,
     balances: tokio::sync::Mutex<Option<Kept<Vec<Balance>>>>,
     fees: tokio::sync::Mutex<HashMap<(u64, String), Kept<FeeQuote>>>,
+    /// What each open batch's unsent orders need, with when it was summed and the counts by
+    /// state it was summed at.
+    unsent: Mutex<HashMap<String, UnsentKept>>,
 }
+
+type UnsentKept = (i64, BTreeMap<crate::model::state::StateKind, u64>, Arc<routes::Unsent>);
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,6 +203,7 @@ impl Console {
             totals: Mutex::new(HashMap::new()),
             balances: tokio::sync::Mutex::new(None),
             fees: tokio::sync::Mutex::new(HashMap::new()),
+            unsent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -255,6 +264,33 @@ impl Console {
         let answer = self.live.balances().await;
         *kept = Some((now, answer.clone()));
         answer
+    }
+
+    /// What `batch_id`'s unsent orders still need. Summed off the async threads (a batch may have
+    /// a million orders) and kept while the batch's counts by state stay the same, for at most
+    /// 30 s: the overview of a big batch waiting for approval does not read it again each time.
+    async fn unsent(&self, batch_id: &str) -> Result<Arc<routes::Unsent>, crate::store::StoreError> {
+        let counts = self.store.counts(Some(batch_id))?;
+        let now = self.clock.now_ms();
+        {
+            let kept = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, at_counts, unsent)) = kept.get(batch_id)
+                && *at_counts == counts
+                && now - at < UNSENT_KEPT_MS
+            {
+                return Ok(unsent.clone());
+            }
+        }
+        let (store, id) = (self.store.clone(), batch_id.to_owned());
+        let unsent = tokio::task::spawn_blocking(move || routes::unsent_of(&store, &id))
+            .await
+            .map_err(|e| crate::store::StoreError::Db(format!("summing the unsent orders failed: {e}")))??;
+        let unsent = Arc::new(unsent);
+        let mut kept = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        // Batches that finished or went away are forgotten as they age.
+        kept.retain(|_, (at, _, _)| now - *at < 10 * UNSENT_KEPT_MS);
+        kept.insert(batch_id.to_owned(), (now, counts, unsent.clone()));
+        Ok(unsent)
     }
 
     /// CCPayment's fee for withdrawing `coin_id` on `chain`, asked at most once in five minutes.

@@ -451,6 +451,43 @@ impl Console {
 }
 
 /// Adds the stored canonical `amount` to `coin`'s total.
+/// What a batch's orders not sent yet still need: the amounts per coin, how many of them pay
+/// each network fee on top (the merchant pays it; by coin, coin id and chain), and the coins
+/// whose fees on top the console cannot quote (v1's).
+#[derive(Debug, Default)]
+pub(super) struct Unsent {
+    amounts: BTreeMap<String, Decimal>,
+    network_fees: BTreeMap<(String, u64, String), u64>,
+    fees_unknown: std::collections::BTreeSet<String>,
+}
+
+/// Sums `batch_id`'s unsent orders as the store holds them, one order at a time (a batch may
+/// have a million): never a list of them.
+pub(super) fn unsent_of(store: &crate::store::Store, batch_id: &str) -> Result<Unsent, crate::store::StoreError> {
+    let mut unsent = Unsent::default();
+    for kind in UNSENT {
+        store.for_each_order_in_state(kind, Some(batch_id), &mut |o| {
+            add(&mut unsent.amounts, &o.input.coin, o.call.amount());
+            let coin = || o.input.coin.trim().to_ascii_uppercase();
+            match &o.call {
+                WithdrawCall::Network(r) if r.merchant_pay_network_fee == Some(true) => {
+                    *unsent
+                        .network_fees
+                        .entry((coin(), r.coin_id, r.chain.clone()))
+                        .or_default() += 1;
+                }
+                // The console asks v2's fee quote only: a v1 fee on top is "+ fees".
+                WithdrawCall::V1(r) if r.merchant_pays_fee == Some(true) => {
+                    unsent.fees_unknown.insert(coin());
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    Ok(unsent)
+}
+
 fn add(totals: &mut BTreeMap<String, Decimal>, coin: &str, amount: &str) {
     add_amount(totals, coin, Decimal::from_str_exact(amount.trim()).unwrap_or_default());
 }
@@ -512,32 +549,25 @@ async fn overview_page(console: &Console) -> Result<Markup, crate::store::StoreE
             continue;
         }
         let line = console.batch_line(&batch)?;
-        for kind in UNSENT {
-            for o in console
-                .store
-                .orders_by_state(kind, Some(&batch.batch_id), None, usize::MAX)?
-            {
-                add(&mut needed, &o.input.coin, o.call.amount());
-                // The network fee comes on top when the merchant pays it (CCPayment's quote; the
-                // console asks v2's quote only, so a v1 fee the merchant pays is "+ fees").
-                match &o.call {
-                    WithdrawCall::Network(r) if r.merchant_pay_network_fee == Some(true) => {
-                        match console.fee(r.coin_id, &r.chain).await {
-                            Ok(q) if q.coin_id.is_none_or(|c| c == r.coin_id) => {
-                                add_amount(&mut needed, &o.input.coin, q.amount)
-                            }
-                            _ => {
-                                fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
-                            }
-                        }
-                    }
-                    WithdrawCall::V1(r) if r.merchant_pays_fee == Some(true) => {
-                        fees_unknown.insert(o.input.coin.trim().to_ascii_uppercase());
-                    }
-                    _ => {}
+        let unsent = console.unsent(&batch.batch_id).await?;
+        for (coin, amount) in &unsent.amounts {
+            add_amount(&mut needed, coin, *amount);
+        }
+        // The network fee comes on top when the merchant pays it: CCPayment's quote, once per
+        // coin and chain, times the orders that pay it.
+        for ((coin, coin_id, chain), orders) in &unsent.network_fees {
+            match console.fee(*coin_id, chain).await {
+                Ok(q) if q.coin_id.is_none_or(|c| c == *coin_id) => add_amount(
+                    &mut needed,
+                    coin,
+                    q.amount.checked_mul(Decimal::from(*orders)).unwrap_or(Decimal::MAX),
+                ),
+                _ => {
+                    fees_unknown.insert(coin.clone());
                 }
             }
         }
+        fees_unknown.extend(unsent.fees_unknown.iter().cloned());
         if line.waiting {
             waiting.push(line);
         }

@@ -139,6 +139,38 @@ impl Store {
             .collect()
     }
 
+    /// Visits every order in `kind` (optionally of one batch) in the state index's order,
+    /// without collecting them: for sums over batches of a million orders. One snapshot; `f`'s
+    /// first error stops the walk and is returned.
+    pub fn for_each_order_in_state(
+        &self,
+        kind: StateKind,
+        batch_id: Option<&str>,
+        f: &mut dyn FnMut(&OrderRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = self.read()?;
+        let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
+        let mut failed = None;
+        self.walk_index(&tx, kind, batch_id, None, &mut |_, order_id| {
+            let step = self
+                .load_order(&orders, order_id)
+                .and_then(|order| {
+                    order.ok_or_else(|| {
+                        self.corrupt(format!("the state index names order {order_id:?}, which is missing"))
+                    })
+                })
+                .and_then(|order| f(&order));
+            match step {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// The (due time, order_id) of orders in `kind` (optionally of one batch) due by
     /// `due_by_ms`, in index order, at most `limit`: what [`Store::orders_by_state`] would return,
     /// without reading a record. For deciding whether there is work before loading it.

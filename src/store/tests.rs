@@ -1371,3 +1371,47 @@ fn a_store_whose_creation_was_killed_opens_and_a_foreign_file_is_refused() {
         "and never touched"
     );
 }
+
+#[test]
+fn every_order_in_a_state_is_visited_without_a_limit_and_an_error_stops_the_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (batch("visit-a", 1_000, 7), batch("visit-b", 2_000, 5));
+    store.create_batch(&a, &orders(&a, "a")).unwrap();
+    store.create_batch(&b, &orders(&b, "b")).unwrap();
+    let visited = |batch_id: Option<&str>| {
+        let mut ids = Vec::new();
+        store
+            .for_each_order_in_state(StateKind::Planned, batch_id, &mut |o| {
+                ids.push(o.order_id.to_string());
+                Ok(())
+            })
+            .unwrap();
+        ids
+    };
+    let listed = |batch_id: Option<&str>| -> Vec<String> {
+        store
+            .orders_by_state(StateKind::Planned, batch_id, None, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.order_id.to_string())
+            .collect()
+    };
+    assert_eq!(visited(None).len(), 12);
+    assert_eq!(visited(None), listed(None));
+    assert_eq!(visited(Some(a.batch_id.as_str())), listed(Some(a.batch_id.as_str())));
+    assert_eq!(visited(Some(b.batch_id.as_str())).len(), 5);
+    assert!(visited(Some("no-such-batch")).is_empty());
+    let mut seen = 0;
+    let err = store
+        .for_each_order_in_state(StateKind::Planned, None, &mut |_| {
+            seen += 1;
+            if seen == 3 {
+                Err(StoreError::Db("stop here".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("stop here") && seen == 3, "{err} after {seen}");
+}

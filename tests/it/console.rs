@@ -770,6 +770,11 @@ async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hit
         .unwrap();
     assert!(needs.contains("<td>USDT</td>") && needs.contains(">40<"), "{needs}");
     assert!(overview.contains(&second), "{overview}");
+    // Asked again at once, the same (the sums are kept while the batch's counts stay the same).
+    assert_eq!(
+        get("/").await.1.split("id=\"needs\"").nth(1),
+        overview.split("id=\"needs\"").nth(1)
+    );
 
     // Last month's progress, its JSON report and an order with its record.
     let (code, progress) = get(&format!("/batches/{first}/progress")).await;
@@ -793,6 +798,29 @@ async fn a_batch_page_shows_changed_recipients_beside_the_old_ones_deny_list_hit
         missing.contains("<strong id=\"who\">auditor</strong>"),
         "every page shows who: {missing}"
     );
+
+    // The plan approved and the recipient review not: d-2 is paid, the held d-1 still waits,
+    // and the overview's sums follow (they are kept only while the batch's counts stay the same).
+    let status = ccpayout_text(&api, &state, &config, &["status", &second]).1;
+    let commands = approve_commands(&status);
+    assert_eq!(commands.len(), 2, "the plan and the recipient review: {status}");
+    let args: Vec<&str> = commands[0].iter().map(String::as_str).collect();
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    daemon.wait_for("d-2 paid", Duration::from_secs(60), || {
+        ccpayout_text(&api, &state, &config, &["status", "d-2"])
+            .1
+            .contains("\"state\":\"success\"")
+    });
+    let (_, overview) = get("/").await;
+    let needs = overview.split("id=\"needs\"").nth(1).expect("the needs table");
+    assert!(needs.contains(">10<") && !needs.contains(">40<"), "{needs}");
+
+    // Cancelled, the waiting batch needs nothing any more.
+    let (code, out, err) = ccpayout_text(&api, &state, &config, &["cancel", &second]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, overview) = get("/").await;
+    assert!(overview.contains("Nothing is waiting to be sent."), "{overview}");
     daemon.terminate(Duration::from_secs(30));
 }
 

@@ -450,7 +450,6 @@ impl Console {
     }
 }
 
-/// Adds the stored canonical `amount` to `coin`'s total.
 /// What a batch's orders not sent yet still need: the amounts per coin, how many of them pay
 /// each network fee on top (the merchant pays it; by coin, coin id and chain), and the coins
 /// whose fees on top the console cannot quote (v1's).
@@ -488,6 +487,7 @@ pub(super) fn unsent_of(store: &crate::store::Store, batch_id: &str) -> Result<U
     Ok(unsent)
 }
 
+/// Adds the stored canonical `amount` to `coin`'s total.
 fn add(totals: &mut BTreeMap<String, Decimal>, coin: &str, amount: &str) {
     add_amount(totals, coin, Decimal::from_str_exact(amount.trim()).unwrap_or_default());
 }
@@ -712,215 +712,228 @@ async fn batch_page(
         }
     }
 
-    tokio::task::block_in_place(|| {
-        let mut rows: Vec<view::RowLine> = Vec::with_capacity(orders.len() + batch.refused.len());
-        let mut held = Vec::new();
-        let mut held_total = 0;
-        let mut coins: BTreeMap<String, CoinSums> = BTreeMap::new();
-        for o in &orders {
-            let report = ReportRow::from_order(o, &explorers);
-            let amount = Decimal::from_str_exact(o.call.amount()).ok();
-            let coin_id = match &o.call {
-                WithdrawCall::Network(r) => Some(r.coin_id),
-                WithdrawCall::Cwallet(r) => Some(r.coin_id),
-                WithdrawCall::V1(_) => None,
-            };
-            // The fee: charged (CCPayment's record), or quoted now; in the coin itself or another.
-            let (fee, fee_same_coin, quoted) = match (&o.fee, &o.call) {
-                (Some(f), _) => (
-                    parse_api_decimal(&f.amount),
-                    coin_id.is_some_and(|c| c == f.coin_id),
-                    false,
-                ),
-                (None, WithdrawCall::Network(r)) => match quotes.get(&(r.coin_id, r.chain.clone())) {
-                    Some(Ok(q)) => (Some(q.amount), q.coin_id.is_none_or(|c| c == r.coin_id), true),
-                    _ => (None, false, true),
-                },
-                (None, WithdrawCall::Cwallet(_)) => (Some(Decimal::ZERO), true, false),
-                (None, WithdrawCall::V1(_)) => (None, false, true),
-            };
-            let fee_text = match (fee, &o.fee) {
-                (Some(f), Some(charged)) if !fee_same_coin => format!("{} {}", f.normalize(), charged.coin_symbol),
-                (Some(f), _) if !fee_same_coin => format!("{} (another coin)", f.normalize()),
-                (Some(f), _) => format!(
-                    "{}{}",
-                    f.normalize(),
-                    if quoted && !f.is_zero() { " (quote)" } else { "" }
-                ),
-                (None, _) => "?".to_owned(),
-            };
-            // What the receiver gets: the whole amount when the merchant pays the fee or it is in
-            // another coin, else the amount less the fee.
-            let receives = match (amount, fee) {
-                (Some(a), _) if merchant_pays(o) => Some(a),
-                (Some(a), Some(f)) if fee_same_coin => Some(a - f),
-                (Some(a), Some(_)) => Some(a),
-                _ => None,
-            };
-            let plan = coins.entry(o.input.coin.trim().to_ascii_uppercase()).or_default();
-            plan.rows += 1;
-            plan.amount += amount.unwrap_or_default();
-            match (fee, fee_same_coin) {
-                (Some(f), true) => plan.fees += f,
-                (Some(_), false) => {}
-                (None, _) => plan.unknown = true,
-            }
-            match receives {
-                Some(r) => plan.receives += r,
-                None => plan.unknown = true,
-            }
-            if let Some(review) = &o.review {
-                held_total += 1;
-                if held.len() < HELD_SHOWN {
-                    held.push(view::HeldLine {
-                        line: o.line,
-                        order_id: o.order_id.to_string(),
-                        amount: o.input.amount.clone(),
-                        coin: o.input.coin.clone(),
-                        payee: o.input.payee.clone(),
-                        destination: crate::store::destination_of(o).describe(),
-                        previous: review.previous.as_ref().map(|p| p.describe()),
-                    });
-                }
-            }
-            rows.push(view::RowLine {
-                line: o.line,
-                order_id: report.order_id,
-                is_order: true,
-                recipient: report.recipient,
-                coin: report.coin,
-                chain: report.chain,
-                amount: report.amount,
-                fee: fee_text,
-                receives: receives.map_or_else(|| "?".to_owned(), |r| r.normalize().to_string()),
-                status: report.status.as_str().to_owned(),
-                status_class: status_class(report.status),
-                reference: report.reference,
-                problem: report.error_message,
-                held: o.review.is_some() && o.kind() == StateKind::AwaitingApproval,
-            });
-        }
-        let mut deny_hits = Vec::new();
-        for r in &batch.refused {
-            let report = ReportRow::from_refused(r);
-            if let Some(problem) = r.problems.iter().find(|p| p.contains("deny list")) {
-                deny_hits.push((r.line, r.order_id.clone().unwrap_or_default(), problem.clone()));
-            }
-            rows.push(view::RowLine {
-                line: r.line,
-                order_id: report.order_id,
-                is_order: false,
-                recipient: String::new(),
-                coin: String::new(),
-                chain: String::new(),
-                amount: String::new(),
-                fee: String::new(),
-                receives: String::new(),
-                status: report.status.as_str().to_owned(),
-                status_class: status_class(report.status),
-                reference: String::new(),
-                problem: report.error_message,
-                held: false,
-            });
-        }
-        rows.sort_by_key(|r| r.line);
+    tokio::task::block_in_place(|| lay_out(console, batch, q, counts, orders, explorers, quotes))
+}
 
-        let filter: &'static str = match q.show.as_deref() {
-            Some("held") => "held",
-            Some("refused") => "refused",
-            Some("failed") => "failed",
-            _ => "all",
+/// The batch page from its orders and the fee quotes: every row laid out, filtered, counted and
+/// paged, the sums per coin, the held recipients and the diff. It awaits nothing and takes a
+/// while for a big batch: its caller runs it with the runtime told so.
+fn lay_out(
+    console: &Console,
+    batch: &BatchRecord,
+    q: &BatchQuery,
+    counts: BTreeMap<StateKind, u64>,
+    orders: Vec<OrderRecord>,
+    explorers: BTreeMap<String, String>,
+    quotes: HashMap<(u64, String), Result<super::FeeQuote, String>>,
+) -> Result<view::BatchPage, crate::store::StoreError> {
+    let mut rows: Vec<view::RowLine> = Vec::with_capacity(orders.len() + batch.refused.len());
+    let mut held = Vec::new();
+    let mut held_total = 0;
+    let mut coins: BTreeMap<String, CoinSums> = BTreeMap::new();
+    for o in &orders {
+        let report = ReportRow::from_order(o, &explorers);
+        let amount = Decimal::from_str_exact(o.call.amount()).ok();
+        let coin_id = match &o.call {
+            WithdrawCall::Network(r) => Some(r.coin_id),
+            WithdrawCall::Cwallet(r) => Some(r.coin_id),
+            WithdrawCall::V1(_) => None,
         };
-        let keep = |r: &view::RowLine, f: &str| match f {
-            "held" => r.held,
-            "refused" => !r.is_order,
-            "failed" => matches!(r.status.as_str(), "failed" | "rejected"),
-            _ => true,
-        };
-        let filters = [
-            ("all", "All"),
-            ("held", "Held"),
-            ("refused", "Refused"),
-            ("failed", "Failed"),
-        ]
-        .map(|(k, label)| (k, label, rows.iter().filter(|r| keep(r, k)).count()))
-        .to_vec();
-        let kept: Vec<view::RowLine> = rows.into_iter().filter(|r| keep(r, filter)).collect();
-        let pages = kept.len().div_ceil(PAGE_ROWS).max(1);
-        let page_no = q.page.unwrap_or(1).clamp(1, pages);
-        let shown: Vec<view::RowLine> = kept
-            .into_iter()
-            .skip((page_no - 1) * PAGE_ROWS)
-            .take(PAGE_ROWS)
-            .collect();
-        let fee_note = quotes
-            .values()
-            .find_map(|q| q.as_ref().err())
-            .map(|e| format!("Some fees could not be quoted by CCPayment ({e}); they show as ?."));
-
-        let mut parts = vec![approval_part(
-            "plan",
-            "Plan approval",
-            &batch.approval,
-            &batch.plan_digest,
-        )];
-        if let Some(review) = &batch.recipients {
-            parts.push(approval_part(
-                "recipients",
-                "Recipient review",
-                &review.approval,
-                &review.digest,
-            ));
-        }
-        let unsent: u64 = UNSENT.iter().map(|k| count(&counts, *k)).sum();
-        Ok(view::BatchPage {
-            id: batch.batch_id.to_string(),
-            state: batch.state.as_str(),
-            source: batch.source.clone(),
-            created: rfc3339_ms(batch.created_ms),
-            signer: match &batch.signer {
-                Some(s) => format!("{} ({} {})", s.principal, s.key_type, s.fingerprint),
-                None => "not signed".to_owned(),
+        // The fee: charged (CCPayment's record), or quoted now; in the coin itself or another.
+        let (fee, fee_same_coin, quoted) = match (&o.fee, &o.call) {
+            (Some(f), _) => (
+                parse_api_decimal(&f.amount),
+                coin_id.is_some_and(|c| c == f.coin_id),
+                false,
+            ),
+            (None, WithdrawCall::Network(r)) => match quotes.get(&(r.coin_id, r.chain.clone())) {
+                Some(Ok(q)) => (Some(q.amount), q.coin_id.is_none_or(|c| c == r.coin_id), true),
+                _ => (None, false, true),
             },
-            total: counts.values().sum(),
-            finals: StateKind::finals(&counts),
-            counts: counts_text(&counts, batch.refused.len()),
-            coins: coins
-                .into_iter()
-                .map(|(coin, c)| {
-                    let maybe = |d: Decimal| {
-                        if c.unknown {
-                            format!("{} + ?", d.normalize())
-                        } else {
-                            d.normalize().to_string()
-                        }
-                    };
-                    view::CoinPlan {
-                        coin,
-                        rows: c.rows,
-                        amount: c.amount.normalize().to_string(),
-                        fees: maybe(c.fees),
-                        receives: if c.unknown {
-                            "?".to_owned()
-                        } else {
-                            c.receives.normalize().to_string()
-                        },
+            (None, WithdrawCall::Cwallet(_)) => (Some(Decimal::ZERO), true, false),
+            (None, WithdrawCall::V1(_)) => (None, false, true),
+        };
+        let fee_text = match (fee, &o.fee) {
+            (Some(f), Some(charged)) if !fee_same_coin => format!("{} {}", f.normalize(), charged.coin_symbol),
+            (Some(f), _) if !fee_same_coin => format!("{} (another coin)", f.normalize()),
+            (Some(f), _) => format!(
+                "{}{}",
+                f.normalize(),
+                if quoted && !f.is_zero() { " (quote)" } else { "" }
+            ),
+            (None, _) => "?".to_owned(),
+        };
+        // What the receiver gets: the whole amount when the merchant pays the fee or it is in
+        // another coin, else the amount less the fee.
+        let receives = match (amount, fee) {
+            (Some(a), _) if merchant_pays(o) => Some(a),
+            (Some(a), Some(f)) if fee_same_coin => Some(a - f),
+            (Some(a), Some(_)) => Some(a),
+            _ => None,
+        };
+        let plan = coins.entry(o.input.coin.trim().to_ascii_uppercase()).or_default();
+        plan.rows += 1;
+        plan.amount += amount.unwrap_or_default();
+        match (fee, fee_same_coin) {
+            (Some(f), true) => plan.fees += f,
+            (Some(_), false) => {}
+            (None, _) => plan.unknown = true,
+        }
+        match receives {
+            Some(r) => plan.receives += r,
+            None => plan.unknown = true,
+        }
+        if let Some(review) = &o.review {
+            held_total += 1;
+            if held.len() < HELD_SHOWN {
+                held.push(view::HeldLine {
+                    line: o.line,
+                    order_id: o.order_id.to_string(),
+                    amount: o.input.amount.clone(),
+                    coin: o.input.coin.clone(),
+                    payee: o.input.payee.clone(),
+                    destination: crate::store::destination_of(o).describe(),
+                    previous: review.previous.as_ref().map(|p| p.describe()),
+                });
+            }
+        }
+        rows.push(view::RowLine {
+            line: o.line,
+            order_id: report.order_id,
+            is_order: true,
+            recipient: report.recipient,
+            coin: report.coin,
+            chain: report.chain,
+            amount: report.amount,
+            fee: fee_text,
+            receives: receives.map_or_else(|| "?".to_owned(), |r| r.normalize().to_string()),
+            status: report.status.as_str().to_owned(),
+            status_class: status_class(report.status),
+            reference: report.reference,
+            problem: report.error_message,
+            held: o.review.is_some() && o.kind() == StateKind::AwaitingApproval,
+        });
+    }
+    let mut deny_hits = Vec::new();
+    for r in &batch.refused {
+        let report = ReportRow::from_refused(r);
+        if let Some(problem) = r.problems.iter().find(|p| p.contains("deny list")) {
+            deny_hits.push((r.line, r.order_id.clone().unwrap_or_default(), problem.clone()));
+        }
+        rows.push(view::RowLine {
+            line: r.line,
+            order_id: report.order_id,
+            is_order: false,
+            recipient: String::new(),
+            coin: String::new(),
+            chain: String::new(),
+            amount: String::new(),
+            fee: String::new(),
+            receives: String::new(),
+            status: report.status.as_str().to_owned(),
+            status_class: status_class(report.status),
+            reference: String::new(),
+            problem: report.error_message,
+            held: false,
+        });
+    }
+    rows.sort_by_key(|r| r.line);
+
+    let filter: &'static str = match q.show.as_deref() {
+        Some("held") => "held",
+        Some("refused") => "refused",
+        Some("failed") => "failed",
+        _ => "all",
+    };
+    let keep = |r: &view::RowLine, f: &str| match f {
+        "held" => r.held,
+        "refused" => !r.is_order,
+        "failed" => matches!(r.status.as_str(), "failed" | "rejected"),
+        _ => true,
+    };
+    let filters = [
+        ("all", "All"),
+        ("held", "Held"),
+        ("refused", "Refused"),
+        ("failed", "Failed"),
+    ]
+    .map(|(k, label)| (k, label, rows.iter().filter(|r| keep(r, k)).count()))
+    .to_vec();
+    let kept: Vec<view::RowLine> = rows.into_iter().filter(|r| keep(r, filter)).collect();
+    let pages = kept.len().div_ceil(PAGE_ROWS).max(1);
+    let page_no = q.page.unwrap_or(1).clamp(1, pages);
+    let shown: Vec<view::RowLine> = kept
+        .into_iter()
+        .skip((page_no - 1) * PAGE_ROWS)
+        .take(PAGE_ROWS)
+        .collect();
+    let fee_note = quotes
+        .values()
+        .find_map(|q| q.as_ref().err())
+        .map(|e| format!("Some fees could not be quoted by CCPayment ({e}); they show as ?."));
+
+    let mut parts = vec![approval_part(
+        "plan",
+        "Plan approval",
+        &batch.approval,
+        &batch.plan_digest,
+    )];
+    if let Some(review) = &batch.recipients {
+        parts.push(approval_part(
+            "recipients",
+            "Recipient review",
+            &review.approval,
+            &review.digest,
+        ));
+    }
+    let unsent: u64 = UNSENT.iter().map(|k| count(&counts, *k)).sum();
+    Ok(view::BatchPage {
+        id: batch.batch_id.to_string(),
+        state: batch.state.as_str(),
+        source: batch.source.clone(),
+        created: rfc3339_ms(batch.created_ms),
+        signer: match &batch.signer {
+            Some(s) => format!("{} ({} {})", s.principal, s.key_type, s.fingerprint),
+            None => "not signed".to_owned(),
+        },
+        total: counts.values().sum(),
+        finals: StateKind::finals(&counts),
+        counts: counts_text(&counts, batch.refused.len()),
+        coins: coins
+            .into_iter()
+            .map(|(coin, c)| {
+                let maybe = |d: Decimal| {
+                    if c.unknown {
+                        format!("{} + ?", d.normalize())
+                    } else {
+                        d.normalize().to_string()
                     }
-                })
-                .collect(),
-            parts,
-            can_cancel: batch.state == BatchState::Open && unsent > 0,
-            diff: diff_of(console, batch, &orders),
-            deny_hits,
-            held,
-            held_total,
-            filter,
-            filters,
-            rows: shown,
-            page: page_no,
-            pages,
-            fee_note,
-        })
+                };
+                view::CoinPlan {
+                    coin,
+                    rows: c.rows,
+                    amount: c.amount.normalize().to_string(),
+                    fees: maybe(c.fees),
+                    receives: if c.unknown {
+                        "?".to_owned()
+                    } else {
+                        c.receives.normalize().to_string()
+                    },
+                }
+            })
+            .collect(),
+        parts,
+        can_cancel: batch.state == BatchState::Open && unsent > 0,
+        diff: diff_of(console, batch, &orders),
+        deny_hits,
+        held,
+        held_total,
+        filter,
+        filters,
+        rows: shown,
+        page: page_no,
+        pages,
+        fee_note,
     })
 }
 
@@ -1027,9 +1040,8 @@ async fn report_json(State(console): State<Shared>, viewer: Viewer, Path(id): Pa
 }
 
 /// The batch's result report, written from the store into the reports folder (as `ccpayout
-/// report` does) and sent as a download.
-/// The batch's report, written from the store and read back: a long walk for a big batch, so
-/// its callers run it with the runtime told so (block_in_place).
+/// report` does) and sent as a download: a long walk for a big batch, so its callers run it
+/// with the runtime told so (block_in_place).
 fn download(console: &Console, viewer: &Viewer, id: &str, json: bool) -> Response {
     let batch = match find(console, viewer, id) {
         Ok(b) => b,

@@ -46,8 +46,7 @@ fn linked<'n>(notice: &'n Notice, context: &Context<'_>) -> Cow<'n, Notice> {
     else {
         return Cow::Borrowed(notice);
     };
-    let mut notice = notice.clone();
-    notice.lines.push(match notice.event {
+    let mut notice = notice.clone().line(match notice.event {
         NoticeEvent::ApprovalRequired => format!("Review and approve it in the console: {url}"),
         _ => format!("See it in the console: {url}"),
     });

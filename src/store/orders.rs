@@ -132,11 +132,18 @@ impl Store {
         })?;
         let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
         ids.iter()
-            .map(|order_id| {
-                self.load_order(&orders, order_id)?
-                    .ok_or_else(|| self.corrupt(format!("the state index names order {order_id:?}, which is missing")))
-            })
+            .map(|order_id| self.indexed_order(&orders, order_id))
             .collect()
+    }
+
+    /// The order the state index names: missing, the store is damaged.
+    fn indexed_order(
+        &self,
+        orders: &impl ReadableTable<&'static str, &'static [u8]>,
+        order_id: &str,
+    ) -> Result<OrderRecord, StoreError> {
+        self.load_order(orders, order_id)?
+            .ok_or_else(|| self.corrupt(format!("the state index names order {order_id:?}, which is missing")))
     }
 
     /// Visits every order in `kind` (optionally of one batch) in the state index's order,
@@ -152,14 +159,7 @@ impl Store {
         let orders = tx.open_table(ORDERS).map_err(|e| self.db_err(e))?;
         let mut failed = None;
         self.walk_index(&tx, kind, batch_id, None, &mut |_, order_id| {
-            let step = self
-                .load_order(&orders, order_id)
-                .and_then(|order| {
-                    order.ok_or_else(|| {
-                        self.corrupt(format!("the state index names order {order_id:?}, which is missing"))
-                    })
-                })
-                .and_then(|order| f(&order));
+            let step = self.indexed_order(&orders, order_id).and_then(|order| f(&order));
             match step {
                 Ok(()) => true,
                 Err(e) => {
